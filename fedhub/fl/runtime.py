@@ -1,0 +1,307 @@
+"""Dask execution: where clients' data lives, how a round's training is submitted and
+collected, and what happens when a worker dies.
+
+* The data, the model factory and the run's constants travel once per run as one object
+  scattered to every worker (a fresh key per run); workers keep it in memory and build
+  their torch tensors and model once (cached per run token).
+* Each round sends the global weights once per worker (inline when small, otherwise
+  scattered under a fresh key) and submits ONE task per worker holding that worker's share
+  of the sampled clients, balanced by expected work. Per-client work is often a few
+  milliseconds, so one task per client would be mostly scheduler overhead.
+* Results do not depend on the assignment: every client is seeded by (seed, round, id)
+  and the driver aggregates in sorted client order.
+* A task lost with its worker is rescheduled by Dask; one that errs with ``KilledWorker``
+  or a closed connection is resubmitted (fresh key) on the survivors, up to
+  ``max_retries`` times, after which its clients count as dropped for the round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .training import ClientJob, ClientResult, FlatModel, to_tensors, train_client
+
+log = logging.getLogger("fedhub.fl")
+
+#: Below this size the weights go inline with the task instead of through a scatter.
+INLINE_BYTES = 1 << 20
+
+
+@dataclass
+class WorkerPayload:
+    """Everything a worker needs for a whole run; shipped once."""
+
+    token: str
+    data: object  # FederatedData
+    model_factory: Callable
+    lr: float
+    batch_size: int | None
+    mu: float
+    seed: int
+
+
+# ---------------------------------------------------------------- worker side
+
+_WORKER_CACHE: OrderedDict[str, tuple[FlatModel, list]] = OrderedDict()
+_WORKER_CACHE_SIZE = 2
+
+
+def _worker_state(payload: WorkerPayload) -> tuple[FlatModel, list]:
+    """The worker's model and tensors for this run, built on first use.
+
+    Only the last two runs are kept, so a notebook re-running experiments against a
+    long-lived cluster does not grow the workers' memory.
+    """
+    state = _WORKER_CACHE.get(payload.token)
+    if state is None:
+        import torch
+
+        torch.set_num_threads(1)
+        fm = FlatModel(payload.model_factory())
+        tensors = [to_tensors(c) for c in payload.data.clients]
+        state = (fm, tensors)
+        _WORKER_CACHE[payload.token] = state
+        while len(_WORKER_CACHE) > _WORKER_CACHE_SIZE:
+            _WORKER_CACHE.popitem(last=False)
+    return state
+
+
+def train_batch(
+    payload: WorkerPayload, params: np.ndarray, jobs: list[ClientJob], rnd: int
+) -> list[ClientResult]:
+    """Dask task: train a batch of clients one after another on this worker."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    fm, tensors = _worker_state(payload)
+    global_params = torch.from_numpy(np.asarray(params, dtype=np.float32))
+    kind = payload.data.kind
+    return [
+        train_client(
+            fm,
+            tensors[job.cid],
+            global_params,
+            job,
+            rnd=rnd,
+            seed=payload.seed,
+            lr=payload.lr,
+            batch_size=payload.batch_size,
+            mu=payload.mu,
+            kind=kind,
+        )
+        for job in jobs
+    ]
+
+
+def _warm_up() -> int:
+    """Import torch and pin it to one thread on a worker before the first round."""
+    import torch
+
+    torch.set_num_threads(1)
+    return os.getpid()
+
+
+# ---------------------------------------------------------------- driver side
+
+
+def local_cluster_kwargs(n_workers: int | None = None, memory_limit: str | None = None) -> dict:
+    """Defaults for the LocalCluster a run creates when given no client or address.
+
+    One thread per worker (torch is pinned to one thread inside tasks as well), process
+    workers so that a hung or crashing client cannot take the driver down, a hard memory
+    limit per worker, everything on loopback and no fixed dashboard port.
+    """
+    cpus = os.cpu_count() or 1
+    n = n_workers or max(1, min(cpus, 4))
+    if memory_limit is None:
+        try:
+            import psutil
+
+            total = psutil.virtual_memory().total
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            total = 8 << 30
+        memory_limit = str(min(4 << 30, int(0.8 * total / n)))
+    return {
+        "n_workers": n,
+        "threads_per_worker": 1,
+        "processes": True,
+        "memory_limit": memory_limit,
+        "host": "127.0.0.1",
+        "dashboard_address": ":0",
+    }
+
+
+@contextlib.contextmanager
+def dask_client(client=None, address: str | None = None, cluster_kwargs: dict | None = None):
+    """Yield a Dask client; close whatever this function created, even on errors."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if address is not None:
+        c = Client(address, set_as_default=False)
+        try:
+            yield c
+        finally:
+            c.close()
+        return
+    kwargs = local_cluster_kwargs()
+    kwargs.update(cluster_kwargs or {})
+    cluster = LocalCluster(**kwargs)
+    # A notebook interrupted mid-run must not leave workers behind.
+    finalizer = weakref.finalize(cluster, cluster.close)
+    c = Client(cluster, set_as_default=False)
+    try:
+        c.run(_warm_up)
+        yield c
+    finally:
+        c.close()
+        finalizer()
+
+
+class RoundRunner:
+    """Submits rounds of client jobs to Dask and collects their results."""
+
+    def __init__(self, client, payload: WorkerPayload, max_retries: int = 3) -> None:
+        self.client = client
+        self.payload = payload
+        self.max_retries = max_retries
+        self._payload_future = None
+        self._params_future = None
+        self.lost_clients_total = 0
+
+    def start(self) -> None:
+        self._payload_future = self.client.scatter(self.payload, broadcast=True, hash=False)
+
+    def close(self) -> None:
+        for fut in (self._params_future, self._payload_future):
+            if fut is not None:
+                fut.release()
+        self._payload_future = self._params_future = None
+
+    def _workers(self) -> list[str]:
+        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        return workers or [None]
+
+    def _broadcast_params(self, params: np.ndarray):
+        """The global weights for one round, sent once per worker under a fresh key."""
+        if self._params_future is not None:
+            self._params_future.release()
+            self._params_future = None
+        if params.nbytes <= INLINE_BYTES:
+            return params
+        # A bare (non-dict) object with hash=False gets a fresh random key, so the
+        # scatter-reuses-dict-keys pitfall cannot serve last round's weights.
+        self._params_future = self.client.scatter(params, broadcast=True, hash=False)
+        return self._params_future
+
+    @staticmethod
+    def assign(jobs: list[ClientJob], cost: Callable[[ClientJob], float], n: int):
+        """Longest-processing-time-first split of jobs over ``n`` workers."""
+        loads = [0.0] * n
+        shares: list[list[ClientJob]] = [[] for _ in range(n)]
+        for job in sorted(jobs, key=lambda j: (-cost(j), j.cid)):
+            i = min(range(n), key=lambda k: (loads[k], k))
+            shares[i].append(job)
+            loads[i] += cost(job)
+        return [s for s in shares if s]
+
+    def _submit(self, params_ref, jobs, rnd, worker, attempt):
+        key = f"fl-train-{self.payload.token}-r{rnd}-{uuid.uuid4().hex[:8]}-a{attempt}"
+        return self.client.submit(
+            train_batch,
+            self._payload_future,
+            params_ref,
+            jobs,
+            rnd,
+            key=key,
+            workers=[worker] if worker else None,
+            allow_other_workers=True,
+            pure=False,
+        )
+
+    def run_round(
+        self,
+        rnd: int,
+        params: np.ndarray,
+        jobs: list[ClientJob],
+        cost: Callable[[ClientJob], float],
+        timeout: float | None = None,
+    ) -> tuple[list[ClientResult], list[int]]:
+        """Train ``jobs``; return results sorted by client id and the ids that were lost."""
+        from distributed import wait
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        if not jobs:
+            return [], []
+        self._ensure_payload()
+        params_ref = self._broadcast_params(params)
+        workers = self._workers()
+        pending = {
+            self._submit(params_ref, share, rnd, w, 0): (share, 0)
+            for share, w in zip(self.assign(jobs, cost, len(workers)), workers, strict=False)
+        }
+        results: list[ClientResult] = []
+        lost: list[int] = []
+        while pending:
+            try:
+                with self.client.as_current():
+                    done, not_done = wait(list(pending), timeout=timeout)
+            except TimeoutError:
+                done = {f for f in pending if f.done()}
+                not_done = set(pending) - done
+            if not_done:  # deadline passed: late clients are dropped
+                for fut in not_done:
+                    lost.extend(j.cid for j in pending.pop(fut)[0])
+                    fut.cancel()
+                log.warning("round %d: %d clients missed the deadline", rnd, len(lost))
+            finished = [f for f in done if f.status == "finished"]
+            for batch in self.client.gather(finished):
+                results.extend(batch)
+            for fut in finished:
+                pending.pop(fut)
+            for fut in [f for f in done if f.status != "finished"]:
+                share, attempt = pending.pop(fut)
+                exc = fut.exception() if fut.status == "error" else None
+                retryable = fut.status in ("lost", "cancelled") or isinstance(
+                    exc, KilledWorker | CommClosedError | OSError
+                )
+                if not retryable:
+                    raise exc
+                if attempt >= self.max_retries:
+                    log.warning("round %d: giving up on %d clients", rnd, len(share))
+                    lost.extend(j.cid for j in share)
+                    continue
+                log.warning(
+                    "round %d: retrying %d clients after %s", rnd, len(share), exc or fut.status
+                )
+                self._ensure_payload()
+                pending[self._submit(params_ref, share, rnd, None, attempt + 1)] = (
+                    share,
+                    attempt + 1,
+                )
+        self.lost_clients_total += len(lost)
+        results.sort(key=lambda r: r.cid)
+        return results, sorted(lost)
+
+    def _ensure_payload(self) -> None:
+        if self._payload_future is None or self._payload_future.status != "finished":
+            log.warning("client data was lost with its workers; sending it again")
+            self.start()
+
+
+def iter_chunks(seq: list, n: int) -> Iterator[list]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
