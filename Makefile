@@ -1,0 +1,50 @@
+# fedhub: `make run` starts the demo, `make test` runs the whole suite.
+# Each target does its own set-up and is quick when already set up.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fedhub-installed
+PORT   ?= 8000
+STATE  ?= .fedhub
+
+.PHONY: run test test-fast lint format install bench bench-flower clean browsers
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# re-install only when the dependency list changes
+$(STAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) node_modules/.package-lock.json
+
+run: install
+	$(BIN)/fedhub --state-dir $(STATE) up --demo --port $(PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules $(STATE) build dist *.egg-info

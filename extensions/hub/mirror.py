@@ -1,0 +1,135 @@
+"""Mirror fedhub's tenants into JupyterHub groups and roles.
+
+Each tenant becomes the group ``tenant-<slug>`` (its ``properties`` carry the
+tier and status) and its tenant admins get the role ``tenant-admin-<slug>``,
+whose scopes are filtered to that group. The mirror runs inside the hub process,
+on the hub's own database session, so the hub sees every change at once:
+at start-up, after each login, and whenever the tenancy revision changes.
+It is idempotent: running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from jupyterhub import orm, roles
+
+from fedhub.tenancy.models import Role, TenantStatus
+from fedhub.tenancy.roles import GROUP_PREFIX, TENANT_ADMIN_ROLE_PREFIX, group_name, tenant_admin_role
+from fedhub.tenancy.store import TenantStore
+
+MANAGED_PROPERTY = "fedhub_tenant"
+
+
+@dataclass
+class DesiredState:
+    groups: dict[str, dict] = field(default_factory=dict)  # name -> properties
+    members: dict[str, set[str]] = field(default_factory=dict)  # group -> usernames
+    admin_roles: dict[str, dict] = field(default_factory=dict)  # role name -> spec
+    role_users: dict[str, set[str]] = field(default_factory=dict)  # role name -> usernames
+    platform_admins: set[str] = field(default_factory=set)
+
+    def role_specs(self) -> list[dict]:
+        """Role specs in ``load_roles`` format, with their user assignments."""
+        specs = [dict(spec, users=sorted(self.role_users[name])) for name, spec in self.admin_roles.items()]
+        specs.append({"name": "admin", "users": sorted(self.platform_admins)})
+        return specs
+
+
+def desired_state(store: TenantStore) -> DesiredState:
+    state = DesiredState()
+    for tenant in store.list_tenants():
+        name = group_name(tenant.slug)
+        state.groups[name] = {
+            MANAGED_PROPERTY: tenant.slug,
+            "name": tenant.name,
+            "tier": tenant.tier,
+            "status": str(tenant.status),
+        }
+        state.members[name] = {m.username for m in tenant.memberships}
+        spec = tenant_admin_role(tenant.slug)
+        state.admin_roles[spec["name"]] = spec
+        state.role_users[spec["name"]] = {
+            m.username for m in tenant.memberships
+            if m.role == Role.TENANT_ADMIN and tenant.status == TenantStatus.ACTIVE
+        }
+    for m in store.memberships():
+        if m.role == Role.PLATFORM_ADMIN:
+            state.platform_admins.add(m.username)
+    return state
+
+
+class TenantMirror:
+    """Apply the desired tenancy state to the hub's database."""
+
+    def __init__(self, db, store: TenantStore, log: logging.Logger | None = None):
+        self.db = db
+        self.store = store
+        self.log = log or logging.getLogger(__name__)
+
+    def _user(self, name: str) -> orm.User:
+        user = orm.User.find(self.db, name)
+        if user is None:
+            self.log.info("fedhub mirror: creating hub user %s", name)
+            user = orm.User(name=name)
+            self.db.add(user)
+            self.db.flush()
+            roles.assign_default_roles(self.db, user)
+        return user
+
+    def sync(self, state: DesiredState | None = None) -> DesiredState:
+        state = state or desired_state(self.store)
+        self._sync_groups(state)
+        self._sync_roles(state)
+        self.db.commit()
+        return state
+
+    def _sync_groups(self, state: DesiredState) -> None:
+        existing = {
+            g.name: g for g in self.db.query(orm.Group).filter(orm.Group.name.like(f"{GROUP_PREFIX}%"))
+        }
+        for name, properties in state.groups.items():
+            group = existing.get(name)
+            if group is None:
+                self.log.info("fedhub mirror: creating group %s", name)
+                group = orm.Group(name=name)
+                self.db.add(group)
+            if dict(group.properties or {}) != properties:
+                group.properties = properties
+            wanted = state.members[name]
+            if {u.name for u in group.users} != wanted:
+                group.users = [self._user(u) for u in sorted(wanted)]
+        for name, group in existing.items():
+            if name not in state.groups and (group.properties or {}).get(MANAGED_PROPERTY):
+                self.log.info("fedhub mirror: deleting group %s of a deleted tenant", name)
+                self.db.delete(group)
+
+    def _sync_roles(self, state: DesiredState) -> None:
+        association = orm._role_associations["user"]
+        for name, spec in state.admin_roles.items():
+            role = orm.Role.find(self.db, name)
+            if role is None or sorted(role.scopes) != sorted(spec["scopes"]):
+                role = roles.create_role(
+                    self.db, dict(spec, managed_by_auth=True), commit=False, reset_to_defaults=False
+                )
+            wanted = state.role_users[name]
+            if {u.name for u in role.users} != wanted:
+                role.users = [self._user(u) for u in sorted(wanted)]
+                self.db.flush()
+                for row in self.db.query(association).filter(association.role_id == role.id):
+                    row.managed_by_auth = True
+        for role in self.db.query(orm.Role).filter(orm.Role.name.like(f"{TENANT_ADMIN_ROLE_PREFIX}%")):
+            if role.name not in state.admin_roles:
+                self.log.info("fedhub mirror: deleting role %s of a deleted tenant", role.name)
+                self.db.delete(role)
+        admin_role = orm.Role.find(self.db, "admin")
+        for user in self.db.query(orm.User).filter(orm.User.admin == True):  # noqa: E712
+            if user.name not in state.platform_admins and self.store.user(user.name) is not None:
+                user.admin = False
+                roles.strip_role(self.db, user, "admin")
+        for name in state.platform_admins:
+            user = self._user(name)
+            if not user.admin or admin_role not in user.roles:
+                user.admin = True
+                roles.grant_role(self.db, user, "admin")

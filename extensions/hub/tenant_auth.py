@@ -1,0 +1,190 @@
+"""What every fedhub authenticator shares: users belong to tenants, with roles.
+
+Subclasses (the local one, the OIDC one) only prove *who* the user is; this
+mixin decides whether that user may come in (a member of an active tenant, or a
+platform admin) and what they get: their tenant's group, their role's
+JupyterHub roles, the admin flag for platform admins. It also owns the tenant
+mirror (start-up, after logins, and whenever the tenancy revision changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cached_property
+
+from tornado import web
+from traitlets import Bool, Float, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from fedhub import db as fedhub_db
+from fedhub import events
+from fedhub.errors import ConfigError
+from fedhub.extensions.hub.mirror import TenantMirror, desired_state
+from fedhub.tenancy.models import Role, TenantStatus
+from fedhub.tenancy.roles import group_name, tenant_admin_role
+from fedhub.tenancy.store import TenantStore, UserInfo
+from fedhub.tiers import load_tiers
+
+
+def client_info(handler) -> dict:
+    """Source IP and user agent of a request, for audit events."""
+    if handler is None:
+        return {}
+    return {
+        "source_ip": handler.request.remote_ip,
+        "user_agent": handler.request.headers.get("User-Agent"),
+    }
+
+
+def _default_role(name: str) -> dict:
+    from jupyterhub.roles import get_default_roles
+
+    return next(dict(r) for r in get_default_roles() if r["name"] == name)
+
+
+class TenantAuthenticatorMixin(LoggingConfigurable):
+    """Tenant membership, roles and the hub mirror for any JupyterHub Authenticator."""
+
+    db_url = Unicode(
+        "",
+        config=True,
+        help="""Database URL of fedhub's tables.
+
+        Empty (the default) means the hub's own database (``JupyterHub.db_url``),
+        so one backup holds everything. Example::
+
+            c.TenantAuthenticatorMixin.db_url = "postgresql+psycopg://fedhub@db/fedhub"
+        """,
+    )
+
+    @default("db_url")
+    def _default_db_url(self):
+        parent_url = getattr(self.parent, "db_url", "") if self.parent is not None else ""
+        return parent_url or fedhub_db.database_url()
+
+    tiers_file = Unicode(
+        "",
+        config=True,
+        help="""Path of the tiers file; empty means ``$FEDHUB_TIERS`` or the bundled
+        ``hub_config/tiers.yaml``. Validated at start-up: an error stops the hub.
+
+            c.TenantAuthenticatorMixin.tiers_file = "/etc/fedhub/tiers.yaml"
+        """,
+    )
+
+    upgrade_db = Bool(
+        True,
+        config=True,
+        help="Apply fedhub's database migrations at hub start (like ``jupyterhub --upgrade-db``).",
+    )
+
+    mirror_interval = Float(
+        5.0,
+        config=True,
+        help="""Seconds between checks for tenancy changes made outside the hub
+        (the ``fedhub`` CLI, services). A change is mirrored into hub groups and
+        roles within this time. 0 disables the periodic check.""",
+    )
+
+    # Tenancy decides groups and roles, so the hub's own group/role assignment
+    # APIs must not fight the mirror.
+    @default("manage_groups")
+    def _default_manage_groups(self):
+        return True
+
+    @default("manage_roles")
+    def _default_manage_roles(self):
+        return True
+
+    @default("reset_managed_roles_on_startup")
+    def _default_reset_managed_roles(self):
+        return True
+
+    @cached_property
+    def store(self) -> TenantStore:
+        try:
+            tiers = load_tiers(self.tiers_file or None)
+        except ConfigError as e:
+            self.log.critical("fedhub: %s", e.message)
+            raise
+        return TenantStore(self.db_url, tiers)
+
+    @cached_property
+    def mirror(self) -> TenantMirror:
+        return TenantMirror(self.parent.db, self.store, self.log)
+
+    # -- JupyterHub hooks --------------------------------------------------------
+
+    async def load_managed_roles(self):
+        """Called by the hub at start-up: migrate, validate tiers, mirror, return roles."""
+        # The hub calls this twice at start-up: before its default roles exist
+        # (only the role specs are wanted then) and again to assign them.
+        from jupyterhub import orm
+
+        if self.upgrade_db and not getattr(self, "_upgraded", False):
+            fedhub_db.upgrade(self.db_url)
+            self._upgraded = True
+        state = desired_state(self.store)
+        if orm.Role.find(self.parent.db, "user") is not None:
+            self.mirror.sync(state)
+            self._start_mirror_loop()
+        return state.role_specs()
+
+    def check_allowed(self, username, authentication=None):
+        info = self.store.user(username)
+        return info is not None
+
+    def tenant_auth_model(self, username: str, handler=None) -> dict:
+        """The auth model for a fedhub user; refuses users of suspended tenants."""
+        info = self.store.user(username)
+        if info is None:
+            return None
+        if info.tenant_status == TenantStatus.SUSPENDED and not info.is_platform_admin:
+            tenant = self.store.get_tenant(info.tenant)
+            events.emit(
+                "auth.login_refused", tenant=info.tenant, actor=username, target=username,
+                result="denied", severity="warning", details={"reason": "tenant_suspended"},
+                **client_info(handler),
+            )
+            raise web.HTTPError(
+                403,
+                f"Your organisation '{tenant.name}' is suspended, so you cannot log in. "
+                "Contact your organisation's administrator or the platform team.",
+            )
+        return {
+            "name": username,
+            "admin": info.is_platform_admin,
+            "groups": self.groups_for(info),
+            "roles": self.roles_for(info),
+        }
+
+    def groups_for(self, info: UserInfo) -> list[str]:
+        return [group_name(info.tenant)] if info.tenant else []
+
+    def roles_for(self, info: UserInfo) -> list[dict]:
+        roles = [_default_role("user")]
+        if info.role == Role.TENANT_ADMIN and info.tenant:
+            roles.append(tenant_admin_role(info.tenant))
+        if info.is_platform_admin:
+            roles.append(_default_role("admin"))
+        return roles
+
+    # -- the periodic mirror ---------------------------------------------------
+
+    def _start_mirror_loop(self) -> None:
+        if self.mirror_interval <= 0 or getattr(self, "_mirror_task", None):
+            return
+        self._mirror_task = asyncio.get_running_loop().create_task(self._mirror_loop())
+
+    async def _mirror_loop(self) -> None:
+        seen = self.store.revision()
+        while True:
+            await asyncio.sleep(self.mirror_interval)
+            try:
+                revision = self.store.revision()
+                if revision != seen:
+                    self.mirror.sync()
+                    seen = revision
+            except Exception:
+                # keep mirroring: a database hiccup must not stop the loop for good
+                self.log.exception("fedhub mirror failed; retrying in %ss", self.mirror_interval)

@@ -1,0 +1,52 @@
+"""The ``fedhub`` command: start the platform and manage tenants, users and tiers.
+
+Every error a user can cause is printed as one line on stderr with a non-zero
+exit status; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fedhub.errors import FedhubError
+
+
+class FedhubGroup(click.Group):
+    """A click group that turns fedhub's typed errors into one clear line."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FedhubError as e:
+            click.echo(f"Error: {e.message}", err=True)
+            sys.exit(2 if e.status == 500 else 1)
+
+
+@click.group(cls=FedhubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db-url", envvar="FEDHUB_DB_URL", default=None,
+    help="Database URL (default: $FEDHUB_DB_URL, else <state-dir>/jupyterhub.sqlite).",
+)
+@click.option(
+    "--state-dir", envvar="FEDHUB_STATE_DIR", default=".fedhub", show_default=True,
+    type=click.Path(file_okay=False), help="Where the embedded deployment keeps its data.",
+)
+@click.version_option(package_name="fedhub")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, state_dir: str) -> None:
+    """fedhub: many organisations' data science on one JupyterHub."""
+    ctx.ensure_object(dict)
+    ctx.obj["db_url"] = db_url
+    ctx.obj["state_dir"] = state_dir
+
+
+def _register() -> None:
+    from fedhub.cli import db, tenants, tiers, up, users
+
+    for module in (up, tenants, users, tiers, db):
+        main.add_command(module.command)
+
+
+_register()

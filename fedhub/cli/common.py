@@ -1,0 +1,45 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fedhub import db as fedhub_db
+from fedhub.tenancy.store import TenantStore
+
+ACTOR = "cli:" + (os.environ.get("USER") or "unknown")
+
+
+def db_url(ctx: click.Context) -> str:
+    obj = ctx.find_root().obj
+    if obj.get("db_url"):
+        return obj["db_url"]
+    state = Path(obj["state_dir"]).resolve()
+    os.environ.setdefault("FEDHUB_STATE_DIR", str(state))
+    return f"sqlite:///{state / 'jupyterhub.sqlite'}"
+
+
+def store(ctx: click.Context) -> TenantStore:
+    """The tenant store of the configured database, migrated if needed."""
+    url = db_url(ctx)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    fedhub_db.upgrade(url)
+    return TenantStore(url)
+
+
+def output(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

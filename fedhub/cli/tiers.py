@@ -1,0 +1,42 @@
+"""``fedhub tiers show|validate``."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from fedhub.cli.common import output, table
+from fedhub.tiers import load_tiers
+
+
+@click.group("tiers")
+def command():
+    """Inspect and validate tiers.yaml."""
+
+
+@command.command("show")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--full", is_flag=True, help="Every key of every tier, as YAML.")
+def show(path, as_json, full):
+    """Show the tiers (default file: $FEDHUB_TIERS or hub_config/tiers.yaml)."""
+    catalog = load_tiers(path)
+    if full or as_json:
+        output(catalog.as_dict, as_json, yaml.safe_dump(catalog.as_dict, sort_keys=False).rstrip())
+        return
+    rows = []
+    for name in catalog.names():
+        t = catalog.get(name)
+        rows.append([name, f"${t.monthly_price:g}", t.max_users, f"{t.max_servers_per_tenant}/{t.max_servers_per_user}",
+                     ",".join(t.profiles), f"{t.compute_hours_per_month:g}", f"{t.storage_gb:g}",
+                     t.api_calls_per_day, t.experiments_per_month, t.max_clients_per_experiment])
+    click.echo(table(rows, ["TIER", "PRICE", "USERS", "SERVERS t/u", "PROFILES", "CPU-H/MO",
+                            "STORAGE GB", "API/DAY", "EXP/MO", "FL CLIENTS"]))
+
+
+@command.command("validate")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def validate(path):
+    """Check a tiers file; exits non-zero naming the file, tier and key of a problem."""
+    catalog = load_tiers(path)
+    click.echo(f"{catalog.source}: {len(catalog.tiers)} tiers, {len(catalog.profiles)} profiles, OK")

@@ -1,0 +1,36 @@
+"""``fedhub up``: start the embedded deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fedhub import launcher
+
+
+@click.command("up", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--demo", is_flag=True, help="Seed the demo tenants acme, globex and initech and their users.")
+@click.option("--port", default=8000, show_default=True, help="Port of the hub on 127.0.0.1.")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.argument("hub_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def command(ctx, demo, port, ip, hub_args):
+    """Start JupyterHub with fedhub on http://127.0.0.1:PORT.
+
+    Extra arguments go to JupyterHub, e.g. `fedhub up -- --LocalTenantAuthenticator.lockout_seconds=60`.
+    Stop with Ctrl-C: the hub, proxy, services and user servers all stop.
+    """
+    root = ctx.find_root().obj
+    state_dir = Path(root["state_dir"]).resolve()
+    url, password, generated = launcher.prepare(state_dir, root.get("db_url"), demo)
+    lctx = launcher.LaunchContext(state_dir=state_dir, db_url=url, port=port, ip=ip)
+    click.echo(f"fedhub: state in {state_dir}")
+    if demo:
+        users = ", ".join(u for u, _, _ in launcher.DEMO_USERS)
+        source = "generated" if generated else "from $FEDHUB_DEMO_PASSWORD or the saved file"
+        click.echo(f"fedhub: demo users {users}")
+        click.echo(f"fedhub: demo password ({source}): {password}")
+        click.echo(f"fedhub: also in {state_dir / 'demo-credentials.json'}")
+    click.echo(f"fedhub: open {lctx.hub_url}/hub/login")
+    launcher.run_hub(lctx, list(hub_args))

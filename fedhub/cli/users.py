@@ -1,0 +1,95 @@
+"""``fedhub user ...``: add, invite, set-role, remove, password, totp."""
+
+from __future__ import annotations
+
+import click
+
+from fedhub.cli.common import ACTOR, output, store, table
+from fedhub.tenancy.models import Role
+from fedhub.tenancy.passwords import totp_uri
+
+ROLES = click.Choice([r.value for r in Role])
+
+
+@click.group("user")
+def command():
+    """Manage users and their roles."""
+
+
+@command.command("add")
+@click.argument("username")
+@click.option("--tenant", help="Tenant slug (not needed for a platform-admin).")
+@click.option("--role", type=ROLES, default=Role.MEMBER.value, show_default=True)
+@click.option("--email")
+@click.option("--password", envvar="FEDHUB_PASSWORD", help="Local password (or $FEDHUB_PASSWORD); omit for SSO users.")
+@click.pass_context
+def add(ctx, username, tenant, role, email, password):
+    """Add a user to a tenant with a role."""
+    store(ctx).add_user(username, tenant, role, password=password, email=email, actor=ACTOR)
+    click.echo(f"Added {username} ({role}{' of ' + tenant if tenant else ''}).")
+
+
+@command.command("invite")
+@click.argument("email")
+@click.option("--tenant", required=True)
+@click.option("--role", type=ROLES, default=Role.MEMBER.value, show_default=True)
+@click.option("--days", default=7, show_default=True, help="Days the invitation stays valid.")
+@click.pass_context
+def invite(ctx, email, tenant, role, days):
+    """Invite someone to sign up at /hub/signup; prints the invitation code once."""
+    from datetime import timedelta
+
+    token = store(ctx).invite(tenant, email, role, valid_for=timedelta(days=days), actor=ACTOR)
+    click.echo(f"Invitation for {email} to {tenant} as {role}: {token}")
+    click.echo("They sign up at <hub>/hub/signup?invitation=<code>.")
+
+
+@command.command("set-role")
+@click.argument("username")
+@click.argument("role", type=ROLES)
+@click.pass_context
+def set_role(ctx, username, role):
+    """Change a user's role."""
+    store(ctx).set_role(username, role, actor=ACTOR)
+    click.echo(f"{username} is now {role}.")
+
+
+@command.command("remove")
+@click.argument("username")
+@click.pass_context
+def remove(ctx, username):
+    """Remove a user from fedhub."""
+    store(ctx).remove_user(username, actor=ACTOR)
+    click.echo(f"Removed {username}.")
+
+
+@command.command("list")
+@click.option("--tenant")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx, tenant, as_json):
+    """List users, optionally of one tenant."""
+    ms = [m for m in store(ctx).memberships() if tenant is None or (m.tenant and m.tenant.slug == tenant)]
+    rows = [[m.username, m.tenant.slug if m.tenant else "-", m.role, m.email or ""] for m in ms]
+    data = [dict(zip(["username", "tenant", "role", "email"], map(str, r), strict=True)) for r in rows]
+    output(data, as_json, table(sorted(rows), ["USERNAME", "TENANT", "ROLE", "EMAIL"]))
+
+
+@command.command("password")
+@click.argument("username")
+@click.password_option()
+@click.pass_context
+def password(ctx, username, password):
+    """Set a user's local password (and unlock the account)."""
+    store(ctx).set_password(username, password)
+    click.echo(f"Password of {username} changed.")
+
+
+@command.command("totp")
+@click.argument("username")
+@click.pass_context
+def totp(ctx, username):
+    """Turn on two-factor login (TOTP) for a user; prints the enrolment URI once."""
+    secret = store(ctx).enable_totp(username)
+    click.echo("Add this to an authenticator app (shown once):")
+    click.echo(totp_uri(secret, username))

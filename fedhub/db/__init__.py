@@ -1,0 +1,129 @@
+"""Database access: engines, sessions and migrations for fedhub's tables.
+
+The same code runs on SQLite (the embedded default, in WAL mode so the hub and
+the services can read while one writes) and on PostgreSQL (production).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from fedhub.db.base import Base, utcnow
+
+__all__ = ["Base", "utcnow", "get_engine", "session_scope", "upgrade", "database_url"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "fedhub_alembic_version"
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL fedhub uses: explicit, else ``$FEDHUB_DB_URL``, else the embedded SQLite file."""
+    if url:
+        return url
+    if os.environ.get("FEDHUB_DB_URL"):
+        return os.environ["FEDHUB_DB_URL"]
+    state = Path(os.environ.get("FEDHUB_STATE_DIR", ".fedhub")).resolve()
+    return f"sqlite:///{state / 'jupyterhub.sqlite'}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn):
+    # Take the write lock at BEGIN, so read-then-write transactions (quota
+    # reservations) serialise instead of failing with "database is locked".
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_db_engine(url: str, **kwargs) -> Engine:
+    """A new engine with fedhub's connection settings (prefer :func:`get_engine`)."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+        engine.dialect._fedhub_sqlite = True  # type: ignore[attr-defined]
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_transactions(dbapi_connection, _record):
+            # let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself
+            dbapi_connection.isolation_level = None
+
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One shared engine per URL and process."""
+    url = database_url(url)
+    with _lock:
+        if url not in _engines:
+            _engines[url] = create_db_engine(url)
+        return _engines[url]
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    engine = url if isinstance(url, Engine) else get_engine(url)
+    session = sessionmaker(engine, expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Bring fedhub's tables to the newest revision (idempotent, quick when current)."""
+    from alembic import command
+
+    url = database_url(url)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_heads(url: str | None = None) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with get_engine(url).connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return set(ctx.get_current_heads())

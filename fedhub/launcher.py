@@ -1,0 +1,178 @@
+"""``fedhub up``: the embedded default deployment in one process tree.
+
+Builds a JupyterHub configuration (SQLite under the state dir, the tier spawner
+over local processes, configurable-http-proxy from ``node_modules``, fedhub's
+managed services) and runs JupyterHub in this process, so Ctrl-C (SIGINT) or
+SIGTERM go straight to JupyterHub's own clean shutdown of the proxy, services
+and user servers. ``hub_config/jupyterhub_config.py`` is the production-style
+equivalent a deployer copies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlets.config import Config
+
+from fedhub import db as fedhub_db
+from fedhub.errors import ConfigError
+from fedhub.tenancy.models import Role
+from fedhub.tenancy.store import TenantStore
+from fedhub.tiers import load_tiers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Service packages that contribute a managed service to the hub. Each module
+# has ``service_spec(ctx: LaunchContext) -> dict`` (a ``JupyterHub.services``
+# entry) and optionally ``extra_config(ctx, config)``.
+SERVICE_MODULES: list[str] = []
+
+DEMO_TENANTS = [
+    ("acme", "Acme Corporation", "professional", ["acme.example"]),
+    ("globex", "Globex", "starter", ["globex.example"]),
+    ("initech", "Initech", "free", []),
+]
+DEMO_USERS = [
+    ("admin", None, Role.PLATFORM_ADMIN),
+    ("acme-admin", "acme", Role.TENANT_ADMIN),
+    ("alice", "acme", Role.MEMBER),
+    ("dave", "acme", Role.ANALYST),
+    ("globex-admin", "globex", Role.TENANT_ADMIN),
+    ("bob", "globex", Role.MEMBER),
+    ("carol", "initech", Role.MEMBER),
+]
+
+
+@dataclass
+class LaunchContext:
+    """What a service needs to know to configure itself for ``fedhub up``."""
+
+    state_dir: Path
+    db_url: str
+    port: int
+    ip: str = "127.0.0.1"
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://{self.ip}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def proxy_command() -> list[str]:
+    local = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return [found]
+    raise ConfigError(
+        "configurable-http-proxy not found: run `npm ci` in the fedhub checkout (make run does it)"
+    )
+
+
+def build_config(ctx: LaunchContext) -> Config:
+    """The embedded deployment's JupyterHub configuration."""
+    state = ctx.state_dir
+    c = Config()
+    c.JupyterHub.bind_url = f"{ctx.hub_url}/"
+    c.JupyterHub.hub_bind_url = f"http://{ctx.ip}:{free_port()}"
+    c.JupyterHub.db_url = ctx.db_url
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.authenticator_class = "fedhub-local"
+    c.JupyterHub.spawner_class = "fedhub-tier"
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.cleanup_proxy = True
+    c.JupyterHub.authenticate_prometheus = False
+    c.ConfigurableHTTPProxy.api_url = f"http://{ctx.ip}:{free_port()}"
+    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.debug = False
+    c.Spawner.ip = ctx.ip
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 90
+    c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+    if os.geteuid() == 0:
+        c.Spawner.args = ["--allow-root"]
+    c.SimpleLocalProcessSpawner.home_dir_template = str(state / "homes" / "{username}")
+    c.TenantAuthenticatorMixin.db_url = ctx.db_url
+    services = []
+    for name in SERVICE_MODULES:
+        module = importlib.import_module(name)
+        services.append(module.service_spec(ctx))
+        if hasattr(module, "extra_config"):
+            module.extra_config(ctx, c)
+    if services:
+        c.JupyterHub.services = services
+    return c
+
+
+def demo_password(state_dir: Path) -> tuple[str, bool]:
+    """The demo password: ``$FEDHUB_DEMO_PASSWORD``, else the one saved earlier, else new.
+
+    Returns the password and whether it was generated now.
+    """
+    env = os.environ.get("FEDHUB_DEMO_PASSWORD")
+    if env:
+        return env, False
+    saved = state_dir / "demo-credentials.json"
+    if saved.exists():
+        return json.loads(saved.read_text())["password"], False
+    return secrets.token_urlsafe(12), True
+
+
+def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
+    """Create the demo tenants and users that are missing (idempotent)."""
+    existing = {t.slug for t in store.list_tenants()}
+    for slug, name, tier, domains in DEMO_TENANTS:
+        if slug not in existing:
+            store.create_tenant(slug, name, tier, email_domains=domains, actor="fedhub-demo")
+    for username, tenant, role in DEMO_USERS:
+        if store.user(username) is None:
+            store.add_user(username, tenant, role, password=password, actor="fedhub-demo")
+        else:
+            store.set_password(username, password)
+    path = state_dir / "demo-credentials.json"
+    path.write_text(json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2))
+    path.chmod(0o600)
+
+
+def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str | None, bool]:
+    """Create the state dir, migrate, validate tiers and seed the demo data."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
+    url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+    os.environ["FEDHUB_DB_URL"] = url
+    tiers = load_tiers()
+    fedhub_db.upgrade(url)
+    password, generated = None, False
+    if demo:
+        password, generated = demo_password(state_dir)
+        seed_demo(TenantStore(url, tiers), state_dir, password)
+    return url, password, generated
+
+
+def run_hub(ctx: LaunchContext, argv: list[str]) -> None:
+    """Run JupyterHub in this process until it is stopped."""
+    from jupyterhub.app import JupyterHub
+
+    config = build_config(ctx)
+    # JupyterHub loads ./jupyterhub_config.py if present: a file in the state dir
+    # is the place for local overrides
+    os.chdir(ctx.state_dir)
+    JupyterHub.instance(config=config)  # the singleton launch_instance() will use
+    JupyterHub.launch_instance(argv)

@@ -1,0 +1,146 @@
+"""The usage meter: an append-only table of usage events, counted exactly once.
+
+Every producer (the tier spawner's reconciler, the experiments service, the
+billing ingest API) records :class:`MeterEvent` rows with an idempotency key
+that is unique per tenant and source, so recording the same event twice counts
+once. Billing prices these rows; quota enforcement sums them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fedhub.db.base import Base, utcnow
+
+# Kinds produced by fedhub itself; external sources may add their own.
+SERVER_SECONDS = "server_seconds"
+CPU_SECONDS = "cpu_seconds"
+MEMORY_GB_SECONDS = "memory_gb_seconds"
+
+
+class MeterEvent(Base):
+    __tablename__ = "fedhub_meter_events"
+    __table_args__ = (
+        UniqueConstraint("tenant", "source", "idempotency_key", name="uq_meter_idempotency"),
+        Index("ix_meter_tenant_kind_start", "tenant", "kind", "start"),
+        Index("ix_meter_tenant_user_kind_start", "tenant", "username", "kind", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    username: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(63))
+    quantity: Mapped[float] = mapped_column(Float)
+    start: Mapped[datetime] = mapped_column(DateTime)
+    end: Mapped[datetime] = mapped_column(DateTime)
+    source: Mapped[str] = mapped_column(String(63))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One usage record to add to the meter (times are naive UTC)."""
+
+    tenant: str
+    kind: str
+    quantity: float
+    start: datetime
+    end: datetime
+    source: str
+    idempotency_key: str
+    username: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def row(self, recorded_at: datetime) -> dict[str, Any]:
+        if self.quantity < 0:
+            raise ValueError(f"usage quantity must be >= 0, got {self.quantity}")
+        return {
+            "tenant": self.tenant,
+            "username": self.username,
+            "kind": self.kind,
+            "quantity": float(self.quantity),
+            "start": self.start,
+            "end": self.end,
+            "source": self.source,
+            "idempotency_key": self.idempotency_key,
+            "attributes": dict(self.attributes),
+            "recorded_at": recorded_at,
+        }
+
+
+def _insert_ignore(session: Session):
+    dialect = session.get_bind().dialect.name
+    table = MeterEvent.__table__
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=["tenant", "source", "idempotency_key"]
+        )
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=["tenant", "source", "idempotency_key"]
+        )
+    raise NotImplementedError(f"metering supports SQLite and PostgreSQL, not {dialect}")
+
+
+def record(session: Session, usages: Iterable[Usage], *, now: datetime | None = None) -> int:
+    """Append usage events; duplicates (same tenant, source, key) are ignored.
+
+    Returns how many rows were new. The caller commits.
+    """
+    recorded_at = now or utcnow()
+    rows = [u.row(recorded_at) for u in usages]
+    if not rows:
+        return 0
+    result = session.execute(_insert_ignore(session).returning(MeterEvent.id), rows)
+    return len(result.all())
+
+
+def usage_total(
+    session: Session,
+    tenant: str,
+    kind: str,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    username: str | None = None,
+) -> float:
+    """Sum of a kind of usage whose interval starts in ``[since, until)``."""
+    q = select(func.coalesce(func.sum(MeterEvent.quantity), 0.0)).where(
+        MeterEvent.tenant == tenant, MeterEvent.kind == kind, MeterEvent.start >= since
+    )
+    if until is not None:
+        q = q.where(MeterEvent.start < until)
+    if username is not None:
+        q = q.where(MeterEvent.username == username)
+    return float(session.execute(q).scalar_one())
+
+
+def month_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The calendar month (naive UTC) containing ``now``: the billing month."""
+    now = now or utcnow()
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def month_usage(session: Session, tenant: str, kind: str, *, username: str | None = None, now: datetime | None = None) -> float:
+    start, end = month_bounds(now)
+    return usage_total(session, tenant, kind, start, end, username=username)

@@ -1,0 +1,115 @@
+"""Tenancy tables: tenants, memberships, local credentials and invitations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fedhub.db.base import Base, utcnow
+
+
+class Role(enum.StrEnum):
+    """A user's role in fedhub; the permission matrix is in :mod:`fedhub.tenancy.roles`."""
+
+    PLATFORM_ADMIN = "platform-admin"
+    TENANT_ADMIN = "tenant-admin"
+    MEMBER = "member"
+    ANALYST = "analyst"
+    SERVICE_ACCOUNT = "service-account"
+
+
+class TenantStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+def _enum(cls, name):
+    return Enum(cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32)
+
+
+class Tenant(Base):
+    __tablename__ = "fedhub_tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    tier: Mapped[str] = mapped_column(String(63))
+    status: Mapped[TenantStatus] = mapped_column(_enum(TenantStatus, "tenant_status"), default=TenantStatus.ACTIVE)
+    allowed_email_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    suspended_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="tenant", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def group_name(self) -> str:
+        return f"tenant-{self.slug}"
+
+    @property
+    def active(self) -> bool:
+        return self.status == TenantStatus.ACTIVE
+
+
+class Membership(Base):
+    """A user's place in fedhub: one tenant and one role (platform admins may have no tenant)."""
+
+    __tablename__ = "fedhub_memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fedhub_tenants.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[Role] = mapped_column(_enum(Role, "member_role"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    tenant: Mapped[Tenant | None] = relationship(back_populates="memberships")
+
+
+class LocalCredential(Base):
+    """A password (argon2 hash), lockout state and optional TOTP secret for local login."""
+
+    __tablename__ = "fedhub_local_credentials"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    totp_enabled: Mapped[bool] = mapped_column(default=False)
+    totp_last_counter: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Invitation(Base):
+    """A one-time sign-up invitation; only the token's SHA-256 is stored."""
+
+    __tablename__ = "fedhub_invitations"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("fedhub_tenants.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[Role] = mapped_column(_enum(Role, "invite_role"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class Revision(Base):
+    """A counter bumped by every tenancy change, so the hub can mirror cheaply."""
+
+    __tablename__ = "fedhub_tenancy_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

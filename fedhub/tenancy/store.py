@@ -1,0 +1,429 @@
+"""Tenancy operations: the one place that changes tenants, users and roles.
+
+The CLI, the authenticators and the services all go through :class:`TenantStore`,
+so every change is validated the same way, bumps the tenancy revision (which the
+hub's mirror watches) and is reported as an audit event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from fedhub import events
+from fedhub.db import session_scope
+from fedhub.db.base import utcnow
+from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
+from fedhub.tenancy import passwords
+from fedhub.tenancy.models import (
+    Invitation,
+    LocalCredential,
+    Membership,
+    Revision,
+    Role,
+    Tenant,
+    TenantStatus,
+)
+from fedhub.tiers import Tier, TierCatalog, load_tiers
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@([a-z0-9.-]+\.[a-z]{2,})$", re.IGNORECASE)
+DOMAIN_RE = re.compile(r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A read-only view of a user's place in fedhub (safe to pass around)."""
+
+    username: str
+    role: Role
+    tenant: str | None
+    tenant_status: TenantStatus | None
+    tier: str | None
+    email: str | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == Role.PLATFORM_ADMIN
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _bump(session: Session) -> None:
+    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug or ""):
+        raise InvalidRequest(
+            f"invalid tenant slug {slug!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return slug
+
+
+def validate_username(name: str) -> str:
+    if not USERNAME_RE.match(name or ""):
+        raise InvalidRequest(
+            f"invalid username {name!r}: use lowercase letters, digits and . _ @ -"
+        )
+    return name
+
+
+def validate_domains(domains: Iterable[str]) -> list[str]:
+    result = []
+    for d in domains:
+        d = d.strip().lower().lstrip("@")
+        if not DOMAIN_RE.match(d):
+            raise InvalidRequest(f"invalid email domain {d!r}")
+        result.append(d)
+    return sorted(set(result))
+
+
+def validate_password(password: str) -> str:
+    if len(password or "") < passwords.MIN_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"password too short: use at least {passwords.MIN_PASSWORD_LENGTH} characters"
+        )
+    return password
+
+
+class TenantStore:
+    """Tenants, memberships and local credentials in fedhub's database."""
+
+    def __init__(self, db: str | Engine | None = None, tiers: TierCatalog | None = None):
+        self.db = db
+        self.tiers = tiers or load_tiers()
+
+    def session(self):
+        return session_scope(self.db)
+
+    # -- reading -----------------------------------------------------------
+
+    def revision(self) -> int:
+        with self.session() as s:
+            return s.execute(select(Revision.value).where(Revision.id == 1)).scalar_one()
+
+    def list_tenants(self) -> list[Tenant]:
+        with self.session() as s:
+            return list(
+                s.scalars(select(Tenant).options(selectinload(Tenant.memberships)).order_by(Tenant.slug))
+            )
+
+    def get_tenant(self, slug: str) -> Tenant:
+        with self.session() as s:
+            return self._tenant(s, slug, load_members=True)
+
+    def effective_tier(self, tenant: Tenant) -> Tier:
+        return self.tiers.effective(tenant.tier, tenant.overrides)
+
+    def user(self, username: str) -> UserInfo | None:
+        with self.session() as s:
+            m = s.scalar(
+                select(Membership).options(selectinload(Membership.tenant)).where(Membership.username == username)
+            )
+            if m is None:
+                return None
+            t = m.tenant
+            return UserInfo(
+                username=m.username,
+                role=m.role,
+                tenant=t.slug if t else None,
+                tenant_status=t.status if t else None,
+                tier=t.tier if t else None,
+                email=m.email,
+            )
+
+    def memberships(self) -> list[Membership]:
+        with self.session() as s:
+            return list(s.scalars(select(Membership).options(selectinload(Membership.tenant))))
+
+    # -- tenants -----------------------------------------------------------
+
+    def create_tenant(
+        self,
+        slug: str,
+        name: str | None = None,
+        tier: str = "free",
+        *,
+        email_domains: Iterable[str] = (),
+        overrides: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Tenant:
+        validate_slug(slug)
+        self.tiers.get(tier)
+        overrides = dict(overrides or {})
+        self.tiers.effective(tier, overrides)
+        with self.session() as s:
+            if s.scalar(select(Tenant).where(Tenant.slug == slug)):
+                raise Conflict(f"tenant {slug!r} already exists")
+            tenant = Tenant(
+                slug=slug,
+                name=name or slug,
+                tier=tier,
+                status=TenantStatus.ACTIVE,
+                allowed_email_domains=validate_domains(email_domains),
+                overrides=overrides,
+            )
+            s.add(tenant)
+            _bump(s)
+        events.emit("tenant.created", tenant=slug, actor=actor, target=slug, details={"tier": tier})
+        return tenant
+
+    def update_tenant(
+        self,
+        slug: str,
+        *,
+        name: str | None = None,
+        tier: str | None = None,
+        email_domains: Iterable[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Tenant:
+        with self.session() as s:
+            tenant = self._tenant(s, slug)
+            changes: dict[str, Any] = {}
+            new_tier = tier or tenant.tier
+            new_overrides = dict(tenant.overrides)
+            if overrides is not None:
+                new_overrides.update(overrides)
+                new_overrides = {k: v for k, v in new_overrides.items() if v is not None}
+            self.tiers.effective(new_tier, new_overrides)
+            if name is not None and name != tenant.name:
+                changes["name"] = [tenant.name, name]
+                tenant.name = name
+            if tier is not None and tier != tenant.tier:
+                changes["tier"] = [tenant.tier, tier]
+                tenant.tier = tier
+            if email_domains is not None:
+                tenant.allowed_email_domains = validate_domains(email_domains)
+                changes["allowed_email_domains"] = tenant.allowed_email_domains
+            if new_overrides != tenant.overrides:
+                changes["overrides"] = new_overrides
+                tenant.overrides = new_overrides
+            _bump(s)
+        events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
+        if "tier" in changes:
+            events.emit(
+                "tenant.tier_changed", tenant=slug, actor=actor, target=slug,
+                details={"from": changes["tier"][0], "to": changes["tier"][1]},
+            )
+        return tenant
+
+    def set_status(self, slug: str, status: TenantStatus, *, reason: str | None = None, actor: str | None = None) -> Tenant:
+        with self.session() as s:
+            tenant = self._tenant(s, slug)
+            tenant.status = status
+            tenant.suspended_reason = reason if status == TenantStatus.SUSPENDED else None
+            _bump(s)
+        action = "tenant.suspended" if status == TenantStatus.SUSPENDED else "tenant.resumed"
+        events.emit(action, tenant=slug, actor=actor, target=slug, severity="warning",
+                    details={"reason": reason} if reason else None)
+        return tenant
+
+    def delete_tenant(self, slug: str, *, actor: str | None = None) -> list[str]:
+        """Delete a tenant, its memberships and its users' local credentials."""
+        with self.session() as s:
+            tenant = self._tenant(s, slug, load_members=True)
+            usernames = [m.username for m in tenant.memberships]
+            for cred in s.scalars(select(LocalCredential).where(LocalCredential.username.in_(usernames))):
+                s.delete(cred)
+            s.delete(tenant)
+            _bump(s)
+        events.emit("tenant.deleted", tenant=slug, actor=actor, target=slug, severity="warning",
+                    details={"users": usernames})
+        return usernames
+
+    # -- users -------------------------------------------------------------
+
+    def add_user(
+        self,
+        username: str,
+        tenant: str | None,
+        role: Role | str = Role.MEMBER,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        actor: str | None = None,
+    ) -> Membership:
+        validate_username(username)
+        role = Role(role)
+        if tenant is None and role != Role.PLATFORM_ADMIN:
+            raise InvalidRequest(f"a {role} must belong to a tenant")
+        if password is not None:
+            validate_password(password)
+        with self.session() as s:
+            if s.scalar(select(Membership).where(Membership.username == username)):
+                raise Conflict(f"user {username!r} already exists")
+            t = self._tenant(s, tenant) if tenant else None
+            if t is not None:
+                self._check_user_quota(s, t)
+            m = Membership(username=username, tenant_id=t.id if t else None, role=role, email=email)
+            s.add(m)
+            if password is not None:
+                s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+            _bump(s)
+        events.emit("user.created", tenant=tenant, actor=actor, target=username, details={"role": str(role)})
+        return m
+
+    def _check_user_quota(self, s: Session, tenant: Tenant) -> None:
+        limit = self.effective_tier(tenant).max_users
+        count = s.scalar(select(func.count()).select_from(Membership).where(Membership.tenant_id == tenant.id))
+        if count >= limit:
+            raise QuotaExceeded(
+                f"tenant {tenant.slug!r} has {count} of {limit} users allowed by its "
+                f"{tenant.tier} tier: remove a user or upgrade the tier",
+                details={"limit": limit, "usage": count, "quota": "max_users"},
+            )
+
+    def set_role(self, username: str, role: Role | str, *, actor: str | None = None) -> Membership:
+        role = Role(role)
+        with self.session() as s:
+            m = self._membership(s, username)
+            if m.tenant_id is None and role != Role.PLATFORM_ADMIN:
+                raise InvalidRequest(f"user {username!r} has no tenant; add them to one first")
+            old = m.role
+            m.role = role
+            tenant = m.tenant.slug if m.tenant else None
+            _bump(s)
+        events.emit("user.role_changed", tenant=tenant, actor=actor, target=username,
+                    details={"from": str(old), "to": str(role)})
+        return m
+
+    def remove_user(self, username: str, *, actor: str | None = None) -> None:
+        with self.session() as s:
+            m = self._membership(s, username)
+            tenant = m.tenant.slug if m.tenant else None
+            s.delete(m)
+            cred = s.get(LocalCredential, username)
+            if cred:
+                s.delete(cred)
+            _bump(s)
+        events.emit("user.removed", tenant=tenant, actor=actor, target=username, severity="warning")
+
+    def set_password(self, username: str, password: str) -> None:
+        validate_password(password)
+        with self.session() as s:
+            self._membership(s, username)
+            cred = s.get(LocalCredential, username)
+            if cred is None:
+                s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+            else:
+                cred.password_hash = passwords.hash_password(password)
+                cred.failed_attempts = 0
+                cred.locked_until = None
+
+    def enable_totp(self, username: str) -> str:
+        """Turn on TOTP for a user and return the new secret (shown once, never logged)."""
+        secret = passwords.new_totp_secret()
+        with self.session() as s:
+            cred = s.get(LocalCredential, username)
+            if cred is None:
+                raise NotFound(f"user {username!r} has no local password")
+            cred.totp_secret = secret
+            cred.totp_enabled = True
+            cred.totp_last_counter = None
+            tenant = self._membership(s, username).tenant
+        events.emit("auth.totp_enrolled", tenant=tenant.slug if tenant else None, actor=username, target=username)
+        return secret
+
+    # -- invitations and sign-up ----------------------------------------------
+
+    def invite(
+        self, tenant: str, email: str, role: Role | str = Role.MEMBER, *,
+        valid_for: timedelta = timedelta(days=7), actor: str | None = None,
+    ) -> str:
+        """Create an invitation and return its token (only its hash is stored)."""
+        if not EMAIL_RE.match(email or ""):
+            raise InvalidRequest(f"invalid email address {email!r}")
+        token = secrets.token_urlsafe(24)
+        with self.session() as s:
+            t = self._tenant(s, tenant)
+            s.add(Invitation(
+                tenant_id=t.id, email=email.lower(), role=Role(role), token_hash=_token_hash(token),
+                expires_at=utcnow() + valid_for, created_by=actor,
+            ))
+        events.emit("user.invited", tenant=tenant, actor=actor, target=email.lower(), details={"role": str(Role(role))})
+        return token
+
+    def sign_up(self, username: str, email: str, password: str, *, invitation: str | None = None) -> Membership:
+        """Self-service sign-up: by invitation, or by the tenant's allowed email domain."""
+        validate_username(username)
+        validate_password(password)
+        match = EMAIL_RE.match(email or "")
+        if not match:
+            raise InvalidRequest(f"invalid email address {email!r}")
+        email = email.lower()
+        domain = match.group(1).lower()
+        with self.session() as s:
+            if invitation:
+                inv = s.scalar(select(Invitation).where(Invitation.token_hash == _token_hash(invitation)))
+                if inv is None or inv.used_at is not None or inv.expires_at < utcnow():
+                    raise InvalidRequest("this invitation is not valid (wrong, used or expired)")
+                if inv.email != email:
+                    raise InvalidRequest("this invitation was sent to another email address")
+                tenant = s.get(Tenant, inv.tenant_id)
+                role = inv.role
+                inv.used_at = utcnow()
+            else:
+                candidates = [
+                    t for t in s.scalars(select(Tenant))
+                    if domain in (t.allowed_email_domains or [])
+                ]
+                if not candidates:
+                    raise InvalidRequest(
+                        "sign-up needs an invitation, or an email address in a domain a tenant allows"
+                    )
+                tenant = candidates[0]
+                role = Role.MEMBER
+            if not tenant.active:
+                raise InvalidRequest(f"organisation {tenant.name!r} is suspended; sign-up is closed")
+            if s.scalar(select(Membership).where(Membership.username == username)):
+                raise Conflict(f"user {username!r} already exists")
+            self._check_user_quota(s, tenant)
+            m = Membership(username=username, tenant_id=tenant.id, role=role, email=email)
+            s.add(m)
+            s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+            _bump(s)
+            slug = tenant.slug
+        events.emit("user.signed_up", tenant=slug, actor=username, target=username,
+                    details={"role": str(role), "by": "invitation" if invitation else "email_domain"})
+        return m
+
+    # -- helpers -----------------------------------------------------------
+
+    def _tenant(self, s: Session, slug: str, load_members: bool = False) -> Tenant:
+        q = select(Tenant).where(Tenant.slug == slug)
+        if load_members:
+            q = q.options(selectinload(Tenant.memberships))
+        tenant = s.scalar(q)
+        if tenant is None:
+            raise NotFound(f"no tenant {slug!r}")
+        return tenant
+
+    def _membership(self, s: Session, username: str) -> Membership:
+        m = s.scalar(
+            select(Membership).options(selectinload(Membership.tenant)).where(Membership.username == username)
+        )
+        if m is None:
+            raise NotFound(f"no user {username!r}")
+        return m
+
+
+def lockout_state(cred: LocalCredential, now: datetime | None = None) -> datetime | None:
+    """When the account is locked until, or None when it is not locked."""
+    now = now or utcnow()
+    if cred.locked_until and cred.locked_until > now:
+        return cred.locked_until
+    return None

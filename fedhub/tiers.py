@@ -1,0 +1,193 @@
+"""Tiers: declarative quota templates loaded from ``tiers.yaml``.
+
+A tier says how much of the platform a tenant may use. The file is validated
+when it is loaded, and every problem is reported with the file, the tier and
+the key, e.g. ``hub_config/tiers.yaml: tier 'starter', key 'max_users': ...``,
+so an operator can fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError
+
+from fedhub.errors import ConfigError
+
+DEFAULT_TIERS_PATH = Path(__file__).resolve().parent.parent / "hub_config" / "tiers.yaml"
+TIER_ORDER = ("free", "starter", "professional", "enterprise")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class Profile(_Strict):
+    """A server size a user can pick on the spawn page."""
+
+    display_name: str
+    cpu: NonNegativeFloat = Field(description="CPU cores (limit)")
+    memory_gb: NonNegativeFloat = Field(description="memory limit in GB")
+    gpu: NonNegativeInt = 0
+    image: str | None = Field(None, description="container image for container backends")
+    description: str = ""
+
+
+class Features(_Strict):
+    marketplace_publishing: bool = False
+    sso: bool = False
+    audit_export: bool = False
+    gpu: bool = False
+    analyst_audit_read: bool = False
+
+
+class Overage(_Strict):
+    """Unit prices charged beyond what the monthly price includes."""
+
+    compute_hour: NonNegativeFloat = 0.0
+    storage_gb_month: NonNegativeFloat = 0.0
+    api_calls_1k: NonNegativeFloat = 0.0
+    experiment: NonNegativeFloat = 0.0
+    client_hour: NonNegativeFloat = 0.0
+
+
+class Tier(_Strict):
+    """One tier's quotas. Every quota is a non-negative number."""
+
+    display_name: str
+    monthly_price: NonNegativeFloat
+    max_users: NonNegativeInt
+    max_servers_per_tenant: NonNegativeInt
+    max_servers_per_user: NonNegativeInt
+    profiles: list[str] = Field(min_length=1)
+    kernels: list[str] = Field(default_factory=lambda: ["python3"])
+    compute_hours_per_month: NonNegativeFloat
+    storage_gb: NonNegativeFloat
+    api_calls_per_day: NonNegativeInt
+    experiments_per_month: NonNegativeInt
+    max_clients_per_experiment: NonNegativeInt
+    max_concurrent_experiments: NonNegativeInt = 1
+    federated_client_hours_per_month: NonNegativeFloat = 0.0
+    idle_timeout_minutes: NonNegativeInt = 60
+    audit_retention_days: NonNegativeInt = 90
+    features: Features = Features()
+    overage: Overage = Overage()
+
+
+class TierCatalog:
+    """The tiers and profiles of one ``tiers.yaml``."""
+
+    def __init__(self, tiers: Mapping[str, Tier], profiles: Mapping[str, Profile], source: str):
+        self.tiers = dict(tiers)
+        self.profiles = dict(profiles)
+        self.source = source
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tiers
+
+    def names(self) -> list[str]:
+        known = [t for t in TIER_ORDER if t in self.tiers]
+        return known + sorted(set(self.tiers) - set(known))
+
+    def get(self, name: str) -> Tier:
+        try:
+            return self.tiers[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown tier {name!r}; {self.source} declares: {', '.join(self.names())}"
+            ) from None
+
+    def effective(self, name: str, overrides: Mapping[str, Any] | None = None) -> Tier:
+        """The tier with a tenant's negotiated overrides applied and validated."""
+        tier = self.get(name)
+        if not overrides:
+            return tier
+        merged = tier.model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        try:
+            result = Tier.model_validate(merged)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, f"overrides of tier {name!r}")) from None
+        self._check_profiles(name, result, "overrides")
+        return result
+
+    def profiles_for(self, tier: Tier) -> dict[str, Profile]:
+        return {p: self.profiles[p] for p in tier.profiles}
+
+    def _check_profiles(self, tier_name: str, tier: Tier, where: str) -> None:
+        for p in tier.profiles:
+            if p not in self.profiles:
+                raise ConfigError(
+                    f"{where}: tier {tier_name!r}, key 'profiles': unknown profile {p!r}"
+                    f" (declared: {', '.join(sorted(self.profiles))})"
+                )
+
+    @cached_property
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profiles": {k: v.model_dump() for k, v in self.profiles.items()},
+            "tiers": {k: self.tiers[k].model_dump() for k in self.names()},
+        }
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    """One readable line per problem: where, key path, what is wrong."""
+    lines = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) if loc else "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}, key {key!r}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_tiers(raw: Any, source: str) -> TierCatalog:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping with 'profiles' and 'tiers'")
+    unknown = set(raw) - {"profiles", "tiers"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
+    profiles: dict[str, Profile] = {}
+    for name, spec in (raw.get("profiles") or {}).items():
+        try:
+            profiles[name] = Profile.model_validate(spec)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, f"{source}: profile {name!r}")) from None
+    tiers: dict[str, Tier] = {}
+    tier_specs = raw.get("tiers")
+    if not isinstance(tier_specs, Mapping) or not tier_specs:
+        raise ConfigError(f"{source}: key 'tiers' must be a non-empty mapping")
+    for name, spec in tier_specs.items():
+        try:
+            tiers[name] = Tier.model_validate(spec)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, f"{source}: tier {name!r}")) from None
+    catalog = TierCatalog(tiers, profiles, source)
+    for name, tier in tiers.items():
+        catalog._check_profiles(name, tier, source)
+    return catalog
+
+
+def load_tiers(path: str | os.PathLike | None = None) -> TierCatalog:
+    """Load and validate a tiers file (default: ``$FEDHUB_TIERS`` or the bundled one)."""
+    path = Path(path or os.environ.get("FEDHUB_TIERS") or DEFAULT_TIERS_PATH)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read tiers file ({e.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML") from None
+    return parse_tiers(raw, str(path))

@@ -1,0 +1,1 @@
+"""fedhub's JupyterHub services: billing, audit, marketplace, experiments, scheduler."""

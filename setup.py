@@ -1,0 +1,25 @@
+"""Map the top-level folders onto one import namespace.
+
+``extensions/`` is ``fedhub.extensions`` and ``services/`` is ``fedhub.services``
+(the layout users asked for); pyproject.toml's package finder cannot rename
+folders, so the package list is computed here. Everything else is in pyproject.toml.
+"""
+
+from setuptools import find_packages, setup
+
+PACKAGE_DIRS = {"fedhub": "fedhub", "fedhub.extensions": "extensions", "fedhub.services": "services"}
+
+
+def packages():
+    found = []
+    for name, folder in PACKAGE_DIRS.items():
+        found.append(name)
+        found += [f"{name}.{sub}" for sub in find_packages(where=folder)]
+    return found
+
+
+setup(
+    packages=packages(),
+    package_dir=PACKAGE_DIRS,
+    package_data={"": ["*.html", "*.mako", "*.json", "*.yaml", "*.css", "*.js", "*.ipynb"]},
+)
