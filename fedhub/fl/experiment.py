@@ -132,6 +132,15 @@ class Experiment:
         state["_start"] = None
         return state
 
+    def initial_model(self):
+        """The model with its initial weights drawn from ``seed`` (the caller's torch RNG is
+        left untouched), so two runs with the same seed start from the same weights."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self.model()
+
     # ------------------------------------------------------------ planning
     def plan_round(self, rnd: int, strategy: Strategy | None = None) -> list[ClientJob]:
         """The round's jobs: which clients, how many epochs, what extra payload."""
@@ -167,7 +176,7 @@ class Experiment:
         """Run the remaining rounds on ``client``, on the scheduler at ``address``, or on a
         LocalCluster created (and closed) for this call."""
         t_start = time.perf_counter()
-        fm = FlatModel(self.model())
+        fm = FlatModel(self.initial_model())
         if self._start is None:
             params = fm.get()
             strategy = copy.deepcopy(self.strategy)
