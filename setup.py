@@ -7,7 +7,11 @@ folders, so the package list is computed here. Everything else is in pyproject.t
 
 from setuptools import find_packages, setup
 
-PACKAGE_DIRS = {"fedhub": "fedhub", "fedhub.extensions": "extensions", "fedhub.services": "services"}
+PACKAGE_DIRS = {
+    "fedhub": "fedhub",
+    "fedhub.extensions": "extensions",
+    "fedhub.services": "services",
+}
 
 
 def packages():

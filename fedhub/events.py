@@ -75,7 +75,9 @@ def emit(
 def _spool(event: dict[str, Any]) -> None:
     directory = spool_dir()
     if directory is None:
-        log.debug("event %s not spooled: no FEDHUB_STATE_DIR or FEDHUB_EVENTS_SPOOL", event["action"])
+        log.debug(
+            "event %s not spooled: no FEDHUB_STATE_DIR or FEDHUB_EVENTS_SPOOL", event["action"]
+        )
         return
     directory.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()

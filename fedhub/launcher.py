@@ -30,10 +30,24 @@ from fedhub.tiers import load_tiers
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Service packages that contribute a managed service to the hub. Each module
-# has ``service_spec(ctx: LaunchContext) -> dict`` (a ``JupyterHub.services``
-# entry) and optionally ``extra_config(ctx, config)``.
-SERVICE_MODULES: list[str] = []
+
+def service_modules() -> list[str]:
+    """The packages under ``fedhub.services`` that contribute a managed service.
+
+    Such a package defines ``service_spec(ctx: LaunchContext) -> dict`` (one
+    ``JupyterHub.services`` entry) and optionally ``extra_config(ctx, config)``.
+    """
+    import pkgutil
+
+    import fedhub.services as services
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(services.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"fedhub.services.{info.name}")
+        if hasattr(module, "service_spec"):
+            found.append(module.__name__)
+    return found
+
 
 DEMO_TENANTS = [
     ("acme", "Acme Corporation", "professional", ["acme.example"]),
@@ -97,6 +111,8 @@ def build_config(ctx: LaunchContext) -> Config:
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.cleanup_proxy = True
     c.JupyterHub.authenticate_prometheus = False
+    # every user may open fedhub's services; the services decide what they see
+    c.JupyterHub.extra_user_scopes = ["access:services"]
     c.ConfigurableHTTPProxy.api_url = f"http://{ctx.ip}:{free_port()}"
     c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
@@ -111,7 +127,7 @@ def build_config(ctx: LaunchContext) -> Config:
     c.SimpleLocalProcessSpawner.home_dir_template = str(state / "homes" / "{username}")
     c.TenantAuthenticatorMixin.db_url = ctx.db_url
     services = []
-    for name in SERVICE_MODULES:
+    for name in service_modules():
         module = importlib.import_module(name)
         services.append(module.service_spec(ctx))
         if hasattr(module, "extra_config"):
@@ -147,7 +163,9 @@ def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
         else:
             store.set_password(username, password)
     path = state_dir / "demo-credentials.json"
-    path.write_text(json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2))
+    path.write_text(
+        json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2)
+    )
     path.chmod(0o600)
 
 

@@ -137,10 +137,21 @@ def month_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
     """The calendar month (naive UTC) containing ``now``: the billing month."""
     now = now or utcnow()
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
     return start, end
 
 
-def month_usage(session: Session, tenant: str, kind: str, *, username: str | None = None, now: datetime | None = None) -> float:
+def month_usage(
+    session: Session,
+    tenant: str,
+    kind: str,
+    *,
+    username: str | None = None,
+    now: datetime | None = None,
+) -> float:
     start, end = month_bounds(now)
     return usage_total(session, tenant, kind, start, end, username=username)

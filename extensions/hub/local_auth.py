@@ -11,6 +11,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from tornado import web
@@ -19,7 +20,6 @@ from traitlets import Bool, Integer, default
 from fedhub import events
 from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError
-from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
 from fedhub.tenancy import passwords
 from fedhub.tenancy.models import LocalCredential
 from fedhub.tenancy.store import lockout_state
@@ -77,8 +77,16 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         tenant = membership.tenant if membership else None
 
         def fail(reason: str, action: str = "auth.login_failed"):
-            events.emit(action, tenant=tenant, actor=username or None, target=username or None,
-                        result="failure", severity="warning", details={"reason": reason}, **info)
+            events.emit(
+                action,
+                tenant=tenant,
+                actor=username or None,
+                target=username or None,
+                result="failure",
+                severity="warning",
+                details={"reason": reason},
+                **info,
+            )
             return None
 
         if membership is None or not password:
@@ -101,12 +109,22 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
                 )
             ok = await asyncio.to_thread(passwords.verify_password, cred.password_hash, password)
             if ok and cred.totp_enabled:
-                counter = passwords.verify_totp(cred.totp_secret, otp, last_counter=cred.totp_last_counter)
+                counter = passwords.verify_totp(
+                    cred.totp_secret, otp, last_counter=cred.totp_last_counter
+                )
                 if counter is None:
                     ok = False
                     reason = "totp_missing" if not otp else "totp_wrong"
-                    events.emit("auth.totp_failed", tenant=tenant, actor=username, target=username,
-                                result="failure", severity="warning", details={"reason": reason}, **info)
+                    events.emit(
+                        "auth.totp_failed",
+                        tenant=tenant,
+                        actor=username,
+                        target=username,
+                        result="failure",
+                        severity="warning",
+                        details={"reason": reason},
+                        **info,
+                    )
                 else:
                     cred.totp_last_counter = counter
             if not ok:
@@ -114,9 +132,16 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
                 if self.lockout_threshold and cred.failed_attempts >= self.lockout_threshold:
                     cred.locked_until = utcnow() + timedelta(seconds=self.lockout_seconds)
                     cred.failed_attempts = 0
-                    events.emit("auth.lockout", tenant=tenant, actor=username, target=username,
-                                result="failure", severity="error",
-                                details={"locked_seconds": self.lockout_seconds}, **info)
+                    events.emit(
+                        "auth.lockout",
+                        tenant=tenant,
+                        actor=username,
+                        target=username,
+                        result="failure",
+                        severity="error",
+                        details={"locked_seconds": self.lockout_seconds},
+                        **info,
+                    )
                 return fail("wrong_credentials")
             cred.failed_attempts = 0
             cred.locked_until = None
@@ -142,12 +167,16 @@ class SignupHandler(BaseHandler):
     async def get(self):
         if not self.authenticator.allow_signup:
             raise web.HTTPError(404)
-        self.finish(self._render(invitation=self.get_argument("invitation", ""), error=None, done=False))
+        self.finish(
+            self._render(invitation=self.get_argument("invitation", ""), error=None, done=False)
+        )
 
     async def post(self):
         if not self.authenticator.allow_signup:
             raise web.HTTPError(404)
-        form = {k: self.get_body_argument(k, "").strip() for k in ("username", "email", "invitation")}
+        form = {
+            k: self.get_body_argument(k, "").strip() for k in ("username", "email", "invitation")
+        }
         password = self.get_body_argument("password", "")
         try:
             self.authenticator.store.sign_up(

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from jupyterhub import orm, roles
 
 from fedhub.tenancy.models import Role, TenantStatus
-from fedhub.tenancy.roles import GROUP_PREFIX, TENANT_ADMIN_ROLE_PREFIX, group_name, tenant_admin_role
+from fedhub.tenancy.roles import (
+    GROUP_PREFIX,
+    TENANT_ADMIN_ROLE_PREFIX,
+    group_name,
+    tenant_admin_role,
+)
 from fedhub.tenancy.store import TenantStore
 
 MANAGED_PROPERTY = "fedhub_tenant"
@@ -32,7 +37,10 @@ class DesiredState:
 
     def role_specs(self) -> list[dict]:
         """Role specs in ``load_roles`` format, with their user assignments."""
-        specs = [dict(spec, users=sorted(self.role_users[name])) for name, spec in self.admin_roles.items()]
+        specs = [
+            dict(spec, users=sorted(self.role_users[name]))
+            for name, spec in self.admin_roles.items()
+        ]
         specs.append({"name": "admin", "users": sorted(self.platform_admins)})
         return specs
 
@@ -51,7 +59,8 @@ def desired_state(store: TenantStore) -> DesiredState:
         spec = tenant_admin_role(tenant.slug)
         state.admin_roles[spec["name"]] = spec
         state.role_users[spec["name"]] = {
-            m.username for m in tenant.memberships
+            m.username
+            for m in tenant.memberships
             if m.role == Role.TENANT_ADMIN and tenant.status == TenantStatus.ACTIVE
         }
     for m in store.memberships():
@@ -87,7 +96,8 @@ class TenantMirror:
 
     def _sync_groups(self, state: DesiredState) -> None:
         existing = {
-            g.name: g for g in self.db.query(orm.Group).filter(orm.Group.name.like(f"{GROUP_PREFIX}%"))
+            g.name: g
+            for g in self.db.query(orm.Group).filter(orm.Group.name.like(f"{GROUP_PREFIX}%"))
         }
         for name, properties in state.groups.items():
             group = existing.get(name)
@@ -119,7 +129,9 @@ class TenantMirror:
                 self.db.flush()
                 for row in self.db.query(association).filter(association.role_id == role.id):
                     row.managed_by_auth = True
-        for role in self.db.query(orm.Role).filter(orm.Role.name.like(f"{TENANT_ADMIN_ROLE_PREFIX}%")):
+        for role in self.db.query(orm.Role).filter(
+            orm.Role.name.like(f"{TENANT_ADMIN_ROLE_PREFIX}%")
+        ):
             if role.name not in state.admin_roles:
                 self.log.info("fedhub mirror: deleting role %s of a deleted tenant", role.name)
                 self.db.delete(role)

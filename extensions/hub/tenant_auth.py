@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from functools import cached_property
 
+from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from tornado import web
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -19,7 +20,6 @@ from traitlets.config import LoggingConfigurable
 from fedhub import db as fedhub_db
 from fedhub import events
 from fedhub.errors import ConfigError
-from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo
@@ -142,8 +142,13 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         if info.tenant_status == TenantStatus.SUSPENDED and not info.is_platform_admin:
             tenant = self.store.get_tenant(info.tenant)
             events.emit(
-                "auth.login_refused", tenant=info.tenant, actor=username, target=username,
-                result="denied", severity="warning", details={"reason": "tenant_suspended"},
+                "auth.login_refused",
+                tenant=info.tenant,
+                actor=username,
+                target=username,
+                result="denied",
+                severity="warning",
+                details={"reason": "tenant_suspended"},
                 **client_info(handler),
             )
             raise web.HTTPError(
@@ -162,12 +167,22 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return [group_name(info.tenant)] if info.tenant else []
 
     def roles_for(self, info: UserInfo) -> list[dict]:
-        roles = [_default_role("user")]
+        roles = [self._hub_role("user")]
         if info.role == Role.TENANT_ADMIN and info.tenant:
             roles.append(tenant_admin_role(info.tenant))
         if info.is_platform_admin:
-            roles.append(_default_role("admin"))
+            roles.append(self._hub_role("admin"))
         return roles
+
+    def _hub_role(self, name: str) -> dict:
+        """A built-in role as the hub has it now (with ``extra_user_scopes``), so
+        that re-asserting it at login changes nothing."""
+        from jupyterhub import orm
+
+        role = orm.Role.find(self.parent.db, name) if self.parent is not None else None
+        if role is None:
+            return _default_role(name)
+        return {"name": role.name, "description": role.description, "scopes": list(role.scopes)}
 
     # -- the periodic mirror ---------------------------------------------------
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 
-from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from fedhub.tenancy.models import TenantStatus
 
 

@@ -26,12 +26,18 @@ class FedhubGroup(click.Group):
 
 @click.group(cls=FedhubGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--db-url", envvar="FEDHUB_DB_URL", default=None,
+    "--db-url",
+    envvar="FEDHUB_DB_URL",
+    default=None,
     help="Database URL (default: $FEDHUB_DB_URL, else <state-dir>/jupyterhub.sqlite).",
 )
 @click.option(
-    "--state-dir", envvar="FEDHUB_STATE_DIR", default=".fedhub", show_default=True,
-    type=click.Path(file_okay=False), help="Where the embedded deployment keeps its data.",
+    "--state-dir",
+    envvar="FEDHUB_STATE_DIR",
+    default=".fedhub",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the embedded deployment keeps its data.",
 )
 @click.version_option(package_name="fedhub")
 @click.pass_context
@@ -43,10 +49,18 @@ def main(ctx: click.Context, db_url: str | None, state_dir: str) -> None:
 
 
 def _register() -> None:
-    from fedhub.cli import db, tenants, tiers, up, users
+    """Add every ``fedhub/cli/<name>.py`` that defines ``command`` as a sub-command."""
+    import importlib
+    import pkgutil
 
-    for module in (up, tenants, users, tiers, db):
-        main.add_command(module.command)
+    import fedhub.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "common":
+            continue
+        module = importlib.import_module(f"fedhub.cli.{info.name}")
+        if isinstance(getattr(module, "command", None), click.Command):
+            main.add_command(module.command)
 
 
 _register()

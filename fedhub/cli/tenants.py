@@ -12,9 +12,15 @@ from fedhub.tenancy.models import TenantStatus
 
 def _tenant_dict(t) -> dict:
     return {
-        "slug": t.slug, "name": t.name, "tier": t.tier, "status": str(t.status),
-        "allowed_email_domains": t.allowed_email_domains, "overrides": t.overrides,
-        "users": sorted((m.username, str(m.role)) for m in t.memberships) if "memberships" in t.__dict__ else None,
+        "slug": t.slug,
+        "name": t.name,
+        "tier": t.tier,
+        "status": str(t.status),
+        "allowed_email_domains": t.allowed_email_domains,
+        "overrides": t.overrides,
+        "users": sorted((m.username, str(m.role)) for m in t.memberships)
+        if "memberships" in t.__dict__
+        else None,
         "created_at": t.created_at,
     }
 
@@ -44,13 +50,24 @@ def command():
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
 @click.option("--tier", default="free", show_default=True)
-@click.option("--email-domain", "domains", multiple=True, help="Allow sign-up from this email domain (repeatable).")
-@click.option("--override", "overrides", multiple=True, help="key=value override of a tier quota (repeatable).")
+@click.option(
+    "--email-domain",
+    "domains",
+    multiple=True,
+    help="Allow sign-up from this email domain (repeatable).",
+)
+@click.option(
+    "--override",
+    "overrides",
+    multiple=True,
+    help="key=value override of a tier quota (repeatable).",
+)
 @click.pass_context
 def create(ctx, slug, name, tier, domains, overrides):
     """Create a tenant."""
-    t = store(ctx).create_tenant(slug, name, tier, email_domains=domains,
-                                 overrides=parse_overrides(overrides), actor=ACTOR)
+    t = store(ctx).create_tenant(
+        slug, name, tier, email_domains=domains, overrides=parse_overrides(overrides), actor=ACTOR
+    )
     click.echo(f"Created tenant {t.slug} ({t.tier}).")
 
 
@@ -61,8 +78,11 @@ def list_(ctx, as_json):
     """List tenants."""
     tenants = store(ctx).list_tenants()
     rows = [[t.slug, t.name, t.tier, t.status, len(t.memberships)] for t in tenants]
-    output([_tenant_dict(t) for t in tenants], as_json,
-           table(rows, ["SLUG", "NAME", "TIER", "STATUS", "USERS"]))
+    output(
+        [_tenant_dict(t) for t in tenants],
+        as_json,
+        table(rows, ["SLUG", "NAME", "TIER", "STATUS", "USERS"]),
+    )
 
 
 @command.command("show")
@@ -84,13 +104,19 @@ def show(ctx, slug, as_json):
 @click.option("--name")
 @click.option("--tier")
 @click.option("--email-domain", "domains", multiple=True, help="Replace the allowed email domains.")
-@click.option("--override", "overrides", multiple=True, help="key=value (key= removes the override).")
+@click.option(
+    "--override", "overrides", multiple=True, help="key=value (key= removes the override)."
+)
 @click.pass_context
 def update(ctx, slug, name, tier, domains, overrides):
     """Change a tenant's name, tier, email domains or overrides."""
     store(ctx).update_tenant(
-        slug, name=name, tier=tier, email_domains=domains or None,
-        overrides=parse_overrides(overrides) if overrides else None, actor=ACTOR,
+        slug,
+        name=name,
+        tier=tier,
+        email_domains=domains or None,
+        overrides=parse_overrides(overrides) if overrides else None,
+        actor=ACTOR,
     )
     click.echo(f"Updated tenant {slug}.")
 

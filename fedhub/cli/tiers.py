@@ -27,11 +27,37 @@ def show(path, as_json, full):
     rows = []
     for name in catalog.names():
         t = catalog.get(name)
-        rows.append([name, f"${t.monthly_price:g}", t.max_users, f"{t.max_servers_per_tenant}/{t.max_servers_per_user}",
-                     ",".join(t.profiles), f"{t.compute_hours_per_month:g}", f"{t.storage_gb:g}",
-                     t.api_calls_per_day, t.experiments_per_month, t.max_clients_per_experiment])
-    click.echo(table(rows, ["TIER", "PRICE", "USERS", "SERVERS t/u", "PROFILES", "CPU-H/MO",
-                            "STORAGE GB", "API/DAY", "EXP/MO", "FL CLIENTS"]))
+        rows.append(
+            [
+                name,
+                f"${t.monthly_price:g}",
+                t.max_users,
+                f"{t.max_servers_per_tenant}/{t.max_servers_per_user}",
+                ",".join(t.profiles),
+                f"{t.compute_hours_per_month:g}",
+                f"{t.storage_gb:g}",
+                t.api_calls_per_day,
+                t.experiments_per_month,
+                t.max_clients_per_experiment,
+            ]
+        )
+    click.echo(
+        table(
+            rows,
+            [
+                "TIER",
+                "PRICE",
+                "USERS",
+                "SERVERS t/u",
+                "PROFILES",
+                "CPU-H/MO",
+                "STORAGE GB",
+                "API/DAY",
+                "EXP/MO",
+                "FL CLIENTS",
+            ],
+        )
+    )
 
 
 @command.command("validate")
@@ -39,4 +65,6 @@ def show(path, as_json, full):
 def validate(path):
     """Check a tiers file; exits non-zero naming the file, tier and key of a problem."""
     catalog = load_tiers(path)
-    click.echo(f"{catalog.source}: {len(catalog.tiers)} tiers, {len(catalog.profiles)} profiles, OK")
+    click.echo(
+        f"{catalog.source}: {len(catalog.tiers)} tiers, {len(catalog.profiles)} profiles, OK"
+    )

@@ -10,7 +10,9 @@ from fedhub import launcher
 
 
 @click.command("up", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--demo", is_flag=True, help="Seed the demo tenants acme, globex and initech and their users.")
+@click.option(
+    "--demo", is_flag=True, help="Seed the demo tenants acme, globex and initech and their users."
+)
 @click.option("--port", default=8000, show_default=True, help="Port of the hub on 127.0.0.1.")
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.argument("hub_args", nargs=-1, type=click.UNPROCESSED)

@@ -21,7 +21,11 @@ def command():
 @click.option("--tenant", help="Tenant slug (not needed for a platform-admin).")
 @click.option("--role", type=ROLES, default=Role.MEMBER.value, show_default=True)
 @click.option("--email")
-@click.option("--password", envvar="FEDHUB_PASSWORD", help="Local password (or $FEDHUB_PASSWORD); omit for SSO users.")
+@click.option(
+    "--password",
+    envvar="FEDHUB_PASSWORD",
+    help="Local password (or $FEDHUB_PASSWORD); omit for SSO users.",
+)
 @click.pass_context
 def add(ctx, username, tenant, role, email, password):
     """Add a user to a tenant with a role."""
@@ -69,9 +73,15 @@ def remove(ctx, username):
 @click.pass_context
 def list_(ctx, tenant, as_json):
     """List users, optionally of one tenant."""
-    ms = [m for m in store(ctx).memberships() if tenant is None or (m.tenant and m.tenant.slug == tenant)]
+    ms = [
+        m
+        for m in store(ctx).memberships()
+        if tenant is None or (m.tenant and m.tenant.slug == tenant)
+    ]
     rows = [[m.username, m.tenant.slug if m.tenant else "-", m.role, m.email or ""] for m in ms]
-    data = [dict(zip(["username", "tenant", "role", "email"], map(str, r), strict=True)) for r in rows]
+    data = [
+        dict(zip(["username", "tenant", "role", "email"], map(str, r), strict=True)) for r in rows
+    ]
     output(data, as_json, table(sorted(rows), ["USERNAME", "TENANT", "ROLE", "EMAIL"]))
 
 

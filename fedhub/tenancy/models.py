@@ -28,7 +28,9 @@ class TenantStatus(enum.StrEnum):
 
 
 def _enum(cls, name):
-    return Enum(cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32)
+    return Enum(
+        cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32
+    )
 
 
 class Tenant(Base):
@@ -38,7 +40,9 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     tier: Mapped[str] = mapped_column(String(63))
-    status: Mapped[TenantStatus] = mapped_column(_enum(TenantStatus, "tenant_status"), default=TenantStatus.ACTIVE)
+    status: Mapped[TenantStatus] = mapped_column(
+        _enum(TenantStatus, "tenant_status"), default=TenantStatus.ACTIVE
+    )
     allowed_email_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     suspended_reason: Mapped[str | None] = mapped_column(String(500), default=None)

@@ -29,19 +29,42 @@ TENANT_ADMIN_SCOPES = (
 # marketplace). Services check these; JupyterHub checks the scopes above.
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.PLATFORM_ADMIN: frozenset(
-        {"tenants:manage", "tenant:read", "tenant:admin", "usage:read", "usage:read-all",
-         "billing:read", "billing:manage", "audit:read", "audit:read-all", "experiments:run",
-         "experiments:read", "marketplace:publish", "servers:start"}
+        {
+            "tenants:manage",
+            "tenant:read",
+            "tenant:admin",
+            "usage:read",
+            "usage:read-all",
+            "billing:read",
+            "billing:manage",
+            "audit:read",
+            "audit:read-all",
+            "experiments:run",
+            "experiments:read",
+            "marketplace:publish",
+            "servers:start",
+        }
     ),
     Role.TENANT_ADMIN: frozenset(
-        {"tenant:read", "tenant:admin", "usage:read", "usage:read-all", "billing:read",
-         "audit:read", "experiments:run", "experiments:read", "marketplace:publish",
-         "servers:start"}
+        {
+            "tenant:read",
+            "tenant:admin",
+            "usage:read",
+            "usage:read-all",
+            "billing:read",
+            "audit:read",
+            "experiments:run",
+            "experiments:read",
+            "marketplace:publish",
+            "servers:start",
+        }
     ),
     Role.MEMBER: frozenset(
         {"tenant:read", "usage:read", "experiments:run", "experiments:read", "servers:start"}
     ),
-    Role.ANALYST: frozenset({"tenant:read", "usage:read", "experiments:read", "audit:read-if-tier"}),
+    Role.ANALYST: frozenset(
+        {"tenant:read", "usage:read", "experiments:read", "audit:read-if-tier"}
+    ),
     Role.SERVICE_ACCOUNT: frozenset({"tenant:read", "experiments:run", "experiments:read"}),
 }
 
@@ -51,7 +74,7 @@ def group_name(slug: str) -> str:
 
 
 def slug_from_group(name: str) -> str | None:
-    return name[len(GROUP_PREFIX):] if name.startswith(GROUP_PREFIX) else None
+    return name[len(GROUP_PREFIX) :] if name.startswith(GROUP_PREFIX) else None
 
 
 def tenant_admin_role(slug: str) -> dict:

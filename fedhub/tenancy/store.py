@@ -118,7 +118,9 @@ class TenantStore:
     def list_tenants(self) -> list[Tenant]:
         with self.session() as s:
             return list(
-                s.scalars(select(Tenant).options(selectinload(Tenant.memberships)).order_by(Tenant.slug))
+                s.scalars(
+                    select(Tenant).options(selectinload(Tenant.memberships)).order_by(Tenant.slug)
+                )
             )
 
     def get_tenant(self, slug: str) -> Tenant:
@@ -131,7 +133,9 @@ class TenantStore:
     def user(self, username: str) -> UserInfo | None:
         with self.session() as s:
             m = s.scalar(
-                select(Membership).options(selectinload(Membership.tenant)).where(Membership.username == username)
+                select(Membership)
+                .options(selectinload(Membership.tenant))
+                .where(Membership.username == username)
             )
             if m is None:
                 return None
@@ -216,20 +220,36 @@ class TenantStore:
         events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
         if "tier" in changes:
             events.emit(
-                "tenant.tier_changed", tenant=slug, actor=actor, target=slug,
+                "tenant.tier_changed",
+                tenant=slug,
+                actor=actor,
+                target=slug,
                 details={"from": changes["tier"][0], "to": changes["tier"][1]},
             )
         return tenant
 
-    def set_status(self, slug: str, status: TenantStatus, *, reason: str | None = None, actor: str | None = None) -> Tenant:
+    def set_status(
+        self,
+        slug: str,
+        status: TenantStatus,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Tenant:
         with self.session() as s:
             tenant = self._tenant(s, slug)
             tenant.status = status
             tenant.suspended_reason = reason if status == TenantStatus.SUSPENDED else None
             _bump(s)
         action = "tenant.suspended" if status == TenantStatus.SUSPENDED else "tenant.resumed"
-        events.emit(action, tenant=slug, actor=actor, target=slug, severity="warning",
-                    details={"reason": reason} if reason else None)
+        events.emit(
+            action,
+            tenant=slug,
+            actor=actor,
+            target=slug,
+            severity="warning",
+            details={"reason": reason} if reason else None,
+        )
         return tenant
 
     def delete_tenant(self, slug: str, *, actor: str | None = None) -> list[str]:
@@ -237,12 +257,20 @@ class TenantStore:
         with self.session() as s:
             tenant = self._tenant(s, slug, load_members=True)
             usernames = [m.username for m in tenant.memberships]
-            for cred in s.scalars(select(LocalCredential).where(LocalCredential.username.in_(usernames))):
+            for cred in s.scalars(
+                select(LocalCredential).where(LocalCredential.username.in_(usernames))
+            ):
                 s.delete(cred)
             s.delete(tenant)
             _bump(s)
-        events.emit("tenant.deleted", tenant=slug, actor=actor, target=slug, severity="warning",
-                    details={"users": usernames})
+        events.emit(
+            "tenant.deleted",
+            tenant=slug,
+            actor=actor,
+            target=slug,
+            severity="warning",
+            details={"users": usernames},
+        )
         return usernames
 
     # -- users -------------------------------------------------------------
@@ -272,14 +300,22 @@ class TenantStore:
             m = Membership(username=username, tenant_id=t.id if t else None, role=role, email=email)
             s.add(m)
             if password is not None:
-                s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+                s.add(
+                    LocalCredential(
+                        username=username, password_hash=passwords.hash_password(password)
+                    )
+                )
             _bump(s)
-        events.emit("user.created", tenant=tenant, actor=actor, target=username, details={"role": str(role)})
+        events.emit(
+            "user.created", tenant=tenant, actor=actor, target=username, details={"role": str(role)}
+        )
         return m
 
     def _check_user_quota(self, s: Session, tenant: Tenant) -> None:
         limit = self.effective_tier(tenant).max_users
-        count = s.scalar(select(func.count()).select_from(Membership).where(Membership.tenant_id == tenant.id))
+        count = s.scalar(
+            select(func.count()).select_from(Membership).where(Membership.tenant_id == tenant.id)
+        )
         if count >= limit:
             raise QuotaExceeded(
                 f"tenant {tenant.slug!r} has {count} of {limit} users allowed by its "
@@ -297,8 +333,13 @@ class TenantStore:
             m.role = role
             tenant = m.tenant.slug if m.tenant else None
             _bump(s)
-        events.emit("user.role_changed", tenant=tenant, actor=actor, target=username,
-                    details={"from": str(old), "to": str(role)})
+        events.emit(
+            "user.role_changed",
+            tenant=tenant,
+            actor=actor,
+            target=username,
+            details={"from": str(old), "to": str(role)},
+        )
         return m
 
     def remove_user(self, username: str, *, actor: str | None = None) -> None:
@@ -318,7 +359,11 @@ class TenantStore:
             self._membership(s, username)
             cred = s.get(LocalCredential, username)
             if cred is None:
-                s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+                s.add(
+                    LocalCredential(
+                        username=username, password_hash=passwords.hash_password(password)
+                    )
+                )
             else:
                 cred.password_hash = passwords.hash_password(password)
                 cred.failed_attempts = 0
@@ -335,14 +380,24 @@ class TenantStore:
             cred.totp_enabled = True
             cred.totp_last_counter = None
             tenant = self._membership(s, username).tenant
-        events.emit("auth.totp_enrolled", tenant=tenant.slug if tenant else None, actor=username, target=username)
+        events.emit(
+            "auth.totp_enrolled",
+            tenant=tenant.slug if tenant else None,
+            actor=username,
+            target=username,
+        )
         return secret
 
     # -- invitations and sign-up ----------------------------------------------
 
     def invite(
-        self, tenant: str, email: str, role: Role | str = Role.MEMBER, *,
-        valid_for: timedelta = timedelta(days=7), actor: str | None = None,
+        self,
+        tenant: str,
+        email: str,
+        role: Role | str = Role.MEMBER,
+        *,
+        valid_for: timedelta = timedelta(days=7),
+        actor: str | None = None,
     ) -> str:
         """Create an invitation and return its token (only its hash is stored)."""
         if not EMAIL_RE.match(email or ""):
@@ -350,14 +405,28 @@ class TenantStore:
         token = secrets.token_urlsafe(24)
         with self.session() as s:
             t = self._tenant(s, tenant)
-            s.add(Invitation(
-                tenant_id=t.id, email=email.lower(), role=Role(role), token_hash=_token_hash(token),
-                expires_at=utcnow() + valid_for, created_by=actor,
-            ))
-        events.emit("user.invited", tenant=tenant, actor=actor, target=email.lower(), details={"role": str(Role(role))})
+            s.add(
+                Invitation(
+                    tenant_id=t.id,
+                    email=email.lower(),
+                    role=Role(role),
+                    token_hash=_token_hash(token),
+                    expires_at=utcnow() + valid_for,
+                    created_by=actor,
+                )
+            )
+        events.emit(
+            "user.invited",
+            tenant=tenant,
+            actor=actor,
+            target=email.lower(),
+            details={"role": str(Role(role))},
+        )
         return token
 
-    def sign_up(self, username: str, email: str, password: str, *, invitation: str | None = None) -> Membership:
+    def sign_up(
+        self, username: str, email: str, password: str, *, invitation: str | None = None
+    ) -> Membership:
         """Self-service sign-up: by invitation, or by the tenant's allowed email domain."""
         validate_username(username)
         validate_password(password)
@@ -368,7 +437,9 @@ class TenantStore:
         domain = match.group(1).lower()
         with self.session() as s:
             if invitation:
-                inv = s.scalar(select(Invitation).where(Invitation.token_hash == _token_hash(invitation)))
+                inv = s.scalar(
+                    select(Invitation).where(Invitation.token_hash == _token_hash(invitation))
+                )
                 if inv is None or inv.used_at is not None or inv.expires_at < utcnow():
                     raise InvalidRequest("this invitation is not valid (wrong, used or expired)")
                 if inv.email != email:
@@ -378,7 +449,8 @@ class TenantStore:
                 inv.used_at = utcnow()
             else:
                 candidates = [
-                    t for t in s.scalars(select(Tenant))
+                    t
+                    for t in s.scalars(select(Tenant))
                     if domain in (t.allowed_email_domains or [])
                 ]
                 if not candidates:
@@ -388,17 +460,26 @@ class TenantStore:
                 tenant = candidates[0]
                 role = Role.MEMBER
             if not tenant.active:
-                raise InvalidRequest(f"organisation {tenant.name!r} is suspended; sign-up is closed")
+                raise InvalidRequest(
+                    f"organisation {tenant.name!r} is suspended; sign-up is closed"
+                )
             if s.scalar(select(Membership).where(Membership.username == username)):
                 raise Conflict(f"user {username!r} already exists")
             self._check_user_quota(s, tenant)
             m = Membership(username=username, tenant_id=tenant.id, role=role, email=email)
             s.add(m)
-            s.add(LocalCredential(username=username, password_hash=passwords.hash_password(password)))
+            s.add(
+                LocalCredential(username=username, password_hash=passwords.hash_password(password))
+            )
             _bump(s)
             slug = tenant.slug
-        events.emit("user.signed_up", tenant=slug, actor=username, target=username,
-                    details={"role": str(role), "by": "invitation" if invitation else "email_domain"})
+        events.emit(
+            "user.signed_up",
+            tenant=slug,
+            actor=username,
+            target=username,
+            details={"role": str(role), "by": "invitation" if invitation else "email_domain"},
+        )
         return m
 
     # -- helpers -----------------------------------------------------------
@@ -414,7 +495,9 @@ class TenantStore:
 
     def _membership(self, s: Session, username: str) -> Membership:
         m = s.scalar(
-            select(Membership).options(selectinload(Membership.tenant)).where(Membership.username == username)
+            select(Membership)
+            .options(selectinload(Membership.tenant))
+            .where(Membership.username == username)
         )
         if m is None:
             raise NotFound(f"no user {username!r}")

@@ -14,8 +14,14 @@ branch_labels = ("tenancy",)
 depends_on = None
 
 ROLE = sa.Enum(
-    "platform-admin", "tenant-admin", "member", "analyst", "service-account",
-    name="member_role", native_enum=False, length=32,
+    "platform-admin",
+    "tenant-admin",
+    "member",
+    "analyst",
+    "service-account",
+    name="member_role",
+    native_enum=False,
+    length=32,
 )
 
 
@@ -42,7 +48,10 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("username", sa.String(255), nullable=False, unique=True),
         sa.Column(
-            "tenant_id", sa.Integer, sa.ForeignKey("fedhub_tenants.id", ondelete="CASCADE"), index=True
+            "tenant_id",
+            sa.Integer,
+            sa.ForeignKey("fedhub_tenants.id", ondelete="CASCADE"),
+            index=True,
         ),
         sa.Column("role", ROLE, nullable=False),
         sa.Column("email", sa.String(320)),
@@ -63,14 +72,23 @@ def upgrade() -> None:
         "fedhub_invitations",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "tenant_id", sa.Integer, sa.ForeignKey("fedhub_tenants.id", ondelete="CASCADE"), nullable=False
+            "tenant_id",
+            sa.Integer,
+            sa.ForeignKey("fedhub_tenants.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column(
             "role",
             sa.Enum(
-                "platform-admin", "tenant-admin", "member", "analyst", "service-account",
-                name="invite_role", native_enum=False, length=32,
+                "platform-admin",
+                "tenant-admin",
+                "member",
+                "analyst",
+                "service-account",
+                name="invite_role",
+                native_enum=False,
+                length=32,
             ),
             nullable=False,
         ),
@@ -89,7 +107,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "fedhub_tenancy_revision", "fedhub_invitations", "fedhub_local_credentials",
-        "fedhub_memberships", "fedhub_tenants",
+        "fedhub_tenancy_revision",
+        "fedhub_invitations",
+        "fedhub_local_credentials",
+        "fedhub_memberships",
+        "fedhub_tenants",
     ):
         op.drop_table(table)

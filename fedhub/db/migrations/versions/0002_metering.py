@@ -30,9 +30,13 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime, nullable=False),
         sa.UniqueConstraint("tenant", "source", "idempotency_key", name="uq_meter_idempotency"),
     )
-    op.create_index("ix_meter_tenant_kind_start", "fedhub_meter_events", ["tenant", "kind", "start"])
     op.create_index(
-        "ix_meter_tenant_user_kind_start", "fedhub_meter_events", ["tenant", "username", "kind", "start"]
+        "ix_meter_tenant_kind_start", "fedhub_meter_events", ["tenant", "kind", "start"]
+    )
+    op.create_index(
+        "ix_meter_tenant_user_kind_start",
+        "fedhub_meter_events",
+        ["tenant", "username", "kind", "start"],
     )
 
 

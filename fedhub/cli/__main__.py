@@ -1,0 +1,3 @@
+from fedhub.cli import main
+
+main()

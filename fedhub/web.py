@@ -1,0 +1,265 @@
+"""What every fedhub hub service shares: HubOAuth, the caller's tenant, JSON errors.
+
+A service is a small tornado app (see ``jupyterhub/examples/service-whoami``):
+handlers subclass :class:`APIHandler`, read ``self.caller`` (who is asking,
+their tenant and fedhub role) and call ``self.scoped_tenant(requested)`` to get
+the one tenant they may look at. Every error leaves as
+``{"error": {"code": ..., "message": ...}}`` with a 4xx status; unexpected
+errors are logged with a traceback and leave as a 500 without details.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import ioloop, web
+
+from fedhub import events
+from fedhub.errors import FedhubError, Forbidden, NotFound
+from fedhub.tenancy import roles as fedhub_roles
+from fedhub.tenancy.models import Role, TenantStatus
+from fedhub.tenancy.store import TenantStore
+
+log = logging.getLogger("fedhub.web")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling a service: a fedhub user, or a hub service with no tenant."""
+
+    name: str
+    kind: str  # "user" or "service"
+    role: Role | None
+    tenant: str | None
+    tenant_status: TenantStatus | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == Role.PLATFORM_ADMIN
+
+    def can(self, permission: str) -> bool:
+        return self.role is not None and fedhub_roles.can(self.role, permission)
+
+
+class APIHandler(HubOAuthenticated, web.RequestHandler):
+    """Base of every fedhub service API handler."""
+
+    @property
+    def store(self) -> TenantStore:
+        return self.settings["fedhub_store"]
+
+    def check_xsrf_cookie(self):
+        # token-authenticated API calls carry no cookie; HubOAuth checks the rest
+        if self.request.headers.get("Authorization"):
+            return
+        return super().check_xsrf_cookie()
+
+    # -- who is calling ----------------------------------------------------------
+
+    @property
+    def caller(self) -> Caller:
+        if not hasattr(self, "_caller"):
+            model = self.get_current_user()
+            if not model:
+                raise web.HTTPError(403)
+            name = model["name"]
+            if model.get("kind") == "service":
+                self._caller = Caller(name=name, kind="service", role=None, tenant=None)
+            else:
+                info = self.store.user(name)
+                if info is None:
+                    self.deny("user_not_in_fedhub", f"{name} is not a member of any fedhub tenant")
+                self._caller = Caller(
+                    name=name,
+                    kind="user",
+                    role=info.role,
+                    tenant=info.tenant,
+                    tenant_status=info.tenant_status,
+                )
+        return self._caller
+
+    def require(self, permission: str) -> Caller:
+        caller = self.caller
+        if not caller.can(permission):
+            self.deny("permission", f"your role ({caller.role}) does not allow {permission}")
+        return caller
+
+    def scoped_tenant(self, requested: str | None = None) -> str | None:
+        """The tenant this request may see: the caller's own, or any for platform admins.
+
+        Asking for another tenant is answered as if it did not exist (404), so
+        a tenant cannot even learn which other tenants exist.
+        """
+        caller = self.caller
+        if caller.is_platform_admin:
+            if requested:
+                self.store.get_tenant(requested)  # 404 if unknown
+            return requested
+        if requested and requested != caller.tenant:
+            self.deny("cross_tenant", f"no tenant {requested!r}", status=404)
+        return caller.tenant
+
+    def deny(self, reason: str, message: str, status: int = 403):
+        events.emit(
+            "authz.denied",
+            tenant=getattr(self, "_caller", None) and self._caller.tenant,
+            actor=self.current_user and self.current_user.get("name"),
+            target=self.request.path,
+            result="denied",
+            severity="warning",
+            details={"reason": reason, "method": self.request.method},
+            source_ip=self.request.remote_ip,
+            user_agent=self.request.headers.get("User-Agent"),
+        )
+        raise (NotFound(message) if status == 404 else Forbidden(message))
+
+    def emit(self, action: str, **kw: Any) -> dict:
+        """An audit event for a state-changing call, with the caller and client filled in."""
+        kw.setdefault("tenant", self.caller.tenant)
+        kw.setdefault("actor", self.caller.name)
+        return events.emit(
+            action,
+            source_ip=self.request.remote_ip,
+            user_agent=self.request.headers.get("User-Agent"),
+            **kw,
+        )
+
+    # -- JSON in and out ---------------------------------------------------------
+
+    def get_json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"null")
+        except json.JSONDecodeError as e:
+            raise FedhubError(
+                f"request body is not valid JSON: {e.msg} at position {e.pos}"
+            ) from None
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, FedhubError):
+            body = exc.to_json()
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message or self._reason
+            if exc.args and exc.log_message:
+                message = exc.log_message % exc.args
+            body = {"error": {"code": f"http_{status_code}", "message": message}}
+        else:
+            body = {
+                "error": {
+                    "code": "internal_error",
+                    "message": "internal error; the service logged it",
+                }
+            }
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, FedhubError):
+            if not self._finished:
+                self.send_error(e.status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
+
+class NotFoundHandler(APIHandler):
+    def prepare(self):
+        raise NotFound(f"no such endpoint: {self.request.path}")
+
+
+def cookie_secret() -> bytes:
+    """The same secret in every replica of a service (derived from its hub token)."""
+    explicit = os.environ.get("FEDHUB_SERVICE_COOKIE_SECRET")
+    if explicit:
+        return explicit.encode()
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    return hashlib.sha256(b"fedhub-service-cookie:" + token.encode()).digest()
+
+
+def make_app(
+    handlers: list[tuple], *, store: TenantStore | None = None, **settings: Any
+) -> web.Application:
+    """A service application at ``$JUPYTERHUB_SERVICE_PREFIX`` with HubOAuth wired in.
+
+    ``handlers`` are ``(relative_path, Handler[, kwargs])`` tuples, relative to the prefix.
+    """
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
+    for path, *rest in handlers:
+        routes.append((url_path_join(prefix, path), *rest))
+    return web.Application(
+        routes,
+        cookie_secret=cookie_secret(),
+        default_handler_class=NotFoundHandler,
+        fedhub_store=store or TenantStore(),
+        xsrf_cookies=False,
+        **settings,
+    )
+
+
+def listen_address() -> tuple[str, int]:
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0"))
+    return url.hostname or "127.0.0.1", url.port or 0
+
+
+def run(app: web.Application, on_stop=None) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (the hub's shutdown), then call ``on_stop``."""
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
+    )
+    # the hub may start services with SIGINT ignored; restore it so shutdown is prompt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    loop = ioloop.IOLoop.current()
+
+    def stop(*_):
+        loop.add_callback_from_signal(loop.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = listen_address()
+    app.listen(port, address=host)
+    log.info(
+        "listening on http://%s:%s%s", host, port, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    )
+    try:
+        loop.start()
+    finally:
+        if on_stop:
+            on_stop()
+
+
+def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = None) -> dict:
+    """A ``JupyterHub.services`` entry that runs ``python -m module`` under the hub."""
+    from fedhub.launcher import free_port
+
+    env = {
+        "FEDHUB_DB_URL": ctx.db_url,
+        "FEDHUB_STATE_DIR": str(ctx.state_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in ("FEDHUB_TIERS", "FEDHUB_EVENTS_SPOOL"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    env.update(extra_env or {})
+    return {
+        "name": name,
+        "url": f"http://127.0.0.1:{free_port()}",
+        "command": [sys.executable, "-m", module],
+        "environment": env,
+        "oauth_no_confirm": True,
+        "display": True,
+    }

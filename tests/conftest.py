@@ -1,0 +1,77 @@
+"""Shared fixtures: real hubs, a throwaway PostgreSQL, databases on both engines.
+
+Like JupyterHub's own ``MockHub`` tests, hubs here are real: ``fedhub up`` in a
+subprocess with a real configurable-http-proxy on free loopback ports and a
+temporary state dir, stopped by PID. Database tests run on SQLite and on a
+PostgreSQL 15 cluster made with ``initdb``/``pg_ctl`` for the session (or the
+server in ``$FEDHUB_TEST_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: F401
+
+DEMO_PASSWORD = "fedhub-test-password"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The base URL of a PostgreSQL server for this test session."""
+    url = os.environ.get("FEDHUB_TEST_DATABASE_URL")
+    if url:
+        yield PostgresCluster.external(url)
+        return
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty database on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fedhub.sqlite'}"
+    else:
+        cluster = request.getfixturevalue("postgres")
+        yield cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def migrated_db(db_url):
+    from fedhub import db
+
+    db.upgrade(db_url)
+    yield db_url
+    db.dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def hub_factory(tmp_path_factory):
+    """Start real hubs: ``hub_factory(db_url=None, args=[...], env={...})``."""
+    started: list[HubProcess] = []
+
+    def start(db_url: str | None = None, args=(), env=None, demo: bool = True) -> HubProcess:
+        state = tmp_path_factory.mktemp("hub")
+        hub = HubProcess(
+            state, db_url=db_url, args=list(args), env=env or {}, demo=demo, password=DEMO_PASSWORD
+        )
+        started.append(hub)
+        hub.start()
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(hub_factory):
+    """One demo hub on SQLite shared by the tests that only read or tidy up after themselves."""
+    return hub_factory()
