@@ -1,0 +1,84 @@
+"""Shared pieces of the FL benchmarks: the sequential PyTorch baseline and output helpers."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def sequential_fedavg(data, rounds, clients_per_round, local_epochs, batch_size, lr, seed=0):
+    """FedAvg as a plain sequential PyTorch loop in one process: the overhead baseline.
+
+    Same work as fedhub: the same client sampling, SGD with torch.optim, weighted
+    averaging, and an evaluation on the pooled test set every round.
+    """
+    from fedhub import fl
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model = fl.models.LogisticRegression(data.num_features, data.num_classes)
+    global_state = {k: v.clone() for k, v in model.state_dict().items()}
+    clients = [(torch.from_numpy(c["x"]), torch.from_numpy(c["y"])) for c in data.clients]
+    test_x, test_y = torch.from_numpy(data.test["x"]), torch.from_numpy(data.test["y"])
+    per_round = []
+    t_start = time.perf_counter()
+    for rnd in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([seed, rnd])
+        chosen = sorted(rng.choice(len(clients), clients_per_round, replace=False))
+        acc_state = {k: torch.zeros_like(v) for k, v in global_state.items()}
+        total = 0
+        for cid in chosen:
+            x, y = clients[cid]
+            model.load_state_dict(global_state)
+            opt = torch.optim.SGD(model.parameters(), lr=lr)
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + rnd * 1009 + int(cid))
+            for _ in range(local_epochs):
+                perm = torch.randperm(len(y), generator=gen)
+                for s in range(0, len(y), batch_size):
+                    idx = perm[s : s + batch_size]
+                    opt.zero_grad()
+                    F.cross_entropy(model(x[idx]), y[idx]).backward()
+                    opt.step()
+            for k, v in model.state_dict().items():
+                acc_state[k] += v * len(y)
+            total += len(y)
+        global_state = {k: v / total for k, v in acc_state.items()}
+        model.load_state_dict(global_state)
+        with torch.no_grad():
+            out = model(test_x)
+            F.cross_entropy(out, test_y)
+            acc = float((out.argmax(1) == test_y).float().mean())
+        per_round.append(time.perf_counter() - t0)
+    return {"per_round": per_round, "wall_s": time.perf_counter() - t_start, "final_accuracy": acc}
+
+
+def round_stats(per_round: list[float]) -> dict:
+    """Mean and median per-round time, leaving out round 1 (it warms the workers' caches)."""
+    steady = per_round[1:] if len(per_round) > 1 else per_round
+    return {"mean_s": statistics.fmean(steady), "median_s": statistics.median(steady)}
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def shared_cluster(n_workers: int = 2):
+    """A LocalCluster for benchmarks that do not measure start-up."""
+    from distributed import Client, LocalCluster
+
+    from fedhub.fl.runtime import local_cluster_kwargs
+
+    cluster = LocalCluster(**local_cluster_kwargs(n_workers))
+    return cluster, Client(cluster, set_as_default=False)
