@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -70,7 +71,10 @@ def round_stats(per_round: list[float]) -> dict:
 def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
+    # Other work on the machine skews timings; keep the load next to the figures.
+    payload = {**payload, "loadavg_at_end": os.getloadavg()}
     path.write_text(json.dumps(payload, indent=2, default=float))
+    print(f"   (load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     return path
 
 

@@ -38,7 +38,9 @@ def get_weights(model):
 
 
 def set_weights(model, weights):
-    model.load_state_dict({k: torch.from_numpy(w) for k, w in zip(model.state_dict(), weights)})
+    model.load_state_dict(
+        {k: torch.from_numpy(w) for k, w in zip(model.state_dict(), weights, strict=True)}
+    )
 
 
 def main():
