@@ -1,0 +1,29 @@
+"""The experiments service: tenants' federated-learning runs on Dask, from notebooks.
+
+``fedhub up`` picks it up through :func:`service_spec`; :func:`extra_config` tells every
+user server where the service is (``FEDHUB_EXPERIMENTS_URL``), the direct URL the
+notebook client (``fedhub.client``) and the server extension call with the user's token.
+"""
+
+from __future__ import annotations
+
+from fedhub.web import managed_service
+
+NAME = "experiments"
+_specs: dict[tuple[str, int], dict] = {}
+
+
+def service_spec(ctx) -> dict:
+    key = (str(ctx.state_dir), ctx.port)
+    if key not in _specs:
+        _specs[key] = managed_service(NAME, "fedhub.services.experiments", ctx)
+    return _specs[key]
+
+
+def service_url(ctx) -> str:
+    """The service's direct URL with its prefix, as user servers should call it."""
+    return f"{service_spec(ctx)['url']}/services/{NAME}/"
+
+
+def extra_config(ctx, c) -> None:
+    c.Spawner.environment.update({"FEDHUB_EXPERIMENTS_URL": service_url(ctx)})

@@ -1,0 +1,40 @@
+"""Turn a validated spec into the engine's objects (``fedhub.fl``).
+
+Kept apart from the scheduler so that the mapping (defaults for the model's input and
+output sizes, where the partitioner goes) can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .spec import DEFAULT_MODEL, ExperimentSpec
+
+
+def build_experiment(spec: ExperimentSpec):
+    """An ``fl.Experiment`` for ``spec`` (imports torch: call it in the runner only)."""
+    from fedhub import fl
+
+    params = dict(spec.dataset_params)
+    if spec.partition:
+        params["partition"] = {"name": spec.partition, **spec.partition_params}
+    data = fl.datasets.get(spec.dataset, num_clients=spec.clients, seed=spec.seed, **params)
+    model_name = spec.model or DEFAULT_MODEL.get(spec.dataset.lower(), "logistic_regression")
+    model_params = dict(spec.model_params)
+    if model_name.lower() == "cnn":
+        model_params.setdefault("side", int(math.isqrt(data.num_features)))
+    else:
+        model_params.setdefault("in_features", data.num_features)
+    model_params.setdefault("num_classes", data.num_classes)
+    return fl.Experiment(
+        model=fl.models.factory(model_name, **model_params),
+        data=data,
+        strategy=fl.strategies.get(spec.strategy, **spec.strategy_params),
+        rounds=spec.rounds,
+        clients_per_round=spec.clients_per_round,
+        local_epochs=spec.local_epochs,
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        stragglers=fl.Stragglers(spec.stragglers, spec.straggler_policy),
+        seed=spec.seed,
+    )

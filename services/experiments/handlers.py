@@ -1,0 +1,213 @@
+"""REST API of the experiments service (under ``/services/experiments/api/v1/``).
+
+    POST /experiments                 submit a spec (experiments:run) -> 201
+    GET  /experiments                 the caller's tenant's runs (experiments:read)
+    GET  /experiments/{id}            status, spec and per-round metrics
+    POST /experiments/{id}/cancel     stop within one round (experiments:run)
+    GET  /experiments/{id}/events     server-sent events: one ``round`` event per round,
+                                      then ``status`` when the run ends
+    GET  /experiments/{id}/weights    the final weights (``torch.save`` of the state dict)
+    GET  /quota                       the tenant's tier, experiment limits and usage
+
+Another tenant's experiment is answered as if it did not exist (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from sqlalchemy import select
+
+from fedhub.db import session_scope, utcnow
+from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
+from fedhub.web import APIHandler
+
+from . import quota
+from .models import FINISHED, QUEUED, ExperimentRound, ExperimentRun
+from .spec import parse_spec
+
+
+class BaseHandler(APIHandler):
+    @property
+    def db_url(self) -> str:
+        return self.settings["fedhub_db_url"]
+
+    @property
+    def scheduler(self):
+        return self.settings["fedhub_scheduler"]
+
+    def load_run(self, exp_id: str) -> ExperimentRun:
+        """The run, if the caller's tenant owns it (platform admins see all); else 404."""
+        with session_scope(self.db_url) as s:
+            run = s.get(ExperimentRun, exp_id)
+        if run is None or (not self.caller.is_platform_admin and run.tenant != self.caller.tenant):
+            raise NotFound(f"no experiment {exp_id!r}")
+        return run
+
+    def rounds(self, exp_id: str, after: int = 0) -> list[dict]:
+        with session_scope(self.db_url) as s:
+            rows = s.execute(
+                select(ExperimentRound.metrics)
+                .where(ExperimentRound.experiment_id == exp_id, ExperimentRound.round > after)
+                .order_by(ExperimentRound.round)
+            ).scalars()
+            return list(rows)
+
+
+class ExperimentsHandler(BaseHandler):
+    def get(self):
+        self.require("experiments:read")
+        tenant = self.scoped_tenant(self.get_argument("tenant", None))
+        q = select(ExperimentRun).order_by(ExperimentRun.created_at.desc()).limit(200)
+        if tenant is not None:
+            q = q.where(ExperimentRun.tenant == tenant)
+        with session_scope(self.db_url) as s:
+            runs = [r.to_json() for r in s.scalars(q)]
+        self.write_json({"experiments": runs})
+
+    def post(self):
+        caller = self.require("experiments:run")
+        if caller.tenant is None:
+            raise InvalidRequest("experiments belong to a tenant; platform admins have none")
+        body = self.get_json_body()
+        spec = parse_spec(body)
+        tenant = self.store.get_tenant(caller.tenant)
+        tier = self.store.effective_tier(tenant)
+        exp_id = uuid.uuid4().hex[:16]
+        try:
+            with session_scope(self.db_url) as s:
+                quota.lock_tenant(s, caller.tenant)
+                quota.check(s, caller.tenant, tenant.tier, tier, spec.clients)
+                run = ExperimentRun(
+                    id=exp_id,
+                    tenant=caller.tenant,
+                    username=caller.name,
+                    name=spec.name or f"{spec.strategy} on {spec.dataset}",
+                    status=QUEUED,
+                    spec=spec.model_dump(),
+                    clients=spec.clients,
+                    rounds=spec.rounds,
+                    rounds_done=0,
+                    cancel_requested=False,
+                    attempts=0,
+                    created_at=utcnow(),
+                )
+                s.add(run)
+        except QuotaExceeded as e:
+            self.emit(
+                "experiment.refused",
+                result="denied",
+                severity="notice",
+                details={**e.details, "clients": spec.clients, "rounds": spec.rounds},
+            )
+            raise
+        self.emit(
+            "experiment.submitted",
+            target=f"experiment:{exp_id}",
+            details={"strategy": spec.strategy, "dataset": spec.dataset, "clients": spec.clients,
+                     "rounds": spec.rounds},
+        )  # fmt: skip
+        self.scheduler.wake()
+        self.write_json(run.to_json(rounds=[]), status=201)
+
+
+class ExperimentHandler(BaseHandler):
+    def get(self, exp_id: str):
+        self.require("experiments:read")
+        run = self.load_run(exp_id)
+        self.write_json(run.to_json(rounds=self.rounds(exp_id)))
+
+
+class CancelHandler(BaseHandler):
+    def post(self, exp_id: str):
+        self.require("experiments:run")
+        run = self.load_run(exp_id)
+        if run.status in FINISHED:
+            raise Conflict(f"experiment {exp_id} is already {run.status}")
+        with session_scope(self.db_url) as s:
+            s.get(ExperimentRun, exp_id).cancel_requested = True
+        self.scheduler.request_cancel(exp_id)
+        self.scheduler.wake()
+        self.emit("experiment.cancel_requested", target=f"experiment:{exp_id}")
+        run.cancel_requested = True
+        self.write_json(run.to_json(), status=202)
+
+
+class EventsHandler(BaseHandler):
+    """Server-sent events; resumes after ``Last-Event-ID`` (the last round received)."""
+
+    async def get(self, exp_id: str):
+        self.require("experiments:read")
+        self.load_run(exp_id)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        last = int(self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0"))
+        idle = 0.0
+        while True:
+            for record in self.rounds(exp_id, after=last):
+                last = int(record["round"])
+                self.write(f"id: {last}\nevent: round\ndata: {json.dumps(record)}\n\n")
+                idle = 0.0
+            run = self.load_run(exp_id)
+            if run.status in FINISHED and run.rounds_done <= last:
+                self.write(f"event: status\ndata: {json.dumps(run.to_json())}\n\n")
+                await self.flush()
+                break
+            if idle >= 15:
+                self.write(": keep-alive\n\n")
+                idle = 0.0
+            try:
+                await self.flush()
+            except Exception:  # the client went away
+                return
+            await asyncio.sleep(0.5)
+            idle += 0.5
+        self.finish()
+
+
+class WeightsHandler(BaseHandler):
+    def get(self, exp_id: str):
+        self.require("experiments:read")
+        run = self.load_run(exp_id)
+        path = self.scheduler.run_dir(exp_id) / "final.pt"
+        if not path.exists():
+            raise NotFound(f"experiment {exp_id} has no final weights ({run.status})")
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(path.read_bytes())
+
+
+class QuotaHandler(BaseHandler):
+    def get(self):
+        self.require("usage:read")
+        slug = self.scoped_tenant(self.get_argument("tenant", None))
+        if slug is None:
+            raise InvalidRequest("platform admins: pass ?tenant=<slug>")
+        tenant = self.store.get_tenant(slug)
+        tier = self.store.effective_tier(tenant)
+        with session_scope(self.db_url) as s:
+            used = quota.usage(s, slug)
+        self.write_json(
+            {
+                "tenant": slug,
+                "tier": tenant.tier,
+                "tier_display_name": tier.display_name,
+                "status": str(tenant.status),
+                "limits": quota.limits(tier),
+                "usage": used,
+            }
+        )
+
+
+def handlers() -> list[tuple]:
+    exp = r"api/v1/experiments/([0-9a-f]{1,32})"
+    return [
+        ("api/v1/experiments", ExperimentsHandler),
+        (exp, ExperimentHandler),
+        (exp + "/cancel", CancelHandler),
+        (exp + "/events", EventsHandler),
+        (exp + "/weights", WeightsHandler),
+        ("api/v1/quota", QuotaHandler),
+    ]

@@ -1,0 +1,309 @@
+"""Runs queued experiments on Dask, fairly between tenants, and survives restarts.
+
+Admission is round-robin between tenants: when a slot is free, the tenant with the fewest
+running experiments (then the one served longest ago) starts its oldest queued run, and no
+tenant may hold more than ``max_running_per_tenant`` slots, so one tenant can never take
+every worker. Inside Dask the running experiments' rounds interleave: each round is one
+task per worker submitted after the previous round finished, so a second tenant's round
+queues behind at most one round of the first.
+
+Each run is a thread that calls ``fl.Experiment.run`` with a per-round callback. The
+callback persists the round's metrics, meters it (idempotent per experiment and round)
+and answers the cancel flag, so a cancel stops the run within one round. Checkpoints go to
+``$FEDHUB_STATE_DIR/experiments/<id>/`` every ``checkpoint_every`` rounds; a service that
+is killed and restarted puts its running experiments back in the queue and resumes each
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from traitlets import Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from fedhub import events, metering
+from fedhub.db import session_scope, utcnow
+
+from .clusters import DaskClusters
+from .models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    ExperimentRound,
+    ExperimentRun,
+)
+from .quota import FL_CLIENT_SECONDS, FL_ROUNDS
+from .spec import ExperimentSpec
+
+SOURCE = "experiments"
+
+
+class _ServiceStopping(Exception):  # noqa: N818 - internal signal, not an error
+    pass
+
+
+class ExperimentScheduler(LoggingConfigurable):
+    """Queue, fair admission and execution of experiments."""
+
+    max_running = Integer(
+        4,
+        config=True,
+        help="""Experiments the service runs at once (over all tenants).
+
+            c.ExperimentScheduler.max_running = 8
+        """,
+    )
+    max_running_per_tenant = Integer(
+        2,
+        config=True,
+        help="""Most experiments one tenant may have running at once, whatever its tier
+        allows to be queued; keeps a busy tenant from occupying every slot.""",
+    )
+    checkpoint_every = Integer(
+        1, config=True, help="""Write a checkpoint every N rounds (resume granularity)."""
+    )
+    poll_interval = Integer(1, config=True, help="""Seconds between queue scans.""")
+    state_dir = Unicode(config=True, help="""Where checkpoints and final weights are kept.""")
+
+    def __init__(self, db_url: str, tenant_tier: Callable[[str], str], **kwargs):
+        super().__init__(**kwargs)
+        self.db_url = db_url
+        self.tenant_tier = tenant_tier
+        self.clusters = DaskClusters(parent=self)
+        self._pool = ThreadPoolExecutor(max(1, self.max_running), thread_name_prefix="fl-run")
+        self._lock = threading.Lock()
+        self._running: dict[str, str] = {}  # experiment id -> tenant
+        self._served: dict[str, float] = {}  # tenant -> last admission time
+        self._cancel: set[str] = set()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def run_dir(self, exp_id: str) -> Path:
+        return Path(self.state_dir) / "experiments" / exp_id
+
+    def start(self) -> None:
+        """Requeue what a previous process left running, then start admitting."""
+        with session_scope(self.db_url) as s:
+            n = s.execute(
+                update(ExperimentRun).where(ExperimentRun.status == RUNNING).values(status=QUEUED)
+            ).rowcount
+        if n:
+            self.log.info("requeued %d experiments left running by a previous process", n)
+        self._thread = threading.Thread(target=self._loop, name="fl-admit", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop admitting; running experiments stop after their current round and stay
+        ``running`` in the database, so the next process resumes them."""
+        self._stopping.set()
+        self._wake.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.clusters.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_cancel(self, exp_id: str) -> None:
+        with self._lock:
+            self._cancel.add(exp_id)
+
+    # ---------------------------------------------------------------- admission
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._admit()
+            except Exception:  # keep admitting after a database hiccup
+                self.log.exception("experiment admission failed; retrying")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def _admit(self) -> None:
+        with session_scope(self.db_url) as s:
+            queued = s.execute(
+                select(ExperimentRun.id, ExperimentRun.tenant, ExperimentRun.cancel_requested)
+                .where(ExperimentRun.status == QUEUED)
+                .order_by(ExperimentRun.created_at, ExperimentRun.id)
+            ).all()
+        for exp_id, _tenant, cancel in queued:
+            if cancel:
+                self._finish(exp_id, CANCELLED)
+        queued = [(i, t) for i, t, c in queued if not c]
+        while queued and not self._stopping.is_set():
+            pick = self.pick(queued)
+            if pick is None:
+                return
+            queued.remove(pick)
+            exp_id, tenant = pick
+            with self._lock:
+                self._running[exp_id] = tenant
+                self._served[tenant] = time.monotonic()
+            self._pool.submit(self._run_guarded, exp_id)
+
+    def pick(self, queued: list[tuple[str, str]]) -> tuple[str, str] | None:
+        """The next (id, tenant) to start, or None if no slot may be used now."""
+        with self._lock:
+            if len(self._running) >= self.max_running:
+                return None
+            per_tenant: dict[str, int] = {}
+            for t in self._running.values():
+                per_tenant[t] = per_tenant.get(t, 0) + 1
+            oldest: dict[str, tuple[str, str]] = {}
+            for exp_id, tenant in queued:
+                if exp_id in self._running or tenant in oldest:
+                    continue
+                if per_tenant.get(tenant, 0) < self.max_running_per_tenant:
+                    oldest[tenant] = (exp_id, tenant)
+            if not oldest:
+                return None
+            tenant = min(oldest, key=lambda t: (per_tenant.get(t, 0), self._served.get(t, 0.0)))
+            return oldest[tenant]
+
+    # ---------------------------------------------------------------- execution
+    def _run_guarded(self, exp_id: str) -> None:
+        try:
+            self._run(exp_id)
+        except _ServiceStopping:
+            self.log.info("experiment %s paused for shutdown; it resumes on restart", exp_id)
+        except Exception as e:
+            self.log.error("experiment %s failed:\n%s", exp_id, traceback.format_exc())
+            self._finish(exp_id, FAILED, error=f"{type(e).__name__}: {e}")
+        finally:
+            with self._lock:
+                self._running.pop(exp_id, None)
+                self._cancel.discard(exp_id)
+            self.wake()
+
+    def _run(self, exp_id: str) -> None:
+        from fedhub import fl
+
+        with session_scope(self.db_url) as s:
+            run = s.get(ExperimentRun, exp_id)
+            if run.status != QUEUED:
+                return
+            run.status = RUNNING
+            run.attempts += 1
+            run.started_at = run.started_at or utcnow()
+            tenant, username, spec_json = run.tenant, run.username, run.spec
+        spec = ExperimentSpec.model_validate(spec_json)
+        ckpt_dir = self.run_dir(exp_id)
+        if fl.checkpoint.latest(ckpt_dir) is not None:
+            _, state = fl.checkpoint.load(ckpt_dir)
+            for record in state["history"]:  # rounds checkpointed but not yet recorded
+                self._record_round(exp_id, tenant, username, record)
+            exp = fl.Experiment.load(ckpt_dir)
+            self.log.info("experiment %s resumes after round %d", exp_id, state["round"])
+        else:
+            from .build import build_experiment
+
+            exp = build_experiment(spec)
+        client = self.clusters.client(tenant, self.tenant_tier(tenant))
+
+        def on_round(record: dict):
+            self._record_round(exp_id, tenant, username, record)
+            if self._stopping.is_set():
+                raise _ServiceStopping
+            return not self._cancel_requested(exp_id)
+
+        result = exp.run(
+            client=client,
+            callback=on_round,
+            progress=None,
+            checkpoint_dir=ckpt_dir,
+            checkpoint_every=self.checkpoint_every,
+        )
+        if self._stopping.is_set() and result.cancelled:
+            raise _ServiceStopping
+        import torch
+
+        torch.save(result.state_dict, ckpt_dir / "final.pt")
+        self._finish(exp_id, CANCELLED if result.cancelled else COMPLETED)
+
+    def _cancel_requested(self, exp_id: str) -> bool:
+        with self._lock:
+            if exp_id in self._cancel:
+                return True
+        with session_scope(self.db_url) as s:
+            return bool(s.get(ExperimentRun, exp_id).cancel_requested)
+
+    def _record_round(self, exp_id: str, tenant: str, username: str, record: dict) -> None:
+        """Persist and meter one round; idempotent, so a resumed run may repeat it."""
+        rnd = int(record["round"])
+        metrics = {k: _jsonable(v) for k, v in record.items()}
+        now = utcnow()
+        duration = float(record.get("duration_s") or 0.0)
+        with session_scope(self.db_url) as s:
+            table = ExperimentRound.__table__
+            dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+            s.execute(
+                dialect.insert(table)
+                .values(experiment_id=exp_id, round=rnd, metrics=metrics, recorded_at=now)
+                .on_conflict_do_nothing(index_elements=["experiment_id", "round"])
+            )
+            run = s.get(ExperimentRun, exp_id)
+            run.rounds_done = max(run.rounds_done, rnd)
+            start = now - timedelta(seconds=duration)
+            usage = dict(tenant=tenant, start=start, end=now, source=SOURCE, username=username)
+            attrs = {"experiment": exp_id, "round": rnd}
+            metering.record(
+                s,
+                [
+                    metering.Usage(
+                        kind=FL_CLIENT_SECONDS,
+                        quantity=duration * int(record.get("clients") or 0),
+                        idempotency_key=f"{exp_id}:{rnd}:client_seconds",
+                        attributes=attrs,
+                        **usage,
+                    ),
+                    metering.Usage(
+                        kind=FL_ROUNDS,
+                        quantity=1,
+                        idempotency_key=f"{exp_id}:{rnd}:rounds",
+                        attributes=attrs,
+                        **usage,
+                    ),
+                ],
+            )
+
+    def _finish(self, exp_id: str, status: str, error: str | None = None) -> None:
+        with session_scope(self.db_url) as s:
+            run = s.get(ExperimentRun, exp_id)
+            if run is None or run.status in (COMPLETED, FAILED, CANCELLED):
+                return
+            run.status = status
+            run.error = error
+            run.finished_at = utcnow()
+            tenant, user, done = run.tenant, run.username, run.rounds_done
+        action = {COMPLETED: "completed", CANCELLED: "cancelled", FAILED: "failed"}[status]
+        events.emit(
+            f"experiment.{action}",
+            tenant=tenant,
+            actor=user,
+            target=f"experiment:{exp_id}",
+            result="error" if status == FAILED else "success",
+            severity="warning" if status == FAILED else "info",
+            details={"rounds_done": done, **({"error": error} if error else {})},
+        )
+        self.log.info("experiment %s (%s) %s after %d rounds", exp_id, tenant, status, done)
+
+
+def _jsonable(value):
+    try:
+        value = float(value) if not isinstance(value, int | str | bool) else value
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
