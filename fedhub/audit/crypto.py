@@ -1,0 +1,176 @@
+"""Keys and encodings of the audit log: canonical JSON, hashes, signatures, data keys.
+
+Three kinds of keys, all files in the audit directory (``$FEDHUB_STATE_DIR/audit``
+by default), outside the database, created on first use with mode 0600:
+
+- ``signing_key.pem``: Ed25519; signs checkpoints. ``signing_key.pub`` is the
+  public half, safe to hand to an auditor (``fedhub audit public-key``).
+- ``master.key``: 32 random bytes. Wraps the per-subject data keys stored in
+  the database (so a database dump alone reveals no personal field), keys the
+  subject lookup hash, and keys a MAC over each record hash (so someone with
+  only database access cannot append or rewrite records even after the last
+  checkpoint).
+- per-subject data keys (AES-256-GCM), one per person or service named in
+  events, stored wrapped in ``fedhub_audit_keys``; deleting one is erasure.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+GENESIS = "0" * 64
+
+
+def canonical(fields: dict[str, Any]) -> bytes:
+    """The one byte encoding that is hashed and signed: sorted-key compact JSON, UTF-8."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process made the key first: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def public_key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return sha256_hex(raw)[:16]
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def verify_signature(public: Ed25519PublicKey, payload: bytes, signature_hex: str) -> bool:
+    try:
+        public.verify(bytes.fromhex(signature_hex), payload)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+class KeyRing:
+    """The audit directory's keys (created on first use)."""
+
+    def __init__(self, audit_dir: str | Path, *, create: bool = True):
+        self.dir = Path(audit_dir)
+        self.create = create
+        self._signing: Ed25519PrivateKey | None = None
+        self._master: bytes | None = None
+
+    # -- signing ---------------------------------------------------------------
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        if self._signing is None:
+            path = self.dir / "signing_key.pem"
+            if not path.exists():
+                if not self.create:
+                    raise FileNotFoundError(path)
+                key = Ed25519PrivateKey.generate()
+                _write_secret(
+                    path,
+                    key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ),
+                )
+            self._signing = serialization.load_pem_private_key(path.read_bytes(), None)
+            pub = self.dir / "signing_key.pub"
+            if not pub.exists():
+                pub.write_bytes(self.public_pem())
+        return self._signing
+
+    def public_key(self) -> Ed25519PublicKey:
+        pub = self.dir / "signing_key.pub"
+        if self._signing is None and pub.exists():
+            return load_public_key(pub.read_bytes())
+        return self.signing_key.public_key()
+
+    def public_pem(self) -> bytes:
+        return self.signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, payload: bytes) -> str:
+        return self.signing_key.sign(payload).hex()
+
+    # -- the master key: wrapping, subject lookup, record MACs -----------------------
+
+    @property
+    def master(self) -> bytes | None:
+        if self._master is None:
+            path = self.dir / "master.key"
+            if not path.exists():
+                if not self.create:
+                    return None
+                _write_secret(path, os.urandom(32))
+            self._master = path.read_bytes()
+        return self._master
+
+    def _derived(self, label: bytes) -> bytes:
+        return hmac.new(self.master, label, hashlib.sha256).digest()
+
+    def subject_hash(self, subject: str) -> str:
+        """A keyed hash of a username: finds their key without storing the name."""
+        return hmac.new(self._derived(b"subject"), subject.encode(), hashlib.sha256).hexdigest()
+
+    def mac_key(self) -> bytes | None:
+        return self._derived(b"record-mac") if self.master is not None else None
+
+    def wrap(self, data_key: bytes, key_id: str) -> str:
+        nonce = os.urandom(12)
+        ct = AESGCM(self._derived(b"wrap")).encrypt(nonce, data_key, key_id.encode())
+        return base64.b64encode(nonce + ct).decode()
+
+    def unwrap(self, wrapped: str, key_id: str) -> bytes:
+        raw = base64.b64decode(wrapped)
+        return AESGCM(self._derived(b"wrap")).decrypt(raw[:12], raw[12:], key_id.encode())
+
+
+def record_mac(mac_key: bytes, record_hash: str) -> str:
+    return hmac.new(mac_key, record_hash.encode(), hashlib.sha256).hexdigest()
+
+
+def seal(aead: AESGCM, fields: dict[str, Any], aad: bytes) -> str:
+    """Encrypt personal fields (AES-256-GCM, random nonce, the event id as AAD)."""
+    nonce = os.urandom(12)
+    ct = aead.encrypt(nonce, canonical(fields), aad)
+    return base64.b64encode(nonce + ct).decode()
+
+
+def unseal(aead: AESGCM, sealed: str, aad: bytes) -> dict[str, Any] | None:
+    try:
+        raw = base64.b64decode(sealed)
+        return json.loads(aead.decrypt(raw[:12], raw[12:], aad))
+    except (InvalidTag, ValueError):
+        return None

@@ -1,0 +1,114 @@
+"""Audit events only the hub can see, taken from its request log.
+
+JupyterHub has no hook for token creation or revocation, and logout has no
+authenticator hook that sees the user; every request does go through the
+tornado ``log_function`` after it finished, with its handler (the caller, the
+status). :func:`log_request` keeps JupyterHub's own logging and adds:
+
+- ``auth.logout`` (the logout page, for a logged-in user);
+- ``token.created`` / ``token.revoked`` (``POST``/``DELETE`` on
+  ``/hub/api/users/<name>/tokens[/<id>]`` that succeeded);
+- ``hub.api_call`` for every other state-changing hub API call that succeeded
+  (group and user changes through the REST API, server starts and stops);
+- ``authz.denied`` for hub API calls refused with 403.
+
+Installed by ``services/audit.extra_config`` as
+``c.JupyterHub.tornado_settings = {"log_function": log_request}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from jupyterhub.log import log_request as hub_log_request
+
+from fedhub import events
+
+log = logging.getLogger("fedhub.audit.hub")
+
+TOKENS_RE = re.compile(r"/api/users/([^/]+)/tokens(?:/([^/]+))?/?$")
+# frequent machine-to-machine calls that change nothing a person did
+QUIET_RE = re.compile(r"/api/(users/[^/]+/activity|oauth2/|authorizations/)")
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def log_request(handler) -> None:
+    hub_log_request(handler)
+    try:
+        _audit(handler)
+    except Exception:
+        # auditing must never break the hub; the failure itself is logged
+        log.exception("fedhub audit hook failed for %s", handler.request.path)
+
+
+def _caller(handler) -> str | None:
+    user = getattr(handler, "_jupyterhub_user", None)
+    return getattr(user, "name", None)
+
+
+def _tenant_of(handler, username: str | None) -> str | None:
+    store = getattr(getattr(handler, "authenticator", None), "store", None)
+    if store is None or not username:
+        return None
+    info = store.user(username)
+    return info.tenant if info else None
+
+
+def _audit(handler) -> None:
+    from jupyterhub.handlers.login import LogoutHandler
+
+    request = handler.request
+    status = handler.get_status()
+    path = request.path
+    info = {"source_ip": request.remote_ip, "user_agent": request.headers.get("User-Agent")}
+    if isinstance(handler, LogoutHandler):
+        name = getattr(handler, "_fedhub_logout_user", None) or _caller(handler)
+        if name:
+            events.emit(
+                "auth.logout", tenant=_tenant_of(handler, name), actor=name, target=name, **info
+            )
+        return
+    if "/api/" not in path:
+        return
+    if status == 403:
+        actor = _caller(handler)
+        events.emit(
+            "authz.denied",
+            tenant=_tenant_of(handler, actor),
+            actor=actor,
+            target=path,
+            result="denied",
+            severity="warning",
+            details={"reason": "hub_scope", "method": request.method, "status": status},
+            **info,
+        )
+        return
+    if request.method not in MUTATING or status >= 400 or QUIET_RE.search(path):
+        return
+    actor = _caller(handler)
+    m = TOKENS_RE.search(path)
+    if m and request.method == "POST":
+        owner = m.group(1)
+        events.emit(
+            "token.created", tenant=_tenant_of(handler, owner), actor=actor, target=owner, **info
+        )
+    elif m and request.method == "DELETE" and m.group(2):
+        owner = m.group(1)
+        events.emit(
+            "token.revoked",
+            tenant=_tenant_of(handler, owner),
+            actor=actor,
+            target=owner,
+            details={"token_id": m.group(2)},
+            **info,
+        )
+    else:
+        events.emit(
+            "hub.api_call",
+            tenant=_tenant_of(handler, actor),
+            actor=actor,
+            target=path,
+            details={"method": request.method, "status": status},
+            **info,
+        )

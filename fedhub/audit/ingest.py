@@ -1,0 +1,155 @@
+"""Deliver spooled events into the chains: exactly once, in order, across restarts.
+
+Every process appends events to ``<spool>/events-<pid>.jsonl``. The ingester
+reads each file from its stored offset, appends the complete lines to the
+chains and stores the new offset *in the same transaction*, so a crash or a
+stop loses nothing and repeats nothing; the unique event id catches the rest
+(a file copied twice, an offset row lost). Offsets are keyed by file name and
+inode, so a new file that reuses a dead process's name starts at 0. A file of a
+dead process, fully ingested, is renamed (later writers get a new file), its
+tail ingested, then removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import delete, select
+
+from fedhub import events as fedhub_events
+from fedhub.audit.chain import AuditLog, _insert
+from fedhub.audit.models import SpoolOffset
+from fedhub.db.base import utcnow
+
+log = logging.getLogger("fedhub.audit.ingest")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SpoolIngester:
+    """Moves events from a spool directory into an :class:`AuditLog`."""
+
+    def __init__(self, audit: AuditLog, spool: str | Path | None = None, batch_size: int = 1000):
+        self.audit = audit
+        self.spool = Path(spool) if spool else fedhub_events.spool_dir()
+        self.batch_size = batch_size
+        self.rejected = 0
+
+    def ingest_once(self) -> int:
+        """Ingest everything spooled so far; returns the number of events appended."""
+        if self.spool is None or not self.spool.is_dir():
+            return 0
+        total = 0
+        for path in sorted(self.spool.glob("retired-*.jsonl")):
+            total += self._ingest_file(path)
+            self._remove(path)
+        for path in sorted(self.spool.glob("events-*.jsonl")):
+            total += self._ingest_file(path)
+            self._maybe_retire(path)
+        return total
+
+    # -- one file ------------------------------------------------------------------
+
+    @staticmethod
+    def _key(path: Path, st: os.stat_result) -> str:
+        return f"{path.name.removeprefix('retired-').split('.')[0]}@{st.st_ino}"
+
+    def _ingest_file(self, path: Path) -> int:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            return 0
+        appended = 0
+        with f:
+            key = self._key(path, os.fstat(f.fileno()))
+            with self.audit.session() as s:
+                offset = s.scalar(select(SpoolOffset.offset).where(SpoolOffset.name == key)) or 0
+            f.seek(offset)
+            while True:
+                lines = []
+                consumed = 0
+                for raw in f:
+                    if not raw.endswith(b"\n"):  # a line still being written: next time
+                        break
+                    consumed += len(raw)
+                    lines.append(raw)
+                    if len(lines) >= self.batch_size:
+                        break
+                if not lines:
+                    break
+                batch = [e for e in (self._parse(path, raw) for raw in lines) if e]
+                with self.audit.session() as s:
+                    appended += self.audit.append_in(s, batch)
+                    offset += consumed
+                    self._store_offset(s, key, offset)
+                f.seek(offset)
+        return appended
+
+    def _parse(self, path: Path, raw: bytes) -> dict | None:
+        try:
+            event = json.loads(raw)
+            fedhub_events.validate(event)
+            return event
+        except (ValueError, TypeError) as e:
+            # a corrupt line must not block the spool forever: count it and move on
+            self.rejected += 1
+            log.warning("audit: skipped an invalid line in %s: %s", path.name, e)
+            return None
+
+    def _store_offset(self, s, key: str, offset: int) -> None:
+        stmt = _insert(s, SpoolOffset.__table__).values(
+            name=key, offset=offset, updated_at=utcnow()
+        )
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"offset": offset, "updated_at": utcnow()}
+            )
+        )
+
+    # -- finished files ----------------------------------------------------------------
+
+    def _maybe_retire(self, path: Path) -> None:
+        try:
+            pid = int(path.stem.split("-", 1)[1])
+        except (IndexError, ValueError):
+            return
+        if pid == os.getpid() or _pid_alive(pid):
+            return
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        with self.audit.session() as s:
+            offset = s.scalar(
+                select(SpoolOffset.offset).where(SpoolOffset.name == self._key(path, st))
+            )
+        if offset != st.st_size:
+            return
+        retired = path.with_name(f"retired-{path.name}")
+        os.replace(path, retired)
+        self._ingest_file(retired)  # lines written between the check and the rename
+        self._remove(retired)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        key = self._key(path, st)
+        with self.audit.session() as s:
+            offset = s.scalar(select(SpoolOffset.offset).where(SpoolOffset.name == key)) or 0
+            if offset < st.st_size:
+                return
+            s.execute(delete(SpoolOffset).where(SpoolOffset.name == key))
+        path.unlink(missing_ok=True)

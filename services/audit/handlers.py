@@ -1,0 +1,171 @@
+"""The audit API: ``/services/audit/api/v1/...``.
+
+Who sees what: platform admins every chain; tenant admins their tenant's;
+analysts their tenant's if the tier's ``features.analyst_audit_read`` is on;
+everyone else nothing (403). Asking for another tenant is answered 404, like
+every fedhub service (``APIHandler.scoped_tenant``). Exports (JSON Lines, CSV)
+need the tier's ``features.audit_export`` and are themselves audited.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from fedhub.audit import AuditLog
+from fedhub.audit.models import PLATFORM
+from fedhub.audit.query import CSV_FIELDS, EventFilter, iter_events, read_events
+from fedhub.audit.verify import verify_chain
+from fedhub.errors import InvalidRequest
+from fedhub.web import APIHandler
+
+FORMATS = ("json", "jsonl", "csv")
+
+
+class AuditHandler(APIHandler):
+    @property
+    def audit(self) -> AuditLog:
+        return self.settings["fedhub_audit"]
+
+    def readable_chains(self, requested: str | None) -> list[str] | None:
+        """The chains the caller may read (None: all), or a 403/404."""
+        caller = self.caller
+        if caller.is_platform_admin:
+            if requested in ("platform", PLATFORM):
+                return [PLATFORM]
+            return [self.scoped_tenant(requested)] if requested else None
+        if caller.can("audit:read"):
+            return [self.scoped_tenant(requested)]
+        if caller.can("audit:read-if-tier"):
+            tenant = self.scoped_tenant(requested)
+            if not self._tier(tenant).features.analyst_audit_read:
+                self.deny("tier", "your tier does not let analysts read the audit log")
+            return [tenant]
+        self.deny("permission", f"your role ({caller.role}) may not read the audit log")
+
+    def _tier(self, tenant: str):
+        return self.store.effective_tier(self.store.get_tenant(tenant))
+
+    def chain_arg(self) -> list[str] | None:
+        return self.readable_chains(self.get_argument("tenant", None))
+
+
+class EventsHandler(AuditHandler):
+    async def get(self):
+        chains = self.chain_arg()
+        fmt = self.get_argument("format", "json")
+        if fmt not in FORMATS:
+            raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
+        flt = EventFilter(
+            tenants=chains,
+            actor=self.get_argument("actor", None),
+            action=self.get_argument("action", None),
+            min_severity=self.get_argument("severity", None),
+            result=self.get_argument("result", None),
+            since=EventFilter.parse_time(self.get_argument("since", None), "since"),
+            until=EventFilter.parse_time(self.get_argument("until", None), "until"),
+        ).validate()
+        if fmt == "json":
+            try:
+                limit = int(self.get_argument("limit", "100"))
+            except ValueError:
+                raise InvalidRequest("limit must be an integer") from None
+            events, cursor = read_events(
+                self.audit, flt, cursor=self.get_argument("cursor", None), limit=limit
+            )
+            self.write_json({"events": events, "next_cursor": cursor})
+            return
+        await self._export(flt, fmt, chains)
+
+    async def _export(self, flt: EventFilter, fmt: str, chains: list[str] | None) -> None:
+        caller = self.caller
+        if not caller.is_platform_admin and not self._tier(caller.tenant).features.audit_export:
+            self.deny("tier", "your tier does not include audit log export")
+        self.emit(
+            "audit.exported",
+            target=",".join(chains) if chains else "*",
+            details={"format": fmt, "action": flt.action, "actor_filter": bool(flt.actor)},
+        )
+        if fmt == "jsonl":
+            self.set_header("Content-Type", "application/x-ndjson")
+            self.set_header("Content-Disposition", 'attachment; filename="audit.jsonl"')
+            for event in iter_events(self.audit, flt):
+                self.write(json.dumps(event, default=str) + "\n")
+        else:
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", 'attachment; filename="audit.csv"')
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for event in iter_events(self.audit, flt):
+                event = {
+                    **event,
+                    "details": json.dumps(event["details"], sort_keys=True, default=str),
+                    "erased": ",".join(event["erased"]),
+                }
+                writer.writerow(event)
+                if buf.tell() > 65536:
+                    self.write(buf.getvalue())
+                    buf.seek(0)
+                    buf.truncate()
+            self.write(buf.getvalue())
+        self.finish()
+
+
+class VerifyHandler(AuditHandler):
+    """The verification status of the chains the caller may read."""
+
+    async def get(self):
+        from fedhub.audit.verify import chains as all_chains
+
+        chains = self.chain_arg()
+        names = chains if chains is not None else all_chains(self.audit)
+        reports = [verify_chain(self.audit, name) for name in names]
+        self.write_json(
+            {"ok": all(r.ok for r in reports), "chains": [r.as_dict() for r in reports]}
+        )
+
+
+class CheckpointsHandler(AuditHandler):
+    """The signed checkpoints of a chain, for an auditor to keep their own copies."""
+
+    async def get(self):
+        from sqlalchemy import select
+
+        from fedhub.audit.models import Checkpoint
+
+        chains = self.chain_arg()
+        with self.audit.session() as s:
+            q = select(Checkpoint).order_by(Checkpoint.tenant, Checkpoint.seq)
+            if chains is not None:
+                q = q.where(Checkpoint.tenant.in_(chains))
+            rows = [
+                {"payload": c.payload, "signature": c.signature, "key_id": c.key_id}
+                for c in s.scalars(q)
+            ]
+        self.write_json({"checkpoints": rows})
+
+
+class PublicKeyHandler(AuditHandler):
+    """The checkpoint signing public key (no tenant data: any logged-in caller)."""
+
+    async def get(self):
+        _ = self.caller
+        self.set_header("Content-Type", "application/x-pem-file")
+        self.finish(self.audit.keys.public_pem())
+
+
+class IndexHandler(AuditHandler):
+    async def get(self):
+        self.write_json({"service": "fedhub-audit", "api": "api/v1/events"})
+
+
+def routes() -> list[tuple]:
+    return [
+        (r"", IndexHandler),
+        (r"api/v1/events", EventsHandler),
+        (r"api/v1/verify", VerifyHandler),
+        (r"api/v1/checkpoints", CheckpointsHandler),
+        (r"api/v1/public-key", PublicKeyHandler),
+    ]
