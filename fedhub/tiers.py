@@ -54,6 +54,10 @@ class Overage(_Strict):
     api_calls_1k: NonNegativeFloat = 0.0
     experiment: NonNegativeFloat = 0.0
     client_hour: NonNegativeFloat = 0.0
+    # reserved resources by profile (what a server asked for, not what it used)
+    cpu_core_hour: NonNegativeFloat = 0.0
+    memory_gb_hour: NonNegativeFloat = 0.0
+    fl_round: NonNegativeFloat = 0.0
 
 
 class Tier(_Strict):
@@ -77,6 +81,8 @@ class Tier(_Strict):
     audit_retention_days: NonNegativeInt = 90
     features: Features = Features()
     overage: Overage = Overage()
+    # billing (fedhub.billing): a negotiated discount on the invoice subtotal, in percent
+    discount_percent: NonNegativeFloat = Field(0.0, le=100)
 
 
 class TierCatalog:

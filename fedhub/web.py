@@ -58,6 +58,15 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def store(self) -> TenantStore:
         return self.settings["fedhub_store"]
 
+    def on_finish(self):
+        # metering: API calls per service, tenant, user and hour (fedhub.billing.samplers)
+        caller = getattr(self, "_caller", None)
+        if caller is not None and caller.tenant:
+            from fedhub.billing.samplers import count_api_call
+
+            service = os.environ.get("JUPYTERHUB_SERVICE_NAME", "?")
+            count_api_call(service, caller.tenant, caller.name)
+
     def check_xsrf_cookie(self):
         # token-authenticated API calls carry no cookie; HubOAuth checks the rest
         if self.request.headers.get("Authorization"):

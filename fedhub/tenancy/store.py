@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from fedhub import events
+from fedhub.billing import subscriptions
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
@@ -181,6 +182,7 @@ class TenantStore:
                 overrides=overrides,
             )
             s.add(tenant)
+            subscriptions.record_change(s, slug, tier, overrides, actor=actor)
             _bump(s)
         events.emit("tenant.created", tenant=slug, actor=actor, target=slug, details={"tier": tier})
         return tenant
@@ -216,6 +218,8 @@ class TenantStore:
             if new_overrides != tenant.overrides:
                 changes["overrides"] = new_overrides
                 tenant.overrides = new_overrides
+            if "tier" in changes or "overrides" in changes:  # billing prorates from today
+                subscriptions.record_change(s, slug, new_tier, new_overrides, actor=actor)
             _bump(s)
         events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
         if "tier" in changes:

@@ -1,0 +1,98 @@
+"""Billing runs over many tenants: the scheduled close and the budget checks.
+
+Each tenant is closed in its own transaction, so one tenant's problem (a
+tier that no longer exists, say) is logged and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from fedhub.billing import budgets
+from fedhub.billing.clock import Clock, get_clock
+from fedhub.billing.invoices import close_period
+from fedhub.billing.models import DRAFT, Budget, Invoice, Subscription
+from fedhub.billing.periods import Period, containing
+from fedhub.billing.settings import BillingSettings
+from fedhub.db import session_scope
+from fedhub.errors import FedhubError
+from fedhub.tiers import TierCatalog, load_tiers
+
+log = logging.getLogger("fedhub.billing")
+
+
+@dataclass
+class Billing:
+    """What billing code needs: the database, the price book, the settings and the clock."""
+
+    db_url: str | None = None
+    catalog: TierCatalog = field(default_factory=load_tiers)
+    settings: BillingSettings = field(default_factory=BillingSettings)
+    clock: Clock = field(default_factory=get_clock)
+
+    def session(self):
+        return session_scope(self.db_url)
+
+    def tenants(self) -> list[str]:
+        """Every tenant with a subscription history (a deleted tenant's last month too)."""
+        with self.session() as s:
+            return sorted(set(s.scalars(select(Subscription.tenant).distinct())))
+
+    def close(
+        self, period: Period | None = None, tenants: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Close ``period`` (default: the month before now, plus older drafts) per tenant."""
+        now = self.clock.now()
+        results = []
+        for tenant in tenants or self.tenants():
+            periods = {period} if period else {containing(now).previous()}
+            if period is None:
+                with self.session() as s:
+                    for start in s.scalars(
+                        select(Invoice.period_start).where(
+                            Invoice.tenant == tenant, Invoice.status == DRAFT
+                        )
+                    ):
+                        if containing(start).end <= now:
+                            periods.add(containing(start))
+            for p in sorted(periods):
+                try:
+                    with self.session() as s:
+                        inv = close_period(
+                            s, tenant, p, catalog=self.catalog, settings=self.settings, now=now
+                        )
+                        if inv is None:
+                            continue
+                        results.append(
+                            {
+                                "tenant": tenant,
+                                "period": p.name,
+                                "invoice": inv.id,
+                                "number": inv.number,
+                                "status": inv.status,
+                                "total": str(inv.total),
+                            }
+                        )
+                except FedhubError as e:
+                    log.error("Cannot close %s for tenant %s: %s", p, tenant, e.message)
+                    results.append({"tenant": tenant, "period": p.name, "error": e.message})
+        return results
+
+    def check_budgets(self, tenants: list[str] | None = None) -> list[dict[str, Any]]:
+        """Check every budget; emit ``billing.budget_alert`` for each newly crossed threshold."""
+        now = self.clock.now()
+        with self.session() as s:
+            with_budget = list(s.scalars(select(Budget.tenant)))
+        fired = []
+        for tenant in with_budget:
+            if tenants is not None and tenant not in tenants:
+                continue
+            with self.session() as s:
+                alerts = budgets.check_budget(s, tenant, self.catalog, now=now)
+            budgets.emit_alerts(alerts)  # after the commit: an alert is never emitted twice
+            fired += alerts
+        return fired

@@ -1,0 +1,265 @@
+"""Rating: one tenant's usage in one period → invoice lines. Reads only, writes nothing.
+
+For each part of the period at one tier (see :mod:`~fedhub.billing.subscriptions`):
+
+- a base-fee line: ``monthly_price × days / days_in_month``;
+- one line per meter with usage: usage beyond the included quantity (itself prorated
+  by ``days / days_in_month``) times the overage unit price;
+- a negative discount line when the tier carries ``discount_percent``.
+
+Usage is summed with :func:`math.fsum` (exactly rounded, so the order events were
+recorded in can never change a total), then turned into Decimal. Every line says
+which users (and, for federated meters, which experiments) caused it; those
+shares add up to the line's amount to the cent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fedhub.billing import pricebook
+from fedhub.billing.money import ZERO, cents, dec, qty, split
+from fedhub.billing.periods import Period
+from fedhub.billing.subscriptions import Segment, history, segments
+from fedhub.metering import MeterEvent
+from fedhub.tiers import TierCatalog
+
+SHARED = "(shared)"  # attribution of what no single user caused (base fee)
+NO_USER = "(tenant)"  # usage recorded without a username
+FL_KINDS = ("fl_client_seconds", "fl_rounds", "experiments")
+
+
+@dataclass
+class LineSpec:
+    line_type: str
+    meter: str | None
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal
+    key: str
+    included: Decimal | None = None
+    usage: Decimal | None = None
+    attribution: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.line_type,
+            "meter": self.meter,
+            "description": self.description,
+            "quantity": str(self.quantity),
+            "unit": self.unit,
+            "unit_price": str(self.unit_price),
+            "amount": str(self.amount),
+            "included": None if self.included is None else str(self.included),
+            "usage": None if self.usage is None else str(self.usage),
+            "attribution": self.attribution,
+        }
+
+
+@dataclass
+class Rating:
+    tenant: str
+    period: Period
+    lines: list[LineSpec]
+    segments: list[Segment]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    def by_user(self) -> dict[str, Decimal]:
+        """Chargeback: each user's share of the amount (``(shared)`` for the base fee)."""
+        result: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for line in self.lines:
+            for user, share in line.attribution.get("users", {}).items():
+                result[user] += Decimal(share["amount"])
+        return dict(result)
+
+    def usage_summary(self) -> dict[str, dict[str, Decimal]]:
+        """Per meter: usage and included units over the whole period."""
+        summary: dict[str, dict[str, Decimal]] = {}
+        for line in self.lines:
+            if line.line_type != "usage":
+                continue
+            s = summary.setdefault(
+                line.meter, {"usage": ZERO, "included": ZERO, "amount": ZERO, "unit": line.unit}
+            )
+            s["usage"] += line.usage or 0
+            s["included"] += line.included or 0
+            s["amount"] += line.amount
+        return summary
+
+
+@dataclass
+class _Bucket:
+    users: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    experiments: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def fetch_usage(
+    session: Session, tenant: str, start: datetime, end: datetime
+) -> Iterable[tuple[str, str | None, float, datetime, dict | None]]:
+    """(kind, username, quantity, start, attributes-or-None) of billed events in ``[start, end)``."""
+    base = (MeterEvent.tenant == tenant, MeterEvent.start >= start, MeterEvent.start < end)
+    plain = [k for k in pricebook.BILLED_KINDS if k not in FL_KINDS]
+    q1 = select(MeterEvent.kind, MeterEvent.username, MeterEvent.quantity, MeterEvent.start).where(
+        *base, MeterEvent.kind.in_(plain)
+    )
+    for row in session.execute(q1):
+        yield row[0], row[1], row[2], row[3], None
+    q2 = select(
+        MeterEvent.kind,
+        MeterEvent.username,
+        MeterEvent.quantity,
+        MeterEvent.start,
+        MeterEvent.attributes,
+    ).where(*base, MeterEvent.kind.in_(FL_KINDS))
+    yield from session.execute(q2)
+
+
+def rate(
+    session: Session,
+    tenant: str,
+    period: Period,
+    catalog: TierCatalog,
+    *,
+    until: datetime | None = None,
+    changes=None,
+) -> Rating:
+    """Price ``tenant``'s usage in ``period`` (up to ``until`` for a running period)."""
+    changes = history(session, tenant) if changes is None else changes
+    segs = segments(changes, period)
+    end = min(until, period.end) if until else period.end
+    rows = fetch_usage(session, tenant, period.start, end) if segs else ()
+    return rate_rows(tenant, period, catalog, segs, rows)
+
+
+def rate_rows(
+    tenant: str,
+    period: Period,
+    catalog: TierCatalog,
+    segs: list[Segment],
+    rows: Iterable[tuple[str, str | None, float, datetime, dict | None]],
+) -> Rating:
+    """The pure part of :func:`rate`: segments and usage rows in, lines out."""
+    starts = [s.start for s in segs]
+    buckets: dict[tuple[int, str], _Bucket] = defaultdict(_Bucket)
+    for kind, username, quantity, start, attributes in rows:
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or kind not in pricebook.METERS_BY_KIND:
+            continue  # before the tenant's first subscription: nothing to bill it against
+        b = buckets[(i, kind)]
+        b.users[username or NO_USER].append(quantity)
+        if attributes and attributes.get("experiment") is not None:
+            b.experiments[str(attributes["experiment"])].append(quantity)
+
+    days_in_month = Decimal(period.days)
+    lines: list[LineSpec] = []
+    for i, seg in enumerate(segs):
+        tier = catalog.effective(seg.tier, seg.overrides)
+        fraction = Decimal(seg.days) / days_in_month
+        seg_lines: list[LineSpec] = []
+        price = pricebook.base_price(tier)
+        seg_lines.append(
+            LineSpec(
+                "base",
+                None,
+                f"{tier.display_name} plan, {seg.start:%Y-%m-%d} to "
+                f"{seg.end - timedelta(days=1):%Y-%m-%d} "
+                f"({seg.days} of {period.days} days)",
+                Decimal(seg.days),
+                "day",
+                qty(price / days_in_month),
+                cents(price * Decimal(seg.days) / days_in_month),
+                f"base::{seg.start:%Y-%m-%d}",
+                attribution={"users": {SHARED: {"amount": None}}},
+            )
+        )
+        for meter in pricebook.METERS:
+            bucket = buckets.get((i, meter.kind))
+            if bucket is None:
+                continue
+            divisor = meter.divisor * (days_in_month if meter.per_day_divisor else 1)
+            per_user = {u: dec(math.fsum(q)) / divisor for u, q in bucket.users.items()}
+            usage = qty(sum(per_user.values(), Decimal(0)))
+            included = qty(meter.included(tier, period.days) * fraction)
+            over = max(Decimal(0), usage - included)
+            unit_price = meter.price(tier)
+            amount = cents(over * unit_price)
+            shares = split(amount, per_user)
+            attribution: dict[str, Any] = {
+                "users": {
+                    u: {"usage": str(qty(per_user[u])), "amount": str(shares[u])}
+                    for u in sorted(per_user)
+                }
+            }
+            if bucket.experiments:
+                per_exp = {e: dec(math.fsum(q)) / divisor for e, q in bucket.experiments.items()}
+                exp_shares = split(amount, per_exp)
+                attribution["experiments"] = {
+                    e: {"usage": str(qty(per_exp[e])), "amount": str(exp_shares[e])}
+                    for e in sorted(per_exp)
+                }
+            seg_lines.append(
+                LineSpec(
+                    "usage",
+                    meter.name,
+                    f"{meter.description} beyond {included.normalize():f} {meter.unit} included",
+                    qty(over),
+                    meter.unit,
+                    unit_price,
+                    amount,
+                    f"usage:{meter.name}:{seg.start:%Y-%m-%d}",
+                    included=included,
+                    usage=usage,
+                    attribution=attribution,
+                )
+            )
+        pct = pricebook.discount(tier)
+        if pct > 0:
+            subtotal = sum((line.amount for line in seg_lines), ZERO)
+            amount = -cents(subtotal * pct / 100)
+            if amount:
+                seg_lines.append(
+                    LineSpec(
+                        "discount",
+                        None,
+                        f"Negotiated discount {pct.normalize():f} %",
+                        subtotal,
+                        "USD",
+                        -pct / 100,
+                        amount,
+                        f"discount::{seg.start:%Y-%m-%d}",
+                        attribution={"users": _discount_shares(seg_lines, amount)},
+                    )
+                )
+        lines += seg_lines
+    for line in lines:  # the base fee is shared: fill its share in now that amounts are known
+        users = line.attribution.get("users", {})
+        if SHARED in users and users[SHARED]["amount"] is None:
+            users[SHARED]["amount"] = str(line.amount)
+    return Rating(tenant, period, lines, segs)
+
+
+def _discount_shares(lines: list[LineSpec], amount: Decimal) -> dict[str, dict[str, str]]:
+    weights: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line in lines:
+        if line.line_type == "base":
+            weights[SHARED] += line.amount
+        for user, share in line.attribution.get("users", {}).items():
+            if share.get("amount") is not None:
+                weights[user] += Decimal(share["amount"])
+    shares = split(amount, {k: v for k, v in weights.items() if v > 0} or {SHARED: Decimal(1)})
+    return {u: {"amount": str(v)} for u, v in sorted(shares.items())}

@@ -1,0 +1,43 @@
+"""Invoices as HTML (Jinja2, autoescaped) and PDF (WeasyPrint renders that same HTML).
+
+One template serves both, so what a tenant admin sees in the browser is what the
+PDF says. WeasyPrint needs Pango from the system (Debian: ``libpango-1.0-0``,
+``libpangoft2-1.0-0``) and a font (``fonts-dejavu-core``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+_env = Environment(
+    loader=PackageLoader("fedhub.billing", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _by_user(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for line in doc["lines"]:
+        for user, share in line.get("attribution", {}).get("users", {}).items():
+            if share.get("amount") is not None:
+                totals[user] += Decimal(share["amount"])
+    return [(u, str(a)) for u, a in sorted(totals.items())]
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    title = f"Invoice {doc['number']}" if doc.get("number") else f"Draft invoice {doc['period']}"
+    last = datetime.fromisoformat(doc["period_end"]) - timedelta(days=1)
+    return _env.get_template("invoice.html").render(
+        doc=doc, title=title, by_user=_by_user(doc), period_last_day=f"{last:%Y-%m-%d}"
+    )
+
+
+def render_pdf(doc: dict[str, Any]) -> bytes:
+    from weasyprint import HTML  # imported here: it loads Pango
+
+    return HTML(string=render_html(doc)).write_pdf()

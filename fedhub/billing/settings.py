@@ -1,0 +1,91 @@
+"""Billing's operator settings (traitlets, defaults overridable from the environment).
+
+The billing service runs as a hub-managed process, so its settings come from
+``FEDHUB_BILLING_*`` environment variables (set them in the service's
+``environment`` or in the hub's environment), e.g.
+``FEDHUB_BILLING_GRACE_DAYS=5``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from traitlets import Float, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+
+def _env(name: str, cast, fallback):
+    value = os.environ.get(f"FEDHUB_BILLING_{name.upper()}")
+    return cast(value) if value not in (None, "") else fallback
+
+
+class BillingSettings(LoggingConfigurable):
+    grace_days = Float(
+        help="""Days after a period ends during which its invoice stays a draft (late usage
+        still lands on it). Then it is finalized and immutable.
+        ``c.BillingSettings.grace_days = 3`` or ``FEDHUB_BILLING_GRACE_DAYS=3``.""",
+    ).tag(config=True)
+
+    late_window_hours = Float(
+        help="""How old (by event time) an ingested event may be. Older events are refused
+        with 422 late_event. Late events for a finalized period become a next-period line
+        (or a credit note). ``FEDHUB_BILLING_LATE_WINDOW_HOURS=168``.""",
+    ).tag(config=True)
+
+    future_skew_seconds = Float(
+        300,
+        help="Events may be at most this far in the future (client clock skew).",
+    ).tag(config=True)
+
+    max_batch = Int(
+        help="Largest batch ``POST /api/v1/events`` accepts (``FEDHUB_BILLING_MAX_BATCH``).",
+    ).tag(config=True)
+
+    close_interval_seconds = Float(
+        help="""How often the service runs the scheduled close (drafts, finalization,
+        late-usage reconciliation). ``FEDHUB_BILLING_CLOSE_INTERVAL_SECONDS=3600``.""",
+    ).tag(config=True)
+
+    budget_interval_seconds = Float(
+        help="How often the service checks budgets (``FEDHUB_BILLING_BUDGET_INTERVAL_SECONDS``).",
+    ).tag(config=True)
+
+    storage_interval_seconds = Float(
+        help="""How often the storage sampler runs; it records one sample per user and UTC day
+        (idempotent), so running it more often only catches new homes sooner.""",
+    ).tag(config=True)
+
+    currency = Unicode("USD", help="ISO currency of every price in tiers.yaml.").tag(config=True)
+
+    @default("grace_days")
+    def _grace(self):
+        return _env("grace_days", float, 3.0)
+
+    @default("late_window_hours")
+    def _late(self):
+        return _env("late_window_hours", float, 168.0)
+
+    @default("max_batch")
+    def _max_batch(self):
+        return _env("max_batch", int, 10000)
+
+    @default("close_interval_seconds")
+    def _close(self):
+        return _env("close_interval_seconds", float, 3600.0)
+
+    @default("budget_interval_seconds")
+    def _budget(self):
+        return _env("budget_interval_seconds", float, 300.0)
+
+    @default("storage_interval_seconds")
+    def _storage(self):
+        return _env("storage_interval_seconds", float, 3600.0)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(days=self.grace_days)
+
+    @property
+    def late_window(self) -> timedelta:
+        return timedelta(hours=self.late_window_hours)

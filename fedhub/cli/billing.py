@@ -1,0 +1,91 @@
+"""``fedhub billing close-period|invoices|credit-note``."""
+
+from __future__ import annotations
+
+import click
+
+from fedhub.billing.invoices import issue_credit_note
+from fedhub.billing.models import Invoice
+from fedhub.billing.operations import Billing
+from fedhub.billing.periods import parse
+from fedhub.cli.common import ACTOR, db_url, output, store, table
+
+
+def _billing(ctx: click.Context) -> Billing:
+    store(ctx)  # migrates the database if needed
+    return Billing(db_url(ctx))
+
+
+@click.group("billing")
+def command():
+    """Invoices: close billing periods, list invoices, issue credit notes."""
+
+
+@command.command("close-period")
+@click.option("--tenant", "tenants", multiple=True, help="Only this tenant (repeatable).")
+@click.option("--period", help="YYYY-MM (default: last month, plus any older drafts).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def close_period(ctx, tenants, period, as_json):
+    """Draft or re-rate the period's invoices; finalize those past their grace period."""
+    billing = _billing(ctx)
+    results = billing.close(parse(period) if period else None, list(tenants) or None)
+    rows = [
+        [
+            r["tenant"],
+            r["period"],
+            r.get("number") or "-",
+            r.get("status", "error"),
+            r.get("total", r.get("error")),
+        ]
+        for r in results
+    ]
+    output(results, as_json, table(rows, ["tenant", "period", "number", "status", "total"]))
+    if any("error" in r for r in results):
+        ctx.exit(1)
+
+
+@command.command("invoices")
+@click.option("--tenant")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def invoices(ctx, tenant, as_json):
+    """List invoices."""
+    from sqlalchemy import select
+
+    billing = _billing(ctx)
+    with billing.session() as s:
+        q = select(Invoice).order_by(Invoice.period_start, Invoice.tenant)
+        if tenant:
+            q = q.where(Invoice.tenant == tenant)
+        data = [
+            {
+                "id": i.id,
+                "tenant": i.tenant,
+                "period": i.period,
+                "number": i.number,
+                "status": i.status,
+                "total": str(i.total),
+            }
+            for i in s.scalars(q)
+        ]
+    rows = [
+        [d["id"], d["tenant"], d["period"], d["number"] or "-", d["status"], d["total"]]
+        for d in data
+    ]
+    output(data, as_json, table(rows, ["id", "tenant", "period", "number", "status", "total"]))
+
+
+@command.command("credit-note")
+@click.argument("invoice_id", type=int)
+@click.option("--amount", required=True, help="Amount to credit, e.g. 12.50")
+@click.option("--reason", required=True)
+@click.pass_context
+def credit_note(ctx, invoice_id, amount, reason):
+    """Credit part of a finalized invoice (finalized invoices are never edited)."""
+    billing = _billing(ctx)
+    with billing.session() as s:
+        note = issue_credit_note(
+            s, invoice_id, amount, reason, now=billing.clock.now(), actor=ACTOR
+        )
+        click.echo(f"{note.number}: {note.total} credited on invoice {invoice_id}")

@@ -1,0 +1,3 @@
+from fedhub.services.billing.app import main
+
+main()

@@ -1,0 +1,72 @@
+"""The billing service process: routes, the scheduled close, budget checks, storage sampling."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fedhub.services.billing import handlers
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from fedhub.billing import samplers
+from fedhub.billing.operations import Billing
+from fedhub.web import make_app, run
+
+log = logging.getLogger("fedhub.billing")
+
+ROUTES = [
+    (r"api/v1/usage", handlers.UsageHandler),
+    (r"api/v1/costs", handlers.CostsHandler),
+    (r"api/v1/invoices", handlers.InvoicesHandler),
+    (r"api/v1/invoices/(\d+)(\.html|\.pdf)?", handlers.InvoiceHandler),
+    (r"api/v1/invoices/(\d+)/credit-notes", handlers.CreditNotesHandler),
+    (r"api/v1/credit-notes", handlers.CreditNotesHandler),
+    (r"api/v1/budget", handlers.BudgetHandler),
+    (r"api/v1/revenue", handlers.RevenueHandler),
+    (r"api/v1/events", handlers.EventsHandler),
+]
+
+
+def make_billing_app(billing: Billing | None = None):
+    billing = billing or Billing()
+    return make_app(ROUTES, fedhub_billing=billing)
+
+
+def schedule(billing: Billing) -> list[PeriodicCallback]:
+    """The service's own timers; each runs its work in a thread."""
+    loop = IOLoop.current()
+    state_dir = os.environ.get("FEDHUB_STATE_DIR")
+
+    def in_thread(name, fn):
+        async def tick():
+            try:
+                await loop.run_in_executor(None, fn)
+            except Exception:
+                log.exception("Billing %s failed; will retry at the next tick", name)
+
+        return tick
+
+    def storage():
+        if state_dir:
+            samplers.sample_storage(billing.db_url, state_dir, billing.clock.now())
+
+    jobs = [
+        ("close", billing.close, billing.settings.close_interval_seconds),
+        ("budget check", billing.check_budgets, billing.settings.budget_interval_seconds),
+        ("storage sample", storage, billing.settings.storage_interval_seconds),
+    ]
+    timers = []
+    for name, fn, seconds in jobs:
+        tick = in_thread(name, fn)
+        timer = PeriodicCallback(tick, seconds * 1000)
+        timer.start()
+        loop.call_later(2, tick)  # once soon after start, then every interval
+        timers.append(timer)
+    return timers
+
+
+def main() -> None:
+    billing = Billing()
+    app = make_billing_app(billing)
+    schedule(billing)
+    run(app, on_stop=lambda: samplers.flush_api_calls(billing.db_url))

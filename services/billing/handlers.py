@@ -1,0 +1,352 @@
+"""Billing API handlers. Every one scopes to a tenant with ``scoped_tenant``.
+
+Who sees what: platform admins any tenant (and revenue totals); tenant admins
+their tenant; members and analysts their own usage and cost only. Database work
+runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from tornado.ioloop import IOLoop
+
+from fedhub.billing import budgets
+from fedhub.billing.ingest import ingest, parse_batch
+from fedhub.billing.invoices import invoice_document, issue_credit_note
+from fedhub.billing.models import CreditNote, Invoice
+from fedhub.billing.money import ZERO
+from fedhub.billing.operations import Billing
+from fedhub.billing.periods import containing, parse
+from fedhub.billing.rating import rate
+from fedhub.billing.render import render_html, render_pdf
+from fedhub.errors import InvalidRequest, NotFound
+from fedhub.web import APIHandler
+
+
+class BillingHandler(APIHandler):
+    @property
+    def billing(self) -> Billing:
+        return self.settings["fedhub_billing"]
+
+    async def blocking(self, fn, *args):
+        return await IOLoop.current().run_in_executor(None, fn, *args)
+
+    def tenant_arg(self, required: bool = True) -> str | None:
+        tenant = self.scoped_tenant(self.get_query_argument("tenant", None))
+        if tenant is None and required:
+            raise InvalidRequest("platform admins name a tenant: ?tenant=<slug>")
+        return tenant
+
+    def period_arg(self):
+        name = self.get_query_argument("period", None)
+        return parse(name) if name else containing(self.billing.clock.now())
+
+    @property
+    def sees_whole_tenant(self) -> bool:
+        return self.caller.can("usage:read-all")
+
+
+def _money(d: dict[str, Decimal]) -> dict[str, str]:
+    return {k: str(v) for k, v in sorted(d.items())}
+
+
+class UsageHandler(BillingHandler):
+    """Current usage against what the plan includes (members: their own usage)."""
+
+    async def get(self):
+        self.require("usage:read")
+        tenant = self.tenant_arg()
+        period = self.period_arg()
+        whole = self.sees_whole_tenant
+        me = self.caller.name
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                r = rate(s, tenant, period, b.catalog, until=b.clock.now())
+            if whole:
+                meters = {
+                    m: {k: (v if k == "unit" else str(v)) for k, v in vals.items()}
+                    for m, vals in r.usage_summary().items()
+                }
+                return {
+                    "tenant": tenant,
+                    "period": period.name,
+                    "meters": meters,
+                    "estimated_total": str(r.total),
+                    "by_user": _money(r.by_user()),
+                }
+            mine: dict[str, dict[str, Any]] = {}
+            for line in r.lines:
+                share = line.attribution.get("users", {}).get(me)
+                if line.line_type == "usage" and share:
+                    m = mine.setdefault(line.meter, {"usage": ZERO, "unit": line.unit})
+                    m["usage"] += Decimal(share["usage"])
+            return {
+                "tenant": tenant,
+                "period": period.name,
+                "user": me,
+                "meters": {
+                    k: {"usage": str(v["usage"]), "unit": v["unit"]} for k, v in mine.items()
+                },
+                "cost": str(r.by_user().get(me, ZERO)),
+            }
+
+        self.write_json(await self.blocking(work))
+
+
+class CostsHandler(BillingHandler):
+    """Chargeback: each user's share of the period's amount."""
+
+    async def get(self):
+        self.require("usage:read")
+        tenant = self.tenant_arg()
+        period = self.period_arg()
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                inv = s.scalar(
+                    select(Invoice).where(
+                        Invoice.tenant == tenant, Invoice.period_start == period.start
+                    )
+                )
+                if inv is not None:
+                    doc = invoice_document(s, inv)
+                    users: dict[str, Decimal] = {}
+                    for line in doc["lines"]:
+                        for u, share in line["attribution"].get("users", {}).items():
+                            users[u] = users.get(u, ZERO) + Decimal(share["amount"])
+                    return users, doc["status"]
+                r = rate(s, tenant, period, b.catalog, until=b.clock.now())
+                return r.by_user(), "estimate"
+
+        users, basis = await self.blocking(work)
+        if not self.sees_whole_tenant:
+            users = {self.caller.name: users.get(self.caller.name, ZERO)}
+        self.write_json(
+            {"tenant": tenant, "period": period.name, "basis": basis, "users": _money(users)}
+        )
+
+
+class InvoicesHandler(BillingHandler):
+    async def get(self):
+        self.require("billing:read")
+        tenant = self.tenant_arg(required=False)
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                q = select(Invoice).order_by(Invoice.period_start.desc(), Invoice.tenant)
+                if tenant is not None:
+                    q = q.where(Invoice.tenant == tenant)
+                return [
+                    {
+                        "id": i.id,
+                        "number": i.number,
+                        "tenant": i.tenant,
+                        "period": i.period,
+                        "status": i.status,
+                        "total": str(i.total),
+                        "currency": i.currency,
+                    }
+                    for i in s.scalars(q)
+                ]
+
+        self.write_json({"invoices": await self.blocking(work)})
+
+
+class InvoiceHandler(BillingHandler):
+    async def get(self, invoice_id: str, fmt: str | None):
+        self.require("billing:read")
+        b = self.billing
+
+        def load():
+            with b.session() as s:
+                inv = s.get(Invoice, int(invoice_id))
+                return None if inv is None else invoice_document(s, inv)
+
+        doc = await self.blocking(load)
+        if doc is None:
+            raise NotFound(f"no invoice {invoice_id}")
+        self.scoped_tenant(doc["tenant"])  # another tenant's invoice: 404
+        if fmt == ".html":
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(render_html(doc))
+        elif fmt == ".pdf":
+            pdf = await self.blocking(render_pdf, doc)
+            self.set_header("Content-Type", "application/pdf")
+            name = doc["number"] or f"draft-{doc['tenant']}-{doc['period']}"
+            self.set_header("Content-Disposition", f'inline; filename="{name}.pdf"')
+            self.finish(pdf)
+        else:
+            self.write_json(doc)
+
+
+class CreditNotesHandler(BillingHandler):
+    async def get(self):
+        self.require("billing:read")
+        tenant = self.tenant_arg(required=False)
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                q = select(CreditNote).order_by(CreditNote.id)
+                if tenant is not None:
+                    q = q.where(CreditNote.tenant == tenant)
+                return [
+                    {
+                        "number": n.number,
+                        "tenant": n.tenant,
+                        "invoice": n.invoice_id,
+                        "total": str(n.total),
+                        "reason": n.reason,
+                        "lines": n.lines,
+                        "created_at": n.created_at.isoformat(),
+                    }
+                    for n in s.scalars(q)
+                ]
+
+        self.write_json({"credit_notes": await self.blocking(work)})
+
+    async def post(self, invoice_id: str):
+        self.require("billing:manage")
+        body = self.get_json_body() or {}
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                inv = s.get(Invoice, int(invoice_id))
+                if inv is None:
+                    raise NotFound(f"no invoice {invoice_id}")
+                note = issue_credit_note(
+                    s,
+                    inv.id,
+                    body.get("amount", "0"),
+                    str(body.get("reason", "")),
+                    now=b.clock.now(),
+                    actor=self.caller.name,
+                )
+                return {"number": note.number, "total": str(note.total), "tenant": note.tenant}
+
+        result = await self.blocking(work)
+        self.emit(
+            "billing.credit_note_issued",
+            tenant=result["tenant"],
+            target=result["number"],
+            details=result,
+        )
+        self.write_json(result, 201)
+
+
+class BudgetHandler(BillingHandler):
+    async def get(self):
+        self.require("billing:read")
+        tenant = self.tenant_arg()
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                budget = budgets.get_budget(s, tenant)
+                if budget is None:
+                    return {"tenant": tenant, "monthly_limit": None, "thresholds": [], "alerts": []}
+                now = b.clock.now()
+                spent = rate(s, tenant, containing(now), b.catalog, until=now).total
+                return budgets.budget_document(s, budget, spent)
+
+        self.write_json(await self.blocking(work))
+
+    async def put(self):
+        self.require("tenant:admin")
+        tenant = self.tenant_arg()
+        body = self.get_json_body()
+        if not isinstance(body, dict):
+            raise InvalidRequest('expected {"monthly_limit": 500, "thresholds": [80, 100]}')
+        b = self.billing
+        actor = self.caller.name
+
+        def work():
+            with b.session() as s:
+                budget = budgets.set_budget(
+                    s,
+                    tenant,
+                    body.get("monthly_limit"),
+                    body.get("thresholds"),
+                    actor=actor,
+                    now=b.clock.now(),
+                )
+                return {"monthly_limit": str(budget.monthly_limit), "thresholds": budget.thresholds}
+
+        result = await self.blocking(work)
+        self.emit("billing.budget_set", tenant=tenant, target=tenant, details=result)
+        await self.blocking(b.check_budgets, [tenant])
+        self.write_json({"tenant": tenant, **result})
+
+
+class RevenueHandler(BillingHandler):
+    """Platform admins: invoiced totals per tenant and overall for a period."""
+
+    async def get(self):
+        self.require("billing:manage")
+        period = self.period_arg()
+        b = self.billing
+
+        def work():
+            with b.session() as s:
+                invoices = s.scalars(
+                    select(Invoice).where(Invoice.period_start == period.start)
+                ).all()
+                notes = s.scalars(
+                    select(CreditNote).where(CreditNote.invoice_id.in_([i.id for i in invoices]))
+                ).all()
+            finalized = sum((i.total for i in invoices if i.status == "finalized"), ZERO)
+            draft = sum((i.total for i in invoices if i.status != "finalized"), ZERO)
+            credits = sum((n.total for n in notes), ZERO)
+            return {
+                "period": period.name,
+                "tenants": {
+                    i.tenant: {"status": i.status, "total": str(i.total)} for i in invoices
+                },
+                "finalized": str(finalized),
+                "draft": str(draft),
+                "credited": str(credits),
+                "net": str(finalized + draft - credits),
+            }
+
+        self.write_json(await self.blocking(work))
+
+
+class EventsHandler(BillingHandler):
+    """``POST /api/v1/events``: external usage, idempotent per event id, one transaction."""
+
+    async def post(self):
+        caller = self.caller
+        if caller.kind != "service" and not caller.can("tenant:admin"):
+            self.deny("permission", f"your role ({caller.role}) may not send usage events")
+        body = self.get_json_body()
+        b = self.billing
+        now = b.clock.now()
+
+        def check_tenant(tenant: str) -> None:
+            if caller.kind == "service":
+                return
+            self.scoped_tenant(tenant)  # tenant admins: their own tenant only (else 404)
+
+        usages = parse_batch(
+            body,
+            now=now,
+            late_window=b.settings.late_window,
+            future_skew=__import__("datetime").timedelta(seconds=b.settings.future_skew_seconds),
+            max_batch=b.settings.max_batch,
+            check_tenant=check_tenant,
+        )
+
+        def work():
+            with b.session() as s:
+                return ingest(s, usages, now=now)
+
+        result = await self.blocking(work)
+        self.write_json({**result, "received_at": now.isoformat() + "Z"})
