@@ -159,16 +159,19 @@ _DUMMY_HASH = passwords.hash_password("fedhub-dummy-password")
 class SignupHandler(BaseHandler):
     """/hub/signup: create an account by invitation or allowed email domain."""
 
-    def _render(self, **ns):
+    async def _render(self, **ns):
+        # JupyterHub's Jinja environment is async; extend its page.html
         env = self.settings["jinja2_env"]
         template = env.from_string((TEMPLATES / "signup.html").read_text())
-        return template.render(**self.template_namespace, **ns)
+        return await template.render_async(**self.template_namespace, **ns)
 
     async def get(self):
         if not self.authenticator.allow_signup:
             raise web.HTTPError(404)
         self.finish(
-            self._render(invitation=self.get_argument("invitation", ""), error=None, done=False)
+            await self._render(
+                invitation=self.get_argument("invitation", ""), error=None, done=False
+            )
         )
 
     async def post(self):
@@ -187,6 +190,6 @@ class SignupHandler(BaseHandler):
             )
         except FedhubError as e:
             self.set_status(e.status)
-            self.finish(self._render(error=e.message, done=False, **form))
+            self.finish(await self._render(error=e.message, done=False, **form))
             return
-        self.finish(self._render(error=None, done=True, **form))
+        self.finish(await self._render(error=None, done=True, **form))

@@ -10,7 +10,8 @@ mirror (start-up, after logins, and whenever the tenancy revision changes).
 from __future__ import annotations
 
 import asyncio
-from functools import cached_property
+from contextlib import contextmanager
+from functools import cached_property, partial
 
 from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from tornado import web
@@ -19,6 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import db as fedhub_db
 from fedhub import events
+from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
@@ -34,6 +36,28 @@ def client_info(handler) -> dict:
         "source_ip": handler.request.remote_ip,
         "user_agent": handler.request.headers.get("User-Agent"),
     }
+
+
+@contextmanager
+def shared_session(app):
+    """The hub's own database session as a fedhub transaction.
+
+    In the hub process, fedhub's tables are read and written on the hub's
+    session: a second connection to the same SQLite file would wait on the
+    hub's own pending writes (and block the event loop while it waits).
+    """
+    session = app.db
+    # other processes (the CLI, services) change these rows: never trust a
+    # cached copy of fedhub's objects from an earlier transaction
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, FedhubBase):
+            session.expire(obj)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def _default_role(name: str) -> dict:
@@ -105,9 +129,14 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         try:
             tiers = load_tiers(self.tiers_file or None)
         except ConfigError as e:
-            self.log.critical("fedhub: %s", e.message)
-            raise
-        return TenantStore(self.db_url, tiers)
+            # a configuration error is not a bug: one clear line, no traceback
+            self.log.critical("fedhub cannot start: %s", e.message)
+            raise SystemExit(1) from None
+        factory = None
+        hub_url = getattr(self.parent, "db_url", None)
+        if hub_url and hub_url == self.db_url:
+            factory = partial(shared_session, self.parent)
+        return TenantStore(self.db_url, tiers, session_factory=factory)
 
     @cached_property
     def mirror(self) -> TenantMirror:

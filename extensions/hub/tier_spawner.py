@@ -1,22 +1,171 @@
 """``fedhub-tier``: the spawner that applies a tenant's tier to its users' servers.
 
-Foundation version: tells the server which tenant and tier it belongs to and
-refuses users of suspended tenants. Quota enforcement (limits, profiles,
-metering) is added on top of this class by the tier-spawner work.
+``TierSpawner`` is a cooperative layer over a backend spawner class
+(``c.TierSpawner.backend_class``, default ``SimpleLocalProcessSpawner``): when
+JupyterHub instantiates it, it makes (once) a subclass ``Tier<Backend>`` with
+``TierSpawner`` first in the MRO and returns an instance of that. So there is
+one spawner object, the one the hub tracks, and every tier hook calls
+``super()`` into the real backend: ``start``/``stop``/``poll``/state/progress
+are the backend's own. ``c.TierSpawner.*`` and ``c.<Backend>.*`` both apply.
+docs/quotas.md explains why this beats a wrapspawner-style delegate.
+
+The hooks, in order of a spawn: ``options_form`` (the tier's profiles),
+``options_from_form`` (no side effects), ``apply_user_options`` (validates the
+profile), ``start`` (atomic reservation of every limit in
+:mod:`fedhub.quotas`, profile mapped onto the backend, tier kernels, then the
+backend's start), ``get_env``/``get_args``/``make_preexec_fn`` (environment,
+kernel allow-list, local limits), ``run_post_stop_hook`` (last usage slice,
+reservation freed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
 from functools import cached_property
+from pathlib import Path
 
+from fedhub.extensions.hub.spawner import kernels, limits, metrics, profiles
+from fedhub.extensions.hub.spawner.reconciler import Reconciler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
-from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
+from jupyterhub.spawner import SimpleLocalProcessSpawner, Spawner, SpawnException
+from jupyterhub.utils import maybe_future
+from traitlets import Bool, Enum, Float, Type, Unicode, default
+from traitlets.utils.importstring import import_item
 
-from fedhub.tenancy.models import TenantStatus
+from fedhub import events, quotas
+
+_classes: dict[type, type] = {}
 
 
-class TierSpawner(SimpleLocalProcessSpawner):
+def tier_spawner_class(backend: type) -> type:
+    """The ``TierSpawner`` subclass layered over ``backend`` (made once per backend)."""
+    if backend not in _classes:
+        _classes[backend] = type(
+            f"Tier{backend.__name__}", (TierSpawner, backend), {"__module__": __name__}
+        )
+    return _classes[backend]
+
+
+def _configured_backend(config) -> type:
+    value = None
+    if config is not None and config._has_section("TierSpawner"):
+        value = config.TierSpawner.get("backend_class")
+    if value is None:
+        return SimpleLocalProcessSpawner
+    return import_item(value) if isinstance(value, str) else value
+
+
+class TierSpawner(Spawner):
     """Start a user's server within their tenant's tier."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is TierSpawner:
+            cls = tier_spawner_class(_configured_backend(kwargs.get("config")))
+        # explicit super: cls was just replaced by the layered subclass
+        return super(TierSpawner, cls).__new__(cls, *args, **kwargs)  # noqa: UP008
+
+    backend_class = Type(
+        SimpleLocalProcessSpawner,
+        klass=Spawner,
+        config=True,
+        help="""The spawner that really starts servers; the tier layer goes on top.
+
+        The embedded default runs servers as local processes of the hub user.
+        Production examples::
+
+            c.TierSpawner.backend_class = "jupyterhub.spawner.LocalProcessSpawner"
+            c.TierSpawner.backend_class = "kubespawner.KubeSpawner"
+            c.TierSpawner.backend_class = "dockerspawner.DockerSpawner"
+            c.TierSpawner.backend_class = "systemdspawner.SystemdSpawner"
+        """,
+    )
+
+    reconcile_interval = Float(
+        60.0,
+        config=True,
+        help="""Seconds between reconciler runs (metering, quota warnings, stopping
+        over-budget/suspended tenants' servers, idle culling). Usage is exact at
+        stop; while a server runs it is recorded at most this late. 0 disables.
+
+            c.TierSpawner.reconcile_interval = 60
+        """,
+    )
+
+    budget_grace_period = Float(
+        300.0,
+        config=True,
+        help="""Seconds a tenant's servers keep running after it runs out of compute
+        hours or is suspended (users get a warning first), before they are stopped.
+
+            c.TierSpawner.budget_grace_period = 900
+        """,
+    )
+
+    cull_idle = Bool(
+        True, config=True, help="Stop servers idle longer than the tier's idle_timeout_minutes."
+    )
+
+    idle_timeout_override = Float(
+        0.0,
+        config=True,
+        help="Seconds of inactivity before culling for every tier; 0 uses each tier's idle_timeout_minutes.",
+    )
+
+    guarantee_fraction = Float(
+        0.5,
+        config=True,
+        help="""Share of a profile's limits requested as guarantees on backends that
+        have them (Kubernetes requests, Docker reservations).""",
+    )
+
+    memory_enforcement = Enum(
+        ["auto", "cgroup", "rlimit", "none"],
+        "auto",
+        config=True,
+        help="""How local-process servers get their memory limit: ``auto`` uses cgroup v2
+        when writable, else ``RLIMIT_AS`` (per process: the server and each kernel
+        separately). ``fedhub doctor`` shows what this machine supports.""",
+    )
+
+    storage_path_template = Unicode(
+        config=True,
+        help="""Path of a user's storage, measured (like ``du``) for the tier's storage_gb
+        quota over all members of the tenant; ``{username}`` is replaced. Empty: not
+        measured (for volumes the backend manages). Defaults to the home directory
+        for local backends.""",
+    )
+
+    @default("storage_path_template")
+    def _default_storage_path(self):
+        if self.has_trait("home_dir_template"):
+            return self.home_dir_template
+        if profiles.backend_kind(type(self)) == "local":
+            return "/home/{username}"
+        return ""
+
+    storage_cache_seconds = Float(
+        60.0,
+        config=True,
+        help="How long a tenant's measured storage is reused before re-measuring.",
+    )
+
+    install_kernels = Bool(
+        config=True,
+        help="""Copy the tier's kernel specs from ``kernels/`` into the server's data dir and
+        allow only those. On by default for local backends; container images ship their own.""",
+    )
+
+    @default("install_kernels")
+    def _default_install_kernels(self):
+        return profiles.backend_kind(type(self)) == "local"
+
+    kernel_python = Unicode(
+        sys.executable, config=True, help="Interpreter that ``python`` in a kernel spec becomes."
+    )
+
+    # -- tenancy -------------------------------------------------------------
 
     @cached_property
     def store(self):
@@ -30,14 +179,198 @@ class TierSpawner(SimpleLocalProcessSpawner):
     def membership(self):
         return self.store.user(self.user.name)
 
+    def tier_of(self, info):
+        tenant = self.store.get_tenant(info.tenant)
+        return self.store.effective_tier(tenant)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tier_profile: str | None = None
+        self._reservation: quotas.Reservation | None = None
+        self._cgroup: Path | None = None
+        settings = getattr(self.user, "settings", None) or {}
+        Reconciler.ensure_started(
+            settings.get("app"),
+            self.store,
+            interval=self.reconcile_interval,
+            grace=self.budget_grace_period,
+            idle_timeout_override=self.idle_timeout_override,
+            cull_idle=self.cull_idle,
+            log=self.log,
+        )
+
+    # -- the spawn form --------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: spawner.render_options_form()
+
+    def render_options_form(self) -> str:
+        info = self.membership()
+        if info is None or not info.tenant:
+            return ""
+        tier = self.tier_of(info)
+        from fedhub.db import session_scope
+
+        with session_scope(self.store.db) as s:
+            used = quotas.compute_hours_used(s, info.tenant)
+        return profiles.render_form(tier, self.store.tiers.profiles, compute_used=used)
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return profiles.options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return lambda spawner, options: spawner.apply_tier_options(options)
+
+    def apply_tier_options(self, options: dict) -> None:
+        """Validate the requested profile against the tier (a 400 the user can act on)."""
+        profile = options.get("profile") if isinstance(options, dict) else None
+        if profile is not None and not isinstance(profile, str):
+            raise SpawnException("profile must be a string", reason="invalid_options")
+        info = self.membership()
+        if info is None or not info.tenant:
+            catalog = self.store.tiers.profiles
+            if profile and profile not in catalog:
+                raise SpawnException(
+                    f"Unknown server size {profile!r}; choose one of: {', '.join(catalog)}.",
+                    reason="profile_not_allowed",
+                )
+            self.tier_profile = profile or next(iter(catalog))
+            return
+        tier = self.tier_of(info)
+        profile = profile or tier.profiles[0]
+        try:
+            quotas.check_profile(info.tier, tier, profile)
+        except quotas.SpawnRefused as e:
+            raise self._refusal(info.tenant, e) from None
+        self.tier_profile = profile
+
+    # -- start and stop ----------------------------------------------------------
+
+    def _refusal(self, tenant: str, e: quotas.SpawnRefused) -> SpawnException:
+        """Count and record a refusal; returns the SpawnException the hub shows the user."""
+        metrics.SPAWN_REFUSALS.labels(e.reason, tenant).inc()
+        events.emit(
+            "server.spawn_refused",
+            tenant=tenant,
+            actor=self.user.name,
+            target=self._target,
+            result="denied",
+            severity="notice",
+            details={**e.details, "reason": e.reason},
+        )
+        return SpawnException(e.message, reason=e.reason, status_code=e.status)
+
+    @property
+    def _target(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    async def tenant_storage_bytes(self, tenant: str) -> int | None:
+        if not self.storage_path_template:
+            return None
+        cache = TierSpawner._storage_cache
+        hit = cache.get(tenant)
+        if hit and time.monotonic() - hit[0] < self.storage_cache_seconds:
+            return hit[1]
+        members = [m.username for m in self.store.get_tenant(tenant).memberships]
+        paths = [self.storage_path_template.format(username=u) for u in members]
+        total = await asyncio.to_thread(lambda: sum(limits.directory_bytes(p) for p in paths))
+        cache[tenant] = (time.monotonic(), total)
+        return total
+
+    _storage_cache: dict[str, tuple[float, int]] = {}
+
     async def start(self):
         info = self.membership()
-        if info and info.tenant_status == TenantStatus.SUSPENDED:
-            raise SpawnException(
-                f"Your organisation is suspended, so no server can start for {self.user.name}.",
-                reason="tenant_suspended",
+        if info is None or not info.tenant:
+            # platform admins without a tenant: no tenant to count or charge
+            catalog = self.store.tiers.profiles
+            self._apply_profile(catalog[self.tier_profile or next(iter(catalog))])
+            return await super().start()
+        events.emit(
+            "server.spawn_requested",
+            tenant=info.tenant,
+            actor=self.user.name,
+            target=self._target,
+            details={"profile": self.tier_profile},
+        )
+        storage = await self.tenant_storage_bytes(info.tenant)
+        tic = time.perf_counter()
+        try:
+            reservation = await asyncio.to_thread(
+                quotas.reserve,
+                self.store.db,
+                tenant=info.tenant,
+                username=self.user.name,
+                server_name=self.name,
+                profile=self.tier_profile,
+                catalog=self.store.tiers,
+                storage_bytes=storage,
             )
-        return await super().start()
+        except quotas.SpawnRefused as e:
+            raise self._refusal(info.tenant, e) from None
+        finally:
+            metrics.QUOTA_CHECK_SECONDS.observe(time.perf_counter() - tic)
+        self._reservation = reservation
+        self._apply_profile(self.store.tiers.profiles[reservation.profile])
+        if self.install_kernels:
+            await asyncio.to_thread(self._install_kernels, reservation.tier.kernels)
+        url = await super().start()
+        await asyncio.to_thread(quotas.mark_running, self.store.db, reservation.key)
+        events.emit(
+            "server.started",
+            tenant=info.tenant,
+            actor=self.user.name,
+            target=self._target,
+            details={"profile": reservation.profile, "tier": reservation.tier_name},
+        )
+        return url
+
+    async def stop(self, now=False):
+        return await super().stop(now=now)
+
+    async def poll(self):
+        return await super().poll()
+
+    def _apply_profile(self, profile) -> None:
+        kind = profiles.backend_kind(type(self))
+        for trait, value in profiles.backend_settings(
+            kind, profile, self.guarantee_fraction
+        ).items():
+            if self.has_trait(trait):
+                setattr(self, trait, value)
+
+    async def run_post_stop_hook(self):
+        row = await asyncio.to_thread(quotas.release, self.store.db, self.user.name, self.name)
+        if row is not None:
+            reason = getattr(self, "fedhub_stop_reason", None) or "stopped"
+            events.emit(
+                "server.stopped",
+                tenant=row.tenant,
+                actor=self.user.name if reason == "stopped" else "fedhub-reconciler",
+                target=self._target,
+                details={"reason": reason, "profile": row.profile},
+            )
+        self.fedhub_stop_reason = None
+        self._reservation = None
+        if self._cgroup is not None:
+            limits.remove_cgroup(self._cgroup)
+            self._cgroup = None
+        return await maybe_future(super().run_post_stop_hook())
+
+    # -- what the server gets ----------------------------------------------------
+
+    @property
+    def kernel_data_dir(self) -> Path | None:
+        home = getattr(self, "home_dir", None)
+        return Path(home) / ".local" / "share" / "fedhub-jupyter" if home else None
+
+    def _install_kernels(self, names) -> None:
+        target = self.kernel_data_dir
+        if target is not None:
+            kernels.install(names, target, python=self.kernel_python)
 
     def get_env(self):
         env = super().get_env()
@@ -45,5 +378,43 @@ class TierSpawner(SimpleLocalProcessSpawner):
         if info and info.tenant:
             env["FEDHUB_TENANT"] = info.tenant
             env["FEDHUB_TIER"] = info.tier or ""
+        if info:
             env["FEDHUB_ROLE"] = str(info.role)
+        if self._reservation is not None:
+            env["FEDHUB_PROFILE"] = self._reservation.profile
+        settings = getattr(self.user, "settings", None) or {}
+        for name, service in (settings.get("services") or {}).items():
+            url = getattr(service, "url", "")
+            if url:
+                key = "FEDHUB_" + name.upper().replace("-", "_") + "_URL"
+                env[key] = url.rstrip("/") + service.prefix
+        if self.install_kernels and self._reservation is not None and self.kernel_data_dir:
+            existing = env.get("JUPYTER_PATH")
+            env["JUPYTER_PATH"] = str(self.kernel_data_dir) + (f":{existing}" if existing else "")
         return env
+
+    def get_args(self):
+        args = super().get_args()
+        if self.install_kernels and self._reservation is not None:
+            args += [
+                f"--KernelSpecManager.allowed_kernelspecs={k}"
+                for k in self._reservation.tier.kernels
+            ]
+        return args
+
+    def make_preexec_fn(self, name):
+        """The local backend's preexec, plus the memory limit and cgroup of the profile."""
+        parent = super().make_preexec_fn(name)
+        r = self._reservation
+        if r is None or self.memory_enforcement == "none":
+            return parent
+        mem = int(r.memory_gb * quotas.GIB)
+        found = limits.probe()
+        if self.memory_enforcement in ("auto", "cgroup") and found.cgroup_v2:
+            group = f"{self.user.name}-{self.name or 'default'}"
+            self._cgroup = limits.make_cgroup(Path(found.cgroup_path), group, mem, r.cpu)
+            return limits.limit_preexec(parent, None, self._cgroup)
+        if self.memory_enforcement == "cgroup":
+            self.log.warning("cgroup v2 not usable (%s); memory not enforced", found.cgroup_detail)
+            return parent
+        return limits.limit_preexec(parent, mem if found.rlimit_as else None, None)
