@@ -19,7 +19,7 @@ from fedhub.billing.models import DRAFT, Budget, Invoice, Subscription
 from fedhub.billing.periods import Period, containing
 from fedhub.billing.settings import BillingSettings
 from fedhub.db import session_scope
-from fedhub.errors import FedhubError
+from fedhub.errors import FedhubError, InvalidRequest
 from fedhub.tiers import TierCatalog, load_tiers
 
 log = logging.getLogger("fedhub.billing")
@@ -47,6 +47,10 @@ class Billing:
     ) -> list[dict[str, Any]]:
         """Close ``period`` (default: the month before now, plus older drafts) per tenant."""
         now = self.clock.now()
+        if period is not None and now < period.end:
+            raise InvalidRequest(
+                f"period {period} is still open; it can be closed from {period.end:%Y-%m-%d} UTC"
+            )
         results = []
         for tenant in tenants or self.tenants():
             periods = {period} if period else {containing(now).previous()}
