@@ -7,6 +7,8 @@ notebook client (``fedhub.client``) and the server extension call with the user'
 
 from __future__ import annotations
 
+import os
+
 from fedhub.web import managed_service
 
 NAME = "experiments"
@@ -16,7 +18,13 @@ _specs: dict[tuple[str, int], dict] = {}
 def service_spec(ctx) -> dict:
     key = (str(ctx.state_dir), ctx.port)
     if key not in _specs:
-        _specs[key] = managed_service(NAME, "fedhub.services.experiments", ctx)
+        # operators tune the service with FEDHUB_EXPERIMENTS_* (Dask mode, workers, slots)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith("FEDHUB_EXPERIMENTS_") and k != "FEDHUB_EXPERIMENTS_URL"
+        }
+        _specs[key] = managed_service(NAME, "fedhub.services.experiments", ctx, extra_env=env)
     return _specs[key]
 
 

@@ -17,6 +17,7 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from traitlets import Integer, Unicode
+from traitlets import Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events, metering
@@ -57,19 +58,29 @@ class ExperimentScheduler(LoggingConfigurable):
     """Queue, fair admission and execution of experiments."""
 
     max_running = Integer(
-        4,
         config=True,
         help="""Experiments the service runs at once (over all tenants).
 
             c.ExperimentScheduler.max_running = 8
+
+        Default from ``$FEDHUB_EXPERIMENTS_MAX_RUNNING``, else 4.
         """,
     )
     max_running_per_tenant = Integer(
-        2,
         config=True,
         help="""Most experiments one tenant may have running at once, whatever its tier
-        allows to be queued; keeps a busy tenant from occupying every slot.""",
+        allows to be queued; keeps a busy tenant from occupying every slot. Default from
+        ``$FEDHUB_EXPERIMENTS_MAX_RUNNING_PER_TENANT``, else 2.""",
     )
+
+    @default("max_running")
+    def _max_running_default(self):
+        return int(os.environ.get("FEDHUB_EXPERIMENTS_MAX_RUNNING", "4"))
+
+    @default("max_running_per_tenant")
+    def _per_tenant_default(self):
+        return int(os.environ.get("FEDHUB_EXPERIMENTS_MAX_RUNNING_PER_TENANT", "2"))
+
     checkpoint_every = Integer(
         1, config=True, help="""Write a checkpoint every N rounds (resume granularity)."""
     )
@@ -102,8 +113,19 @@ class ExperimentScheduler(LoggingConfigurable):
             ).rowcount
         if n:
             self.log.info("requeued %d experiments left running by a previous process", n)
+        threading.Thread(target=self._warm_up, name="fl-warm-up", daemon=True).start()
         self._thread = threading.Thread(target=self._loop, name="fl-admit", daemon=True)
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Import torch and start the shared cluster now, not on the first submission."""
+        try:
+            import fedhub.fl  # noqa: F401
+
+            if self.clusters.mode != "gateway":
+                self.clusters.client("", "")
+        except Exception:
+            self.log.exception("could not start the Dask cluster; will retry on first run")
 
     def stop(self) -> None:
         """Stop admitting; running experiments stop after their current round and stay
