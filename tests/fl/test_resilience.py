@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fedhub import fl
+from fedhub.fl.runtime import active_round
 
 
 def cluster_kwargs(n_workers: int) -> dict:
@@ -71,12 +72,16 @@ def test_worker_killed_mid_round_run_finishes(dask_client):
         def kill_when_training():
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                for addr, keys in client.processing().items():
-                    if any("fl-train" in str(k) and "-r2-" in str(k) for k in keys):
+                try:
+                    rounds = client.run(active_round, on_error="ignore")
+                except OSError:
+                    continue
+                for addr, rnd in rounds.items():
+                    if rnd == 2:
                         os.kill(pids[addr], signal.SIGKILL)
                         killed[addr] = pids[addr]
                         return
-                time.sleep(0.005)
+                time.sleep(0.002)
 
         killer = threading.Thread(target=kill_when_training, daemon=True)
         killer.start()
