@@ -299,8 +299,10 @@ class TierSpawner(Spawner):
         storage = await self.tenant_storage_bytes(info.tenant)
         tic = time.perf_counter()
         try:
-            reservation = await asyncio.to_thread(
-                quotas.reserve,
+            # synchronous on purpose: in the hub, fedhub's session is the hub's own
+            # (fedhub.db.share_session), which must stay on the event loop's thread;
+            # one short transaction, no await inside, so requests cannot interleave
+            reservation = quotas.reserve(
                 self.store.db,
                 tenant=info.tenant,
                 username=self.user.name,
@@ -318,7 +320,7 @@ class TierSpawner(Spawner):
         if self.install_kernels:
             await asyncio.to_thread(self._install_kernels, reservation.tier.kernels)
         url = await super().start()
-        await asyncio.to_thread(quotas.mark_running, self.store.db, reservation.key)
+        quotas.mark_running(self.store.db, reservation.key)
         events.emit(
             "server.started",
             tenant=info.tenant,
@@ -343,7 +345,7 @@ class TierSpawner(Spawner):
                 setattr(self, trait, value)
 
     async def run_post_stop_hook(self):
-        row = await asyncio.to_thread(quotas.release, self.store.db, self.user.name, self.name)
+        row = quotas.release(self.store.db, self.user.name, self.name)
         if row is not None:
             reason = getattr(self, "fedhub_stop_reason", None) or "stopped"
             events.emit(
@@ -351,9 +353,13 @@ class TierSpawner(Spawner):
                 tenant=row.tenant,
                 actor=self.user.name if reason == "stopped" else "fedhub-reconciler",
                 target=self._target,
-                details={"reason": reason, "profile": row.profile},
+                details={
+                    "reason": reason,
+                    "profile": row.profile,
+                    "requested_at": getattr(self, "fedhub_stop_requested", None),
+                },
             )
-        self.fedhub_stop_reason = None
+        self.fedhub_stop_reason = self.fedhub_stop_requested = None
         self._reservation = None
         if self._cgroup is not None:
             limits.remove_cgroup(self._cgroup)

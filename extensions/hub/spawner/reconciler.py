@@ -69,7 +69,7 @@ def plan(
                 reason, detail = "tenant_suspended", "the organisation is suspended"
             else:
                 reason = "compute_budget_exhausted"
-                detail = f"{state.compute_used:.2f} of {state.compute_limit:g} compute hours used"
+                detail = f"{state.compute_used:.4g} of {state.compute_limit:g} compute hours used"
             stops.append(Stop(tenant, user, name, reason, detail))
             continue
         seen = last_activity.get((user, name))
@@ -134,12 +134,14 @@ class Reconciler:
 
     async def run_once(self, now: datetime | None = None) -> list[Stop]:
         now = now or utcnow()
-        recorded = await asyncio.to_thread(quotas.meter_running, self.db, now=now)
+        # database work stays on the event loop's thread: in the hub, fedhub's
+        # session is the hub's own (fedhub.db.share_session)
+        recorded = quotas.meter_running(self.db, now=now)
         for u in recorded:
             metrics.USAGE.labels(u.tenant, u.kind).inc(u.quantity)
-        rows = await asyncio.to_thread(quotas.reservations, self.db)
+        rows = quotas.reservations(self.db)
         rows = self._drop_orphans(rows, now)
-        tenants = await asyncio.to_thread(self._tenant_states, {r.tenant for r in rows}, now)
+        tenants = self._tenant_states({r.tenant for r in rows}, now)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r.tenant] = counts.get(r.tenant, 0) + 1
@@ -260,6 +262,7 @@ class Reconciler:
         user = spawner.user
         self.log.warning("Stopping %s (%s: %s)", spawner._log_name, stop.reason, stop.detail)
         spawner.fedhub_stop_reason = stop.reason
+        spawner.fedhub_stop_requested = utcnow().isoformat()
         tic = time.perf_counter()
         await self.app.proxy.delete_user(user, stop.server_name)
         await user.stop(stop.server_name)

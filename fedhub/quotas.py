@@ -1,0 +1,406 @@
+"""Server quotas: atomic reservations, refusals a user can act on, and server metering.
+
+A server counts against its tenant's limits from the moment its spawn is
+accepted until it has stopped: one row in ``fedhub_server_reservations`` per
+pending or running server. :func:`reserve` checks every limit and inserts that
+row in one transaction that holds the tenant's lock, so N hub requests (or N
+hub replicas) racing for the last slot start exactly as many servers as the
+tier allows:
+
+- SQLite: every fedhub transaction starts with ``BEGIN IMMEDIATE`` (see
+  :mod:`fedhub.db`), which serialises writers for the whole database;
+- PostgreSQL: ``SELECT ... FOR UPDATE`` on the tenant's row serialises
+  reservations of one tenant and leaves other tenants alone.
+
+The same rows drive metering: :func:`meter_running` turns the time since each
+reservation's ``metered_until`` into usage events and moves ``metered_until``
+forward in the same transaction; :func:`release` records the last slice and
+deletes the row. Idempotency keys are ``<reservation>:<kind>:<slice start>``, so
+a replayed or retried slice counts once and a restarted hub carries on from
+``metered_until`` without counting anything twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Float, Index, String, UniqueConstraint, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fedhub import metering
+from fedhub.db import session_scope
+from fedhub.db.base import Base, utcnow
+from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, QuotaExceeded
+from fedhub.tenancy.models import Tenant, TenantStatus
+from fedhub.tiers import Tier, TierCatalog
+
+GIB = 1024**3
+METER_SOURCE = "tier-spawner"
+# compute hours are CPU-core hours of the reserved profile (what `fedhub tiers show` calls CPU-H)
+COMPUTE_KIND = metering.CPU_SECONDS
+
+PENDING = "pending"
+RUNNING = "running"
+
+
+class ServerReservation(Base):
+    """One pending or running server, counted against its tenant's and user's limits."""
+
+    __tablename__ = "fedhub_server_reservations"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_reservation_key"),
+        UniqueConstraint("username", "server_name", name="uq_reservation_server"),
+        Index("ix_reservation_tenant", "tenant"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(36))
+    tenant: Mapped[str] = mapped_column(String(63))
+    username: Mapped[str] = mapped_column(String(255))
+    server_name: Mapped[str] = mapped_column(String(255))
+    tier: Mapped[str] = mapped_column(String(63))
+    profile: Mapped[str] = mapped_column(String(63))
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_gb: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    metered_until: Mapped[datetime] = mapped_column(DateTime)
+
+
+class QuotaNotice(Base):
+    """A notice given once per tenant and key (``compute-80:2026-11``, ``suspended``).
+
+    Its ``created_at`` is when the condition was first seen: the start of the
+    grace period before servers are stopped.
+    """
+
+    __tablename__ = "fedhub_quota_notices"
+    __table_args__ = (UniqueConstraint("tenant", "key", name="uq_quota_notice"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# -- refusals -------------------------------------------------------------------
+
+
+class SpawnRefused(FedhubError):
+    """A server may not start; ``reason`` is the metrics label, the message says what to do."""
+
+    reason = "refused"
+
+
+class TenantSuspendedRefusal(SpawnRefused, Forbidden):
+    code = "tenant_suspended"
+    reason = "tenant_suspended"
+
+
+class ProfileNotAllowed(SpawnRefused, InvalidRequest):
+    code = "profile_not_allowed"
+    reason = "profile_not_allowed"
+
+
+class UserServerLimit(SpawnRefused, QuotaExceeded):
+    reason = "user_server_limit"
+
+
+class TenantServerLimit(SpawnRefused, QuotaExceeded):
+    reason = "tenant_server_limit"
+
+
+class ComputeBudgetExhausted(SpawnRefused, QuotaExceeded):
+    reason = "compute_hours"
+
+
+class StorageOverQuota(SpawnRefused, QuotaExceeded):
+    reason = "storage_quota"
+
+
+UPGRADE_HINT = "or ask your organisation's administrator to upgrade the tier"
+
+
+def _details(quota: str, limit: float, usage: float) -> dict[str, Any]:
+    return {"quota": quota, "limit": limit, "usage": usage}
+
+
+def check_profile(tier_name: str, tier: Tier, profile: str) -> None:
+    if profile not in tier.profiles:
+        raise ProfileNotAllowed(
+            f"The server size {profile!r} is not part of your organisation's "
+            f"{tier.display_name} tier. Choose one of: {', '.join(tier.profiles)}, {UPGRADE_HINT}.",
+            details={"quota": "profiles", "allowed": list(tier.profiles), "requested": profile},
+        )
+
+
+# -- reservations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A detached copy of a reservation row (safe after its session is gone)."""
+
+    key: str
+    tenant: str
+    username: str
+    server_name: str
+    tier: str
+    profile: str
+    cpu: float
+    memory_gb: float
+    state: str
+    created_at: datetime
+    metered_until: datetime
+
+    @classmethod
+    def of(cls, row: ServerReservation) -> Slot:
+        return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What :func:`reserve` granted: the profile and tier a server runs with."""
+
+    key: str
+    tenant: str
+    username: str
+    server_name: str
+    tier_name: str
+    tier: Tier
+    profile: str
+    cpu: float
+    memory_gb: float
+
+
+def _locked_tenant(session: Session, slug: str) -> Tenant:
+    # FOR UPDATE is a no-op on SQLite, where BEGIN IMMEDIATE already holds the write lock
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug).with_for_update())
+    if tenant is None:
+        raise NotFound(f"no tenant {slug!r}")
+    return tenant
+
+
+def compute_hours_used(session: Session, tenant: str, now: datetime | None = None) -> float:
+    return metering.month_usage(session, tenant, COMPUTE_KIND, now=now) / 3600.0
+
+
+def next_month(now: datetime | None = None) -> str:
+    return metering.month_bounds(now)[1].strftime("%Y-%m-%d")
+
+
+def reserve(
+    db,
+    *,
+    tenant: str,
+    username: str,
+    server_name: str,
+    profile: str | None,
+    catalog: TierCatalog,
+    storage_bytes: int | None = None,
+    now: datetime | None = None,
+) -> Reservation:
+    """Check every spawn-time limit and reserve a server slot, atomically.
+
+    Raises a :class:`SpawnRefused` subclass whose message names the limit, the
+    usage and what the user can do. ``storage_bytes`` is the tenant's measured
+    storage (None: not measured on this backend).
+    """
+    now = now or utcnow()
+    with session_scope(db) as s:
+        t = _locked_tenant(s, tenant)
+        tier = catalog.effective(t.tier, t.overrides)
+        if t.status == TenantStatus.SUSPENDED:
+            raise TenantSuspendedRefusal(
+                f"Your organisation '{t.name}' is suspended, so no server can start. "
+                "Ask your organisation's administrator or the platform team.",
+                details={"quota": "status", "suspended_reason": t.suspended_reason},
+            )
+        profile = profile or tier.profiles[0]
+        check_profile(t.tier, tier, profile)
+        used = compute_hours_used(s, tenant, now)
+        if used >= tier.compute_hours_per_month:
+            raise ComputeBudgetExhausted(
+                f"Your organisation has used {used:.2f} of the {tier.compute_hours_per_month:g} "
+                f"compute hours (CPU-core hours) its {tier.display_name} tier includes this month. "
+                f"Servers can start again on {next_month(now)} (UTC), {UPGRADE_HINT}.",
+                details=_details("compute_hours_per_month", tier.compute_hours_per_month, used),
+            )
+        if storage_bytes is not None and storage_bytes > tier.storage_gb * GIB:
+            used_gb = storage_bytes / GIB
+            raise StorageOverQuota(
+                f"Your organisation's home directories use {used_gb:.3f} GB of the "
+                f"{tier.storage_gb:g} GB its {tier.display_name} tier allows. Delete files "
+                f"to get under the limit, {UPGRADE_HINT}.",
+                details=_details("storage_gb", tier.storage_gb, used_gb),
+            )
+        # the hub only spawns a server that is not running: a row left for this
+        # server is stale (a crash between reserve and release) and is replaced
+        s.execute(
+            delete(ServerReservation).where(
+                ServerReservation.username == username,
+                ServerReservation.server_name == server_name,
+            )
+        )
+        mine, theirs = s.execute(
+            select(
+                func.count().filter(ServerReservation.username == username),
+                func.count(),
+            ).where(ServerReservation.tenant == tenant)
+        ).one()
+        if mine >= tier.max_servers_per_user:
+            raise UserServerLimit(
+                f"You already have {mine} of the {tier.max_servers_per_user} servers the "
+                f"{tier.display_name} tier allows per user. Stop one of your servers "
+                f"(Home page) and try again, {UPGRADE_HINT}.",
+                details=_details("max_servers_per_user", tier.max_servers_per_user, mine),
+            )
+        if theirs >= tier.max_servers_per_tenant:
+            raise TenantServerLimit(
+                f"Your organisation is running {theirs} of the {tier.max_servers_per_tenant} "
+                f"servers its {tier.display_name} tier allows. Try again when a colleague has "
+                f"stopped a server, {UPGRADE_HINT}.",
+                details=_details("max_servers_per_tenant", tier.max_servers_per_tenant, theirs),
+            )
+        spec = catalog.profiles[profile]
+        key = str(uuid.uuid4())
+        s.add(
+            ServerReservation(
+                key=key,
+                tenant=tenant,
+                username=username,
+                server_name=server_name,
+                tier=t.tier,
+                profile=profile,
+                cpu=spec.cpu,
+                memory_gb=spec.memory_gb,
+                state=PENDING,
+                created_at=now,
+                metered_until=now,
+            )
+        )
+        tier_name = t.tier
+    return Reservation(
+        key, tenant, username, server_name, tier_name, tier, profile, spec.cpu, spec.memory_gb
+    )
+
+
+def mark_running(db, key: str) -> None:
+    with session_scope(db) as s:
+        row = s.scalar(select(ServerReservation).where(ServerReservation.key == key))
+        if row is not None:
+            row.state = RUNNING
+
+
+def _usages(row: ServerReservation, end: datetime, source: str) -> list[metering.Usage]:
+    """The usage of one reservation from ``metered_until`` to ``end``: what was reserved."""
+    seconds = (end - row.metered_until).total_seconds()
+    if seconds <= 0:
+        return []
+    attrs = {"profile": row.profile, "tier": row.tier, "server": row.server_name}
+    slice_key = row.metered_until.isoformat()
+    return [
+        metering.Usage(
+            tenant=row.tenant,
+            kind=kind,
+            quantity=seconds * factor,
+            start=row.metered_until,
+            end=end,
+            source=source,
+            idempotency_key=f"{row.key}:{kind}:{slice_key}",
+            username=row.username,
+            attributes=attrs,
+        )
+        for kind, factor in (
+            (metering.SERVER_SECONDS, 1.0),
+            (metering.CPU_SECONDS, row.cpu),
+            (metering.MEMORY_GB_SECONDS, row.memory_gb),
+        )
+    ]
+
+
+def meter_running(
+    db, *, now: datetime | None = None, source: str = METER_SOURCE
+) -> list[metering.Usage]:
+    """Record usage of every reserved server up to ``now``; returns what was new."""
+    now = now or utcnow()
+    recorded: list[metering.Usage] = []
+    with session_scope(db) as s:
+        rows = list(
+            s.scalars(select(ServerReservation).where(ServerReservation.metered_until < now))
+        )
+        for row in rows:
+            usages = _usages(row, now, source)
+            if metering.record(s, usages, now=now):
+                recorded += usages
+            row.metered_until = now
+    return recorded
+
+
+def release(
+    db,
+    username: str,
+    server_name: str,
+    *,
+    now: datetime | None = None,
+    meter: bool = True,
+    source: str = METER_SOURCE,
+) -> Slot | None:
+    """Record the last slice of a server's usage and free its slot.
+
+    ``meter=False`` frees the slot without charging past ``metered_until`` (a
+    server found gone after a hub crash: when it stopped is unknown).
+    """
+    now = now or utcnow()
+    with session_scope(db) as s:
+        row = s.scalar(
+            select(ServerReservation).where(
+                ServerReservation.username == username,
+                ServerReservation.server_name == server_name,
+            )
+        )
+        if row is None:
+            return None
+        if meter:
+            metering.record(s, _usages(row, now, source), now=now)
+        slot = Slot.of(row)
+        s.delete(row)
+    return slot
+
+
+def reservations(db, tenant: str | None = None) -> list[Slot]:
+    with session_scope(db) as s:
+        q = select(ServerReservation).order_by(ServerReservation.id)
+        if tenant is not None:
+            q = q.where(ServerReservation.tenant == tenant)
+        return [Slot.of(row) for row in s.scalars(q)]
+
+
+# -- notices --------------------------------------------------------------------
+
+
+def add_notice(session: Session, tenant: str, key: str, now: datetime | None = None) -> bool:
+    """Record a notice once; True when it is new (so its event is emitted once)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(QuotaNotice.__table__)
+        .values(tenant=tenant, key=key, created_at=now or utcnow())
+        .on_conflict_do_nothing(index_elements=["tenant", "key"])
+        .returning(QuotaNotice.__table__.c.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def notice_time(session: Session, tenant: str, key: str) -> datetime | None:
+    return session.scalar(
+        select(QuotaNotice.created_at).where(QuotaNotice.tenant == tenant, QuotaNotice.key == key)
+    )
+
+
+def drop_notice(session: Session, tenant: str, key: str) -> None:
+    session.execute(delete(QuotaNotice).where(QuotaNotice.tenant == tenant, QuotaNotice.key == key))
