@@ -132,11 +132,10 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             # a configuration error is not a bug: one clear line, no traceback
             self.log.critical("fedhub cannot start: %s", e.message)
             raise SystemExit(1) from None
-        factory = None
         hub_url = getattr(self.parent, "db_url", None)
         if hub_url and hub_url == self.db_url:
-            factory = partial(shared_session, self.parent)
-        return TenantStore(self.db_url, tiers, session_factory=factory)
+            fedhub_db.share_session(self.db_url, partial(shared_session, self.parent))
+        return TenantStore(self.db_url, tiers)
 
     @cached_property
     def mirror(self) -> TenantMirror:

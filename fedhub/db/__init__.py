@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -86,9 +86,28 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+_shared_sessions: dict[str, Callable[[], AbstractContextManager[Session]]] = {}
+
+
+def share_session(url: str, factory: Callable[[], AbstractContextManager[Session]]) -> None:
+    """Make :func:`session_scope` for ``url`` use ``factory`` in this process.
+
+    The hub registers its own session here: inside the hub process, every
+    fedhub module then reads and writes on the hub's connection, and a SQLite
+    database never waits on the hub's own pending writes.
+    """
+    _shared_sessions[url] = factory
+
+
 @contextmanager
 def session_scope(url: str | Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
+    if not isinstance(url, Engine):
+        shared = _shared_sessions.get(database_url(url))
+        if shared is not None:
+            with shared() as session:
+                yield session
+            return
     engine = url if isinstance(url, Engine) else get_engine(url)
     session = sessionmaker(engine, expire_on_commit=False)()
     try:

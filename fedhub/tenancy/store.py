@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -104,25 +104,12 @@ def validate_password(password: str) -> str:
 class TenantStore:
     """Tenants, memberships and local credentials in fedhub's database."""
 
-    def __init__(
-        self,
-        db: str | Engine | None = None,
-        tiers: TierCatalog | None = None,
-        *,
-        session_factory: Callable[[], AbstractContextManager[Session]] | None = None,
-    ):
+    def __init__(self, db: str | Engine | None = None, tiers: TierCatalog | None = None):
         self.db = db
         self.tiers = tiers or load_tiers()
-        self._session_factory = session_factory
 
     def session(self) -> AbstractContextManager[Session]:
-        """A transaction: commits on success, rolls back on error.
-
-        Inside the hub process, the store shares the hub's own session
-        (``session_factory``), so a SQLite database never waits on itself.
-        """
-        if self._session_factory is not None:
-            return self._session_factory()
+        """A transaction: commits on success, rolls back on error (see ``fedhub.db.share_session``)."""
         return session_scope(self.db)
 
     # -- reading -----------------------------------------------------------
