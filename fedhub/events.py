@@ -6,10 +6,12 @@ spool file (``O_APPEND`` writes of one line are atomic); the audit service
 ingests the spool later, idempotently by event id (:mod:`fedhub.audit.ingest`).
 
 The envelope is one versioned schema, ``fedhub/events_schemas/audit_event.yaml``,
-registered with a :class:`jupyter_events.EventLogger` (so Jupyter tooling can
-list and validate it). On the hot path the same schema is checked by a
-``fastjsonschema``-compiled validator: jsonschema's Draft7Validator costs
-~80 µs per event here, the compiled one a few µs (see docs/benchmarks.md).
+registered with a :class:`jupyter_events.EventLogger` (:func:`event_logger`, so
+Jupyter tooling can list and validate it). On the hot path the same file is
+checked by a ``fastjsonschema``-compiled validator: jsonschema's Draft7Validator
+(what ``EventLogger.emit`` uses) costs ~80 µs per event here, the compiled one a
+few µs, and importing jupyter_events costs every process 0.5-2.5 s (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -50,11 +52,22 @@ def event_logger():
 
 
 @lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The envelope schema, as registered (one file is the single source)."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+@lru_cache(maxsize=1)
 def _validator():
+    # Compiled from the same file the EventLogger registers, without importing
+    # jupyter_events in every process that emits (~0.5-2.5 s of imports: every
+    # CLI call would pay it). The audit service registers it at start-up and
+    # the tests check both agree.
     import fastjsonschema
 
-    schema = event_logger().schemas.get(SCHEMA_ID)
-    return fastjsonschema.compile(schema._schema)
+    return fastjsonschema.compile(schema())
 
 
 def validate(event: dict[str, Any]) -> None:

@@ -141,8 +141,11 @@ def verify_chain(log: AuditLog, tenant: str, public=None) -> ChainReport:
             elif seq - 1 in purges:
                 prev = purges[seq - 1]["head_hash"]
             else:
+                base = max((p for p in purges if p < seq), default=0)
                 return _bad(
-                    report, seq, f"records before seq {seq} are missing with no signed purge"
+                    report,
+                    base + 1,
+                    f"records {base + 1}-{seq - 1} are missing and no signed purge covers them",
                 )
             expected = seq
         if seq != expected:

@@ -20,6 +20,9 @@ PURGE_SECONDS = float(os.environ.get("FEDHUB_AUDIT_PURGE_SECONDS", str(6 * 3600)
 
 
 def main() -> None:
+    from fedhub.events import event_logger
+
+    event_logger()  # registers (and so checks) the event schema with jupyter_events
     audit = AuditLog()
     ingester = SpoolIngester(audit)
     app = make_app(routes(), fedhub_audit=audit)

@@ -1,0 +1,1 @@
+"""Versioned JSON schemas of fedhub events (data files; see fedhub.events)."""
