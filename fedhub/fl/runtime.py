@@ -342,7 +342,6 @@ class RoundRunner:
         if not jobs:
             return [], []
         self._ensure_payload()
-        params_ref = self._broadcast_params(params)
         workers = self._workers()
         shares = list(zip(self.assign(jobs, cost, len(workers)), workers, strict=False))
         results: list[ClientResult] = []
@@ -364,6 +363,8 @@ class RoundRunner:
             if failed:
                 self._release_actors()
             shares = failed
+        # Tasks (no actors, a deadline, or a failed worker) get the weights once per worker.
+        params_ref = self._broadcast_params(params) if shares else None
         pending = {self._submit(params_ref, share, rnd, w, 0): (share, 0) for share, w in shares}
         if timeout is None and pending:
             # Fast path: one call that waits and fetches straight from the workers. Any
