@@ -1,0 +1,104 @@
+"""Single sign-on through a real OpenID Connect provider (oidc-provider-mock, in-process)."""
+
+import html
+from urllib.parse import urljoin
+
+import oidc_provider_mock
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with oidc_provider_mock.run_server_in_thread() as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def oidc_hub(hub_factory, provider):
+    scopes = [f"--TenantOIDCAuthenticator.scope={s}" for s in ("openid", "profile", "email")]
+    return hub_factory(
+        args=[
+            "--JupyterHub.authenticator_class=fedhub-oidc",
+            "--TenantOIDCAuthenticator.client_id=fedhub",
+            "--TenantOIDCAuthenticator.client_secret=not-a-real-secret",
+            f"--TenantOIDCAuthenticator.authorize_url={provider}/oauth2/authorize",
+            f"--TenantOIDCAuthenticator.token_url={provider}/oauth2/token",
+            f"--TenantOIDCAuthenticator.userdata_url={provider}/userinfo",
+            "--TenantOIDCAuthenticator.username_claim=sub",
+            *scopes,
+        ]
+    )
+
+
+def sso_login(hub, provider, sub, **claims):
+    """The whole browser dance: hub → provider form → provider redirect → hub callback."""
+    requests.put(f"{provider}/users/{sub}", json=claims, timeout=10).raise_for_status()
+    s = requests.Session()
+    r = s.get(f"{hub.url}/hub/oauth_login", allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    authorize = r.headers["Location"]
+    assert authorize.startswith(provider)
+    r = s.post(authorize, data={"sub": sub}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    callback = urljoin(authorize, r.headers["Location"])
+    return s.get(callback, allow_redirects=False, timeout=30)
+
+
+def test_sso_by_claim_provisions_member_of_tenant(oidc_hub, provider):
+    hub = oidc_hub
+    r = sso_login(hub, provider, "sam", email="sam@anywhere.example", fedhub_tenant="acme")
+    assert r.status_code == 302, html.unescape(r.text)[-600:]
+    assert "sam" in hub.fedhub("user", "list", "--tenant", "acme").stdout
+    group = hub.api("GET", "/hub/api/groups/tenant-acme", hub.fedhub and _admin_token(hub)).json()
+    assert "sam" in group["users"]
+
+
+def test_sso_role_claim_and_email_domain(oidc_hub, provider):
+    hub = oidc_hub
+    r = sso_login(hub, provider, "sue", email="sue@acme.example", fedhub_role="analyst")
+    assert r.status_code == 302
+    out = hub.fedhub("user", "list", "--tenant", "acme").stdout
+    assert any(line.split()[:3] == ["sue", "acme", "analyst"] for line in out.splitlines())
+    # a claim can never make a platform admin
+    r = sso_login(hub, provider, "sly", fedhub_tenant="acme", fedhub_role="platform-admin")
+    assert r.status_code == 302
+    assert any(
+        line.split()[:3] == ["sly", "acme", "member"]
+        for line in hub.fedhub("user", "list").stdout.splitlines()
+    )
+
+
+def test_sso_refused_without_tenant_or_for_tier_without_sso(oidc_hub, provider):
+    hub = oidc_hub
+    r = sso_login(hub, provider, "nina", email="nina@nowhere.example")
+    assert r.status_code == 403
+    assert "did not say which organisation" in html.unescape(r.text)
+    # globex is on starter, whose tier has no SSO
+    r = sso_login(hub, provider, "gil", fedhub_tenant="globex")
+    assert r.status_code == 403
+    assert "Single sign-on is not part of Globex's starter tier" in html.unescape(r.text)
+
+
+def _admin_token(hub):
+    # the platform admin still has a local password for break-glass access
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyterhub",
+            "token",
+            "admin",
+            "--db",
+            hub.db_url.replace("+psycopg", ""),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=hub.state_dir,
+    )
+    return out.stdout.strip().splitlines()[-1]
