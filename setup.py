@@ -26,4 +26,11 @@ setup(
     packages=packages(),
     package_dir=PACKAGE_DIRS,
     package_data={"": ["*.html", "*.mako", "*.json", "*.yaml", "*.css", "*.js", "*.ipynb"]},
+    # enables the fedhub jupyter-server extension by default in every user server
+    data_files=[
+        (
+            "etc/jupyter/jupyter_server_config.d",
+            ["extensions/server/jupyter_server_config.d/fedhub.json"],
+        )
+    ],
 )

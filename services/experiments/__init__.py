@@ -33,5 +33,13 @@ def service_url(ctx) -> str:
     return f"{service_spec(ctx)['url']}/services/{NAME}/"
 
 
+#: The hub's default ``server`` role plus access to fedhub's services, so that the token in
+#: a user's server (``JUPYTERHUB_API_TOKEN``) can call them as that user. JupyterHub gives
+#: the token only the subset the user holds (``extra_user_scopes`` grants access:services).
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "access:services"]
+
+
 def extra_config(ctx, c) -> None:
     c.Spawner.environment.update({"FEDHUB_EXPERIMENTS_URL": service_url(ctx)})
+    if "server_token_scopes" not in c.Spawner:
+        c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
