@@ -14,8 +14,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# Debian packages: pango for WeasyPrint (invoice PDFs), Chromium for the browser
+# tests, PostgreSQL 15 for the test database. Installed only when missing.
+APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium postgresql-15 poppler-utils
+SYSTEM_STAMP := $(VENV)/.fedhub-system
+
+$(SYSTEM_STAMP): | $(BIN)/python
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	touch $(SYSTEM_STAMP)
+
 # re-install only when the dependency list changes
-$(STAMP): pyproject.toml setup.py | $(BIN)/python
+$(STAMP): pyproject.toml setup.py | $(BIN)/python $(SYSTEM_STAMP)
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 

@@ -7,6 +7,7 @@ folders, so the package list is computed here. Everything else is in pyproject.t
 
 from setuptools import find_packages, setup
 
+DATA_EXTENSIONS = ("html", "mako", "json", "yaml", "css", "js", "ipynb", "j2")
 PACKAGE_DIRS = {
     "fedhub": "fedhub",
     "fedhub.extensions": "extensions",
@@ -25,7 +26,8 @@ def packages():
 setup(
     packages=packages(),
     package_dir=PACKAGE_DIRS,
-    package_data={"": ["*.html", "*.mako", "*.json", "*.yaml", "*.css", "*.js", "*.ipynb"]},
+    # non-Python files inside the packages and one folder below (templates/, schemas/)
+    package_data={"": [f"{d}*.{ext}" for d in ("", "*/") for ext in DATA_EXTENSIONS]},
     # enables the fedhub jupyter-server extension by default in every user server
     data_files=[
         (

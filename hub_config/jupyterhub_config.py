@@ -1,0 +1,117 @@
+# fedhub — production-style JupyterHub configuration.
+#
+# Copy this file, edit the values marked EDIT, and run:
+#     fedhub db upgrade            # or let the hub migrate at start (upgrade_db below)
+#     jupyterhub -f jupyterhub_config.py
+#
+# Only `c.X = ...` lines: a config file is executed, not imported, so all logic
+# lives in fedhub's classes. `fedhub up` (the embedded default) builds the same
+# configuration in fedhub/launcher.py with local values.
+# ruff: noqa: F821
+
+# --- the hub --------------------------------------------------------------------
+c.JupyterHub.bind_url = "http://0.0.0.0:8000/"  # EDIT: behind your TLS terminator
+c.JupyterHub.db_url = "postgresql+psycopg://fedhub@db.internal/fedhub"  # EDIT
+c.JupyterHub.cookie_secret_file = "/srv/fedhub/jupyterhub_cookie_secret"
+c.JupyterHub.cleanup_servers = False  # keep user servers running across hub restarts
+# every user may open fedhub's services; each service decides what they see
+c.JupyterHub.extra_user_scopes = ["access:services"]
+
+# --- who logs in: tenants, roles, the mirror -------------------------------------
+# "fedhub-oidc": single sign-on (oauthenticator's GenericOAuthenticator + tenants);
+# "fedhub-local": argon2 passwords, lockout, optional TOTP, sign-up by invitation.
+c.JupyterHub.authenticator_class = "fedhub-oidc"
+# fedhub's tables; default: the hub's own database (one backup holds everything)
+# c.TenantAuthenticatorMixin.db_url = "postgresql+psycopg://fedhub@db.internal/fedhub"
+# the tiers; default: $FEDHUB_TIERS or hub_config/tiers.yaml. Validated at start.
+c.TenantAuthenticatorMixin.tiers_file = "/etc/fedhub/tiers.yaml"  # EDIT
+# migrate fedhub's tables at start (like `jupyterhub --upgrade-db`)
+c.TenantAuthenticatorMixin.upgrade_db = True
+# seconds between checks for tenancy changes made by the CLI or services
+c.TenantAuthenticatorMixin.mirror_interval = 5.0
+
+# OIDC provider (any: Keycloak, Entra ID, Okta, Google...) — EDIT all four
+c.TenantOIDCAuthenticator.client_id = "fedhub"
+c.TenantOIDCAuthenticator.client_secret = ""  # EDIT: or $OAUTH_CLIENT_SECRET
+c.TenantOIDCAuthenticator.oauth_callback_url = "https://fedhub.example.org/hub/oauth_callback"
+c.TenantOIDCAuthenticator.authorize_url = "https://idp.example.org/oauth2/authorize"
+c.TenantOIDCAuthenticator.token_url = "https://idp.example.org/oauth2/token"
+c.TenantOIDCAuthenticator.userdata_url = "https://idp.example.org/userinfo"
+c.TenantOIDCAuthenticator.scope = ["openid", "profile", "email"]
+c.TenantOIDCAuthenticator.username_claim = "preferred_username"
+# the claim naming the tenant (else: the tenant allowing the user's email domain)
+c.TenantOIDCAuthenticator.tenant_claim = "fedhub_tenant"
+# the claim naming the role (tenant-admin, member, analyst, service-account)
+c.TenantOIDCAuthenticator.role_claim = "fedhub_role"
+# create the membership on first login when the tenant is known
+c.TenantOIDCAuthenticator.auto_provision = True
+
+# With fedhub-local instead:
+# c.LocalTenantAuthenticator.lockout_threshold = 5      # failures in a row that lock
+# c.LocalTenantAuthenticator.lockout_seconds = 900      # how long the lock lasts
+# c.LocalTenantAuthenticator.allow_signup = True        # /hub/signup by invitation or domain
+
+# --- servers: the tier spawner over a real backend -------------------------------
+c.JupyterHub.spawner_class = "fedhub-tier"
+# the backend that really starts servers: LocalProcessSpawner (system users),
+# "kubespawner.KubeSpawner", "dockerspawner.DockerSpawner", "systemdspawner.SystemdSpawner";
+# profiles map onto their mem_limit/cpu_limit/guarantees/image (docs/quotas.md)
+c.TierSpawner.backend_class = "jupyterhub.spawner.LocalProcessSpawner"  # EDIT
+# seconds between run-time checks: metering, warnings, budget stops, idle culling
+c.TierSpawner.reconcile_interval = 60.0
+# seconds a tenant may stay over budget (or suspended) before its servers stop
+c.TierSpawner.budget_grace_period = 900.0
+# cull servers idle longer than the tier's idle_timeout_minutes
+c.TierSpawner.cull_idle = True
+# guarantees (requests) as a fraction of the profile's limits, for Kubernetes
+c.TierSpawner.guarantee_fraction = 0.5
+# how the home directory is measured for the storage quota
+c.TierSpawner.storage_path_template = "/home/{username}"
+# install the tier's kernel specs from kernels/ into each server
+c.TierSpawner.install_kernels = True
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+
+# --- fedhub's services -------------------------------------------------------------
+# Each runs `python -m fedhub.services.<name>` under the hub and is reached at
+# /services/<name>/. They read FEDHUB_DB_URL and FEDHUB_STATE_DIR (events spool,
+# audit keys and checkpoints, experiment checkpoints). EDIT the two paths.
+c.JupyterHub.services = [
+    {
+        "name": "audit",
+        "url": "http://127.0.0.1:10101",
+        "command": ["python", "-m", "fedhub.services.audit"],
+        "environment": {
+            "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
+            "FEDHUB_STATE_DIR": "/srv/fedhub",
+        },
+        "oauth_no_confirm": True,
+    },
+    {
+        "name": "billing",
+        "url": "http://127.0.0.1:10102",
+        "command": ["python", "-m", "fedhub.services.billing"],
+        "environment": {
+            "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
+            "FEDHUB_STATE_DIR": "/srv/fedhub",
+        },
+        "oauth_no_confirm": True,
+    },
+    {
+        "name": "experiments",
+        "url": "http://127.0.0.1:10103",
+        "command": ["python", "-m", "fedhub.services.experiments"],
+        "environment": {
+            "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
+            "FEDHUB_STATE_DIR": "/srv/fedhub",
+            # a Dask scheduler shared by tenants; unset: a LocalCluster in the service
+            # "FEDHUB_EXPERIMENTS_DASK_ADDRESS": "tcp://dask-scheduler:8786",
+        },
+        "oauth_no_confirm": True,
+    },
+]
+# user servers find the experiments service here (fedhub.experiments in notebooks)
+c.Spawner.environment = {"FEDHUB_EXPERIMENTS_URL": "http://127.0.0.1:10103/services/experiments/"}
+# the server's token may call fedhub's services as its user
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services"]
