@@ -156,3 +156,29 @@ def test_separately_started_scheduler_and_workers(small_data, dask_client, tmp_p
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _worker_processes() -> list:
+    import psutil
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        # The forkserver and multiprocessing's resource tracker are meant to stay.
+        if "forkserver" not in cmd and "resource_tracker" not in cmd:
+            out.append(p)
+    return out
+
+
+def test_rerunning_in_the_same_process_leaks_no_workers(small_data):
+    before = {p.pid for p in _worker_processes()}
+    exp = _experiment(small_data, rounds=2)
+    first = exp.run(progress=None, cluster_kwargs=cluster_kwargs(2))
+    second = exp.run(progress=None, cluster_kwargs=cluster_kwargs(2))
+    assert _strip(first.history) == _strip(second.history)
+    # Workers forked from the pre-loaded forkserver: a re-run's cluster starts fast.
+    assert second.startup_s < 5.0
+    _wait_for(lambda: {p.pid for p in _worker_processes()} <= before, 30, "workers to exit")
