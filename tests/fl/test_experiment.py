@@ -173,3 +173,21 @@ def test_progress_modes(small_data, dask_client, capsys):
     assert bar.bar.value == 1 and "accuracy 0.500" in bar.label.value
     with pytest.raises(ValueError):
         make_progress("fancy", 3)
+
+
+def test_round_timeout_drops_late_clients_and_run_goes_on(small_data, dask_client):
+    on_time = _run(small_data, dask_client, rounds=2, local_epochs=2)
+    roomy = fl.Experiment(
+        lr_model, small_data, rounds=2, clients_per_round=5, local_epochs=2, lr=0.05,
+        round_timeout=120.0,
+    ).run(client=dask_client, progress=None)  # fmt: skip
+    # A deadline that is met changes nothing (the task path gives the same results).
+    assert [h["test_loss"] for h in roomy.history] == [h["test_loss"] for h in on_time.history]
+
+    late = fl.Experiment(
+        lr_model, small_data, rounds=2, clients_per_round=5, local_epochs=30, lr=0.05,
+        round_timeout=0.001,
+    ).run(client=dask_client, progress=None)  # fmt: skip
+    assert [h["clients"] for h in late.history] == [0, 0]
+    assert [h["dropped"] for h in late.history] == [5, 5]
+    assert late.lost_clients == 10
