@@ -5,7 +5,9 @@ authenticator hook that sees the user; every request does go through the
 tornado ``log_function`` after it finished, with its handler (the caller, the
 status). :func:`log_request` keeps JupyterHub's own logging and adds:
 
-- ``auth.logout`` (the logout page, for a logged-in user);
+- (``auth.logout`` comes from :class:`AuditedLogoutHandler`, which an
+  authenticator adds in ``get_handlers``: by the time the request is logged the
+  hub has forgotten who logged out);
 - ``token.created`` / ``token.revoked`` (``POST``/``DELETE`` on
   ``/hub/api/users/<name>/tokens[/<id>]`` that succeeded);
 - ``hub.api_call`` for every other state-changing hub API call that succeeded
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 
+from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.log import log_request as hub_log_request
 
 from fedhub import events
@@ -55,20 +58,34 @@ def _tenant_of(handler, username: str | None) -> str | None:
     return info.tenant if info else None
 
 
-def _audit(handler) -> None:
-    from jupyterhub.handlers.login import LogoutHandler
+class AuditedLogoutHandler(LogoutHandler):
+    """JupyterHub's logout, recording ``auth.logout`` while the user is still known."""
 
+    async def handle_logout(self):
+        user = self.current_user
+        if user is not None:
+            events.emit(
+                "auth.logout",
+                tenant=_tenant_of(self, user.name),
+                actor=user.name,
+                target=user.name,
+                source_ip=self.request.remote_ip,
+                user_agent=self.request.headers.get("User-Agent"),
+            )
+        await super().handle_logout()
+
+
+# an authenticator adds this to ``get_handlers`` (before the hub's own /logout)
+AUDITED_LOGOUT = (r"/logout", AuditedLogoutHandler)
+
+
+def _audit(handler) -> None:
     request = handler.request
     status = handler.get_status()
     path = request.path
     info = {"source_ip": request.remote_ip, "user_agent": request.headers.get("User-Agent")}
     if isinstance(handler, LogoutHandler):
-        name = getattr(handler, "_fedhub_logout_user", None) or _caller(handler)
-        if name:
-            events.emit(
-                "auth.logout", tenant=_tenant_of(handler, name), actor=name, target=name, **info
-            )
-        return
+        return  # AuditedLogoutHandler records it (the hub forgets the user before this)
     if "/api/" not in path:
         return
     if status == 403:
