@@ -18,6 +18,7 @@ from tornado import web
 from traitlets import Bool, Integer, default
 
 from fedhub import events
+from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError
 from fedhub.tenancy import passwords
@@ -66,7 +67,7 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         return ""
 
     def get_handlers(self, app):
-        return super().get_handlers(app) + [(r"/signup", SignupHandler)]
+        return super().get_handlers(app) + [(r"/signup", SignupHandler), AUDITED_LOGOUT]
 
     async def authenticate(self, handler, data):
         username = self.normalize_username((data or {}).get("username", ""))
