@@ -141,3 +141,25 @@ def erase_cmd(ctx, username, yes):
 def public_key_cmd(ctx):
     """Print the checkpoint signing public key (PEM), for auditors."""
     click.echo(audit_log(ctx).keys.public_pem().decode().rstrip())
+
+
+@command.command("report")
+@click.option("--tenant", required=True, help="Tenant slug ('platform' for platform events).")
+@click.option("--since", default="", help="Start of the period (ISO 8601; default 30 days ago).")
+@click.option("--until", default="", help="End of the period (ISO 8601; default now).")
+@click.option("--output", "-o", default="compliance.html", show_default=True)
+@click.pass_context
+def report_cmd(ctx, tenant, since, until, output):
+    """Render the compliance report (papermill + nbconvert) to HTML."""
+    from fedhub.audit.report import render_compliance
+
+    log = audit_log(ctx)
+    path = render_compliance(
+        tenant,
+        output,
+        period_start=since,
+        period_end=until,
+        db_url=log.db_url,
+        audit_dir=log.audit_dir,
+    )
+    click.echo(f"wrote {path}")
