@@ -125,6 +125,11 @@ def build_config(ctx: LaunchContext) -> Config:
     if os.geteuid() == 0:
         c.Spawner.args = ["--allow-root"]
     c.SimpleLocalProcessSpawner.home_dir_template = str(state / "homes" / "{username}")
+    # tier spawner (docs/quotas.md): local processes of the hub user, quotas checked at
+    # spawn, reconciler (metering, warnings, budget stops, culling) every minute
+    c.TierSpawner.backend_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+    c.TierSpawner.reconcile_interval = 60.0
+    c.TierSpawner.budget_grace_period = 300.0
     c.TenantAuthenticatorMixin.db_url = ctx.db_url
     services = []
     for name in service_modules():
