@@ -140,5 +140,6 @@ class QuotaPanel(widgets.VBox):
                 layout={"width": "520px"},
                 bar_style="danger" if limit and used >= limit else "info",
             )
-            rows.append(widgets.HBox([bar, widgets.HTML(f"{used:g} / {limit:g}")]))
+            shown = f"{used:.2f}".rstrip("0").rstrip(".") if isinstance(used, float) else used
+            rows.append(widgets.HBox([bar, widgets.HTML(f"{shown} / {limit:g}")]))
         self.children = rows
