@@ -53,7 +53,12 @@ def event_time(value: str | datetime) -> datetime:
     return dt
 
 
-def time_text(dt: datetime) -> str:
+def time_text(dt: datetime | str) -> str:
+    """ISO 8601 with microseconds; also accepts SQLite's stored text of a DateTime
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), which verify reads raw because parsing it
+    back into a datetime costs more than hashing the record."""
+    if isinstance(dt, str):
+        return dt.replace(" ", "T", 1)
     return dt.isoformat(timespec="microseconds")
 
 
@@ -240,7 +245,7 @@ class AuditLog(LoggingConfigurable):
             "result": e.get("result") or "success",
             "severity": e.get("severity") or "info",
             "schema_version": SCHEMA_VERSION,
-            "details": json.loads(json.dumps(details, default=str)),
+            "details": crypto.canonical(details).decode(),
             "actor_key": actor_key,
             "actor_enc": actor_enc,
             "target_key": target_key,
@@ -275,7 +280,7 @@ class AuditLog(LoggingConfigurable):
             for k in s.scalars(select(SubjectKey).where(SubjectKey.subject_hash.in_(list(hashes)))):
                 found[hashes[k.subject_hash]] = (
                     k.key_id,
-                    AESGCM(self.keys.unwrap(k.wrapped_key, k.key_id)),
+                    self.keys.cipher(k.wrapped_key, k.key_id),
                 )
 
         load()
@@ -304,7 +309,7 @@ class AuditLog(LoggingConfigurable):
         out: dict[str, AESGCM] = {}
         for i in range(0, len(ids), 900):
             for k in s.scalars(select(SubjectKey).where(SubjectKey.key_id.in_(ids[i : i + 900]))):
-                out[k.key_id] = AESGCM(self.keys.unwrap(k.wrapped_key, k.key_id))
+                out[k.key_id] = self.keys.cipher(k.wrapped_key, k.key_id)
         return out
 
     def subject_key_id(self, s: Session, subject: str) -> str | None:
@@ -329,7 +334,7 @@ class AuditLog(LoggingConfigurable):
             "target": None,
             "source_ip": None,
             "user_agent": None,
-            "details": dict(record["details"] or {}),
+            "details": json.loads(record["details"] or "{}"),
             "erased": [],
         }
         for part in ("actor", "target"):
@@ -488,6 +493,7 @@ class AuditLog(LoggingConfigurable):
             if key_id is None:
                 return None
             s.execute(delete(SubjectKey).where(SubjectKey.key_id == key_id))
+            self.keys.forget(key_id)
             s.execute(
                 _insert(s, Erasure.__table__)
                 .values(key_id=key_id, erased_at=utcnow())

@@ -33,8 +33,13 @@ GENESIS = "0" * 64
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    """The one byte encoding that is hashed and signed: sorted-key compact JSON, UTF-8."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The one byte encoding that is hashed and signed: sorted-key compact JSON, UTF-8.
+
+    (``default=str``: a value JSON cannot hold, say a datetime in event
+    details, is stored as its text, once, at append time.)"""
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -85,6 +90,9 @@ class KeyRing:
         self.create = create
         self._signing: Ed25519PrivateKey | None = None
         self._master: bytes | None = None
+        self._derived_keys: dict[bytes, bytes] = {}
+        self._subject_hashes: dict[str, str] = {}
+        self._unwrapped: dict[tuple[str, str], AESGCM] = {}
 
     # -- signing ---------------------------------------------------------------
 
@@ -138,11 +146,35 @@ class KeyRing:
         return self._master
 
     def _derived(self, label: bytes) -> bytes:
-        return hmac.new(self.master, label, hashlib.sha256).digest()
+        if label not in self._derived_keys:
+            self._derived_keys[label] = hmac.digest(self.master, label, "sha256")
+        return self._derived_keys[label]
 
     def subject_hash(self, subject: str) -> str:
         """A keyed hash of a username: finds their key without storing the name."""
-        return hmac.new(self._derived(b"subject"), subject.encode(), hashlib.sha256).hexdigest()
+        found = self._subject_hashes.get(subject)
+        if found is None:
+            if len(self._subject_hashes) > 100_000:
+                self._subject_hashes.clear()
+            found = hmac.digest(self._derived(b"subject"), subject.encode(), "sha256").hex()
+            self._subject_hashes[subject] = found
+        return found
+
+    def cipher(self, wrapped: str, key_id: str) -> AESGCM:
+        """The data key's cipher (cached by key id and wrapped value: a key row that
+        is deleted is never looked up again, so the cache cannot outlive an erasure
+        in the database it was read from)."""
+        cache_key = (key_id, wrapped)
+        found = self._unwrapped.get(cache_key)
+        if found is None:
+            if len(self._unwrapped) > 100_000:
+                self._unwrapped.clear()
+            found = self._unwrapped[cache_key] = AESGCM(self.unwrap(wrapped, key_id))
+        return found
+
+    def forget(self, key_id: str) -> None:
+        for k in [k for k in self._unwrapped if k[0] == key_id]:
+            del self._unwrapped[k]
 
     def mac_key(self) -> bytes | None:
         return self._derived(b"record-mac") if self.master is not None else None
@@ -158,7 +190,7 @@ class KeyRing:
 
 
 def record_mac(mac_key: bytes, record_hash: str) -> str:
-    return hmac.new(mac_key, record_hash.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(mac_key, record_hash.encode(), "sha256").hex()
 
 
 def seal(aead: AESGCM, fields: dict[str, Any], aad: bytes) -> str:

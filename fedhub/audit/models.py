@@ -9,9 +9,8 @@ ciphertext (``actor_enc``/``target_enc``) under a per-subject key in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fedhub.db.base import Base, utcnow
@@ -38,7 +37,8 @@ class AuditRecord(Base):
     result: Mapped[str] = mapped_column(String(16))
     severity: Mapped[str] = mapped_column(String(16))
     schema_version: Mapped[int] = mapped_column(Integer)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # canonical JSON text (sorted keys, compact): hashed as stored, never re-encoded
+    details: Mapped[str] = mapped_column(Text)
     actor_key: Mapped[str | None] = mapped_column(String(36))
     actor_enc: Mapped[str | None] = mapped_column(Text)
     target_key: Mapped[str | None] = mapped_column(String(36))

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 
+from fedhub import db as fedhub_db
 from fedhub.audit import crypto
 from fedhub.audit.chain import AuditLog, record_hash
 from fedhub.audit.models import AuditRecord, ChainHead, Checkpoint
@@ -106,16 +107,18 @@ def _signed_checkpoints(log: AuditLog, tenant: str, report: ChainReport, public=
 
 def _rows(log: AuditLog, tenant: str, batch: int = 5000) -> Iterator[dict]:
     table = AuditRecord.__table__
-    cols = [table.c[c] for c in COLUMNS]
-    from fedhub import db as fedhub_db
-
     engine = fedhub_db.get_engine(log.db_url)
+    raw_time = engine.dialect.name == "sqlite"
+    cols = [
+        type_coerce(table.c[c], String) if (c == "time" and raw_time) else table.c[c]
+        for c in COLUMNS
+    ]
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(
             select(*cols).where(table.c.tenant == tenant).order_by(table.c.seq)
         )
         for row in result:
-            yield row._asdict()
+            yield dict(zip(COLUMNS, row, strict=True))
 
 
 def verify_chain(log: AuditLog, tenant: str, public=None) -> ChainReport:

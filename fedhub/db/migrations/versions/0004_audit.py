@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("result", sa.String(16), nullable=False),
         sa.Column("severity", sa.String(16), nullable=False),
         sa.Column("schema_version", sa.Integer, nullable=False),
-        sa.Column("details", sa.JSON, nullable=False),
+        sa.Column("details", sa.Text, nullable=False),
         sa.Column("actor_key", sa.String(36)),
         sa.Column("actor_enc", sa.Text),
         sa.Column("target_key", sa.String(36)),
