@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -225,6 +226,22 @@ def listen_address() -> tuple[str, int]:
     return url.hostname or "127.0.0.1", url.port or 0
 
 
+STOP_DEADLINE = 2.5  # seconds a service may take to stop after SIGINT/SIGTERM
+
+
+def _exit_now(reason: str | None = "deadline") -> None:
+    import psutil
+
+    if reason:
+        log.warning("service did not stop within %ss; ending it", STOP_DEADLINE)
+    for child in psutil.Process().children(recursive=True):
+        child.kill()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def run(app: web.Application, on_stop=None) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (the hub's shutdown), then call ``on_stop``."""
     logging.basicConfig(
@@ -235,6 +252,12 @@ def run(app: web.Application, on_stop=None) -> None:
     loop = ioloop.IOLoop.current()
 
     def stop(*_):
+        # The hub waits for its services at shutdown; a service that cannot
+        # finish on_stop in time is ended, children first, so Ctrl-C on
+        # `fedhub up` never hangs and never leaves a process behind.
+        watchdog = threading.Timer(STOP_DEADLINE, _exit_now)
+        watchdog.daemon = True  # must not itself keep the process alive
+        watchdog.start()
         loop.add_callback_from_signal(loop.stop)
 
     signal.signal(signal.SIGTERM, stop)
@@ -249,6 +272,9 @@ def run(app: web.Application, on_stop=None) -> None:
     finally:
         if on_stop:
             on_stop()
+    # on_stop has saved what matters; skip the interpreter's slow teardown of
+    # torch/Dask threads so the hub, which stops its services one by one, is not kept waiting
+    _exit_now(reason=None)
 
 
 def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = None) -> dict:
