@@ -34,7 +34,8 @@ class AuditHandler(APIHandler):
         if caller.is_platform_admin:
             if requested in ("platform", PLATFORM):
                 return [PLATFORM]
-            return [self.scoped_tenant(requested)] if requested else None
+            # any chain, including a deleted tenant's (its log outlives it)
+            return [requested] if requested else None
         if caller.can("audit:read"):
             return [self.scoped_tenant(requested)]
         if caller.can("audit:read-if-tier"):
