@@ -153,8 +153,8 @@ class DaskClusters(LoggingConfigurable):
                 cluster.shutdown()
             self._tenant_clusters.clear()
             if self._client is not None:
-                self._client.close()
+                self._client.close(timeout=2)
                 self._client = None
             if self._cluster is not None:
-                self._cluster.close()
+                self._cluster.close(timeout=2)
                 self._cluster = None

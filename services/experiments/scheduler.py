@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events, metering
@@ -85,6 +85,17 @@ class ExperimentScheduler(LoggingConfigurable):
         1, config=True, help="""Write a checkpoint every N rounds (resume granularity)."""
     )
     poll_interval = Integer(1, config=True, help="""Seconds between queue scans.""")
+    warm_up = Bool(
+        config=True,
+        help="""Import torch and start the Dask cluster when the service starts, instead of
+        on the first submission (faster first run, but every hub start pays for it).
+        Default from ``$FEDHUB_EXPERIMENTS_WARM_UP`` (``1``), else off.""",
+    )
+
+    @default("warm_up")
+    def _warm_up_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_WARM_UP", "") in ("1", "true", "yes")
+
     state_dir = Unicode(config=True, help="""Where checkpoints and final weights are kept.""")
 
     def __init__(self, db_url: str, tenant_tier: Callable[[str], str], **kwargs):
@@ -113,7 +124,8 @@ class ExperimentScheduler(LoggingConfigurable):
             ).rowcount
         if n:
             self.log.info("requeued %d experiments left running by a previous process", n)
-        threading.Thread(target=self._warm_up, name="fl-warm-up", daemon=True).start()
+        if self.warm_up:
+            threading.Thread(target=self._warm_up, name="fl-warm-up", daemon=True).start()
         self._thread = threading.Thread(target=self._loop, name="fl-admit", daemon=True)
         self._thread.start()
 
@@ -132,7 +144,9 @@ class ExperimentScheduler(LoggingConfigurable):
         ``running`` in the database, so the next process resumes them."""
         self._stopping.set()
         self._wake.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # no waiting for the rounds in flight: the runs stay ``running`` in the database
+        # and resume from their checkpoints, and the hub wants its services down quickly
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.clusters.close()
 
     def wake(self) -> None:

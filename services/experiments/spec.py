@@ -76,6 +76,16 @@ def check_names(spec: ExperimentSpec) -> None:
                 f"{field}: unknown {field} {value!r}; known: {', '.join(registry.names())}",
                 details={"field": field},
             )
+    if spec.partition is not None:
+        import inspect
+
+        # the registry has no public "constructor of name" yet (noted for fedhub.fl)
+        dataset_fn = fl.datasets.registry._entries[spec.dataset.lower()]
+        if "partition" not in inspect.signature(dataset_fn).parameters:
+            raise InvalidRequest(
+                f"partition: dataset {spec.dataset!r} comes already split into clients",
+                details={"field": "partition"},
+            )
     try:
         fl.strategies.get(spec.strategy, **spec.strategy_params)
     except (TypeError, ValueError) as e:

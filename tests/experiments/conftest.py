@@ -58,6 +58,7 @@ def exp_hub(hub_factory):
         "FEDHUB_EXPERIMENTS_WORKERS": "2",
         "FEDHUB_EXPERIMENTS_MAX_RUNNING": "2",
         "FEDHUB_EXPERIMENTS_MAX_RUNNING_PER_TENANT": "1",
+        "FEDHUB_EXPERIMENTS_WARM_UP": "1",
     }
     hub = hub_factory(env=env)
     # the service is up when its API answers through the proxy

@@ -20,12 +20,19 @@ from fedhub.errors import InvalidRequest
         ({"colour": "blue"}, "colour"),
         ({"strategy": "fedprox", "strategy_params": {"nu": 1}}, "strategy_params"),
         ({"dataset_params": {"num_clients": 3}}, "num_clients"),
+        ({"dataset": "synthetic", "partition": "dirichlet"}, "partition"),
+        ({"dataset": "digits", "partition": "zipf"}, "partition"),
     ],
 )
 def test_invalid_spec_names_the_field(body, field):
     with pytest.raises(InvalidRequest) as err:
         parse_spec(body)
     assert field in err.value.message
+
+
+def test_partition_accepted_where_the_dataset_takes_one():
+    spec = parse_spec({"dataset": "digits", "partition": "dirichlet", "clients": 5})
+    assert spec.partition == "dirichlet"
 
 
 def test_defaults_and_body_shape():
@@ -53,3 +60,20 @@ def test_admission_is_round_robin_with_a_per_tenant_cap():
     s._running["a2"] = "acme"
     del s._running["i1"]
     assert s.pick(queued) is None  # acme is at its cap of two
+
+
+@pytest.mark.parametrize(
+    "body, model_cls",
+    [
+        ({"dataset": "synthetic", "clients": 4}, "LogisticRegression"),
+        ({"dataset": "digits", "partition": "dirichlet", "clients": 4, "model": "cnn"}, "CNN"),
+        ({"dataset": "digits", "clients": 4, "model": "mlp", "model_params": {"hidden": 8}}, "MLP"),
+    ],
+)
+def test_spec_builds_the_engine_experiment(body, model_cls):
+    from fedhub.services.experiments.build import build_experiment
+
+    exp = build_experiment(parse_spec({**body, "rounds": 2}))
+    assert exp.data.num_clients == 4 and exp.rounds == 2
+    model = exp.initial_model()
+    assert type(model).__name__ == model_cls
