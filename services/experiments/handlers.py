@@ -21,7 +21,8 @@ import uuid
 from sqlalchemy import select
 
 from fedhub.db import session_scope, utcnow
-from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
+from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
+from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
 from . import quota
@@ -74,6 +75,10 @@ class ExperimentsHandler(BaseHandler):
         body = self.get_json_body()
         spec = parse_spec(body)
         tenant = self.store.get_tenant(caller.tenant)
+        if tenant.status == TenantStatus.SUSPENDED:
+            raise TenantSuspended(
+                f"organisation {tenant.slug} is suspended; it cannot run experiments"
+            )
         tier = self.store.effective_tier(tenant)
         exp_id = uuid.uuid4().hex[:16]
         try:

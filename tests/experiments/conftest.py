@@ -65,7 +65,7 @@ def exp_hub(hub_factory):
     token = hub.token("alice")
     wait_for(
         lambda: hub.api("GET", f"{SERVICE}/quota", token).status_code == 200,
-        60,
+        120,
         0.3,
         "the experiments service",
     )

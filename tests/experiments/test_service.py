@@ -43,6 +43,16 @@ def test_run_completes_with_metrics_meter_and_audit(exp_hub, api):
     assert q["usage"]["experiments_this_month"] >= 1 and q["usage"]["fl_rounds_this_month"] >= 4
 
 
+def test_suspended_tenant_cannot_submit(exp_hub, api):
+    carol = api("carol")  # her token is made before the suspension (login is refused after)
+    exp_hub.fedhub("tenant", "suspend", "initech")
+    try:
+        r = carol.submit(**TINY)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "tenant_suspended"
+    finally:
+        exp_hub.fedhub("tenant", "resume", "initech")
+
+
 def test_invalid_spec_is_400_naming_the_field(api):
     r = api("alice").submit(**{**TINY, "clients_per_round": 50})
     assert r.status_code == 400
@@ -182,6 +192,7 @@ def test_resume_after_the_service_is_killed(exp_hub, api):
     assert before["rounds_done"] < 40
     attempts = sql(exp_hub, "select attempts from fedhub_experiments where id=?", exp_id)
     assert attempts == [(2,)]
+    assert f"experiment {exp_id} resumes after round" in exp_hub.log()  # not from scratch
     n = sql(
         exp_hub,
         "select count(*) from fedhub_meter_events where kind='fl_rounds' and attributes like ?",
