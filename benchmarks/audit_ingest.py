@@ -14,7 +14,7 @@ Same run, same machine, same batches (one transaction per batch):
   jsonschema validator that ``EventLogger.emit`` uses would cost instead.
 
 PostgreSQL is a throwaway cluster (tests.harness.PostgresCluster, fsync off
-like the tests). Prints a Markdown table and writes JSON next to this file.
+like the tests). Prints a Markdown table and writes benchmarks/results/audit_ingest.json.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ def main() -> None:
     if cluster:
         cluster.stop()
     results["load_after"] = os.getloadavg()
-    out = Path(__file__).with_name("audit_ingest.json")
+    out = Path(__file__).parent / "results" / "audit_ingest.json"
+    out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(
         "| engine | plain inserts/s | chained appends/s (per CPU-s) | spool ingest/s "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from traitlets import Float, Integer, Unicode, default
@@ -90,6 +90,38 @@ def _insert(session: Session, table):
     return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(
         table
     )
+
+
+_RECORD_COLUMNS = [c.name for c in AuditRecord.__table__.columns if c.name != "id"]
+
+
+def _insert_rows(s: Session, rows: list[dict[str, Any]]) -> None:
+    """One DBAPI ``executemany`` for a batch of records.
+
+    SQLAlchemy's per-row parameter processing cost as much as everything
+    else in an append; the values here are already plain (str, int, datetime),
+    except that SQLite stores a DateTime as SQLAlchemy's fixed text format.
+    """
+    conn = s.connection()
+    dialect = conn.dialect
+    sqlite_times = dialect.name == "sqlite"
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_RECORD_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_RECORD_COLUMNS))})"
+    )
+    params = []
+    for row in rows:
+        values = [row[c] for c in _RECORD_COLUMNS]
+        if sqlite_times:
+            values[_TIME_INDEX] = row["time"].isoformat(" ", "microseconds")
+            values[_INGESTED_INDEX] = row["ingested_at"].isoformat(" ", "microseconds")
+        params.append(tuple(values))
+    conn.exec_driver_sql(sql, params)
+
+
+_TIME_INDEX = _RECORD_COLUMNS.index("time")
+_INGESTED_INDEX = _RECORD_COLUMNS.index("ingested_at")
 
 
 class AuditLog(LoggingConfigurable):
@@ -199,7 +231,7 @@ class AuditLog(LoggingConfigurable):
                 row["mac"] = crypto.record_mac(mac_key, prev) if mac_key else None
                 row["ingested_at"] = now
                 rows.append(row)
-            s.execute(insert(AuditRecord.__table__), rows)
+            _insert_rows(s, rows)
             s.execute(
                 update(ChainHead).where(ChainHead.tenant == tenant).values(seq=seq, hash=prev)
             )

@@ -268,8 +268,7 @@ def test_events_emitted_while_the_service_is_down_are_delivered_once(hub, store)
         proc.send_signal(signal.SIGKILL)  # a crash: no final ingestion
     finally:
         proc.send_signal(signal.SIGCONT)
-    proc.wait(10)
-    wait_for(lambda: _audit_process(hub).pid != proc.pid, 30, what="the hub to restart the service")
+    wait_for(lambda: _audit_process(hub).pid != proc.pid, 60, what="the hub to restart the service")
     admin = hub.token("admin")
 
     def delivered():
