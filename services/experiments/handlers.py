@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 from sqlalchemy import select
 
-from fedhub.db import session_scope, utcnow
+from fedhub.db import session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
 from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
 from . import quota
-from .models import FINISHED, QUEUED, ExperimentRound, ExperimentRun
+from .models import FINISHED, ExperimentRound, ExperimentRun
 from .spec import parse_spec
 
 
@@ -80,26 +79,8 @@ class ExperimentsHandler(BaseHandler):
                 f"organisation {tenant.slug} is suspended; it cannot run experiments"
             )
         tier = self.store.effective_tier(tenant)
-        exp_id = uuid.uuid4().hex[:16]
         try:
-            with session_scope(self.db_url) as s:
-                quota.lock_tenant(s, caller.tenant)
-                quota.check(s, caller.tenant, tenant.tier, tier, spec.clients)
-                run = ExperimentRun(
-                    id=exp_id,
-                    tenant=caller.tenant,
-                    username=caller.name,
-                    name=spec.name or f"{spec.strategy} on {spec.dataset}",
-                    status=QUEUED,
-                    spec=spec.model_dump(),
-                    clients=spec.clients,
-                    rounds=spec.rounds,
-                    rounds_done=0,
-                    cancel_requested=False,
-                    attempts=0,
-                    created_at=utcnow(),
-                )
-                s.add(run)
+            run = quota.reserve(self.db_url, caller.tenant, caller.name, tenant.tier, tier, spec)
         except QuotaExceeded as e:
             self.emit(
                 "experiment.refused",
@@ -110,7 +91,7 @@ class ExperimentsHandler(BaseHandler):
             raise
         self.emit(
             "experiment.submitted",
-            target=f"experiment:{exp_id}",
+            target=f"experiment:{run.id}",
             details={"strategy": spec.strategy, "dataset": spec.dataset, "clients": spec.clients,
                      "rounds": spec.rounds},
         )  # fmt: skip

@@ -7,6 +7,7 @@ advisory lock on the tenant), so two submissions racing for the last slot cannot
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +15,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fedhub import metering
+from fedhub.db import session_scope, utcnow
 from fedhub.errors import QuotaExceeded
 from fedhub.tiers import Tier
 
-from .models import ACTIVE, ExperimentRun
+from .models import ACTIVE, QUEUED, ExperimentRun
 
 FL_CLIENT_SECONDS = "fl_client_seconds"
 FL_ROUNDS = "fl_rounds"
@@ -113,3 +115,30 @@ def check(session: Session, tenant: str, tier_name: str, tier: Tier, clients: in
             "your organisation has used all its federated client-hours for this month",
         )
     return used
+
+
+def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier, spec):
+    """Check the limits and queue the run in one transaction; returns the new run.
+
+    Serialised per tenant (see the module docstring), so of two submissions racing for the
+    last slot exactly one is queued and the other gets :class:`QuotaExceeded`.
+    """
+    with session_scope(db_url) as s:
+        lock_tenant(s, tenant)
+        check(s, tenant, tier_name, tier, spec.clients)
+        run = ExperimentRun(
+            id=uuid.uuid4().hex[:16],
+            tenant=tenant,
+            username=username,
+            name=spec.name or f"{spec.strategy} on {spec.dataset}",
+            status=QUEUED,
+            spec=spec.model_dump(),
+            clients=spec.clients,
+            rounds=spec.rounds,
+            rounds_done=0,
+            cancel_requested=False,
+            attempts=0,
+            created_at=utcnow(),
+        )
+        s.add(run)
+    return run

@@ -1,0 +1,53 @@
+"""Tier limits are reserved atomically, on SQLite and on PostgreSQL."""
+
+import threading
+
+import pytest
+from fedhub.services.experiments import quota
+from fedhub.services.experiments.spec import parse_spec
+
+from fedhub.errors import QuotaExceeded
+from fedhub.tiers import load_tiers
+
+FREE = load_tiers().get("free")  # 1 concurrent experiment, 5 per month, 10 clients
+
+
+def test_racing_submissions_get_exactly_one_slot(migrated_db):
+    spec = parse_spec({"clients": 4, "rounds": 1})
+    barrier = threading.Barrier(6)
+    outcomes = []
+
+    def submit(i):
+        barrier.wait()
+        try:
+            quota.reserve(migrated_db, "initech", f"user{i}", "free", FREE, spec)
+            outcomes.append("queued")
+        except QuotaExceeded as e:
+            outcomes.append(e.details["limit"])
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["max_concurrent_experiments"] * 5 + ["queued"]
+
+
+def test_monthly_count_and_client_cap(migrated_db):
+    from fedhub.services.experiments.models import ExperimentRun
+
+    from fedhub.db import session_scope
+
+    spec = parse_spec({"clients": 10, "rounds": 1})
+    for _ in range(5):  # finished runs still count against the month
+        run = quota.reserve(migrated_db, "initech", "carol", "free", FREE, spec)
+        with session_scope(migrated_db) as s:
+            s.get(ExperimentRun, run.id).status = "completed"
+    with pytest.raises(QuotaExceeded) as err:
+        quota.reserve(migrated_db, "initech", "carol", "free", FREE, spec)
+    assert err.value.details == {
+        "limit": "experiments_per_month", "value": 5, "usage": 5, "tier": "free"
+    }  # fmt: skip
+    with pytest.raises(QuotaExceeded) as err:
+        quota.reserve(migrated_db, "globex", "bob", "free", FREE, parse_spec({"clients": 11}))
+    assert err.value.details["limit"] == "max_clients_per_experiment"
