@@ -8,7 +8,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -23,6 +22,10 @@ def sequential_fedavg(data, rounds, clients_per_round, local_epochs, batch_size,
     """
     from fedhub import fl
 
+    planner = fl.Experiment(
+        model=lambda: None, data=data, rounds=rounds, clients_per_round=clients_per_round,
+        local_epochs=local_epochs, seed=seed,
+    )  # fmt: skip
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     model = fl.models.LogisticRegression(data.num_features, data.num_classes)
@@ -33,8 +36,9 @@ def sequential_fedavg(data, rounds, clients_per_round, local_epochs, batch_size,
     t_start = time.perf_counter()
     for rnd in range(1, rounds + 1):
         t0 = time.perf_counter()
-        rng = np.random.default_rng([seed, rnd])
-        chosen = sorted(rng.choice(len(clients), clients_per_round, replace=False))
+        # The very clients fedhub samples in this round, so both sides do the same work
+        # (client sizes are heavy-tailed: a different sample is a different workload).
+        chosen = [job.cid for job in planner.plan_round(rnd)]
         acc_state = {k: torch.zeros_like(v) for k, v in global_state.items()}
         total = 0
         for cid in chosen:

@@ -14,8 +14,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from fl_common import round_stats, save, sequential_fedavg
-from fl_overhead import run_fedhub
+from fl_common import round_stats, save
+from fl_overhead import compare
 
 from fedhub import fl
 
@@ -46,11 +46,11 @@ def main(quick: bool = False) -> dict:
     print(f"== vs Flower: FedAvg Synthetic(1,1), E=1, B=10, {rounds} rounds")
     for total, cpr in [(100, 10), (1000, 100)]:
         data = fl.datasets.synthetic(1.0, 1.0, num_clients=total, seed=0)
-        seq = sequential_fedavg(data, rounds, cpr, 1, 10, 0.01)
-        fh = run_fedhub(data, rounds, cpr)
         fw = run_flower(total, cpr, rounds)
-        s, f = round_stats(seq["per_round"]), round_stats(fh["per_round"])
-        row = {"sequential": seq | s, "fedhub": fh | f}
+        cmp = compare(data, rounds, cpr, 1 if quick else 3)
+        s, f = cmp["sequential"], cmp["fedhub"]
+        fh = f["runs"][0]
+        row = {"sequential": s, "fedhub": f}
         fh_first = fh["startup_s"] + fh["per_round"][0]
         line = (
             f"{total:>5}/{cpr:<3} sequential {s['mean_s']:.4f} s/round | fedhub {f['mean_s']:.4f}"
