@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -36,6 +37,10 @@ FINISHED = (COMPLETED, FAILED, CANCELLED)
 
 class ExperimentRun(Base):
     __tablename__ = "fedhub_experiments"
+    __table_args__ = (
+        Index("ix_experiments_tenant_created", "tenant", "created_at"),
+        Index("ix_experiments_status", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63))

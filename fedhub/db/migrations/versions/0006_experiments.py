@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime),
         sa.Column("finished_at", sa.DateTime),
     )
-    op.create_index(
-        "ix_experiments_tenant_created", "fedhub_experiments", ["tenant", "created_at"]
-    )
+    op.create_index("ix_experiments_tenant_created", "fedhub_experiments", ["tenant", "created_at"])
     op.create_index("ix_experiments_status", "fedhub_experiments", ["status"])
     op.create_table(
         "fedhub_experiment_rounds",
