@@ -132,12 +132,15 @@ class EventsHandler(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")
         last = int(self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0"))
         idle = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            for record in self.rounds(exp_id, after=last):
+            # database reads off the event loop: many open streams must not stall the API
+            records = await loop.run_in_executor(None, self.rounds, exp_id, last)
+            for record in records:
                 last = int(record["round"])
                 self.write(f"id: {last}\nevent: round\ndata: {json.dumps(record)}\n\n")
                 idle = 0.0
-            run = self.load_run(exp_id)
+            run = await loop.run_in_executor(None, self.load_run, exp_id)
             if run.status in FINISHED and run.rounds_done <= last:
                 self.write(f"event: status\ndata: {json.dumps(run.to_json())}\n\n")
                 await self.flush()
