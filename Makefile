@@ -41,10 +41,13 @@ install: $(STAMP) node_modules/.package-lock.json
 run: install
 	$(BIN)/fedhub --state-dir $(STATE) up --demo --port $(PORT)
 
+# the whole suite, then lint; fails if either fails
 test: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -p no:cacheprovider
+	@status=0; \
+	$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	exit $$status
 
 test-fast: install
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"

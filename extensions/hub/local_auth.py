@@ -11,7 +11,6 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from tornado import web
@@ -21,6 +20,7 @@ from fedhub import events
 from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError
+from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
 from fedhub.tenancy import passwords
 from fedhub.tenancy.models import LocalCredential
 from fedhub.tenancy.store import lockout_state

@@ -9,13 +9,13 @@ tenant whose tier lacks the ``sso`` feature cannot sign in this way.
 
 from __future__ import annotations
 
-from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Bool, Unicode
 
 from fedhub import events
 from fedhub.errors import FedhubError
+from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from fedhub.tenancy.models import Role, TenantStatus
 
 # roles an identity provider may grant; platform admins are made with the CLI

@@ -13,7 +13,6 @@ import asyncio
 from contextlib import contextmanager
 from functools import cached_property, partial
 
-from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from tornado import web
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -22,6 +21,7 @@ from fedhub import db as fedhub_db
 from fedhub import events
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError
+from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo

@@ -26,15 +26,15 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from fedhub.extensions.hub.spawner import kernels, limits, metrics, profiles
-from fedhub.extensions.hub.spawner.reconciler import Reconciler
-from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from jupyterhub.spawner import SimpleLocalProcessSpawner, Spawner, SpawnException
 from jupyterhub.utils import maybe_future
 from traitlets import Bool, Enum, Float, Type, Unicode, default
 from traitlets.utils.importstring import import_item
 
 from fedhub import events, quotas
+from fedhub.extensions.hub.spawner import kernels, limits, metrics, profiles
+from fedhub.extensions.hub.spawner.reconciler import Reconciler
+from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 
 _classes: dict[type, type] = {}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
-from fedhub.services.billing import handlers
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from fedhub.billing import samplers
 from fedhub.billing.operations import Billing
+from fedhub.services.billing import handlers
 from fedhub.web import make_app, run
 
 log = logging.getLogger("fedhub.billing")

@@ -3,10 +3,10 @@
 import threading
 
 import pytest
-from fedhub.services.experiments import quota
-from fedhub.services.experiments.spec import parse_spec
 
 from fedhub.errors import QuotaExceeded
+from fedhub.services.experiments import quota
+from fedhub.services.experiments.spec import parse_spec
 from fedhub.tiers import load_tiers
 
 FREE = load_tiers().get("free")  # 1 concurrent experiment, 5 per month, 10 clients
@@ -34,9 +34,8 @@ def test_racing_submissions_get_exactly_one_slot(migrated_db):
 
 
 def test_monthly_count_and_client_cap(migrated_db):
-    from fedhub.services.experiments.models import ExperimentRun
-
     from fedhub.db import session_scope
+    from fedhub.services.experiments.models import ExperimentRun
 
     spec = parse_spec({"clients": 10, "rounds": 1})
     for _ in range(5):  # finished runs still count against the month

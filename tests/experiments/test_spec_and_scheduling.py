@@ -1,10 +1,10 @@
 """Spec validation and the admission policy, without a hub."""
 
 import pytest
-from fedhub.services.experiments.scheduler import ExperimentScheduler
-from fedhub.services.experiments.spec import parse_spec
 
 from fedhub.errors import InvalidRequest
+from fedhub.services.experiments.scheduler import ExperimentScheduler
+from fedhub.services.experiments.spec import parse_spec
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,11 @@ def fedhub(*args, state_dir):
 
 
 def test_production_config_names_only_real_options():
-    from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
-    from fedhub.extensions.hub.tier_spawner import TierSpawner
     from jupyterhub.app import JupyterHub
     from jupyterhub.spawner import Spawner
+
+    from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
+    from fedhub.extensions.hub.tier_spawner import TierSpawner
 
     cfg = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "hub_config")).load_config()
     classes = {

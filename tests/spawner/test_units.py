@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
+from traitlets.config import Config
+
 from fedhub.extensions.hub.spawner import kernels, limits, profiles
 from fedhub.extensions.hub.spawner.reconciler import TenantState, plan
 from fedhub.extensions.hub.tier_spawner import TierSpawner
-from traitlets.config import Config
-
 from fedhub.quotas import GIB
 from fedhub.tiers import load_tiers
 

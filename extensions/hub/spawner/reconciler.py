@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fedhub.extensions.hub.spawner import metrics
-
 from fedhub import events, quotas
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
+from fedhub.extensions.hub.spawner import metrics
 from fedhub.tenancy.models import Tenant, TenantStatus
 from fedhub.tenancy.store import TenantStore
 
