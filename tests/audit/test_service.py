@@ -104,6 +104,14 @@ def test_every_event_kind_from_its_owner(hub, store):
     assert hub.api("GET", f"{hub.url}{API}/events", hub.token("alice")).status_code == 403
     # a state-changing hub API call
     assert hub.api("POST", f"/hub/api/groups/audit-{slug}", hub.token("admin")).status_code == 201
+    # a state-changing call to another fedhub service (billing)
+    r = hub.api(
+        "PUT",
+        f"{hub.url}/services/billing/api/v1/budget",
+        hub.token("acme-admin"),
+        json={"monthly_limit": 500, "thresholds": [80, 100]},
+    )
+    assert r.status_code == 200, r.text
     # servers (the tier spawner): refused, requested, started, stopped
     bob = hub.token("bob")
     assert (
@@ -141,6 +149,7 @@ def test_every_event_kind_from_its_owner(hub, store):
         "token.revoked",
         "authz.denied",
         "hub.api_call",
+        "billing.budget_set",
         "server.spawn_refused",
         "server.spawn_requested",
         "server.started",
@@ -161,6 +170,8 @@ def test_every_event_kind_from_its_owner(hub, store):
     assert any(e["details"]["token_id"] == extra["id"] and e["tenant"] == "globex" for e in revoked)
     assert any(e["details"].get("reason") == "hub_scope" for e in by_action["authz.denied"])
     assert any(e["details"].get("reason") == "permission" for e in by_action["authz.denied"])
+    budget = by_action["billing.budget_set"]
+    assert any(e["actor"] == "acme-admin" and e["tenant"] == "acme" for e in budget)
     assert all(
         e["source_ip"] == "127.0.0.1" for e in by_action["auth.login"] if e["actor"] == "alice"
     )
