@@ -15,14 +15,13 @@ import json
 import os
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -37,91 +36,13 @@ from fedhub.audit.models import (
     Erasure,
     SubjectKey,
 )
+from fedhub.audit.records import _insert, _insert_rows, event_time, record_hash, time_text
 from fedhub.db.base import utcnow
 from fedhub.events import SCHEMA_VERSION, make_event
 
 # details keys that name or contact a person: stored encrypted with the target's key
 PERSONAL_DETAIL_KEYS = frozenset({"email", "username", "users", "name", "display_name", "invitee"})
 ANONYMOUS = "~anonymous"  # the subject of events with a client address but no actor
-
-
-def event_time(value: str | datetime) -> datetime:
-    """An event's time as naive UTC with microseconds (how it is stored and hashed)."""
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
-
-
-def time_text(dt: datetime | str) -> str:
-    """ISO 8601 with microseconds; also accepts SQLite's stored text of a DateTime
-    (``YYYY-MM-DD HH:MM:SS.ffffff``), which verify reads raw because parsing it
-    back into a datetime costs more than hashing the record."""
-    if isinstance(dt, str):
-        return dt.replace(" ", "T", 1)
-    return dt.isoformat(timespec="microseconds")
-
-
-def hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """The stored fields the record hash covers (everything but id, hash, mac, ingested_at)."""
-    return {
-        "tenant": row["tenant"],
-        "seq": row["seq"],
-        "id": row["event_id"],
-        "time": time_text(row["time"]),
-        "action": row["action"],
-        "result": row["result"],
-        "severity": row["severity"],
-        "v": row["schema_version"],
-        "details": row["details"],
-        "actor_key": row["actor_key"],
-        "actor_enc": row["actor_enc"],
-        "target_key": row["target_key"],
-        "target_enc": row["target_enc"],
-        "prev_hash": row["prev_hash"],
-    }
-
-
-def record_hash(row: dict[str, Any]) -> str:
-    return crypto.sha256_hex(crypto.canonical(hashed_fields(row)))
-
-
-def _insert(session: Session, table):
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(
-        table
-    )
-
-
-_RECORD_COLUMNS = [c.name for c in AuditRecord.__table__.columns if c.name != "id"]
-
-
-def _insert_rows(s: Session, rows: list[dict[str, Any]]) -> None:
-    """One DBAPI ``executemany`` for a batch of records.
-
-    SQLAlchemy's per-row parameter processing cost as much as everything
-    else in an append; the values here are already plain (str, int, datetime),
-    except that SQLite stores a DateTime as SQLAlchemy's fixed text format.
-    """
-    conn = s.connection()
-    dialect = conn.dialect
-    sqlite_times = dialect.name == "sqlite"
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_RECORD_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(_RECORD_COLUMNS))})"
-    )
-    params = []
-    for row in rows:
-        values = [row[c] for c in _RECORD_COLUMNS]
-        if sqlite_times:
-            values[_TIME_INDEX] = row["time"].isoformat(" ", "microseconds")
-            values[_INGESTED_INDEX] = row["ingested_at"].isoformat(" ", "microseconds")
-        params.append(tuple(values))
-    conn.exec_driver_sql(sql, params)
-
-
-_TIME_INDEX = _RECORD_COLUMNS.index("time")
-_INGESTED_INDEX = _RECORD_COLUMNS.index("ingested_at")
 
 
 class AuditLog(LoggingConfigurable):

@@ -20,8 +20,9 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from fedhub import events as fedhub_events
-from fedhub.audit.chain import AuditLog, _insert
+from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import SpoolOffset
+from fedhub.audit.records import _insert
 from fedhub.db.base import utcnow
 
 log = logging.getLogger("fedhub.audit.ingest")

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from fedhub.audit.chain import AuditLog, event_time
+from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import PLATFORM, AuditRecord
+from fedhub.audit.records import event_time
 from fedhub.errors import InvalidRequest
 from fedhub.events import SEVERITIES
 

@@ -26,8 +26,9 @@ from sqlalchemy import String, select, type_coerce
 
 from fedhub import db as fedhub_db
 from fedhub.audit import crypto
-from fedhub.audit.chain import AuditLog, record_hash
+from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import AuditRecord, ChainHead, Checkpoint
+from fedhub.audit.records import record_hash
 
 COLUMNS = [
     "tenant",

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from fedhub import db as fedhub_db
 from fedhub.audit import AuditLog, crypto
-from fedhub.audit.chain import record_hash
+from fedhub.audit.records import record_hash
 from fedhub.audit.verify import verify
 from tests.audit.conftest import sample_events
 
