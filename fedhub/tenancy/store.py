@@ -7,16 +7,13 @@ hub's mirror watches) and is reported as an audit event.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from fedhub import events
@@ -25,8 +22,16 @@ from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from fedhub.tenancy import passwords
+from fedhub.tenancy.checks import (  # noqa: F401  (SLUG_RE, EMAIL_RE: re-exported)
+    EMAIL_RE,
+    SLUG_RE,
+    bump_revision,
+    validate_domains,
+    validate_password,
+    validate_slug,
+    validate_username,
+)
 from fedhub.tenancy.models import (
-    Invitation,
     LocalCredential,
     Membership,
     Revision,
@@ -34,12 +39,8 @@ from fedhub.tenancy.models import (
     Tenant,
     TenantStatus,
 )
+from fedhub.tenancy.signup import SignupMixin
 from fedhub.tiers import Tier, TierCatalog, load_tiers
-
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@([a-z0-9.-]+\.[a-z]{2,})$", re.IGNORECASE)
-DOMAIN_RE = re.compile(r"^[a-z0-9.-]+\.[a-z]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -58,50 +59,7 @@ class UserInfo:
         return self.role == Role.PLATFORM_ADMIN
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _bump(session: Session) -> None:
-    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
-
-
-def validate_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug or ""):
-        raise InvalidRequest(
-            f"invalid tenant slug {slug!r}: use 1-63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return slug
-
-
-def validate_username(name: str) -> str:
-    if not USERNAME_RE.match(name or ""):
-        raise InvalidRequest(
-            f"invalid username {name!r}: use lowercase letters, digits and . _ @ -"
-        )
-    return name
-
-
-def validate_domains(domains: Iterable[str]) -> list[str]:
-    result = []
-    for d in domains:
-        d = d.strip().lower().lstrip("@")
-        if not DOMAIN_RE.match(d):
-            raise InvalidRequest(f"invalid email domain {d!r}")
-        result.append(d)
-    return sorted(set(result))
-
-
-def validate_password(password: str) -> str:
-    if len(password or "") < passwords.MIN_PASSWORD_LENGTH:
-        raise InvalidRequest(
-            f"password too short: use at least {passwords.MIN_PASSWORD_LENGTH} characters"
-        )
-    return password
-
-
-class TenantStore:
+class TenantStore(SignupMixin):
     """Tenants, memberships and local credentials in fedhub's database."""
 
     def __init__(self, db: str | Engine | None = None, tiers: TierCatalog | None = None):
@@ -185,7 +143,7 @@ class TenantStore:
             )
             s.add(tenant)
             subscriptions.record_change(s, slug, tier, overrides, actor=actor)
-            _bump(s)
+            bump_revision(s)
         events.emit("tenant.created", tenant=slug, actor=actor, target=slug, details={"tier": tier})
         return tenant
 
@@ -222,7 +180,7 @@ class TenantStore:
                 tenant.overrides = new_overrides
             if "tier" in changes or "overrides" in changes:  # billing prorates from today
                 subscriptions.record_change(s, slug, new_tier, new_overrides, actor=actor)
-            _bump(s)
+            bump_revision(s)
         events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
         if "tier" in changes:
             events.emit(
@@ -246,7 +204,7 @@ class TenantStore:
             tenant = self._tenant(s, slug)
             tenant.status = status
             tenant.suspended_reason = reason if status == TenantStatus.SUSPENDED else None
-            _bump(s)
+            bump_revision(s)
         action = "tenant.suspended" if status == TenantStatus.SUSPENDED else "tenant.resumed"
         events.emit(
             action,
@@ -268,7 +226,7 @@ class TenantStore:
             ):
                 s.delete(cred)
             s.delete(tenant)
-            _bump(s)
+            bump_revision(s)
         events.emit(
             "tenant.deleted",
             tenant=slug,
@@ -311,7 +269,7 @@ class TenantStore:
                         username=username, password_hash=passwords.hash_password(password)
                     )
                 )
-            _bump(s)
+            bump_revision(s)
         events.emit(
             "user.created", tenant=tenant, actor=actor, target=username, details={"role": str(role)}
         )
@@ -338,7 +296,7 @@ class TenantStore:
             old = m.role
             m.role = role
             tenant = m.tenant.slug if m.tenant else None
-            _bump(s)
+            bump_revision(s)
         events.emit(
             "user.role_changed",
             tenant=tenant,
@@ -356,7 +314,7 @@ class TenantStore:
             cred = s.get(LocalCredential, username)
             if cred:
                 s.delete(cred)
-            _bump(s)
+            bump_revision(s)
         events.emit("user.removed", tenant=tenant, actor=actor, target=username, severity="warning")
 
     def set_password(self, username: str, password: str) -> None:
@@ -393,100 +351,6 @@ class TenantStore:
             target=username,
         )
         return secret
-
-    # -- invitations and sign-up ----------------------------------------------
-
-    def invite(
-        self,
-        tenant: str,
-        email: str,
-        role: Role | str = Role.MEMBER,
-        *,
-        valid_for: timedelta = timedelta(days=7),
-        actor: str | None = None,
-    ) -> str:
-        """Create an invitation and return its token (only its hash is stored)."""
-        if not EMAIL_RE.match(email or ""):
-            raise InvalidRequest(f"invalid email address {email!r}")
-        token = secrets.token_urlsafe(24)
-        with self.session() as s:
-            t = self._tenant(s, tenant)
-            s.add(
-                Invitation(
-                    tenant_id=t.id,
-                    email=email.lower(),
-                    role=Role(role),
-                    token_hash=_token_hash(token),
-                    expires_at=utcnow() + valid_for,
-                    created_by=actor,
-                )
-            )
-        events.emit(
-            "user.invited",
-            tenant=tenant,
-            actor=actor,
-            target=email.lower(),
-            details={"role": str(Role(role))},
-        )
-        return token
-
-    def sign_up(
-        self, username: str, email: str, password: str, *, invitation: str | None = None
-    ) -> Membership:
-        """Self-service sign-up: by invitation, or by the tenant's allowed email domain."""
-        validate_username(username)
-        validate_password(password)
-        match = EMAIL_RE.match(email or "")
-        if not match:
-            raise InvalidRequest(f"invalid email address {email!r}")
-        email = email.lower()
-        domain = match.group(1).lower()
-        with self.session() as s:
-            if invitation:
-                inv = s.scalar(
-                    select(Invitation).where(Invitation.token_hash == _token_hash(invitation))
-                )
-                if inv is None or inv.used_at is not None or inv.expires_at < utcnow():
-                    raise InvalidRequest("this invitation is not valid (wrong, used or expired)")
-                if inv.email != email:
-                    raise InvalidRequest("this invitation was sent to another email address")
-                tenant = s.get(Tenant, inv.tenant_id)
-                role = inv.role
-                inv.used_at = utcnow()
-            else:
-                candidates = [
-                    t
-                    for t in s.scalars(select(Tenant))
-                    if domain in (t.allowed_email_domains or [])
-                ]
-                if not candidates:
-                    raise InvalidRequest(
-                        "sign-up needs an invitation, or an email address in a domain a tenant allows"
-                    )
-                tenant = candidates[0]
-                role = Role.MEMBER
-            if not tenant.active:
-                raise InvalidRequest(
-                    f"organisation {tenant.name!r} is suspended; sign-up is closed"
-                )
-            if s.scalar(select(Membership).where(Membership.username == username)):
-                raise Conflict(f"user {username!r} already exists")
-            self._check_user_quota(s, tenant)
-            m = Membership(username=username, tenant_id=tenant.id, role=role, email=email)
-            s.add(m)
-            s.add(
-                LocalCredential(username=username, password_hash=passwords.hash_password(password))
-            )
-            _bump(s)
-            slug = tenant.slug
-        events.emit(
-            "user.signed_up",
-            tenant=slug,
-            actor=username,
-            target=username,
-            details={"role": str(role), "by": "invitation" if invitation else "email_domain"},
-        )
-        return m
 
     # -- helpers -----------------------------------------------------------
 
