@@ -117,6 +117,11 @@ class AuditLog(LoggingConfigurable):
         the number appended."""
         if not events:
             return 0
+        # Lock every chain of the batch first (in one order: no deadlocks), so the
+        # duplicate check below sees what a concurrent ingester committed.
+        heads = {
+            t: self._lock_head(s, t) for t in sorted({e.get("tenant") or PLATFORM for e in events})
+        }
         ids = [e["id"] for e in events]
         existing: set[str] = set()
         for i in range(0, len(ids), 900):
@@ -142,7 +147,7 @@ class AuditLog(LoggingConfigurable):
         count = 0
         now = utcnow()
         for tenant in sorted(by_tenant):
-            head = self._lock_head(s, tenant)
+            head = heads[tenant]
             seq, prev = head.seq, head.hash
             rows = []
             for e in by_tenant[tenant]:
