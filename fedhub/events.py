@@ -139,17 +139,23 @@ def make_event(
         "id": str(uuid.uuid4()),
         "time": datetime.now(UTC).isoformat(),
         "tenant": tenant,
-        "actor": actor,
+        # client-supplied values (a typed username, a User-Agent header) are
+        # clipped to the schema's limits: a long header must not fail a login
+        "actor": _clip(actor, 255),
         "action": action,
-        "target": target,
+        "target": _clip(target, 1024),
         "result": result,
         "severity": severity,
-        "source_ip": source_ip,
-        "user_agent": user_agent,
+        "source_ip": _clip(source_ip, 64),
+        "user_agent": _clip(user_agent, 1024),
         "details": details or {},
     }
     validate(event)
     return event
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
 _made_dirs: set[Path] = set()

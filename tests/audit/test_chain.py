@@ -173,6 +173,8 @@ def test_emit_validates_against_the_registered_schema(tmp_path, monkeypatch):
         events.emit("a.b", tenant=None, severity="loud")
     with pytest.raises(ValueError, match="details"):
         events.emit("a.b", tenant=None, details=["not", "a", "dict"])
+    long = events.emit("a.b", tenant="acme", actor="x" * 999, user_agent="y" * 5000)
+    assert len(long["actor"]) == 255 and len(long["user_agent"]) == 1024
     e = events.emit("a.b", tenant="acme", actor="x")
     [spooled] = list(tmp_path.glob("events-*.jsonl"))
     assert e["id"] in spooled.read_text()
