@@ -127,6 +127,15 @@ class ClientTrainer:
     def train(self, params: np.ndarray, jobs: list[ClientJob], rnd: int) -> list[ClientResult]:
         return train_batch(self.payload, params, jobs, rnd)
 
+    def prepare(self) -> int:
+        """Build the worker's tensors and model and run one throwaway client step, so
+        that round 1 does not pay for caches and torch's lazy initialisation. Every
+        client starts from the global weights, so this leaves no trace in results."""
+        fm, _ = _worker_state(self.payload)
+        if self.payload.data.num_clients:
+            train_batch(self.payload, fm.get(), [ClientJob(0, 1)], 0)
+        return os.getpid()
+
 
 def active_round() -> int | None:
     """The round this worker is training right now, if any (tests use it to kill
@@ -242,6 +251,7 @@ class RoundRunner:
     def start(self) -> None:
         self._payload_future = self.client.scatter(self.payload, broadcast=True, hash=False)
         self._actors = {}
+        self._actor_pool(self._workers())
 
     def _actor_pool(self, workers: list[str]) -> dict:
         """One ClientTrainer actor per worker, (re)created when the workers change."""
@@ -264,6 +274,8 @@ class RoundRunner:
                 # An Actor handle binds to the *current* client when it is deserialised.
                 with self.client.as_current():
                     self._actors = {w: (f, f.result(timeout=60)) for w, f in futs.items()}
+                for call in [actor.prepare() for _, actor in self._actors.values()]:
+                    call.result()
             except Exception as exc:  # noqa: BLE001 - fall back to tasks this round
                 log.warning("could not start trainers on every worker (%s); using tasks", exc)
                 for f in futs.values():
