@@ -102,6 +102,15 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         help="Apply fedhub's database migrations at hub start (like ``jupyterhub --upgrade-db``).",
     )
 
+    audit_hub_requests = Bool(
+        True,
+        config=True,
+        help="""Record what only the hub sees as audit events: API token creation
+        and revocation, state-changing hub API calls, and refusals (403). Installs
+        ``fedhub.audit.hub_hooks.log_request`` as the hub's request log function
+        (it keeps JupyterHub's own request logging).""",
+    )
+
     mirror_interval = Float(
         5.0,
         config=True,
@@ -149,6 +158,11 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         # (only the role specs are wanted then) and again to assign them.
         from jupyterhub import orm
 
+        if self.audit_hub_requests and self.parent is not None:
+            from fedhub.audit.hub_hooks import log_request
+
+            # read later, when the hub builds its tornado settings
+            self.parent.tornado_settings.setdefault("log_function", log_request)
         if self.upgrade_db and not getattr(self, "_upgraded", False):
             fedhub_db.upgrade(self.db_url)
             self._upgraded = True

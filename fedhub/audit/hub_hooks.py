@@ -14,8 +14,8 @@ status). :func:`log_request` keeps JupyterHub's own logging and adds:
   (group and user changes through the REST API, server starts and stops);
 - ``authz.denied`` for hub API calls refused with 403.
 
-Installed by ``services/audit.extra_config`` as
-``c.JupyterHub.tornado_settings = {"log_function": log_request}``.
+Installed at hub start by the fedhub authenticators
+(``TenantAuthenticatorMixin.audit_hub_requests``, on by default).
 """
 
 from __future__ import annotations

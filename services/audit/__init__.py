@@ -15,10 +15,3 @@ def service_spec(ctx) -> dict:
     spec = managed_service("audit", "fedhub.services.audit", ctx)
     spec["display"] = False
     return spec
-
-
-def extra_config(ctx, c) -> None:
-    from fedhub.audit.hub_hooks import log_request
-
-    # JupyterHub's own request logger, plus audit events for what only the hub sees
-    c.JupyterHub.tornado_settings.update({"log_function": log_request})
