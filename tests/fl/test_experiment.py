@@ -8,6 +8,9 @@ import torch
 
 from fedhub import fl
 
+# Every test here runs on the session's real LocalCluster (tests/fl/conftest.py).
+pytestmark = pytest.mark.slow
+
 lr_model = fl.models.factory("logistic_regression", in_features=60, num_classes=10)
 
 HISTORY_KEYS = {"round", "clients", "train_loss", "test_loss", "test_accuracy", "duration_s"}
