@@ -31,6 +31,8 @@ $(SYSTEM_STAMP): | $(BIN)/python
 # re-install only when the dependency list changes
 $(STAMP): pyproject.toml setup.py | $(BIN)/python $(SYSTEM_STAMP)
 	$(BIN)/pip install -q -e ".[dev]"
+	@# an editable install skips data_files: enable the server extension the Jupyter way
+	$(BIN)/jupyter server extension enable --sys-prefix fedhub.extensions.server >/dev/null
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json

@@ -6,11 +6,11 @@ import asyncio
 import logging
 import os
 
-from fedhub.services.audit.handlers import routes
 from tornado import ioloop
 
 from fedhub.audit import AuditLog
 from fedhub.audit.ingest import SpoolIngester
+from fedhub.services.audit.handlers import routes
 from fedhub.web import make_app, run
 
 log = logging.getLogger("fedhub.audit")
