@@ -1,5 +1,7 @@
 """Tenant isolation through the real JupyterHub REST API, on SQLite and PostgreSQL."""
 
+import html
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -67,3 +69,14 @@ def test_tenant_admin_starts_and_stops_member_server(tenancy_hub):
     wait_for(
         lambda: not hub.api("GET", "/hub/api/users/alice", token).json()["servers"], 30, what="stop"
     )
+
+
+def test_suspended_tenant_users_cannot_log_in(tenancy_hub):
+    hub = tenancy_hub
+    hub.fedhub("tenant", "create", "stark", "--name", "Stark", "--tier", "starter")
+    hub.fedhub("user", "add", "tony", "--tenant", "stark", "--password", "tony-password-1")
+    assert hub.login("tony", "tony-password-1").status_code == 302
+    hub.fedhub("tenant", "suspend", "stark")
+    r = hub.login("tony", "tony-password-1")
+    assert r.status_code == 403
+    assert "organisation 'Stark' is suspended" in html.unescape(r.text)
