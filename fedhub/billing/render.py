@@ -20,6 +20,17 @@ _env = Environment(
 )
 
 
+def _num(value: Any, places: int = 2) -> str:
+    """A stored decimal for people: grouped, at most ``places`` decimals, no trailing zeros."""
+    if value is None:
+        return ""
+    text = f"{Decimal(str(value)):,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_env.filters["num"] = _num
+
+
 def _by_user(doc: dict[str, Any]) -> list[tuple[str, str]]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for line in doc["lines"]:
