@@ -26,14 +26,17 @@ class Registry:
 
         return _add(obj) if obj is not None else _add
 
-    def get(self, name: str, **params: Any) -> Any:
-        """Build the registered object ``name`` with ``params``."""
+    def constructor(self, name: str) -> Callable[..., Any]:
+        """The constructor registered as ``name`` (to inspect its parameters)."""
         try:
-            ctor = self._entries[name.lower()]
+            return self._entries[name.lower()]
         except KeyError:
             known = ", ".join(sorted(self._entries))
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
-        return ctor(**params)
+
+    def get(self, name: str, **params: Any) -> Any:
+        """Build the registered object ``name`` with ``params``."""
+        return self.constructor(name)(**params)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

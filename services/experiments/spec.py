@@ -79,8 +79,7 @@ def check_names(spec: ExperimentSpec) -> None:
     if spec.partition is not None:
         import inspect
 
-        # the registry has no public "constructor of name" yet (noted for fedhub.fl)
-        dataset_fn = fl.datasets.registry._entries[spec.dataset.lower()]
+        dataset_fn = fl.datasets.registry.constructor(spec.dataset)
         if "partition" not in inspect.signature(dataset_fn).parameters:
             raise InvalidRequest(
                 f"partition: dataset {spec.dataset!r} comes already split into clients",
