@@ -30,9 +30,9 @@ FLAGS = [
 
 @pytest.fixture
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    # `make test` installs Debian's chromium; a missing browser is a set-up bug, not a skip
+    assert os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install -y chromium)"
+    from playwright import sync_api
     # Playwright gives every launch a fresh temporary profile (its own --user-data-dir)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
