@@ -31,8 +31,10 @@ $(SYSTEM_STAMP): | $(BIN)/python
 # re-install only when the dependency list changes
 $(STAMP): pyproject.toml setup.py | $(BIN)/python $(SYSTEM_STAMP)
 	$(BIN)/pip install -q -e ".[dev]"
-	@# an editable install skips data_files: enable the server extension the Jupyter way
-	$(BIN)/jupyter server extension enable --sys-prefix fedhub.extensions.server >/dev/null
+	@# an editable install skips data_files; put the server extension's config.d file
+	@# where a wheel install would (it enables the extension in every user server)
+	install -D -m 644 extensions/server/jupyter_server_config.d/fedhub.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/fedhub.json
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json
