@@ -135,6 +135,25 @@ def test_kernels_install_only_the_tier_ones(tmp_path):
     assert sorted(p.name for p in (tmp_path / "kernels").iterdir()) == ["python3"]
 
 
+def test_concurrent_kernel_installs_never_leave_a_half_copy(tmp_path):
+    """Named servers of one user start at once and install into the same directory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def install(_):
+        return kernels.install(["python3", "fedhub-torch"], tmp_path, python="/x/python")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(install, range(24)))
+    assert all(r == ["python3", "fedhub-torch"] for r in results)
+    assert sorted(p.name for p in (tmp_path / "kernels").iterdir()) == ["fedhub-torch", "python3"]
+    for name in ("python3", "fedhub-torch"):
+        assert (
+            json.loads((tmp_path / "kernels" / name / "kernel.json").read_text())["argv"][0]
+            == "/x/python"
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["kernels"]  # no staging left behind
+
+
 def test_directory_bytes_counts_allocated_blocks(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "f").write_bytes(b"x" * 1_000_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,22 +33,39 @@ def install(
 ) -> list[str]:
     """Install the named specs into ``<data_dir>/kernels``; returns the ones installed.
 
-    The directory is rebuilt each time, so a tier downgrade removes kernels too.
+    The directory is rebuilt each time, so a tier downgrade removes kernels too. It is
+    built aside and swapped in by renames: two servers of one user starting at once
+    (named servers) must not delete each other's half-copied specs.
     """
     specs = available(source)
     target = Path(data_dir) / "kernels"
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".kernels-", dir=target.parent))
     installed = []
     for name in names:
         if name not in specs:
             continue
-        dest = target / name
+        dest = staging / name
         shutil.copytree(specs[name], dest)
         spec = json.loads((dest / "kernel.json").read_text())
         if spec.get("argv") and spec["argv"][0] == "python":
             spec["argv"][0] = python
         (dest / "kernel.json").write_text(json.dumps(spec, indent=1))
         installed.append(name)
+    _swap_in(staging, target)
     return installed
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` with ``staging``; whoever renames last wins, nobody sees a half copy."""
+    retired = staging.with_name(staging.name + ".old")
+    try:
+        target.rename(retired)
+    except FileNotFoundError:
+        pass  # first install, or another spawn has just moved it aside
+    try:
+        staging.rename(target)
+    except OSError:
+        # another spawn put its (identical) copy in place between our renames
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
