@@ -33,6 +33,7 @@ def browser():
     # `make test` installs Debian's chromium; a missing browser is a set-up bug, not a skip
     assert os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install -y chromium)"
     from playwright import sync_api
+
     # Playwright gives every launch a fresh temporary profile (its own --user-data-dir)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
