@@ -24,6 +24,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import dask
@@ -395,22 +396,27 @@ class RoundRunner:
             except TimeoutError:
                 done = {f for f in pending if f.done()}
                 not_done = set(pending) - done
+            except CancelledError:
+                # a dying worker took a task's inputs with it ("lost dependencies"):
+                # retry what was cancelled below, keep waiting for the rest
+                done = {f for f in pending if f.done()}
+                not_done = set()
             if not_done:  # deadline passed: late clients are dropped
                 for fut in not_done:
                     lost.extend(j.cid for j in pending.pop(fut)[0])
                     fut.cancel()
                 log.warning("round %d: %d clients missed the deadline", rnd, len(lost))
-            finished = [f for f in done if f.status == "finished"]
-            for batch in self.client.gather(finished):
-                results.extend(batch)
-            for fut in finished:
+            for fut in [f for f in done if f.status == "finished"]:
+                try:
+                    results.extend(fut.result())
+                except CancelledError:
+                    continue  # its result was lost with a worker after it finished: retry it
                 pending.pop(fut)
-            for fut in [f for f in done if f.status != "finished"]:
+            for fut in [f for f in done if f in pending]:
                 share, attempt = pending.pop(fut)
                 exc = fut.exception() if fut.status == "error" else None
-                retryable = fut.status in ("lost", "cancelled") or isinstance(
-                    exc, KilledWorker | CommClosedError | OSError
-                )
+                # lost, cancelled, or finished with its result gone: all retryable
+                retryable = exc is None or isinstance(exc, KilledWorker | CommClosedError | OSError)
                 if not retryable:
                     raise exc
                 if attempt >= self.max_retries:
