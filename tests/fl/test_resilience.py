@@ -16,6 +16,7 @@ import pytest
 
 from fedhub import fl
 from fedhub.fl.runtime import active_round
+from tests.harness import wait_for
 
 
 def cluster_kwargs(n_workers: int) -> dict:
@@ -95,15 +96,6 @@ def test_worker_killed_mid_round_run_finishes(dask_client):
     assert np.array_equal(result.params, reference.params)
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def test_separately_started_scheduler_and_workers(small_data, dask_client, tmp_path):
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     bin_dask = Path(sys.executable).with_name("dask")
@@ -123,7 +115,7 @@ def test_separately_started_scheduler_and_workers(small_data, dask_client, tmp_p
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         )  # fmt: skip
-        _wait_for(sched_file.exists, 60, "the scheduler file")
+        wait_for(sched_file.exists, 60, what="the scheduler file")
         worker_cmd = [str(bin_dask), "worker"] if bin_dask.exists() else [
             sys.executable, "-m", "distributed.cli.dask_worker"
         ]  # fmt: skip
@@ -181,4 +173,4 @@ def test_rerunning_in_the_same_process_leaks_no_workers(small_data):
     assert _strip(first.history) == _strip(second.history)
     # Workers forked from the pre-loaded forkserver: a re-run's cluster starts fast.
     assert second.startup_s < 5.0
-    _wait_for(lambda: {p.pid for p in _worker_processes()} <= before, 30, "workers to exit")
+    wait_for(lambda: {p.pid for p in _worker_processes()} <= before, 30, what="workers to exit")
