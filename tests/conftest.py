@@ -10,7 +10,10 @@ server in ``$FEDHUB_TEST_DATABASE_URL``).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -53,12 +56,25 @@ def migrated_db(db_url):
 
 
 @pytest.fixture(scope="session")
-def hub_factory(tmp_path_factory):
+def hub_state_root():
+    """Where hubs keep their state: a folder other accounts may traverse (0711).
+
+    pytest's own temporary folders are 0700 root; user servers run as their own
+    Unix accounts and must reach their homes under ``<state>/homes``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="fedhub-tests-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub_factory(hub_state_root):
     """Start real hubs: ``hub_factory(db_url=None, args=[...], env={...})``."""
     started: list[HubProcess] = []
 
     def start(db_url: str | None = None, args=(), env=None, demo: bool = True) -> HubProcess:
-        state = tmp_path_factory.mktemp("hub")
+        state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
         hub = HubProcess(
             state, db_url=db_url, args=list(args), env=env or {}, demo=demo, password=DEMO_PASSWORD
         )

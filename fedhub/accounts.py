@@ -1,0 +1,189 @@
+"""Unix accounts for hub users and fedhub's own workers, and the files they own.
+
+On the embedded default (``fedhub up`` run as root) every hub user's server runs
+as a system account of its own, made on first spawn the way JupyterHub's
+``LocalAuthenticator.create_system_users`` and The Littlest JupyterHub make
+theirs (``useradd``, no login shell, no password). The account name is the
+hub username with a prefix (:func:`account_name`), so a hub user can never be
+mapped onto an existing system account such as ``root`` or ``postgres``.
+
+Everything the hub writes for itself (database, keys, spool, checkpoints) is
+private to the hub's account: :func:`private_umask` is applied once at start-up
+and files are created with explicit modes (:func:`write_private`), never
+``chmod``-ed after the fact.
+
+Not run as root, nothing here can change accounts: :func:`can_isolate` says so
+and the launcher, the login page and ``fedhub doctor`` tell the operator.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+ACCOUNT_PREFIX = "fedhub-"
+WORKER_ACCOUNT = "fedhub-worker"
+MAX_ACCOUNT_NAME = 32  # useradd's limit on Linux
+_SAFE = re.compile(r"[^a-z0-9_-]")
+
+
+class AccountError(RuntimeError):
+    """An account could not be made or removed (the message says what to do)."""
+
+
+def can_isolate() -> bool:
+    """True when this process may create accounts and switch to them (root)."""
+    return os.geteuid() == 0
+
+
+def account_name(username: str, prefix: str = ACCOUNT_PREFIX) -> str:
+    """The system account of hub user ``username``: ``fedhub-<name>``, at most 32 chars.
+
+    Characters useradd refuses are replaced and long names are shortened with a
+    hash suffix, so two hub users never share an account.
+    """
+    clean = _SAFE.sub("-", username.lower())
+    name = prefix + clean
+    if name != prefix + username or len(name) > MAX_ACCOUNT_NAME:
+        digest = hashlib.sha256(username.encode()).hexdigest()[:8]
+        name = (prefix + clean)[: MAX_ACCOUNT_NAME - 9] + "-" + digest
+    return name
+
+
+def lookup(account: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(account)
+    except KeyError:
+        return None
+
+
+def ensure_account(account: str, *, home: str | Path | None = None) -> pwd.struct_passwd:
+    """The account ``account``, created as a system user with its own group if missing.
+
+    Its home in ``/etc/passwd`` is ``home`` (not created here: :func:`make_home`).
+    """
+    found = lookup(account)
+    if found is not None:
+        return found
+    if not can_isolate():
+        raise AccountError(f"cannot create system account {account!r}: fedhub is not root")
+    cmd = [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--home-dir",
+        str(home or "/nonexistent"),
+        account,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    # two spawns may race to create the same account; the loser sees exit 9
+    if result.returncode not in (0, 9):
+        raise AccountError(f"useradd {account} failed: {result.stderr.strip()}")
+    found = lookup(account)
+    if found is None:
+        raise AccountError(f"useradd {account} reported success but the account is missing")
+    return found
+
+
+def remove_account(account: str) -> bool:
+    """Kill every process of ``account`` and delete it; True if it existed."""
+    entry = lookup(account)
+    if entry is None or not can_isolate():
+        return False
+    subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
+    result = subprocess.run(["userdel", account], capture_output=True, text=True)
+    if result.returncode not in (0, 6):  # 6: no such user (removed meanwhile)
+        raise AccountError(f"userdel {account} failed: {result.stderr.strip()}")
+    try:  # --user-group made a group of the same name; userdel removes it when unused
+        grp.getgrnam(account)
+        subprocess.run(["groupdel", account], capture_output=True)
+    except KeyError:
+        pass
+    return True
+
+
+def make_home(path: str | Path, entry: pwd.struct_passwd | None) -> Path:
+    """Create ``path`` as a home: mode 0700, owned by ``entry`` (or by us without one).
+
+    Parent folders are made traversable-only (0711) so the account can reach its
+    home without listing its neighbours.
+    """
+    home = Path(path)
+    home.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    try:
+        home.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    if entry is not None and can_isolate():
+        st = home.stat()
+        if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):
+            os.chown(home, entry.pw_uid, entry.pw_gid)
+    return home
+
+
+def chown_tree(path: str | Path, entry: pwd.struct_passwd) -> None:
+    """Give ``path`` and everything under it to ``entry`` (files the hub put in a home)."""
+    if not can_isolate():
+        return
+    root = Path(path)
+    os.chown(root, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def archive_home(home: str | Path, archive_dir: str | Path) -> Path | None:
+    """Move ``home`` into ``archive_dir`` (private to the hub); None if there was none.
+
+    The archive keeps the files for an operator (backups, legal holds) while a
+    user who comes back under the same name starts with an empty home.
+    """
+    home = Path(home)
+    if not home.exists():
+        return None
+    archive = Path(archive_dir)
+    archive.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = archive / f"{home.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    shutil.move(str(home), str(target))
+    os.chmod(target, 0o700)  # the archive is the hub's, whatever the home's mode was
+    if can_isolate():
+        os.chown(target, 0, 0)
+    return target
+
+
+def private_umask() -> int:
+    """Make every file this process creates private to its account; returns the old umask."""
+    return os.umask(0o077)
+
+
+def make_private_dir(path: str | Path) -> Path:
+    """A directory only this process's account can open (created 0700; not re-moded)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def write_private(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically, created 0600 (never readable by others)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
