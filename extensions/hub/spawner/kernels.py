@@ -52,8 +52,17 @@ def install(
             spec["argv"][0] = python
         (dest / "kernel.json").write_text(json.dumps(spec, indent=1))
         installed.append(name)
+    _make_readable(staging)
     _swap_in(staging, target)
     return installed
+
+
+def _make_readable(folder: Path) -> None:
+    """Kernel specs hold no secrets and are read by every user account: 0755 dirs, 0644
+    files (the hub's own umask is 077, and mkdtemp makes 0700)."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _swap_in(staging: Path, target: Path) -> None:
