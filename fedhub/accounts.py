@@ -119,7 +119,9 @@ def make_home(path: str | Path, entry: pwd.struct_passwd | None) -> Path:
     home without listing its neighbours.
     """
     home = Path(path)
-    home.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if not home.parent.exists():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o711)  # explicit: the hub's umask is 077
     try:
         home.mkdir(mode=0o700)
     except FileExistsError:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from fedhub import accounts
 from fedhub import db as fedhub_db
 from fedhub.errors import ConfigError
 from fedhub.tenancy.models import Role
@@ -63,6 +64,13 @@ DEMO_USERS = [
     ("bob", "globex", Role.MEMBER),
     ("carol", "initech", Role.MEMBER),
 ]
+
+
+NOT_ISOLATED_NOTICE = (
+    "This fedhub is not running as root: every user's server runs as the hub's own "
+    "account, so users are <strong>not isolated</strong> from each other or from the hub's "
+    "files. Fine for a single-user demo; see docs/security.md before inviting others."
+)
 
 
 @dataclass
@@ -110,7 +118,8 @@ def build_config(ctx: LaunchContext) -> Config:
     c.JupyterHub.spawner_class = "fedhub-tier"
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.cleanup_proxy = True
-    c.JupyterHub.authenticate_prometheus = False
+    # /hub/metrics names tenants and users: platform admins (read:metrics) only
+    c.JupyterHub.authenticate_prometheus = True
     # every user may open fedhub's services; the services decide what they see
     c.JupyterHub.extra_user_scopes = ["access:services"]
     c.ConfigurableHTTPProxy.api_url = f"http://{ctx.ip}:{free_port()}"
@@ -122,12 +131,12 @@ def build_config(ctx: LaunchContext) -> Config:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
     c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
-    if os.geteuid() == 0:
-        c.Spawner.args = ["--allow-root"]
-    c.SimpleLocalProcessSpawner.home_dir_template = str(state / "homes" / "{username}")
-    # tier spawner (docs/quotas.md): local processes of the hub user, quotas checked at
-    # spawn, reconciler (metering, warnings, budget stops, culling) every minute
-    c.TierSpawner.backend_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+    # tier spawner (docs/quotas.md) over one Unix account per user (docs/security.md):
+    # quotas checked at spawn, reconciler (metering, warnings, budget stops, culling)
+    c.UnixAccountSpawner.home_dir_template = str(state / "homes" / "{username}")
+    c.TierSpawner.backend_class = "fedhub.extensions.hub.spawner.accounts.UnixAccountSpawner"
+    if not accounts.can_isolate():
+        c.JupyterHub.template_vars = {"announcement_login": NOT_ISOLATED_NOTICE}
     c.TierSpawner.reconcile_interval = 60.0
     c.TierSpawner.budget_grace_period = 300.0
     c.TenantAuthenticatorMixin.db_url = ctx.db_url
@@ -167,16 +176,38 @@ def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
             store.add_user(username, tenant, role, password=password, actor="fedhub-demo")
         else:
             store.set_password(username, password)
-    path = state_dir / "demo-credentials.json"
-    path.write_text(
-        json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2)
+    accounts.write_private(
+        state_dir / "demo-credentials.json",
+        json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2),
     )
-    path.chmod(0o600)
+
+
+# under the state dir, only these are meant for user accounts: their homes (each 0700,
+# theirs) and the tier kernel specs (read-only)
+PUBLIC_STATE_ENTRIES = ("homes", "share")
+
+
+def secure_state_dir(state_dir: Path) -> None:
+    """Create the state dir as 0711 (users traverse it to their homes, list nothing).
+
+    A state dir made by an older fedhub had the default umask: its files are made
+    private once here, so an upgrade does not leave the database readable.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o711)  # explicit: the umask is 077 by now
+    for entry in state_dir.iterdir():
+        if entry.name in PUBLIC_STATE_ENTRIES or entry.is_symlink():
+            continue
+        if entry.lstat().st_mode & 0o077:
+            entry.chmod(0o700 if entry.is_dir() else 0o600)
 
 
 def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str | None, bool]:
     """Create the state dir, migrate, validate tiers and seed the demo data."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # everything the hub, the proxy and the services write is private to the hub's
+    # account; user servers drop to their own accounts and set their own umask
+    accounts.private_umask()
+    secure_state_dir(state_dir)
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
     url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     os.environ["FEDHUB_DB_URL"] = url

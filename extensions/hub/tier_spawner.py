@@ -21,6 +21,7 @@ reservation freed).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from functools import cached_property
@@ -229,8 +230,8 @@ class TierSpawner(Spawner):
         profile = options.get("profile") if isinstance(options, dict) else None
         if profile is not None and not isinstance(profile, str):
             raise SpawnException("profile must be a string", reason="invalid_options")
-        info = self.membership()
-        if info is None or not info.tenant:
+        info = self._member_or_refuse()
+        if not info.tenant:  # a platform admin: no tenant to count or charge
             catalog = self.store.tiers.profiles
             if profile and profile not in catalog:
                 raise SpawnException(
@@ -282,9 +283,35 @@ class TierSpawner(Spawner):
 
     _storage_cache: dict[str, tuple[float, int]] = {}
 
-    async def start(self):
+    def _member_or_refuse(self):
+        """The user's membership; no server for a hub user fedhub does not know.
+
+        Fail closed: a user without a membership (renamed, deleted, made directly in
+        the hub) gets nothing; only an explicit platform admin has no tenant.
+        """
         info = self.membership()
-        if info is None or not info.tenant:
+        if info is None or not (info.tenant or info.is_platform_admin):
+            metrics.SPAWN_REFUSALS.labels("no_membership", "").inc()
+            events.emit(
+                "server.spawn_refused",
+                tenant=None,
+                actor=self.user.name,
+                target=self._target,
+                result="denied",
+                severity="warning",
+                details={"reason": "no_membership"},
+            )
+            raise SpawnException(
+                f"{self.user.name} is not a member of any organisation on this hub, so no "
+                "server can be started. Ask your organisation's administrator to add you.",
+                reason="no_membership",
+                status_code=403,
+            )
+        return info
+
+    async def start(self):
+        info = self._member_or_refuse()
+        if not info.tenant:
             # platform admins without a tenant: no tenant to count or charge
             catalog = self.store.tiers.profiles
             self._apply_profile(catalog[self.tier_profile or next(iter(catalog))])
@@ -368,10 +395,30 @@ class TierSpawner(Spawner):
 
     # -- what the server gets ----------------------------------------------------
 
+    kernels_dir = Unicode(
+        config=True,
+        help="""Where the tier kernel specs are installed, one folder per tier
+        (``<kernels_dir>/<tier>/kernels/<spec>``), readable by every user account and
+        writable only by the hub: specs are never written into a user's home, where
+        a symlink could send the hub's writes elsewhere. Default:
+        ``$FEDHUB_STATE_DIR/share/kernels``, else ``/usr/local/share/fedhub/kernels``.
+
+            c.TierSpawner.kernels_dir = "/srv/fedhub/share/kernels"
+        """,
+    )
+
+    @default("kernels_dir")
+    def _default_kernels_dir(self):
+        state = os.environ.get("FEDHUB_STATE_DIR")
+        if state:
+            return str(Path(state) / "share" / "kernels")
+        return "/usr/local/share/fedhub/kernels"
+
     @property
     def kernel_data_dir(self) -> Path | None:
-        home = getattr(self, "home_dir", None)
-        return Path(home) / ".local" / "share" / "fedhub-jupyter" if home else None
+        """The tier's kernel data dir (a ``JUPYTER_PATH`` entry), once a tier is reserved."""
+        r = self._reservation
+        return Path(self.kernels_dir) / r.tier_name if r is not None else None
 
     def _install_kernels(self, names) -> None:
         target = self.kernel_data_dir

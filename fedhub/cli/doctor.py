@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from fedhub.cli.common import output, table
@@ -18,12 +20,15 @@ def command(as_json: bool) -> None:
         kind: profiles.enforcement(kind, rlimit=found.rlimit_as, cgroup=found.cgroup_v2)
         for kind in ("local", "systemd", "docker", "kubernetes")
     }
+    isolation = isolation_status()
     data = {
+        "isolation": isolation,
         "local_process": found.as_dict(),
         "backends": backends,
         "kernels": sorted(kernels.available()),
     }
     lines = [
+        f"user isolation (local servers):   {isolation['summary']}",
         f"RLIMIT_AS (memory, per process):  {'enforced' if found.rlimit_as else 'NOT enforced'}"
         f" - {found.rlimit_detail}",
         f"cgroup v2 memory.max / cpu.max:   {'enforced' if found.cgroup_v2 else 'NOT enforced'}"
@@ -39,3 +44,20 @@ def command(as_json: bool) -> None:
         f"kernel specs available to tiers: {', '.join(data['kernels']) or 'none'}",
     ]
     output(data, as_json, "\n".join(lines))
+
+
+def isolation_status() -> dict:
+    """Whether local user servers run as their own Unix accounts (docs/security.md)."""
+    from fedhub import accounts
+
+    if accounts.can_isolate():
+        return {
+            "isolated": True,
+            "summary": "ISOLATED - each user's server runs as its own account "
+            f"({accounts.ACCOUNT_PREFIX}<username>), homes 0700",
+        }
+    return {
+        "isolated": False,
+        "summary": "NOT ISOLATED - fedhub is not root, so every user's server runs as "
+        f"uid {os.geteuid()} (the hub's account) and can read the hub's files",
+    }

@@ -39,7 +39,7 @@ def install(
     """
     specs = available(source)
     target = Path(data_dir) / "kernels"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_public_dirs(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".kernels-", dir=target.parent))
     installed = []
     for name in names:
@@ -55,6 +55,17 @@ def install(
     _make_readable(staging)
     _swap_in(staging, target)
     return installed
+
+
+def _make_public_dirs(folder: Path) -> None:
+    """Create ``folder`` and missing parents as 0755: user accounts must traverse them."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        path.chmod(0o755)
 
 
 def _make_readable(folder: Path) -> None:
