@@ -4,6 +4,10 @@ Both work in JupyterLab and in Voila (only core ipywidgets, the chart is inline 
 Updates come from a background thread reading the service's event stream; ipykernel
 sends widget updates from any thread.
 
+Every string that reaches an ``ipywidgets.HTML`` value (experiment names and ids,
+errors, tenant and tier names, the chart's SVG text) goes through ``html.escape``:
+names are typed by any member of a tenant and shown to its admins and to platform admins.
+
     from fedhub.extensions.widgets import ExperimentMonitor, QuotaPanel
     ExperimentMonitor(fedhub.experiments.get("3f2a..."))
     QuotaPanel()
@@ -56,16 +60,16 @@ class ExperimentMonitor(widgets.VBox):
             self._thread.start()
 
     def _show_status(self, info: dict) -> None:
-        status = info["status"]
-        style, color = _STATUS_STYLE.get(status, ("info", "#555"))
+        style, color = _STATUS_STYLE.get(info["status"], ("info", "#555"))
+        status = html.escape(str(info["status"]))
         self.progress.bar_style = style
         done = max(len(self.history), int(info.get("rounds_done") or 0))
         self.progress.value = min(done, self.total)
-        error = f" — {html.escape(info['error'])}" if info.get("error") else ""
+        error = f" — {html.escape(str(info['error']))}" if info.get("error") else ""
         self.status_label.value = (
             f'<span class="fedhub-status" data-status="{status}" style="color:{color}">'
             f"<b>{status}</b> · round {done}/{self.total}"
-            f" · experiment <code>{html.escape(info['id'])}</code>{error}</span>"
+            f" · experiment <code>{html.escape(str(info['id']))}</code>{error}</span>"
         )
         finished = status in ("completed", "failed", "cancelled")
         self.cancel_button.disabled = finished or bool(info.get("cancel_requested"))
@@ -124,9 +128,10 @@ class QuotaPanel(widgets.VBox):
         self.data = data
         limits, usage = data["limits"], data["usage"]
         title = widgets.HTML(
-            f"<b>{html.escape(data['tenant'])}</b> · tier"
-            f" <b>{html.escape(data.get('tier_display_name') or data['tier'])}</b>"
-            f" · up to {limits['max_clients_per_experiment']} clients per experiment"
+            f"<b>{html.escape(str(data['tenant']))}</b> · tier"
+            f" <b>{html.escape(str(data.get('tier_display_name') or data['tier']))}</b>"
+            f" · up to {html.escape(str(limits['max_clients_per_experiment']))}"
+            " clients per experiment"
         )
         rows = [widgets.HBox([title, self.refresh_button])]
         for limit_key, usage_key, label in self.ROWS:
@@ -141,5 +146,5 @@ class QuotaPanel(widgets.VBox):
                 bar_style="danger" if limit and used >= limit else "info",
             )
             shown = f"{used:.2f}".rstrip("0").rstrip(".") if isinstance(used, float) else used
-            rows.append(widgets.HBox([bar, widgets.HTML(f"{shown} / {limit:g}")]))
+            rows.append(widgets.HBox([bar, widgets.Label(f"{shown} / {limit:g}")]))
         self.children = rows

@@ -38,6 +38,7 @@ def render(history: list[dict], total_rounds: int, title: str = "") -> str:
         if history
         else "waiting for the first round"
     )
+    # the title is an experiment name (user input): escaped like every text node here
     return f"""
 <svg class="fedhub-chart" data-rounds="{len(history)}" width="{W}" height="{H}"
      viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg" style="font: 11px sans-serif">

@@ -4,14 +4,19 @@ Who sees what: platform admins every chain; tenant admins their tenant's;
 analysts their tenant's if the tier's ``features.analyst_audit_read`` is on;
 everyone else nothing (403). Asking for another tenant is answered 404, like
 every fedhub service (``APIHandler.scoped_tenant``). Exports (JSON Lines, CSV)
-need the tier's ``features.audit_export`` and are themselves audited.
+need the tier's ``features.audit_export`` and are themselves audited. The CSV
+export neutralises formula prefixes (``defusedcsv``): actors, targets and details
+come from users.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
+
+# the standard csv module with every cell that starts with = + - @ | % prefixed by a
+# quote, so a spreadsheet opening the export shows text instead of running a formula
+from defusedcsv import csv
 
 from fedhub.audit import AuditLog
 from fedhub.audit.models import PLATFORM

@@ -48,6 +48,18 @@ class BillingHandler(APIHandler):
     def sees_whole_tenant(self) -> bool:
         return self.caller.can("usage:read-all")
 
+    def check_owner(self, tenant: str | None, what: str) -> None:
+        """404 ``no such <what>`` unless the caller may see ``tenant``'s records.
+
+        A record that does not exist and another tenant's record get the same
+        body, so an id tells a tenant neither that the record exists nor whose it is.
+        """
+        if tenant is None:
+            raise NotFound(f"no such {what}")
+        caller = self.caller
+        if not caller.is_platform_admin and tenant != caller.tenant:
+            self.deny("cross_tenant", f"no such {what}", status=404)
+
 
 def _money(d: dict[str, Decimal]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(d.items())}
@@ -170,9 +182,7 @@ class InvoiceHandler(BillingHandler):
                 return None if inv is None else invoice_document(s, inv)
 
         doc = await self.blocking(load)
-        if doc is None:
-            raise NotFound(f"no invoice {invoice_id}")
-        self.scoped_tenant(doc["tenant"])  # another tenant's invoice: 404
+        self.check_owner(doc and doc["tenant"], "invoice")
         if fmt == ".html":
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(render_html(doc))
@@ -220,8 +230,7 @@ class CreditNotesHandler(BillingHandler):
         def work():
             with b.session() as s:
                 inv = s.get(Invoice, int(invoice_id))
-                if inv is None:
-                    raise NotFound(f"no invoice {invoice_id}")
+                self.check_owner(inv and inv.tenant, "invoice")
                 note = issue_credit_note(
                     s,
                     inv.id,

@@ -42,8 +42,11 @@ class BaseHandler(APIHandler):
         """The run, if the caller's tenant owns it (platform admins see all); else 404."""
         with session_scope(self.db_url) as s:
             run = s.get(ExperimentRun, exp_id)
-        if run is None or (not self.caller.is_platform_admin and run.tenant != self.caller.tenant):
-            raise NotFound(f"no experiment {exp_id!r}")
+        if run is None:
+            raise NotFound("no such experiment")
+        if not self.caller.is_platform_admin and run.tenant != self.caller.tenant:
+            # the same body as a missing id: neither existence nor owner leaks
+            self.deny("cross_tenant", "no such experiment", status=404)
         return run
 
     def rounds(self, exp_id: str, after: int = 0) -> list[dict]:
