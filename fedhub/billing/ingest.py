@@ -1,7 +1,7 @@
 """The external events API's rules: validation, the late window, one transaction per batch.
 
 A batch is checked whole before anything is written: one bad or too-late event
-refuses the batch (nothing is half-ingested, so a client just fixes and resends).
+(a quantity above ``BillingSettings.max_event_quantity``, say) refuses the batch (nothing is half-ingested, so a client just fixes and resends).
 The write is one transaction of ``INSERT ... ON CONFLICT DO NOTHING`` on the
 meter's unique (tenant, source, idempotency key): a batch killed mid-way leaves
 nothing, a retried batch counts every event once.
@@ -24,6 +24,7 @@ from fedhub.tenancy.store import SLUG_RE
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,50}$")
 MAX_ATTRIBUTES_BYTES = 4096
+DEFAULT_MAX_QUANTITY = 1e9  # BillingSettings.max_event_quantity's default
 
 
 class LateEvent(FedhubError):
@@ -45,7 +46,30 @@ def _time(value: Any, where: str) -> datetime:
     return t
 
 
-def parse_event(raw: Any, i: int) -> Usage:
+def _quantity(value: Any, field: str, maximum: float) -> float:
+    """A finite number in ``[0, maximum]``, or :class:`InvalidRequest` naming field and bound.
+
+    Integers are compared before any float conversion: ``10**400`` is refused, not an
+    ``OverflowError``.
+    """
+    bounds = {"field": field, "min": 0, "max": maximum}
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{field}: a number", details=bounds)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"{field}: must be a finite number", details=bounds)
+    if value < 0:
+        raise InvalidRequest(f"{field}: must be >= 0, got {value:g}", details=bounds)
+    if value > maximum:
+        shown = f"{value:.6g}" if isinstance(value, float) or value < 10**30 else "a larger integer"
+        raise InvalidRequest(
+            f"{field}: at most {maximum:g} per event (the billing service's"
+            f" max_event_quantity), got {shown}; nothing from this batch was recorded",
+            details=bounds,
+        )
+    return float(value)
+
+
+def parse_event(raw: Any, i: int, max_quantity: float = DEFAULT_MAX_QUANTITY) -> Usage:
     """One event of a batch → a :class:`~fedhub.metering.Usage` (source prefixed ``ext:``)."""
     where = f"events[{i}]"
     if not isinstance(raw, dict):
@@ -73,11 +97,7 @@ def parse_event(raw: Any, i: int) -> Usage:
     kind = raw.get("kind")
     if not isinstance(kind, str) or not KIND_RE.match(kind):
         raise InvalidRequest(f"{where}.kind: lowercase letters, digits and _ (e.g. api_calls)")
-    quantity = raw.get("quantity")
-    if isinstance(quantity, bool) or not isinstance(quantity, int | float):
-        raise InvalidRequest(f"{where}.quantity: a number")
-    if not math.isfinite(quantity) or quantity < 0:
-        raise InvalidRequest(f"{where}.quantity: must be finite and >= 0")
+    quantity = _quantity(raw.get("quantity"), f"{where}.quantity", max_quantity)
     if "time" in raw:
         start = end = _time(raw["time"], f"{where}.time")
     else:
@@ -114,6 +134,7 @@ def parse_batch(
     late_window: timedelta,
     future_skew: timedelta,
     max_batch: int,
+    max_quantity: float = DEFAULT_MAX_QUANTITY,
     check_tenant: Callable[[str], None] | None = None,
 ) -> list[Usage]:
     """Validate a whole batch (``{"events": [...]}``) or refuse it with one clear error."""
@@ -124,7 +145,7 @@ def parse_batch(
         raise InvalidRequest("the batch is empty")
     if len(raw_events) > max_batch:
         raise InvalidRequest(f"at most {max_batch} events per batch, got {len(raw_events)}")
-    usages = [parse_event(raw, i) for i, raw in enumerate(raw_events)]
+    usages = [parse_event(raw, i, max_quantity) for i, raw in enumerate(raw_events)]
     if check_tenant:
         for tenant in sorted({u.tenant for u in usages}):
             check_tenant(tenant)

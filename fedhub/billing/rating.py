@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, DecimalException, localcontext
 from typing import Any
 
 from sqlalchemy import select
@@ -31,12 +31,26 @@ from fedhub.billing import pricebook
 from fedhub.billing.money import ZERO, cents, dec, qty, split
 from fedhub.billing.periods import Period
 from fedhub.billing.subscriptions import Segment, history, segments
+from fedhub.errors import FedhubError
 from fedhub.metering import MeterEvent
 from fedhub.tiers import TierCatalog
+
+#: Rating's decimal arithmetic: 60 significant digits and a wide exponent, so the
+#: quantities billing accepts (at most ``BillingSettings.max_event_quantity``, itself
+#: at most 1e15, per event) are summed, divided and rounded to 6 places exactly. What
+#: lies beyond (a row written before that bound existed) raises :class:`RatingError`.
+RATING_CONTEXT = Context(prec=60, Emax=999_999, Emin=-999_999)
 
 SHARED = "(shared)"  # attribution of what no single user caused (base fee)
 NO_USER = "(tenant)"  # usage recorded without a username
 FL_KINDS = ("fl_client_seconds", "fl_rounds", "experiments")
+
+
+class RatingError(FedhubError):
+    """One tenant's usage cannot be priced (a quantity out of any sensible range)."""
+
+    code = "unratable_usage"
+    status = 422
 
 
 @dataclass
@@ -146,6 +160,17 @@ def rate(
     return rate_rows(tenant, period, catalog, segs, rows)
 
 
+def _finite_rows(rows, tenant: str, period: Period):
+    for row in rows:
+        if not math.isfinite(row[2]):
+            raise RatingError(
+                f"tenant {tenant}'s usage in {period} holds a non-finite {row[0]} quantity;"
+                " correct or delete that meter event, then close again",
+                details={"tenant": tenant, "period": period.name, "kind": row[0]},
+            )
+        yield row
+
+
 def rate_rows(
     tenant: str,
     period: Period,
@@ -153,7 +178,29 @@ def rate_rows(
     segs: list[Segment],
     rows: Iterable[tuple[str, str | None, float, datetime, dict | None]],
 ) -> Rating:
-    """The pure part of :func:`rate`: segments and usage rows in, lines out."""
+    """The pure part of :func:`rate`: segments and usage rows in, lines out.
+
+    Runs in :data:`RATING_CONTEXT`; a quantity beyond it is a :class:`RatingError`
+    naming the tenant and period (never a bare ``decimal.InvalidOperation``).
+    """
+    try:
+        with localcontext(RATING_CONTEXT):
+            return _rate_rows(tenant, period, catalog, segs, _finite_rows(rows, tenant, period))
+    except (DecimalException, OverflowError) as e:
+        raise RatingError(
+            f"tenant {tenant}'s usage in {period} cannot be rated: a quantity is out of range"
+            f" ({type(e).__name__}); correct or delete the meter event, then close again",
+            details={"tenant": tenant, "period": period.name},
+        ) from None
+
+
+def _rate_rows(
+    tenant: str,
+    period: Period,
+    catalog: TierCatalog,
+    segs: list[Segment],
+    rows: Iterable[tuple[str, str | None, float, datetime, dict | None]],
+) -> Rating:
     starts = [s.start for s in segs]
     buckets: dict[tuple[int, str], _Bucket] = defaultdict(_Bucket)
     for kind, username, quantity, start, attributes in rows:

@@ -8,11 +8,16 @@ The billing service runs as a hub-managed process, so its settings come from
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 
-from traitlets import Float, Int, Unicode, default
+from traitlets import Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
+
+#: The largest per-event maximum an operator may configure: rating's decimal context
+#: (see :mod:`fedhub.billing.rating`) stays exact far beyond sums of such events.
+MAX_EVENT_QUANTITY_CEILING = 1e15
 
 
 def _env(name: str, cast, fallback):
@@ -42,6 +47,15 @@ class BillingSettings(LoggingConfigurable):
         help="Largest batch ``POST /api/v1/events`` accepts (``FEDHUB_BILLING_MAX_BATCH``).",
     ).tag(config=True)
 
+    max_event_quantity = Float(
+        help="""Largest ``quantity`` one ingested usage event may carry. A bigger (or
+        non-finite, or negative) quantity refuses the whole batch with a 400 naming the
+        event and this maximum, so one wrong or hostile number never reaches rating.
+        At most 1e15 (rating keeps exact decimals within that range).
+        ``c.BillingSettings.max_event_quantity = 1e8`` or
+        ``FEDHUB_BILLING_MAX_EVENT_QUANTITY=1e8``.""",
+    ).tag(config=True)
+
     close_interval_seconds = Float(
         help="""How often the service runs the scheduled close (drafts, finalization,
         late-usage reconciliation). ``FEDHUB_BILLING_CLOSE_INTERVAL_SECONDS=3600``.""",
@@ -69,6 +83,19 @@ class BillingSettings(LoggingConfigurable):
     @default("max_batch")
     def _max_batch(self):
         return _env("max_batch", int, 10000)
+
+    @default("max_event_quantity")
+    def _max_quantity(self):
+        return _env("max_event_quantity", float, 1e9)
+
+    @validate("max_event_quantity")
+    def _check_max_quantity(self, proposal):
+        value = proposal["value"]
+        if not math.isfinite(value) or not 0 < value <= MAX_EVENT_QUANTITY_CEILING:
+            raise TraitError(
+                f"max_event_quantity must be > 0 and <= {MAX_EVENT_QUANTITY_CEILING:g}, got {value}"
+            )
+        return value
 
     @default("close_interval_seconds")
     def _close(self):

@@ -27,21 +27,29 @@ def command():
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def close_period(ctx, tenants, period, as_json):
-    """Draft or re-rate the period's invoices; finalize those past their grace period."""
+    """Draft or re-rate the period's invoices; finalize those past their grace period.
+
+    Each tenant closes in its own transaction: a tenant that fails is reported on
+    standard error (and audited as ``billing.close_failed``), the others still close,
+    and the exit status is 1.
+    """
     billing = _billing(ctx)
     results = billing.close(parse(period) if period else None, list(tenants) or None)
     rows = [
-        [
-            r["tenant"],
-            r["period"],
-            r.get("number") or "-",
-            r.get("status", "error"),
-            r.get("total", r.get("error")),
-        ]
+        [r["tenant"], r["period"], r.get("number") or "-", r.get("status", "FAILED"),
+         r.get("total", "-")]
         for r in results
-    ]
+    ]  # fmt: skip
     output(results, as_json, table(rows, ["tenant", "period", "number", "status", "total"]))
-    if any("error" in r for r in results):
+    failed = [r for r in results if "error" in r]
+    for r in failed:  # each tenant closes alone: the others above are done
+        click.echo(f"error: tenant {r['tenant']}, period {r['period']}: {r['error']}", err=True)
+    if failed:
+        click.echo(
+            f"{len(failed)} of {len(results)} invoice(s) could not be closed; fix and run again"
+            " (closing is idempotent)",
+            err=True,
+        )
         ctx.exit(1)
 
 

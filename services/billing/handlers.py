@@ -350,6 +350,7 @@ class EventsHandler(BillingHandler):
             late_window=b.settings.late_window,
             future_skew=__import__("datetime").timedelta(seconds=b.settings.future_skew_seconds),
             max_batch=b.settings.max_batch,
+            max_quantity=b.settings.max_event_quantity,
             check_tenant=check_tenant,
         )
 
