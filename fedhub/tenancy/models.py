@@ -1,4 +1,4 @@
-"""Tenancy tables: tenants, memberships, local credentials and invitations."""
+"""Tenancy tables: tenants, memberships, local credentials, invitations, sign-up requests."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ class TenantStatus(enum.StrEnum):
     SUSPENDED = "suspended"
 
 
+class SignupPolicy(enum.StrEnum):
+    """How someone with an email address in a tenant's domains may join it."""
+
+    VERIFY_EMAIL = "verify_email"  # after following a link sent to the address
+    ADMIN_APPROVAL = "admin_approval"  # after the link, and a tenant admin's approval
+    INVITATION_ONLY = "invitation_only"  # never by domain: invitations only
+
+
+class SignupStatus(enum.StrEnum):
+    AWAITING_EMAIL = "awaiting_email"
+    AWAITING_APPROVAL = "awaiting_approval"
+
+
 def _enum(cls, name):
     return Enum(
         cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32
@@ -46,6 +59,11 @@ class Tenant(Base):
     allowed_email_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     suspended_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    signup_policy: Mapped[SignupPolicy] = mapped_column(
+        _enum(SignupPolicy, "signup_policy"),
+        default=SignupPolicy.VERIFY_EMAIL,
+        server_default=SignupPolicy.VERIFY_EMAIL.value,
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -108,6 +126,33 @@ class Invitation(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class SignupRequest(Base):
+    """A domain sign-up that is not an account yet (no membership, no credential).
+
+    It becomes a :class:`Membership` and a :class:`LocalCredential` only when the
+    address is proven (and, under ``admin_approval``, a tenant admin approves);
+    until then nothing that reads memberships (login, the hub mirror, the
+    services) knows the user. Only the SHA-256 of the emailed token is stored.
+    """
+
+    __tablename__ = "fedhub_signup_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("fedhub_tenants.id", ondelete="CASCADE"), index=True
+    )
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # one request per address
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[SignupStatus] = mapped_column(_enum(SignupStatus, "signup_status"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
 
 
 class Revision(Base):
