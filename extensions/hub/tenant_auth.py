@@ -21,6 +21,7 @@ from fedhub import db as fedhub_db
 from fedhub import events
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError
+from fedhub.extensions.hub import session_guard
 from fedhub.extensions.hub.mirror import TenantMirror, desired_state
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
@@ -119,6 +120,8 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         roles within this time. 0 disables the periodic check.""",
     )
 
+    check_session_thread = session_guard.check_session_thread_option()
+
     # Tenancy decides groups and roles, so the hub's own group/role assignment
     # APIs must not fight the mirror.
     @default("manage_groups")
@@ -158,6 +161,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         # (only the role specs are wanted then) and again to assign them.
         from jupyterhub import orm
 
+        session_guard.install(getattr(self.parent, "db", None), self.check_session_thread, self.log)
         if self.audit_hub_requests and self.parent is not None:
             from fedhub.audit.hub_hooks import log_request
 

@@ -32,3 +32,8 @@ QUOTA_CHECK_SECONDS = Histogram(
     "Time to check spawn limits and reserve a slot (one database transaction)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+SESSION_THREAD_VIOLATIONS = Counter(
+    "fedhub_session_thread_violations_total",
+    "Uses of the hub's database session off the event loop's thread (a bug; see the ERROR log)",
+    ["kind"],
+)
