@@ -6,6 +6,10 @@ strategy's server state (momentum, moments, control variates) and the history. T
 no RNG state to save: every random draw is a pure function of (seed, round, client), which
 is what makes a resumed run bit-identical to an uninterrupted one. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written checkpoint.
+
+Checkpoints and weights hold a tenant's model (and ``experiment.pkl`` its data): every
+file is created 0600 and every folder 0700 from the start, whatever the process's umask;
+nothing is ``chmod``-ed after it was written.
 """
 
 from __future__ import annotations
@@ -22,26 +26,61 @@ EXPERIMENT_FILE = "experiment.pkl"
 _ROUND_RE = re.compile(r"round-(\d+)\.ckpt$")
 
 
+def private_dirs(directory: str | os.PathLike) -> Path:
+    """``directory`` and each missing parent, created 0700 (``Path.mkdir(parents=True)``
+    would give the parents the umask's default mode)."""
+    d = Path(directory).absolute()
+    missing = []
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it meanwhile
+            pass
+    return Path(directory)
+
+
+def _open_private(path: Path):
+    """``path`` opened for writing, created 0600 (O_NOFOLLOW: never through a symlink)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def _atomic_write(path: Path, blob: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _open_private(tmp) as f:
         f.write(blob)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
+def save_weights(path: str | os.PathLike, state_dict) -> Path:
+    """``torch.save`` of final weights into a file created 0600, atomically."""
+    import torch
+
+    path = Path(path)
+    private_dirs(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    with _open_private(tmp) as f:
+        torch.save(state_dict, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
 def save_experiment(directory: str | os.PathLike, experiment) -> Path:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dirs(directory)
     path = d / EXPERIMENT_FILE
     _atomic_write(path, cloudpickle.dumps(experiment))
     return path
 
 
 def save_state(directory: str | os.PathLike, state: dict) -> Path:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dirs(directory)
     path = d / f"round-{state['round']:06d}.ckpt"
     # cloudpickle: a custom Strategy subclass defined in a notebook must survive too.
     _atomic_write(path, cloudpickle.dumps({"format": FORMAT, **state}, protocol=5))

@@ -262,9 +262,7 @@ class ExperimentScheduler(LoggingConfigurable):
         )
         if self._stopping.is_set() and result.cancelled:
             raise _ServiceStopping
-        import torch
-
-        torch.save(result.state_dict, ckpt_dir / "final.pt")
+        fl.checkpoint.save_weights(ckpt_dir / "final.pt", result.state_dict)  # created 0600
         self._finish(exp_id, CANCELLED if result.cancelled else COMPLETED)
 
     def _cancel_requested(self, exp_id: str) -> bool:
