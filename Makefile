@@ -1,7 +1,9 @@
 # fedhub: `make run` starts the demo, `make test` runs the whole suite.
 # Each target does its own set-up and is quick when already set up.
 
-PYTHON ?= python3
+# the system's Python, not one under a private home (pyenv in /root): user servers run
+# as their own Unix accounts and must be able to execute the venv's interpreter
+PYTHON ?= /usr/bin/python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fedhub-installed
@@ -11,12 +13,13 @@ STATE  ?= .fedhub
 .PHONY: run test test-fast lint format install bench bench-flower clean browsers
 
 $(BIN)/python:
+	@test -x $(PYTHON) || { echo "$(PYTHON) not found: apt-get install python3-venv (or make PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # Debian packages: pango for WeasyPrint (invoice PDFs), Chromium for the browser
 # tests, PostgreSQL 15 for the test database. Installed only when missing.
-APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium postgresql-15 poppler-utils
+APT_PACKAGES := python3-venv libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium postgresql-15 poppler-utils
 SYSTEM_STAMP := $(VENV)/.fedhub-system
 
 $(SYSTEM_STAMP): | $(BIN)/python

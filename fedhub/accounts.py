@@ -189,3 +189,29 @@ def write_private(path: str | Path, data: bytes | str) -> Path:
         os.close(fd)
     os.replace(tmp, path)
     return path
+
+
+def blocked_for_others(path: str | Path) -> Path | None:
+    """The first folder on ``path`` (symlinks resolved) that other accounts cannot enter,
+    or the file itself if they cannot read it; None when ``path`` is reachable."""
+    real = Path(os.path.realpath(path))
+    for folder in reversed(real.parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None if real.stat().st_mode & 0o004 else real
+
+
+def check_runnable_by_users(executable: str | Path) -> None:
+    """Refuse to start when user accounts could not run the platform's Python.
+
+    A Python installed under a private home (pyenv in ``/root``) would make every
+    spawn fail with a bare "Permission denied"; say what to do instead.
+    """
+    blocked = blocked_for_others(executable)
+    if blocked is not None:
+        raise AccountError(
+            f"user servers run as their own accounts, which cannot reach {blocked} "
+            f"(needed to run {os.path.realpath(executable)}). Create the virtualenv with "
+            "a system Python (make does: /usr/bin/python3 -m venv .venv), or make the "
+            "folder traversable (chmod o+x)."
+        )

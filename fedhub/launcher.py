@@ -202,12 +202,29 @@ def secure_state_dir(state_dir: Path) -> None:
             entry.chmod(0o700 if entry.is_dir() else 0o600)
 
 
+def check_isolation(state_dir: Path) -> None:
+    """As root, make sure user accounts can run Python and reach their homes."""
+    if not accounts.can_isolate():
+        return
+    try:
+        accounts.check_runnable_by_users(Path(sys.executable).with_name("jupyterhub-singleuser"))
+    except accounts.AccountError as e:
+        raise ConfigError(str(e)) from None
+    blocked = accounts.blocked_for_others(state_dir)
+    if blocked is not None and blocked != state_dir.resolve():
+        raise ConfigError(
+            f"user accounts cannot reach their homes under {state_dir}: {blocked} is not "
+            "traversable by others (chmod o+x it, or choose another --state-dir)"
+        )
+
+
 def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str | None, bool]:
     """Create the state dir, migrate, validate tiers and seed the demo data."""
     # everything the hub, the proxy and the services write is private to the hub's
     # account; user servers drop to their own accounts and set their own umask
     accounts.private_umask()
     secure_state_dir(state_dir)
+    check_isolation(state_dir)
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
     url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     os.environ["FEDHUB_DB_URL"] = url

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fedhub import launcher
+from fedhub import accounts, launcher
 
 
 @click.command("up", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -28,6 +28,13 @@ def command(ctx, demo, port, ip, hub_args):
     url, password, generated = launcher.prepare(state_dir, root.get("db_url"), demo)
     lctx = launcher.LaunchContext(state_dir=state_dir, db_url=url, port=port, ip=ip)
     click.echo(f"fedhub: state in {state_dir}")
+    if accounts.can_isolate():
+        click.echo("fedhub: each user's server runs as its own Unix account (fedhub-<user>)")
+    else:
+        click.echo(
+            "fedhub: WARNING not root: every user's server runs as this account; "
+            "users are NOT isolated (docs/security.md)"
+        )
     if demo:
         users = ", ".join(u for u, _, _ in launcher.DEMO_USERS)
         source = "generated" if generated else "from $FEDHUB_DEMO_PASSWORD or the saved file"

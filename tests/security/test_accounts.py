@@ -1,0 +1,106 @@
+"""Route 1: notebook code runs as the user's own Unix account and reads nothing of the hub.
+
+Carol (initech, free tier) and bob (globex) start real servers on the embedded
+default; code in carol's kernel reports its uid and tries to open every file of
+the hub's state directory and bob's home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+
+import psutil
+import pytest
+
+from fedhub import accounts
+from tests.security.notebook import run_cell, start_server, stop_server
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="separate accounts need root")
+
+
+def hub_private_files(state_dir) -> list[str]:
+    """Every file and folder of the hub's state dir that is not meant for users."""
+    found = []
+    for entry in state_dir.iterdir():
+        if entry.name in ("homes", "share"):
+            continue
+        found.append(str(entry))
+        if entry.is_dir():
+            found += [str(p) for p in entry.rglob("*")]
+    return found
+
+
+@pytest.fixture
+def servers(hub):
+    carol, bob = hub.token("carol"), hub.token("bob")
+    started = {"carol": start_server(hub, "carol", carol), "bob": start_server(hub, "bob", bob)}
+    yield {"carol": carol, "bob": bob, "models": started}
+    stop_server(hub, "carol", carol)
+    stop_server(hub, "bob", bob)
+
+
+def test_each_server_runs_as_its_own_account(hub, servers):
+    admin = hub.token("admin")
+    for name in ("carol", "bob"):
+        model = hub.api("GET", f"/hub/api/users/{name}", token=admin).json()
+        pid = model["servers"][""]["state"]["pid"]
+        proc = psutil.Process(pid)
+        expected = pwd.getpwnam(accounts.account_name(name))
+        assert proc.uids().real == expected.pw_uid != 0
+        assert "--allow-root" not in proc.cmdline()
+        home = hub.state_dir / "homes" / name
+        st = home.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (expected.pw_uid, 0o700)
+
+
+def test_notebook_code_cannot_read_the_hub_or_another_home(hub, servers):
+    bob_file = "secret-model.txt"
+    run_cell(hub, "bob", servers["bob"], f"open({bob_file!r}, 'w').write('globex only')")
+    targets = hub_private_files(hub.state_dir)
+    assert any(t.endswith("jupyterhub.sqlite") for t in targets)
+    assert any("cookie_secret" in t for t in targets)
+    targets += [
+        str(hub.state_dir),  # listing the state dir
+        str(hub.state_dir / "homes"),  # listing the homes
+        str(hub.state_dir / "homes" / "bob" / bob_file),
+        str(hub.state_dir / "homes" / "bob"),
+    ]
+    code = f"""
+import json, os
+out = {{"uid": os.getuid(), "home": os.path.expanduser("~"), "opened": []}}
+for path in {json.dumps(targets)}:
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            open(path, "rb").read(1)
+        out["opened"].append(path)
+    except PermissionError:
+        pass
+    except FileNotFoundError:
+        pass  # a spool file rotated away meanwhile
+open("mine.txt", "w").write("ok")
+print(json.dumps(out))
+"""
+    result = json.loads(run_cell(hub, "carol", servers["carol"], code).strip().splitlines()[-1])
+    assert result["uid"] == pwd.getpwnam(accounts.account_name("carol")).pw_uid
+    assert result["home"] == str(hub.state_dir / "homes" / "carol")
+    assert result["opened"] == []
+    # and her own home works as a home
+    assert (hub.state_dir / "homes" / "carol" / "mine.txt").read_text() == "ok"
+
+
+def test_hub_state_is_private_from_the_start(hub):
+    """Files are born private (umask/os.open modes): nothing for group or others."""
+    leaks = []
+    for path in hub_private_files(hub.state_dir):
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        if stat.S_IMODE(mode) & 0o077:
+            leaks.append(f"{path} {oct(stat.S_IMODE(mode))}")
+    assert leaks == []
+    assert stat.S_IMODE(hub.state_dir.stat().st_mode) == 0o711
