@@ -169,7 +169,7 @@ def _spool(event: dict[str, Any]) -> None:
         )
         return
     if directory not in _made_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # events name users
         _made_dirs.add(directory)
     line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
     path = directory / f"events-{os.getpid()}.jsonl"

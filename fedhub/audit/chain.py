@@ -27,6 +27,7 @@ from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import db as fedhub_db
+from fedhub.accounts import make_private_dir, write_private
 from fedhub.audit import crypto
 from fedhub.audit.models import (
     PLATFORM,
@@ -360,12 +361,11 @@ class AuditLog(LoggingConfigurable):
         key_id = crypto.public_key_id(self.keys.public_key())
         signature = self.keys.sign(payload.encode())
         cp = {"payload": payload, "signature": signature, "key_id": key_id}
-        directory = self.checkpoint_dir / tenant
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{seq:012d}-{kind}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cp, indent=1) + "\n")
-        os.replace(tmp, path)
+        make_private_dir(Path(self.audit_dir))
+        make_private_dir(self.checkpoint_dir)
+        directory = make_private_dir(self.checkpoint_dir / tenant)
+        # created 0600 and renamed into place (write_private): never readable by others
+        write_private(directory / f"{seq:012d}-{kind}.json", json.dumps(cp, indent=1) + "\n")
         s.execute(
             _insert(s, Checkpoint.__table__)
             .values(tenant=tenant, seq=seq, kind=kind, created_at=utcnow(), **cp)

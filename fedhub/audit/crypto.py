@@ -1,7 +1,8 @@
 """Keys and encodings of the audit log: canonical JSON, hashes, signatures, data keys.
 
 Three kinds of keys, all files in the audit directory (``$FEDHUB_STATE_DIR/audit``
-by default), outside the database, created on first use with mode 0600:
+by default), outside the database, created on first use with mode 0600 in a 0700
+folder (by ``os.open`` modes, never ``chmod``-ed after writing):
 
 - ``signing_key.pem``: Ed25519; signs checkpoints. ``signing_key.pub`` is the
   public half, safe to hand to an auditor (``fedhub audit public-key``).
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fedhub.accounts import make_private_dir, write_private
+
 GENESIS = "0" * 64
 
 
@@ -47,13 +50,9 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _write_secret(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    """Create the key file ``path`` (0600, in a 0700 folder) unless it exists."""
+    make_private_dir(path.parent)
+    tmp = write_private(path.with_name(f".{path.name}.{os.getpid()}.new"), data)
     try:
         os.link(tmp, path)  # fails if another process made the key first: keep theirs
     except FileExistsError:
@@ -114,8 +113,8 @@ class KeyRing:
                 )
             self._signing = serialization.load_pem_private_key(path.read_bytes(), None)
             pub = self.dir / "signing_key.pub"
-            if not pub.exists():
-                pub.write_bytes(self.public_pem())
+            if not pub.exists():  # public, but in the hub's private folder like the rest
+                write_private(pub, self.public_pem())
         return self._signing
 
     def public_key(self) -> Ed25519PublicKey:
