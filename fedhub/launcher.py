@@ -224,11 +224,11 @@ def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str |
     # account; user servers drop to their own accounts and set their own umask
     accounts.private_umask()
     secure_state_dir(state_dir)
-    check_isolation(state_dir)
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
     url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     os.environ["FEDHUB_DB_URL"] = url
     tiers = load_tiers()
+    check_isolation(state_dir)
     fedhub_db.upgrade(url)
     password, generated = None, False
     if demo:

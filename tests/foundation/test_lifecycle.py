@@ -1,7 +1,9 @@
 """`fedhub up`: Ctrl-C stops everything quickly, and a restart keeps the data."""
 
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -11,7 +13,9 @@ from tests.harness import HubProcess, wait_for
 pytestmark = pytest.mark.slow
 
 
-def test_sigint_stops_hub_proxy_services_and_servers_then_restart_keeps_data(tmp_path):
+def test_sigint_stops_hub_proxy_services_and_servers_then_restart_keeps_data(hub_state_root):
+    # user servers run as their own accounts: the state dir must be traversable
+    tmp_path = Path(tempfile.mkdtemp(dir=hub_state_root))
     hub = HubProcess(tmp_path, password="lifecycle-password")
     hub.start()
     try:
