@@ -77,6 +77,9 @@ class Tier(_Strict):
     max_clients_per_experiment: NonNegativeInt
     max_concurrent_experiments: NonNegativeInt = 1
     federated_client_hours_per_month: NonNegativeFloat = 0.0
+    # per experiment: how long one run may hold the shared workers (checked at submission)
+    max_rounds_per_experiment: int = Field(100, ge=1, le=10_000)
+    max_local_epochs: int = Field(5, ge=1, le=1_000)
     idle_timeout_minutes: NonNegativeInt = 60
     audit_retention_days: NonNegativeInt = 90
     features: Features = Features()

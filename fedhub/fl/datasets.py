@@ -12,9 +12,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import partition as _partition
-from .registry import Registry
+from .registry import Param, Registry
 
 registry = Registry("dataset")
+
+# Bounds of the datasets' parameters (see fedhub.fl.registry); the experiments service
+# sets num_clients and seed from the spec's top-level fields (themselves tier-bounded).
+_CLIENTS = Param(int, min=1, max=100_000)
+_SEED = Param(int, min=0, max=2**31 - 1)
+_TEST_FRACTION = Param(float, min=0.05, max=0.9)
+_PARTITION = Param(
+    str, choices=tuple(_partition.registry.names()), other=(dict, _partition.Partitioner)
+)
+_SPLIT = {"num_clients": _CLIENTS, "partition": _PARTITION, "test_fraction": _TEST_FRACTION,
+          "seed": _SEED}  # fmt: skip
 
 
 @dataclass
@@ -59,7 +70,18 @@ def _softmax_argmax(logits: np.ndarray) -> np.ndarray:
     return np.argmax(logits, axis=1)
 
 
-@registry.register("synthetic")
+@registry.register(
+    "synthetic",
+    params={
+        "alpha": Param(float, min=0.0, max=100.0),
+        "beta": Param(float, min=0.0, max=100.0),
+        "num_clients": _CLIENTS,
+        "seed": _SEED,
+        "num_features": Param(int, min=1, max=1000),
+        "num_classes": Param(int, min=2, max=100),
+        "iid": Param(bool),
+    },
+)
 def synthetic(
     alpha: float = 1.0,
     beta: float = 1.0,
@@ -135,7 +157,7 @@ def from_arrays(
     return FederatedData(clients, test, x.shape[1], int(y.max()) + 1, "tabular", name, params)
 
 
-@registry.register("digits")
+@registry.register("digits", params=_SPLIT)
 def digits(
     num_clients: int = 10,
     partition: _partition.Partitioner | str | dict | None = None,
@@ -151,7 +173,7 @@ def digits(
     )
 
 
-@registry.register("mnist5k")
+@registry.register("mnist5k", params=_SPLIT)
 def mnist5k(
     num_clients: int = 100,
     partition: _partition.Partitioner | str | dict | None = None,
@@ -165,7 +187,20 @@ def mnist5k(
     return from_arrays(x / 255.0, y, num_clients, partition, test_fraction, seed, "mnist5k")
 
 
-@registry.register("sbm")
+@registry.register(
+    "sbm",
+    params={
+        "num_clients": _CLIENTS,
+        "nodes_per_client": Param(int, min=8, max=2000),
+        "num_classes": Param(int, min=2, max=20),
+        "num_features": Param(int, min=1, max=512),
+        "p_in": Param(float, min=0.0, max=1.0),
+        "p_out": Param(float, min=0.0, max=1.0),
+        "feature_noise": Param(float, min=0.0, max=100.0),
+        "test_fraction": _TEST_FRACTION,
+        "seed": _SEED,
+    },
+)
 def sbm(
     num_clients: int = 8,
     nodes_per_client: int = 120,

@@ -12,12 +12,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .registry import Registry
+from .registry import Param, Registry
 
 registry = Registry("model")
 
+# Bounds of the models' parameters (see fedhub.fl.registry). They cap the parameter
+# count (mlp: at most 16384 x 1024 + 1024 x 1024 + 1024 x 1000 weights, ~75 MB) so
+# that a spec cannot make the shared service or its workers allocate without limit.
+_CLASSES = Param(int, min=1, max=1000)
 
-@registry.register("logistic_regression")
+
+@registry.register(
+    "logistic_regression",
+    params={"in_features": Param(int, min=1, max=100_000), "num_classes": _CLASSES},
+)
 class LogisticRegression(nn.Module):
     """Multinomial logistic regression: the model of the FedProx Synthetic experiments."""
 
@@ -29,7 +37,14 @@ class LogisticRegression(nn.Module):
         return self.linear(x)
 
 
-@registry.register("mlp")
+@registry.register(
+    "mlp",
+    params={
+        "in_features": Param(int, min=1, max=16_384),
+        "num_classes": _CLASSES,
+        "hidden": Param(int, min=1, max=1024),
+    },
+)
 class MLP(nn.Module):
     """Two hidden layers with ReLU: McMahan et al.'s "2NN" when hidden=200."""
 
@@ -47,7 +62,14 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-@registry.register("cnn")
+@registry.register(
+    "cnn",
+    params={
+        "side": Param(int, min=4, max=64),
+        "num_classes": _CLASSES,
+        "channels": Param(int, min=1, max=64),
+    },
+)
 class CNN(nn.Module):
     """A small CNN for square grey images given as flat vectors (8x8 digits, 28x28 MNIST)."""
 
@@ -69,7 +91,14 @@ class CNN(nn.Module):
         return self.head(h.flatten(1))
 
 
-@registry.register("gcn")
+@registry.register(
+    "gcn",
+    params={
+        "in_features": Param(int, min=1, max=4096),
+        "num_classes": _CLASSES,
+        "hidden": Param(int, min=1, max=512),
+    },
+)
 class GCN(nn.Module):
     """Two-layer GCN (Kipf & Welling 2017) for node classification with torch-geometric."""
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import Registry
+from .registry import Param, Registry
 
-registry = Registry("partitioner")
+registry = Registry("partitioner", field="partition_params")
+
+_ALPHA = Param(float, min=1e-3, max=1e3)
+_MIN_SIZE = Param(int, min=0, max=1000)
 
 
 class Partitioner:
@@ -27,7 +30,7 @@ class Partitioner:
         return f"{type(self).__name__}({params})"
 
 
-@registry.register("iid")
+@registry.register("iid", params={})
 class IID(Partitioner):
     """Shuffle, then deal out equal-sized shares."""
 
@@ -39,7 +42,7 @@ class IID(Partitioner):
         return [np.sort(part) for part in np.array_split(order, num_clients)]
 
 
-@registry.register("dirichlet")
+@registry.register("dirichlet", params={"alpha": _ALPHA, "min_size": _MIN_SIZE})
 class Dirichlet(Partitioner):
     """Label skew: each class is spread over clients with proportions ~ Dir(alpha).
 
@@ -75,7 +78,7 @@ class Dirichlet(Partitioner):
         return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
-@registry.register("shards")
+@registry.register("shards", params={"per_client": Param(int, min=1, max=100)})
 class Shards(Partitioner):
     """Pathological non-IID (McMahan et al. 2017): sort by label, cut into
     ``num_clients * per_client`` shards and give each client ``per_client`` of them."""
@@ -96,7 +99,7 @@ class Shards(Partitioner):
         return [np.sort(np.concatenate([shards[s] for s in row])) for row in assignment]
 
 
-@registry.register("quantity")
+@registry.register("quantity", params={"alpha": _ALPHA, "min_size": _MIN_SIZE})
 class QuantitySkew(Partitioner):
     """Quantity skew: client sizes ~ Dir(alpha) over clients, labels IID within each."""
 

@@ -21,10 +21,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import aggregate as agg
-from .registry import Registry
+from .registry import Param, Registry
 from .training import ClientResult
 
 registry = Registry("strategy")
+
+# Bounds of the strategies' parameters (see fedhub.fl.registry): wide enough for any
+# experiment in the literature, narrow enough that none turns into a denial of service.
+_SERVER_LR = Param(float, min=1e-6, max=100.0)
+_BETA = Param(float, min=0.0, max=0.999999)
+_ADAPTIVE = {
+    "eta": Param(float, min=1e-9, max=10.0),
+    "beta_1": _BETA,
+    "beta_2": _BETA,
+    "tau": Param(float, min=1e-12, max=1.0),
+}
 
 
 class Strategy:
@@ -81,12 +92,12 @@ class Strategy:
         return f"{type(self).__name__}({params})"
 
 
-@registry.register("fedavg")
+@registry.register("fedavg", params={})
 class FedAvg(Strategy):
     """FedAvg (McMahan et al. 2017) with weights normalised over the reporting clients."""
 
 
-@registry.register("fedprox")
+@registry.register("fedprox", params={"mu": Param(float, min=0.0, max=100.0)})
 class FedProx(FedAvg):
     """FedProx (Li et al. 2020): FedAvg aggregation, proximal term in the local objective."""
 
@@ -96,7 +107,7 @@ class FedProx(FedAvg):
         self.proximal_mu = float(mu)
 
 
-@registry.register("fedavgm")
+@registry.register("fedavgm", params={"server_lr": _SERVER_LR, "momentum": _BETA})
 class FedAvgM(FedAvg):
     """FedAvg with server momentum (Hsu et al. 2019)."""
 
@@ -134,17 +145,17 @@ class _Adaptive(FedAvg):
         return new
 
 
-@registry.register("fedadagrad")
+@registry.register("fedadagrad", params=_ADAPTIVE)
 class FedAdagrad(_Adaptive):
     kind = "adagrad"
 
 
-@registry.register("fedadam")
+@registry.register("fedadam", params=_ADAPTIVE)
 class FedAdam(_Adaptive):
     kind = "adam"
 
 
-@registry.register("fedyogi")
+@registry.register("fedyogi", params=_ADAPTIVE)
 class FedYogi(_Adaptive):
     kind = "yogi"
 
@@ -152,7 +163,7 @@ class FedYogi(_Adaptive):
         super().__init__(eta, beta_1, beta_2, tau)
 
 
-@registry.register("scaffold")
+@registry.register("scaffold", params={"server_lr": _SERVER_LR})
 class SCAFFOLD(Strategy):
     """SCAFFOLD (Karimireddy et al. 2020) with option II client controls.
 
@@ -187,7 +198,7 @@ class SCAFFOLD(Strategy):
         return new.astype(params.dtype, copy=False)
 
 
-@registry.register("fedmedian")
+@registry.register("fedmedian", params={})
 class FedMedian(Strategy):
     """Coordinate-wise median of the client models (Yin et al. 2018)."""
 
@@ -195,7 +206,7 @@ class FedMedian(Strategy):
         return agg.coordinate_median(self.stack(results))
 
 
-@registry.register("fedtrimmedavg")
+@registry.register("fedtrimmedavg", params={"beta": Param(float, min=0.0, max=0.49)})
 class FedTrimmedAvg(Strategy):
     """Coordinate-wise trimmed mean, cutting ``beta`` at each end (Yin et al. 2018)."""
 
@@ -206,7 +217,13 @@ class FedTrimmedAvg(Strategy):
         return agg.trimmed_mean(self.stack(results), self.beta)
 
 
-@registry.register("krum")
+@registry.register(
+    "krum",
+    params={
+        "num_malicious": Param(int, min=0, max=1000),
+        "num_to_keep": Param(int, min=1, max=1000),
+    },
+)
 class Krum(Strategy):
     """Krum / Multi-Krum (Blanchard et al. 2017)."""
 

@@ -17,12 +17,20 @@ from sqlalchemy.orm import Session
 from fedhub import metering
 from fedhub.db import session_scope, utcnow
 from fedhub.errors import QuotaExceeded
+from fedhub.tenancy.models import Membership, Tenant, TenantStatus
 from fedhub.tiers import Tier
 
 from .models import ACTIVE, QUEUED, ExperimentRun
 
 FL_CLIENT_SECONDS = "fl_client_seconds"
 FL_ROUNDS = "fl_rounds"
+
+#: Why the runner stopped or cancelled a run by itself (the start of the run's ``error``).
+CLIENT_HOURS_EXHAUSTED = "client_hours_exhausted"
+TENANT_SUSPENDED = "tenant_suspended"
+TENANT_REMOVED = "tenant_removed"
+USER_REMOVED = "user_removed"
+TIER_LIMIT = "tier_limit"
 
 
 def lock_tenant(session: Session, tenant: str) -> None:
@@ -67,10 +75,53 @@ def limits(tier: Tier) -> dict[str, Any]:
         "max_clients_per_experiment": tier.max_clients_per_experiment,
         "max_concurrent_experiments": tier.max_concurrent_experiments,
         "federated_client_hours_per_month": tier.federated_client_hours_per_month,
+        "max_rounds_per_experiment": tier.max_rounds_per_experiment,
+        "max_local_epochs": tier.max_local_epochs,
     }
 
 
-def check(session: Session, tenant: str, tier_name: str, tier: Tier, clients: int) -> dict:
+def _refuse(tier_name: str, limit: str, value, current, message: str):
+    raise QuotaExceeded(
+        f"{message} (tier {tier_name}: {limit} = {value}, current usage {current})",
+        details={"limit": limit, "value": value, "usage": current, "tier": tier_name},
+    )
+
+
+def check_size(tier_name: str, tier: Tier, rounds: int, local_epochs: int) -> None:
+    """Refuse a run longer than the tier allows one experiment to hold the shared workers.
+
+    Checked at submission (:func:`check`) and again by the runner before it starts a run,
+    because a tier (or a tenant's override) may have changed while the run was queued.
+    """
+    if rounds > tier.max_rounds_per_experiment:
+        _refuse(
+            tier_name,
+            "max_rounds_per_experiment",
+            tier.max_rounds_per_experiment,
+            rounds,
+            f"an experiment may run at most {tier.max_rounds_per_experiment} rounds,"
+            f" this one asks for {rounds}",
+        )
+    if local_epochs > tier.max_local_epochs:
+        _refuse(
+            tier_name,
+            "max_local_epochs",
+            tier.max_local_epochs,
+            local_epochs,
+            f"an experiment may train at most {tier.max_local_epochs} local epochs per round,"
+            f" this one asks for {local_epochs}",
+        )
+
+
+def check(
+    session: Session,
+    tenant: str,
+    tier_name: str,
+    tier: Tier,
+    clients: int,
+    rounds: int = 1,
+    local_epochs: int = 1,
+) -> dict:
     """Raise :class:`QuotaExceeded` naming the first limit the new run would break.
 
     Call inside the transaction that inserts the run, after :func:`lock_tenant`.
@@ -78,11 +129,9 @@ def check(session: Session, tenant: str, tier_name: str, tier: Tier, clients: in
     used = usage(session, tenant)
 
     def refuse(limit: str, value, current, message: str):
-        raise QuotaExceeded(
-            f"{message} (tier {tier_name}: {limit} = {value}, current usage {current})",
-            details={"limit": limit, "value": value, "usage": current, "tier": tier_name},
-        )
+        _refuse(tier_name, limit, value, current, message)
 
+    check_size(tier_name, tier, rounds, local_epochs)
     if clients > tier.max_clients_per_experiment:
         refuse(
             "max_clients_per_experiment",
@@ -125,7 +174,7 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
     """
     with session_scope(db_url) as s:
         lock_tenant(s, tenant)
-        check(s, tenant, tier_name, tier, spec.clients)
+        check(s, tenant, tier_name, tier, spec.clients, spec.rounds, spec.local_epochs)
         run = ExperimentRun(
             id=uuid.uuid4().hex[:16],
             tenant=tenant,
@@ -142,3 +191,48 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
         )
         s.add(run)
     return run
+
+
+# ---------------------------------------------------------------- while runs run
+def client_hours_left(session: Session, tenant: str, tier: Tier) -> tuple[float, float]:
+    """(used, limit) federated client-hours this month; the budget is spent when used >= limit.
+
+    The runner asks before a run starts and after every round, so a run stops at the
+    round that spends the month's budget instead of holding the workers to its end.
+    """
+    start, end = metering.month_bounds()
+    used = metering.usage_total(session, tenant, FL_CLIENT_SECONDS, start, end) / 3600.0
+    return used, float(tier.federated_client_hours_per_month)
+
+
+def standing(session: Session, runs: list[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+    """For (id, tenant, username) runs that may no longer run: id → (reason, message).
+
+    A run may not go on when its tenant is suspended or removed, or its user is no longer
+    a member of that tenant (removed, or moved to another one). Read from the tenancy
+    tables, the source of truth the hub mirrors.
+    """
+    if not runs:
+        return {}
+    slugs = {t for _, t, _ in runs}
+    users = {u for _, _, u in runs}
+    tenants = dict(
+        session.execute(select(Tenant.slug, Tenant.status).where(Tenant.slug.in_(slugs))).all()
+    )
+    members = dict(
+        session.execute(
+            select(Membership.username, Tenant.slug)
+            .join(Tenant, Membership.tenant_id == Tenant.id)
+            .where(Membership.username.in_(users))
+        ).all()
+    )
+    out: dict[str, tuple[str, str]] = {}
+    for exp_id, tenant, user in runs:
+        status = tenants.get(tenant)
+        if status is None:
+            out[exp_id] = (TENANT_REMOVED, f"organisation {tenant} was removed")
+        elif status == TenantStatus.SUSPENDED:
+            out[exp_id] = (TENANT_SUSPENDED, f"organisation {tenant} is suspended")
+        elif members.get(user) != tenant:
+            out[exp_id] = (USER_REMOVED, f"user {user} is no longer a member of {tenant}")
+    return out

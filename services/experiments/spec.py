@@ -85,12 +85,47 @@ def check_names(spec: ExperimentSpec) -> None:
                 f"partition: dataset {spec.dataset!r} comes already split into clients",
                 details={"field": "partition"},
             )
-    try:
-        fl.strategies.get(spec.strategy, **spec.strategy_params)
-    except (TypeError, ValueError) as e:
+    check_params(spec)
+
+
+def model_name(spec: ExperimentSpec) -> str:
+    """The model the run will build: the spec's, else the one that fits its dataset."""
+    return spec.model or DEFAULT_MODEL.get(spec.dataset.lower(), "logistic_regression")
+
+
+def check_params(spec: ExperimentSpec) -> None:
+    """Every registry parameter against the bounds declared beside its constructor.
+
+    Unknown parameters are refused; the error names the field (``model_params.hidden``)
+    and carries the bound in ``details``. The engine checks the same table again when it
+    builds each object (:meth:`fedhub.fl.registry.Registry.get`).
+    """
+    from fedhub import fl
+    from fedhub.fl.registry import ParameterError
+
+    if "partition" in spec.dataset_params:
         raise InvalidRequest(
-            f"strategy_params: {e}", details={"field": "strategy_params"}
-        ) from None
+            "dataset_params.partition: set it with the top-level fields 'partition' and"
+            " 'partition_params'",
+            details={"field": "dataset_params.partition"},
+        )
+    if spec.partition_params and spec.partition is None:
+        raise InvalidRequest(
+            'partition_params: name the partition too (e.g. "partition": "dirichlet")',
+            details={"field": "partition_params"},
+        )
+    checks = [
+        (fl.datasets.registry, spec.dataset, spec.dataset_params),
+        (fl.models.registry, model_name(spec), spec.model_params),
+        (fl.strategies.registry, spec.strategy, spec.strategy_params),
+    ]
+    if spec.partition is not None:
+        checks.append((fl.partition.registry, spec.partition, spec.partition_params))
+    for registry, name, params in checks:
+        try:
+            registry.check(name, params)
+        except ParameterError as e:
+            raise InvalidRequest(str(e), details={"field": e.field, **e.bound}) from None
 
 
 def parse_spec(body: Any) -> ExperimentSpec:
