@@ -230,3 +230,21 @@ def mask_email(email: str) -> str:
     if not local:
         return "***"
     return f"{local[0]}***@{domain}"
+
+
+def load_mailer(
+    config_file: str | Path | None = None, state_dir: str | Path | None = None
+) -> Mailer:
+    """A :class:`Mailer` for processes outside the hub (the CLI): its ``c.Mailer.*``
+    settings from ``config_file`` (e.g. ``<state>/jupyterhub_config.py``) if it exists,
+    else the environment fallbacks; the outbox under ``state_dir`` unless configured."""
+    from traitlets.config import Config, PyFileConfigLoader
+
+    config = Config()
+    if config_file and Path(config_file).is_file():
+        path = Path(config_file).resolve()
+        config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    mailer = Mailer(config=config)
+    if state_dir is not None and "outbox_dir" not in config.Mailer:
+        mailer.outbox_dir = str(Path(state_dir) / "outbox")
+    return mailer

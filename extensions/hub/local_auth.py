@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
+from functools import cached_property
 
 from jupyterhub.auth import Authenticator
-from jupyterhub.handlers import BaseHandler
 from tornado import web
 from traitlets import Bool, Integer, default
 
 from fedhub import events
 from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
-from fedhub.errors import FedhubError
+from fedhub.extensions.hub.signup_pages import SignupHandler, SignupVerifyHandler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
+from fedhub.mail import Mailer, mask_email
 from fedhub.tenancy import passwords
-from fedhub.tenancy.models import LocalCredential
+from fedhub.tenancy.models import LocalCredential, SignupStatus
 from fedhub.tenancy.store import lockout_state
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
@@ -51,8 +49,28 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         True,
         config=True,
         help="""Offer /hub/signup: by invitation, or with an email address in a
-        domain that a tenant allows. Nobody can sign up otherwise.""",
+        domain that a tenant allows. Nobody can sign up otherwise. A domain
+        sign-up follows the tenant's ``signup_policy``: by default the account
+        works only after its owner follows a link sent to the address (through
+        ``c.Mailer``; see docs/security.md).""",
     )
+    signup_link_seconds = Integer(
+        24 * 3600,
+        config=True,
+        help="""How long the link of a domain sign-up stays valid, in seconds.
+
+            c.LocalTenantAuthenticator.signup_link_seconds = 24 * 3600
+        """,
+    )
+
+    @property
+    def signup_link_validity(self) -> timedelta:
+        return timedelta(seconds=self.signup_link_seconds)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        """Sends sign-up links; configured by ``c.Mailer.*`` in the hub's config."""
+        return Mailer(parent=self, log=self.log)
 
     @default("request_otp")
     def _default_request_otp(self):
@@ -67,7 +85,11 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         return ""
 
     def get_handlers(self, app):
-        return super().get_handlers(app) + [(r"/signup", SignupHandler), AUDITED_LOGOUT]
+        return super().get_handlers(app) + [
+            (r"/signup", SignupHandler),
+            (r"/signup/verify", SignupVerifyHandler),
+            AUDITED_LOGOUT,
+        ]
 
     async def authenticate(self, handler, data):
         username = self.normalize_username((data or {}).get("username", ""))
@@ -90,6 +112,10 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             )
             return None
 
+        if membership is None and password:
+            pending = self.store.pending_signup(username) if username else None
+            if pending is not None:
+                await self._refuse_pending(pending, password, info)
         if membership is None or not password:
             # same answer and similar cost as a wrong password: no user enumeration
             await asyncio.to_thread(passwords.verify_password, _DUMMY_HASH, password or "x")
@@ -153,44 +179,43 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         events.emit("auth.login", tenant=tenant, actor=username, target=username, **info)
         return model
 
+    async def _refuse_pending(self, pending, password: str, info: dict) -> None:
+        """A sign-up that is not an account yet: with the right password, say why
+        (the wrong one gets the usual answer, so nobody learns of the request)."""
+        ok = await asyncio.to_thread(passwords.verify_password, pending.password_hash, password)
+        if not ok:
+            return
+        if pending.status == SignupStatus.AWAITING_APPROVAL:
+            reason = "awaiting_approval"
+            message = (
+                f"Your sign-up is waiting for an administrator of {pending.tenant_name} "
+                "to approve it; you can log in once they have."
+            )
+        elif pending.expires_at is not None and pending.expires_at < utcnow():
+            reason = "email_unverified"
+            message = (
+                f"Confirm your email address first: the link we sent to "
+                f"{mask_email(pending.email)} has expired. Sign up again with the same "
+                "address to get a new one."
+            )
+        else:
+            reason = "email_unverified"
+            message = (
+                f"Confirm your email address first; we sent a link to "
+                f"{mask_email(pending.email)}. No message? Sign up again with the same "
+                "address to get a new link."
+            )
+        events.emit(
+            "auth.login_refused",
+            tenant=pending.tenant,
+            actor=pending.username,
+            target=pending.username,
+            result="denied",
+            severity="warning",
+            details={"reason": reason},
+            **info,
+        )
+        raise web.HTTPError(403, message)
+
 
 _DUMMY_HASH = passwords.hash_password("fedhub-dummy-password")
-
-
-class SignupHandler(BaseHandler):
-    """/hub/signup: create an account by invitation or allowed email domain."""
-
-    async def _render(self, **ns):
-        # JupyterHub's Jinja environment is async; extend its page.html
-        env = self.settings["jinja2_env"]
-        template = env.from_string((TEMPLATES / "signup.html").read_text())
-        return await template.render_async(**self.template_namespace, **ns)
-
-    async def get(self):
-        if not self.authenticator.allow_signup:
-            raise web.HTTPError(404)
-        self.finish(
-            await self._render(
-                invitation=self.get_argument("invitation", ""), error=None, done=False
-            )
-        )
-
-    async def post(self):
-        if not self.authenticator.allow_signup:
-            raise web.HTTPError(404)
-        form = {
-            k: self.get_body_argument(k, "").strip() for k in ("username", "email", "invitation")
-        }
-        password = self.get_body_argument("password", "")
-        try:
-            self.authenticator.store.sign_up(
-                self.authenticator.normalize_username(form["username"]),
-                form["email"],
-                password,
-                invitation=form["invitation"] or None,
-            )
-        except FedhubError as e:
-            self.set_status(e.status)
-            self.finish(await self._render(error=e.message, done=False, **form))
-            return
-        self.finish(await self._render(error=None, done=True, **form))

@@ -5,6 +5,11 @@ only adds the tenant: the tenant comes from a claim (``fedhub_tenant`` by
 default) or from the email domains a tenant allows, the role from another claim
 (``fedhub_role``), and a first login provisions the membership if allowed. A
 tenant whose tier lacks the ``sso`` feature cannot sign in this way.
+
+An email address places a user in a tenant only when the provider says it
+verified it (``email_verified`` is true): anyone can type any address into an
+account at many providers. A tenant whose ``signup_policy`` is not
+``verify_email`` takes nobody by email domain here either.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from traitlets import Bool, Unicode
 from fedhub import events
 from fedhub.errors import FedhubError
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
-from fedhub.tenancy.models import Role, TenantStatus
+from fedhub.mail import mask_email
+from fedhub.tenancy.models import Role, SignupPolicy, TenantStatus
 
 # roles an identity provider may grant; platform admins are made with the CLI
 CLAIMABLE_ROLES = {Role.TENANT_ADMIN, Role.MEMBER, Role.ANALYST, Role.SERVICE_ACCOUNT}
@@ -42,6 +48,16 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
         are never made from a claim.""",
     )
     email_claim = Unicode("email", config=True, help="Userinfo claim holding the email address.")
+    email_verified_claim = Unicode(
+        "email_verified",
+        config=True,
+        help="""Userinfo claim saying the provider verified the email address
+        (OpenID Connect's standard claim). The email domain maps a user to a
+        tenant only when this claim is true (``true`` or ``"true"``).
+
+            c.TenantOIDCAuthenticator.email_verified_claim = "email_verified"
+        """,
+    )
     auto_provision = Bool(
         True,
         config=True,
@@ -85,9 +101,7 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
                 "not_provisioned",
                 f"{username} has no fedhub account; ask your organisation's administrator to add you.",
             )
-        tenant = claims.get(self.tenant_claim) or self._tenant_by_email(
-            claims.get(self.email_claim)
-        )
+        tenant = claims.get(self.tenant_claim) or self._tenant_by_verified_email(username, claims)
         if not tenant:
             self._refuse(
                 username,
@@ -110,14 +124,44 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
             self._refuse(username, tenant, e.code, e.message)
         return self.store.user(username)
 
-    def _tenant_by_email(self, email: str | None) -> str | None:
-        if not email or "@" not in email:
+    def _tenant_by_verified_email(self, username: str, claims: dict) -> str | None:
+        """The tenant of the email's domain, if the provider verified the address
+        and the tenant takes members by domain; refuses otherwise."""
+        email = claims.get(self.email_claim)
+        if not isinstance(email, str) or "@" not in email:
             return None
         domain = email.rsplit("@", 1)[1].lower()
-        for tenant in self.store.list_tenants():
-            if domain in (tenant.allowed_email_domains or []):
-                return tenant.slug
-        return None
+        tenant = next(
+            (t for t in self.store.list_tenants() if domain in (t.allowed_email_domains or [])),
+            None,
+        )
+        if tenant is None:
+            return None
+        verified = claims.get(self.email_verified_claim)
+        if not (verified is True or str(verified).lower() == "true"):
+            self._refuse(
+                username,
+                tenant.slug,
+                "email_unverified",
+                f"Your identity provider has not verified your email address "
+                f"{mask_email(email)}, so it cannot be used to place you in an organisation. "
+                "Verify the address with your identity provider, or ask your organisation's "
+                "administrator to add you.",
+            )
+        if tenant.signup_policy != SignupPolicy.VERIFY_EMAIL:
+            how = (
+                "by invitation only"
+                if tenant.signup_policy == SignupPolicy.INVITATION_ONLY
+                else "after an administrator's approval"
+            )
+            self._refuse(
+                username,
+                tenant.slug,
+                "signup_policy",
+                f"{tenant.name} accepts new members {how}: ask one of its administrators "
+                "to add you.",
+            )
+        return tenant.slug
 
     def _refuse(self, username: str, tenant: str | None, reason: str, message: str):
         events.emit(

@@ -1,4 +1,4 @@
-"""``fedhub tenant ...``: create, list, show, update, suspend, resume, delete."""
+"""``fedhub tenant ...``: create, list, show, update (sign-up policy too), suspend, resume, delete."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import yaml
 
 from fedhub.cli.common import ACTOR, output, store, table
 from fedhub.errors import InvalidRequest
-from fedhub.tenancy.models import TenantStatus
+from fedhub.tenancy.models import SignupPolicy, TenantStatus
+
+SIGNUP_POLICY = click.Choice([p.value for p in SignupPolicy])
+SIGNUP_POLICY_HELP = (
+    "How people with an address in the email domains join: verify_email (a link sent "
+    "to the address), admin_approval (the link, then a tenant admin's approval) or "
+    "invitation_only."
+)
 
 
 def _tenant_dict(t) -> dict:
@@ -17,6 +24,7 @@ def _tenant_dict(t) -> dict:
         "tier": t.tier,
         "status": str(t.status),
         "allowed_email_domains": t.allowed_email_domains,
+        "signup_policy": str(t.signup_policy),
         "overrides": t.overrides,
         "users": sorted((m.username, str(m.role)) for m in t.memberships)
         if "memberships" in t.__dict__
@@ -62,13 +70,23 @@ def command():
     multiple=True,
     help="key=value override of a tier quota (repeatable).",
 )
+@click.option(
+    "--signup-policy",
+    type=SIGNUP_POLICY,
+    default=SignupPolicy.VERIFY_EMAIL.value,
+    show_default=True,
+    help=SIGNUP_POLICY_HELP,
+)
 @click.pass_context
-def create(ctx, slug, name, tier, domains, overrides):
+def create(ctx, slug, name, tier, domains, overrides, signup_policy):
     """Create a tenant."""
-    t = store(ctx).create_tenant(
+    s = store(ctx)
+    t = s.create_tenant(
         slug, name, tier, email_domains=domains, overrides=parse_overrides(overrides), actor=ACTOR
     )
-    click.echo(f"Created tenant {t.slug} ({t.tier}).")
+    if signup_policy != SignupPolicy.VERIFY_EMAIL.value:
+        s.set_signup_policy(slug, signup_policy, actor=ACTOR)
+    click.echo(f"Created tenant {t.slug} ({t.tier}, sign-up: {signup_policy}).")
 
 
 @command.command("list")
@@ -107,17 +125,22 @@ def show(ctx, slug, as_json):
 @click.option(
     "--override", "overrides", multiple=True, help="key=value (key= removes the override)."
 )
+@click.option("--signup-policy", type=SIGNUP_POLICY, default=None, help=SIGNUP_POLICY_HELP)
 @click.pass_context
-def update(ctx, slug, name, tier, domains, overrides):
-    """Change a tenant's name, tier, email domains or overrides."""
-    store(ctx).update_tenant(
-        slug,
-        name=name,
-        tier=tier,
-        email_domains=domains or None,
-        overrides=parse_overrides(overrides) if overrides else None,
-        actor=ACTOR,
-    )
+def update(ctx, slug, name, tier, domains, overrides, signup_policy):
+    """Change a tenant's name, tier, email domains, overrides or sign-up policy."""
+    s = store(ctx)
+    if name or tier or domains or overrides or not signup_policy:
+        s.update_tenant(
+            slug,
+            name=name,
+            tier=tier,
+            email_domains=domains or None,
+            overrides=parse_overrides(overrides) if overrides else None,
+            actor=ACTOR,
+        )
+    if signup_policy:
+        s.set_signup_policy(slug, signup_policy, actor=ACTOR)
     click.echo(f"Updated tenant {slug}.")
 
 

@@ -1,10 +1,11 @@
-"""``fedhub user ...``: add, invite, set-role, remove, password, totp."""
+"""``fedhub user ...``: add, invite, set-role, remove, password, totp, sign-up requests."""
 
 from __future__ import annotations
 
 import click
 
 from fedhub.cli.common import ACTOR, output, store, table
+from fedhub.mail import MailError, load_mailer
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.passwords import totp_uri
 
@@ -103,3 +104,64 @@ def totp(ctx, username):
     secret = store(ctx).enable_totp(username)
     click.echo("Add this to an authenticator app (shown once):")
     click.echo(totp_uri(secret, username))
+
+
+@command.command("signups")
+@click.option("--tenant")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def signups(ctx, tenant, as_json):
+    """List pending sign-up requests (waiting for the email link or for approval)."""
+    pending = store(ctx).signup_requests(tenant)
+    rows = [
+        [p.username, p.tenant, p.email, str(p.status), f"{p.created_at:%Y-%m-%d %H:%M}"]
+        for p in pending
+    ]
+    keys = ["username", "tenant", "email", "status", "requested"]
+    data = [dict(zip(keys, r, strict=True)) for r in rows]
+    output(data, as_json, table(rows, ["USERNAME", "TENANT", "EMAIL", "STATUS", "REQUESTED"]))
+
+
+@command.command("approve")
+@click.argument("username")
+@click.option("--tenant", help="Only if the request is for this tenant.")
+@click.option(
+    "--notify/--no-notify",
+    default=True,
+    show_default=True,
+    help="Email the requester that they can log in (c.Mailer in <state-dir>/jupyterhub_config.py).",
+)
+@click.pass_context
+def approve(ctx, username, tenant, notify):
+    """Approve a sign-up request whose email address is confirmed: it becomes a member."""
+    result = store(ctx).approve_signup(username, tenant=tenant, actor=ACTOR)
+    click.echo(f"Approved {username}: a member of {result.tenant} now.")
+    if notify:
+        _notify(
+            ctx,
+            result.email,
+            "Your fedhub account is ready",
+            f"Hello {username},\n\nAn administrator of {result.tenant_name} approved your "
+            "sign-up: you can log in to fedhub now.\n",
+        )
+
+
+@command.command("reject")
+@click.argument("username")
+@click.option("--tenant", help="Only if the request is for this tenant.")
+@click.option("--reason", help="Recorded in the audit log (not sent to the requester).")
+@click.pass_context
+def reject(ctx, username, tenant, reason):
+    """Reject (delete) a sign-up request; the address may ask again later."""
+    store(ctx).reject_signup(username, tenant=tenant, reason=reason, actor=ACTOR)
+    click.echo(f"Rejected the sign-up request of {username}.")
+
+
+def _notify(ctx, to: str, subject: str, text: str) -> None:
+    from pathlib import Path
+
+    state = Path(ctx.find_root().obj["state_dir"])
+    try:
+        load_mailer(state / "jupyterhub_config.py", state_dir=state).send(to, subject, text)
+    except MailError as e:
+        click.echo(f"Warning: {e} (the approval stands)", err=True)

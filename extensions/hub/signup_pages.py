@@ -1,0 +1,217 @@
+"""The hub's sign-up pages: ``/hub/signup`` and ``/hub/signup/verify``.
+
+A domain sign-up is a request until its address is proven
+(:mod:`fedhub.tenancy.signup`): the sign-up page sends the link through the
+authenticator's :class:`fedhub.mail.Mailer`, and the verify page shows what the
+link confirms and confirms it on a button press (a POST). A GET never changes
+anything, so mail scanners that open every link in a message do not spend it.
+
+The link points at ``JupyterHub.public_url`` (else the hub's ``bind_url``),
+never at the ``Host`` header of the sign-up request: a forged header would
+otherwise send the owner of the address to an attacker's site with the token.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlparse
+
+from jupyterhub.handlers import BaseHandler
+from tornado import web
+
+from fedhub.errors import FedhubError
+from fedhub.mail import MailError, mask_email
+from fedhub.tenancy.models import SignupStatus
+from fedhub.tenancy.signup import SignupResult
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+VERIFY_PATH = "signup/verify"
+
+
+class _SignupPage(BaseHandler):
+    template_file = "signup.html"
+
+    def prepare(self):
+        if not getattr(self.authenticator, "allow_signup", False):
+            raise web.HTTPError(404)
+        return super().prepare()
+
+    async def _render(self, **ns) -> str:
+        # JupyterHub's Jinja environment is async; our templates extend its page.html
+        env = self.settings["jinja2_env"]
+        template = env.from_string((TEMPLATES / self.template_file).read_text())
+        return await template.render_async(**self.template_namespace, **ns)
+
+
+class SignupHandler(_SignupPage):
+    """/hub/signup: an account by invitation, or a request by allowed email domain."""
+
+    async def get(self):
+        self.finish(
+            await self._render(
+                invitation=self.get_argument("invitation", ""), error=None, status=None
+            )
+        )
+
+    async def post(self):
+        form = {
+            k: self.get_body_argument(k, "").strip() for k in ("username", "email", "invitation")
+        }
+        password = self.get_body_argument("password", "")
+        auth = self.authenticator
+        try:
+            result = auth.store.sign_up(
+                auth.normalize_username(form["username"]),
+                form["email"],
+                password,
+                invitation=form["invitation"] or None,
+                link_valid_for=auth.signup_link_validity,
+            )
+        except FedhubError as e:
+            self.set_status(e.status)
+            self.finish(await self._render(error=e.message, status=None, **form))
+            return
+        if result.token:
+            try:
+                await self._send_link(result)
+            except MailError as e:
+                self.log.error("Sign-up link for %s not sent: %s", result.username, e)
+                self.set_status(503)
+                self.finish(
+                    await self._render(
+                        error="We could not send the confirmation email just now. "
+                        "Try again in a few minutes (the same form sends a new link).",
+                        status=None,
+                        **form,
+                    )
+                )
+                return
+        self.finish(
+            await self._render(
+                error=None,
+                status=result.status,
+                masked_email=mask_email(result.email),
+                tenant_name=result.tenant_name,
+                link_hours=_hours(auth.signup_link_validity.total_seconds()),
+                **{**form, "username": result.username},
+            )
+        )
+
+    async def _send_link(self, result: SignupResult) -> None:
+        auth = self.authenticator
+        link = verify_link(self, result.token)
+        hours = _hours(auth.signup_link_validity.total_seconds())
+        text = (
+            f"Hello {result.username},\n\n"
+            f"Someone (we hope you) asked for a fedhub account in {result.tenant_name} "
+            f"with this email address. To confirm it, open this link within {hours}:\n\n"
+            f"{link}\n\n"
+            "If it was not you, ignore this message: no account is made without the link.\n"
+        )
+        body = (
+            f"<p>Hello {html.escape(result.username)},</p>"
+            f"<p>Someone (we hope you) asked for a fedhub account in "
+            f"{html.escape(result.tenant_name)} with this email address. "
+            f"To confirm it, open this link within {hours}:</p>"
+            f'<p><a href="{html.escape(link)}">Confirm my email address</a></p>'
+            "<p>If it was not you, ignore this message: no account is made without the link.</p>"
+        )
+        mailer = auth.mailer
+        await mailer.send_async(result.email, "Confirm your email address for fedhub", text, body)
+        if mailer.uses_outbox:
+            # the embedded default has no mail: the operator passes the link on
+            self.log.info(
+                "No SMTP server configured: sign-up link for %s <%s>: %s",
+                result.username,
+                result.email,
+                link,
+            )
+
+
+class SignupVerifyHandler(_SignupPage):
+    """/hub/signup/verify?token=...: show what the link confirms; POST confirms it."""
+
+    template_file = "signup_verify.html"
+
+    async def get(self):
+        token = self.get_argument("token", "")
+        pending = self.authenticator.store.signup_for_token(token)
+        if pending is None:
+            return await self._fail(
+                400,
+                "This link is not valid: it is incomplete, it was used already, or a newer "
+                "link replaced it. Log in if you confirmed your address already; otherwise "
+                "sign up again to get a new link.",
+            )
+        self.finish(
+            await self._render(
+                error=None,
+                confirmed=None,
+                token=token,
+                username=pending.username,
+                masked_email=mask_email(pending.email),
+                tenant_name=pending.tenant_name,
+            )
+        )
+
+    async def post(self):
+        token = self.get_body_argument("token", "")
+        try:
+            result = self.authenticator.store.verify_signup(token)
+        except FedhubError as e:
+            return await self._fail(e.status, e.message)
+        self.log.info(
+            "Sign-up of %s in %s verified (%s)", result.username, result.tenant, result.status
+        )
+        self.finish(
+            await self._render(
+                error=None,
+                confirmed=result.status,
+                username=result.username,
+                tenant_name=result.tenant_name,
+                awaiting_approval=result.status == SignupStatus.AWAITING_APPROVAL.value,
+            )
+        )
+
+    async def _fail(self, status: int, message: str):
+        self.set_status(status)
+        self.finish(await self._render(error=message, confirmed=None))
+
+
+def verify_link(handler: BaseHandler, token: str) -> str:
+    """The absolute URL of the verify page for ``token``."""
+    base = _public_base(handler.app)
+    if base is None:
+        # no public_url and a wildcard bind address: the request's host is all we have
+        base = f"{handler.request.protocol}://{handler.request.host}/"
+        handler.log.warning(
+            "Sign-up links use the request's Host header (%s): set c.JupyterHub.public_url",
+            handler.request.host,
+        )
+    path = handler.hub.base_url + VERIFY_PATH  # e.g. /hub/signup/verify
+    return urljoin(base, path) + "?" + urlencode({"token": token})
+
+
+def _public_base(app) -> str | None:
+    if app is None:
+        return None
+    for url in (getattr(app, "public_url", ""), getattr(app, "bind_url", "")):
+        parsed = urlparse(url or "")
+        if parsed.scheme in ("http", "https") and parsed.hostname not in (
+            None,
+            "",
+            "0.0.0.0",
+            "::",
+        ):
+            return url
+    return None
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    if hours >= 1:
+        n = round(hours)
+        return f"{n} hour{'s' if n != 1 else ''}"
+    n = max(1, round(seconds / 60))
+    return f"{n} minute{'s' if n != 1 else ''}"
