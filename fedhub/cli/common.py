@@ -17,9 +17,11 @@ ACTOR = "cli:" + (os.environ.get("USER") or "unknown")
 
 def db_url(ctx: click.Context) -> str:
     obj = ctx.find_root().obj
+    state = Path(obj["state_dir"]).resolve()
+    # TOTP secrets are sealed with <state-dir>/keys/totp.key, also with an explicit --db-url
+    os.environ.setdefault("FEDHUB_TOTP_KEY_FILE", str(state / "keys" / "totp.key"))
     if obj.get("db_url"):
         return obj["db_url"]
-    state = Path(obj["state_dir"]).resolve()
     os.environ.setdefault("FEDHUB_STATE_DIR", str(state))
     return f"sqlite:///{state / 'jupyterhub.sqlite'}"
 

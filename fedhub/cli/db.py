@@ -1,4 +1,4 @@
-"""``fedhub db upgrade|current``."""
+"""``fedhub db upgrade|current|reseal-totp``."""
 
 from __future__ import annotations
 
@@ -27,3 +27,20 @@ def upgrade(ctx):
 def current(ctx):
     """Print the applied revisions."""
     click.echo(", ".join(sorted(fedhub_db.current_heads(db_url(ctx)))) or "(none)")
+
+
+@command.command("reseal-totp")
+@click.pass_context
+def reseal_totp(ctx):
+    """Encrypt TOTP secrets with the key file's first key (after adding a new key)."""
+    from fedhub.tenancy import totp
+
+    url = db_url(ctx)
+    fedhub_db.upgrade(url)
+    with fedhub_db.get_engine(url).begin() as conn:
+        n = totp.reseal(conn)
+    click.echo(
+        f"{n} TOTP secret(s) re-encrypted with key {totp.key_id(totp.default_box().keys()[0])}"
+        if n
+        else "every TOTP secret is already encrypted with the first key"
+    )

@@ -1,10 +1,12 @@
-"""Password hashing (argon2id via argon2-cffi) and TOTP (pyotp)."""
+"""Password hashing (argon2id via argon2-cffi) and TOTP (pyotp; secrets sealed by ``totp``)."""
 
 from __future__ import annotations
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from fedhub.tenancy import totp as totp_secrets
 
 _hasher = PasswordHasher()
 
@@ -34,16 +36,21 @@ def totp_uri(secret: str, username: str, issuer: str = "fedhub") -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
 
 
-def verify_totp(secret: str, code: str, *, last_counter: int | None = None, now=None) -> int | None:
+def verify_totp(
+    secret: str, code: str, *, last_counter: int | None = None, now=None, box=None
+) -> int | None:
     """Check a TOTP code (±1 step of clock drift) and refuse replays.
 
+    ``secret`` is the value stored in ``fedhub_local_credentials``: sealed
+    (``enc:v1:...``, opened with ``box``, by default the process's
+    :func:`fedhub.tenancy.totp.default_box`) or, stored before encryption, clear.
     Returns the accepted time-step counter, to be stored so the same code
     cannot be used twice, or None when the code is wrong or replayed.
     """
     code = (code or "").strip().replace(" ", "")
     if not code.isdigit():
         return None
-    totp = pyotp.TOTP(secret)
+    totp = pyotp.TOTP(totp_secrets.reveal(secret, box))
     import time
 
     t = now if now is not None else time.time()

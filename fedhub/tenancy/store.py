@@ -40,6 +40,7 @@ from fedhub.tenancy.models import (
     TenantStatus,
 )
 from fedhub.tenancy.signup import SignupMixin
+from fedhub.tenancy.totp import TotpSecretBox, default_box
 from fedhub.tiers import Tier, TierCatalog, load_tiers
 
 
@@ -62,9 +63,20 @@ class UserInfo:
 class TenantStore(SignupMixin):
     """Tenants, memberships and local credentials in fedhub's database."""
 
-    def __init__(self, db: str | Engine | None = None, tiers: TierCatalog | None = None):
+    def __init__(
+        self,
+        db: str | Engine | None = None,
+        tiers: TierCatalog | None = None,
+        totp_box: TotpSecretBox | None = None,
+    ):
         self.db = db
         self.tiers = tiers or load_tiers()
+        self._totp_box = totp_box
+
+    @property
+    def totp_box(self) -> TotpSecretBox:
+        """What encrypts TOTP secrets (default: the key file the environment names)."""
+        return self._totp_box or default_box()
 
     def session(self) -> AbstractContextManager[Session]:
         """A transaction: commits on success, rolls back on error (see ``fedhub.db.share_session``)."""
@@ -334,13 +346,17 @@ class TenantStore(SignupMixin):
                 cred.locked_until = None
 
     def enable_totp(self, username: str) -> str:
-        """Turn on TOTP for a user and return the new secret (shown once, never logged)."""
+        """Turn on TOTP for a user and return the new secret (shown once, never logged).
+
+        The database gets the secret encrypted (:mod:`fedhub.tenancy.totp`), never clear.
+        """
         secret = passwords.new_totp_secret()
+        sealed = self.totp_box.seal(secret)
         with self.session() as s:
             cred = s.get(LocalCredential, username)
             if cred is None:
                 raise NotFound(f"user {username!r} has no local password")
-            cred.totp_secret = secret
+            cred.totp_secret = sealed
             cred.totp_enabled = True
             cred.totp_last_counter = None
             tenant = self._membership(s, username).tenant
