@@ -42,6 +42,7 @@ MODES = ("off", "log", "raise")
 DEFAULT_MODE = "log"
 
 log = logging.getLogger("fedhub.session_guard")
+_SQLALCHEMY = os.sep + "sqlalchemy" + os.sep
 
 
 class SessionThreadViolation(RuntimeError):
@@ -88,6 +89,7 @@ class SessionThreadGuard:
         self.owner = threading.get_ident()
         self.owner_name = threading.current_thread().name
         self.violations: list[str] = []
+        self._reported: set[tuple] = set()
         self._listeners = [
             (self.session, "do_orm_execute", self._on_orm_execute),
             (self.session, "before_flush", self._on_flush),
@@ -116,20 +118,29 @@ class SessionThreadGuard:
 
     def _violation(self, what: str, statement: str) -> None:
         thread = threading.current_thread()
-        stack = "".join(traceback.format_stack()[:-2])
         sql = " ".join(statement.split())[:300]
         self.violations.append(f"{what}: {sql}")
-        self.log.error(
-            "%s: the hub's database session was used from thread %r, not the event loop's "
-            "thread %r (%s: %s). Work moved off the loop must get plain values, never the "
-            "session, ORM objects or the hub's User/Spawner. Stack:\n%s",
-            MARKER,
-            thread.name,
-            self.owner_name,
-            what,
-            sql,
-            stack,
-        )
+        # one access fires several events (the refresh, its eager loads, each cursor):
+        # log each call path once, up to where it entered SQLAlchemy
+        frames = []
+        for f in traceback.extract_stack():
+            if _SQLALCHEMY in f.filename:
+                break
+            frames.append(f)
+        site = tuple((f.filename, f.lineno) for f in frames)
+        if site not in self._reported:
+            self._reported.add(site)
+            self.log.error(
+                "%s: the hub's database session was used from thread %r, not the event "
+                "loop's thread %r (%s: %s). Work moved off the loop must get plain values, "
+                "never the session, ORM objects or the hub's User/Spawner. Stack:\n%s",
+                MARKER,
+                thread.name,
+                self.owner_name,
+                what,
+                sql,
+                "".join(traceback.format_list(frames)),
+            )
         try:
             from fedhub.extensions.hub.spawner import metrics
 
