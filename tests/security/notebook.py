@@ -59,7 +59,7 @@ def run_cell(hub: HubProcess, username: str, token: str, code: str, timeout: flo
 
 async def _execute(base: str, kernel: str, headers: dict, code: str, timeout: float) -> str:
     url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels"
-    ws = await websocket_connect(HTTPRequest(url, headers=headers), connect_timeout=30)
+    ws = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=30))
     msg_id = uuid.uuid4().hex
     ws.write_message(
         json.dumps(
