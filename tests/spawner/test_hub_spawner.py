@@ -166,7 +166,7 @@ def test_simultaneous_spawns_start_exactly_the_limit(hub, store):
             "acme", overrides={"max_servers_per_tenant": None, "max_servers_per_user": None}
         )
         stop_all(hub, "alice", token)
-    metrics = hub.api("GET", "/hub/metrics").text
+    metrics = hub.api("GET", "/hub/metrics", hub.token("admin")).text  # behind auth
     assert 'fedhub_spawn_refusals_total{reason="tenant_server_limit",tenant="acme"} 6.0' in metrics
     assert "fedhub_reconciler_runs_total" in metrics
 
