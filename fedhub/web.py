@@ -21,17 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
+from traitlets import default
 
 from fedhub import events
-from fedhub.errors import FedhubError, Forbidden, NotFound
+from fedhub.errors import FedhubError, Forbidden, NotFound, TenantSuspended
 from fedhub.tenancy import roles as fedhub_roles
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.store import TenantStore
 
 log = logging.getLogger("fedhub.web")
+
+# What a suspended tenant may still do, on GET only and only as its tenant admin:
+# read invoices, credit notes and the budget (the billing service's "billing:read").
+# Everything else from a suspended tenant's users is refused with 403 tenant_suspended.
+SUSPENDED_TENANT_ADMIN_READS = frozenset({"billing:read"})
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,37 @@ class Caller:
     def is_platform_admin(self) -> bool:
         return self.role == Role.PLATFORM_ADMIN
 
+    @property
+    def suspended(self) -> bool:
+        """A user of a suspended tenant (platform admins belong to none)."""
+        return self.tenant_status == TenantStatus.SUSPENDED and not self.is_platform_admin
+
     def can(self, permission: str) -> bool:
         return self.role is not None and fedhub_roles.can(self.role, permission)
 
 
+class FedhubHubOAuth(HubOAuth):
+    """HubOAuth that re-asks the hub about a token every few seconds, not every 5 minutes.
+
+    A deleted user's tokens die with the hub's user row; a service that cached
+    the hub's answer for JupyterHub's default 300 s would keep accepting them
+    (and map them onto whoever next gets the same name). Five seconds, like the
+    mirror interval, bounds that to one interval for one hub request per token.
+    """
+
+    @default("cache_max_age")
+    def _default_cache_max_age(self):
+        return int(os.environ.get("FEDHUB_SERVICE_AUTH_CACHE_SECONDS", "5"))
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    hub_auth_class = FedhubHubOAuth
+
+
 class APIHandler(HubOAuthenticated, web.RequestHandler):
     """Base of every fedhub service API handler."""
+
+    hub_auth_class = FedhubHubOAuth
 
     @property
     def store(self) -> TenantStore:
@@ -69,15 +100,37 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             count_api_call(service, caller.tenant, caller.name)
 
     def check_xsrf_cookie(self):
-        # token-authenticated API calls carry no cookie; HubOAuth checks the rest
-        if self.request.headers.get("Authorization"):
+        # Only a request that a token actually authenticated may skip the check.
+        # An Authorization header alone proves nothing: a bogus one sent with a
+        # session cookie must not turn the cookie into an XSRF-free credential.
+        if getattr(self, "_token_authenticated", False):
             return
         return super().check_xsrf_cookie()
+
+    def get_current_user(self):
+        model = super().get_current_user()
+        if (
+            model
+            and self.request.headers.get("Authorization")
+            and not getattr(self, "_token_authenticated", False)
+        ):
+            # the client chose token authentication and its token failed: the
+            # request is anonymous, whatever cookie came with it
+            self._hub_auth_user_cache = None
+            return None
+        return model
 
     # -- who is calling ----------------------------------------------------------
 
     @property
     def caller(self) -> Caller:
+        """Who is calling, read from fedhub's tables on every request (fail closed).
+
+        A hub user without a fedhub membership is refused, whatever the hub
+        thinks of them (its ``admin`` flag included): platform admins are the
+        ``platform-admin`` memberships and nothing else. Users of a suspended
+        tenant are refused too, except where :meth:`require` waives it.
+        """
         if not hasattr(self, "_caller"):
             model = self.get_current_user()
             if not model:
@@ -96,13 +149,30 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                     tenant=info.tenant,
                     tenant_status=info.tenant_status,
                 )
+        if self._caller.suspended and not getattr(self, "_suspension_waived", False):
+            self.deny_suspended()
         return self._caller
 
     def require(self, permission: str) -> Caller:
+        if permission in SUSPENDED_TENANT_ADMIN_READS and self.request.method in ("GET", "HEAD"):
+            self._suspension_waived = True  # decided here, for tenant admins only
+            if self.caller.suspended and self.caller.role != Role.TENANT_ADMIN:
+                self._suspension_waived = False
+                self.deny_suspended()
         caller = self.caller
         if not caller.can(permission):
             self.deny("permission", f"your role ({caller.role}) does not allow {permission}")
         return caller
+
+    def deny_suspended(self):
+        tenant = self._caller.tenant
+        self.deny(
+            "tenant_suspended",
+            f"your organisation {tenant!r} is suspended: fedhub services refuse its "
+            "requests until a platform admin resumes it (its tenant admins can still "
+            "read invoices)",
+            error=TenantSuspended,
+        )
 
     def scoped_tenant(self, requested: str | None = None) -> str | None:
         """The tenant this request may see: the caller's own, or any for platform admins.
@@ -119,7 +189,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             self.deny("cross_tenant", f"no tenant {requested!r}", status=404)
         return caller.tenant
 
-    def deny(self, reason: str, message: str, status: int = 403):
+    def deny(self, reason: str, message: str, status: int = 403, error=None):
         events.emit(
             "authz.denied",
             tenant=getattr(self, "_caller", None) and self._caller.tenant,
@@ -131,6 +201,8 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             source_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
         )
+        if error is not None:
+            raise error(message)
         raise (NotFound(message) if status == 404 else Forbidden(message))
 
     def emit(self, action: str, **kw: Any) -> dict:
@@ -208,7 +280,7 @@ def make_app(
     ``handlers`` are ``(relative_path, Handler[, kwargs])`` tuples, relative to the prefix.
     """
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
+    routes = [(url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler)]
     for path, *rest in handlers:
         routes.append((url_path_join(prefix, path), *rest))
     return web.Application(

@@ -34,6 +34,7 @@ class DesiredState:
     admin_roles: dict[str, dict] = field(default_factory=dict)  # role name -> spec
     role_users: dict[str, set[str]] = field(default_factory=dict)  # role name -> usernames
     platform_admins: set[str] = field(default_factory=set)
+    suspended_users: set[str] = field(default_factory=set)  # members of suspended tenants
 
     def role_specs(self) -> list[dict]:
         """Role specs in ``load_roles`` format, with their user assignments."""
@@ -63,10 +64,33 @@ def desired_state(store: TenantStore) -> DesiredState:
             for m in tenant.memberships
             if m.role == Role.TENANT_ADMIN and tenant.status == TenantStatus.ACTIVE
         }
+        if tenant.status == TenantStatus.SUSPENDED:
+            state.suspended_users |= state.members[name]
     for m in store.memberships():
         if m.role == Role.PLATFORM_ADMIN:
             state.platform_admins.add(m.username)
     return state
+
+
+def departed_users(db, store: TenantStore) -> set[str]:
+    """Hub users who are not (or no longer) the fedhub user of that name.
+
+    Either their membership is gone while the hub still has them in a tenant's
+    group (removed with the CLI, or their tenant deleted), or their membership
+    is newer than the hub's user row: the name was removed and given again, and
+    the hub user, with its tokens and servers, belongs to the earlier person.
+    Call it before :meth:`TenantMirror.sync`, which empties the groups.
+    """
+    memberships = {m.username: m for m in store.memberships()}
+    gone = set()
+    for group in db.query(orm.Group).filter(orm.Group.name.like(f"{GROUP_PREFIX}%")):
+        if (group.properties or {}).get(MANAGED_PROPERTY):
+            gone |= {u.name for u in group.users if u.name not in memberships}
+    for user in db.query(orm.User).filter(orm.User.name.in_(list(memberships))):
+        m = memberships[user.name]
+        if user.created is not None and m.created_at is not None and m.created_at > user.created:
+            gone.add(user.name)
+    return gone
 
 
 class TenantMirror:

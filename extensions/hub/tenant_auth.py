@@ -10,6 +10,8 @@ mirror (start-up, after logins, and whenever the tenancy revision changes).
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 from contextlib import contextmanager
 from functools import cached_property, partial
 
@@ -20,9 +22,9 @@ from traitlets.config import LoggingConfigurable
 from fedhub import db as fedhub_db
 from fedhub import events
 from fedhub.db.base import Base as FedhubBase
-from fedhub.errors import ConfigError
-from fedhub.extensions.hub import session_guard
-from fedhub.extensions.hub.mirror import TenantMirror, desired_state
+from fedhub.errors import ConfigError, NotFound
+from fedhub.extensions.hub import offboarding, session_guard
+from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_state
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo
@@ -122,6 +124,39 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
 
     check_session_thread = session_guard.check_session_thread_option()
 
+    home_dir_template = Unicode(
+        config=True,
+        help="""Home folder of a hub user (``{username}`` is replaced), archived when
+        the user is deleted or removed so that a user who comes back under the same
+        name starts empty. Defaults to the spawner's own ``home_dir_template``
+        (``UnixAccountSpawner``, ``SimpleLocalProcessSpawner``); empty means homes
+        are not archived (container backends keep theirs in volumes).
+
+            c.TenantAuthenticatorMixin.home_dir_template = "/srv/fedhub/homes/{username}"
+        """,
+    )
+
+    @default("home_dir_template")
+    def _default_home_dir_template(self):
+        config = self.parent.config if self.parent is not None else self.config
+        for cls in ("UnixAccountSpawner", "SimpleLocalProcessSpawner"):
+            if cls in config and "home_dir_template" in config[cls]:
+                return config[cls].home_dir_template
+        return ""
+
+    archive_dir = Unicode(
+        config=True,
+        help="""Where deleted users' homes are moved (private to the hub's account).
+        Default: ``$FEDHUB_STATE_DIR/archive/homes``.
+
+            c.TenantAuthenticatorMixin.archive_dir = "/srv/fedhub/archive/homes"
+        """,
+    )
+
+    @default("archive_dir")
+    def _default_archive_dir(self):
+        return offboarding.default_archive_dir(os.environ.get("FEDHUB_STATE_DIR", ".fedhub"))
+
     # Tenancy decides groups and roles, so the hub's own group/role assignment
     # APIs must not fight the mirror.
     @default("manage_groups")
@@ -172,9 +207,73 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             self._upgraded = True
         state = desired_state(self.store)
         if orm.Role.find(self.parent.db, "user") is not None:
-            self.mirror.sync(state)
+            self._departing |= departed_users(self.parent.db, self.store)
+            self._suspended_users = self.mirror.sync(state).suspended_users
             self._start_mirror_loop()
         return state.role_specs()
+
+    def get_handlers(self, app):
+        from fedhub.extensions.hub.hub_api import USER_API_PATTERN, TenantUserAPIHandler
+
+        # before the hub's own handlers: this one refuses renames (hub_api.py)
+        return [(USER_API_PATTERN, TenantUserAPIHandler), *super().get_handlers(app)]
+
+    async def delete_user(self, user):
+        """``DELETE /hub/api/users/<name>``: the user leaves fedhub for good.
+
+        JupyterHub has stopped the default server; the named ones stop here.
+        The membership and password go, the Unix account is removed and the
+        home archived; the hub then deletes its user row and the tokens with it.
+        """
+        await self.retire_user(user, remove_membership=True, how="hub_api")
+        result = super().delete_user(user)
+        if inspect.isawaitable(result):
+            await result
+
+    @default("auth_refresh_age")
+    def _default_auth_refresh_age(self):
+        # standing (membership, suspension) is re-checked as often as the mirror runs
+        return max(1, round(self.mirror_interval or 5))
+
+    async def refresh_user(self, user, handler=None, **kwargs):
+        """Fail closed on every hub request: no membership, or a suspended tenant, no access.
+
+        A token request is refused with a 403 that says why. A browser session
+        is ended instead (JupyterHub then asks for a new login, which is refused
+        with the same reason), so the login and logout pages keep working. The
+        one exception: a suspended tenant's token may still ask the hub who it
+        belongs to (``GET /hub/api/user``), so fedhub's services can answer
+        with the suspension themselves and let its tenant admin read invoices.
+        """
+        reason = self.standing_problem(user.name, handler)
+        if reason is not None:
+            if handler is not None and getattr(handler, "_token_authenticated", False):
+                raise web.HTTPError(403, reason)
+            return False
+        result = super().refresh_user(user, handler, **kwargs)
+        return (await result) if inspect.isawaitable(result) else result
+
+    def standing_problem(self, username: str, handler=None) -> str | None:
+        """Why ``username`` may not use the hub now, or None."""
+        info = self.store.user(username)
+        if info is None:
+            return f"{username} is not a member of any fedhub tenant"
+        if info.tenant_status == TenantStatus.SUSPENDED and not info.is_platform_admin:
+            if handler is not None and self._identity_lookup(handler):
+                return None
+            return (
+                f"Your organisation '{info.tenant}' is suspended: the hub refuses its "
+                "requests until a platform admin resumes it."
+            )
+        return None
+
+    def _identity_lookup(self, handler) -> bool:
+        from jupyterhub.utils import url_path_join
+
+        prefix = getattr(self.parent, "hub_prefix", "/hub/")
+        return handler.request.method == "GET" and handler.request.path == url_path_join(
+            prefix, "api/user"
+        )
 
     def check_allowed(self, username, authentication=None):
         info = self.store.user(username)
@@ -230,6 +329,92 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             return _default_role(name)
         return {"name": role.name, "description": role.description, "scopes": list(role.scopes)}
 
+    # -- leaving: deletion, removal, suspension (offboarding.py) ---------------
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._departing = set()
+        self._suspended_users = set()
+
+    async def retire_user(self, user, *, remove_membership: bool, how: str) -> None:
+        """Stop ``user``'s servers, drop the membership, remove the account, archive the home."""
+        name = user.name
+        await offboarding.stop_servers(self.parent, user, "user_deleted")
+        if any(s.active for s in user.spawners.values()):
+            raise web.HTTPError(400, f"{name}'s servers are starting or stopping; try again")
+        info = self.store.user(name)
+        if remove_membership and info is not None:
+            try:
+                self.store.remove_user(name, actor=f"hub:{how}")
+            except NotFound:
+                pass  # removed meanwhile
+        try:
+            retired = await asyncio.to_thread(
+                offboarding.retire_files,
+                offboarding.home_of(self.home_dir_template, name),
+                self.archive_dir,
+                self._account_name(name),
+            )
+        except (OSError, RuntimeError) as e:
+            # the membership is gone (no access); the mirror retries the rest
+            self.log.error("Could not remove the account or archive the home of %s: %s", name, e)
+            self._departing.add(name)
+            raise web.HTTPError(
+                503, f"{name} was removed from fedhub but their files could not be archived yet"
+            ) from None
+        events.emit(
+            "user.deleted",
+            # a retired hub user whose name is someone else's now: not that tenant's event
+            tenant=info.tenant if info and remove_membership else None,
+            actor=f"hub:{how}",
+            target=name,
+            severity="warning",
+            details={
+                "how": how,
+                "home_archived": retired.home_archived,
+                "account_removed": retired.account_removed,
+            },
+        )
+
+    def _account_name(self, username: str) -> str:
+        from fedhub import accounts
+
+        config = self.parent.config if self.parent is not None else self.config
+        prefix = accounts.ACCOUNT_PREFIX
+        if "UnixAccountSpawner" in config and "account_prefix" in config.UnixAccountSpawner:
+            prefix = config.UnixAccountSpawner.account_prefix
+        return accounts.account_name(username, prefix)
+
+    async def _finish_departures(self) -> None:
+        """Delete the hub users of people who left fedhub outside the hub (see mirror.py)."""
+        app = self.parent
+        retired = []
+        for name in sorted(self._departing):
+            user = app.users.get(name)
+            if user is None:
+                self._departing.discard(name)
+                continue
+            try:
+                await self.retire_user(user, remove_membership=False, how="mirror")
+                await user.delete_spawners()
+                app.users.delete(user)
+            except web.HTTPError as e:
+                self.log.warning("Retiring %s later: %s", name, e.log_message)
+                continue
+            self._departing.discard(name)
+            retired.append(name)
+            self.log.info("fedhub mirror: deleted hub user %s (no longer in fedhub)", name)
+        if retired:  # a name given again gets a fresh hub user in its tenant's group
+            self.mirror.sync()
+
+    async def _stop_suspended_servers(self) -> None:
+        """Suspension takes effect at once: no grace period for running servers."""
+        app = self.parent
+        for name in sorted(self._suspended_users):
+            user = app.users.get(name)
+            if user is not None and offboarding.live_servers(user):
+                await offboarding.stop_servers(app, user, "tenant_suspended")
+
     # -- the periodic mirror ---------------------------------------------------
 
     def _start_mirror_loop(self) -> None:
@@ -244,8 +429,11 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             try:
                 revision = self.store.revision()
                 if revision != seen:
-                    self.mirror.sync()
+                    self._departing |= departed_users(self.parent.db, self.store)
+                    self._suspended_users = self.mirror.sync().suspended_users
                     seen = revision
+                await self._finish_departures()
+                await self._stop_suspended_servers()
             except Exception:
                 # keep mirroring: a database hiccup must not stop the loop for good
                 self.log.exception("fedhub mirror failed; retrying in %ss", self.mirror_interval)

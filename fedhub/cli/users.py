@@ -63,9 +63,20 @@ def set_role(ctx, username, role):
 @click.argument("username")
 @click.pass_context
 def remove(ctx, username):
-    """Remove a user from fedhub."""
+    """Remove a user from fedhub.
+
+    The membership and local password go at once (no more logins, every
+    service refuses the user's tokens). The running hub finishes within one
+    mirror interval (c.TenantAuthenticatorMixin.mirror_interval, 5 s): it stops
+    the user's servers, deletes the hub user and its API tokens, removes the
+    Unix account and archives the home, so the name can be given to someone
+    new without handing them anything of the old user.
+    """
     store(ctx).remove_user(username, actor=ACTOR)
-    click.echo(f"Removed {username}.")
+    click.echo(
+        f"Removed {username}. The hub stops their servers, revokes their tokens and "
+        "archives their home within one mirror interval."
+    )
 
 
 @command.command("list")
