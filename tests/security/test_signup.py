@@ -1,0 +1,388 @@
+"""Sign-up that proves the address (issue 10, route 4), against real hubs.
+
+A real SMTP server runs in this process (aiosmtpd); the hub sends through it as
+an operator would configure it (``c.Mailer.*`` in ``<state>/jupyterhub_config.py``,
+the embedded deployment's local overrides), and the tests follow the link from
+the message they receive. Before the fix, ``mallory@acme.example`` signed up,
+logged in and read acme's experiments, and OIDC placed any unverified address in
+the tenant of its domain.
+"""
+
+from __future__ import annotations
+
+import email
+import html
+import re
+import sqlite3
+import stat
+import tempfile
+import threading
+from email import policy
+from pathlib import Path
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from tests.conftest import DEMO_PASSWORD
+from tests.harness import HubProcess, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENTS = "/services/experiments/api/v1/experiments"
+LINK_RE = re.compile(r"https?://[^\s\"'<>]+/hub/signup/verify\?token=[A-Za-z0-9_\-]+")
+
+
+# -- an SMTP server in this process -------------------------------------------------
+
+
+class Inbox:
+    """aiosmtpd handler: keeps every message it receives."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self.messages.append(msg)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def wait_link(self, address: str, count: int = 1, timeout: float = 30) -> str:
+        """The link in the ``count``-th message sent to ``address``."""
+        msgs = wait_for(
+            lambda: (found := self.to(address)) and len(found) >= count and found,
+            timeout,
+            what=f"message {count} to {address}",
+        )
+        return link_in(msgs[count - 1])
+
+
+def link_in(msg: email.message.EmailMessage) -> str:
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    match = LINK_RE.search(text)
+    assert match, f"no verification link in:\n{text}"
+    return match.group(0)
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp_hub(smtp, hub_state_root):
+    """A demo hub whose mail goes to the in-process SMTP server (config file in its state)."""
+    controller, _ = smtp
+    state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
+    (state / "jupyterhub_config.py").write_text(
+        "c = get_config()  # noqa\n"
+        f"c.Mailer.smtp_host = {controller.hostname!r}\n"
+        f"c.Mailer.smtp_port = {controller.port}\n"
+        'c.Mailer.smtp_security = "none"\n'
+        'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n'
+    )
+    hub = HubProcess(state, password=DEMO_PASSWORD)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def inbox(smtp):
+    return smtp[1]
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def sign_up(hub, **form) -> requests.Response:
+    s = requests.Session()
+    s.get(f"{hub.url}/hub/signup", timeout=10)
+    return s.post(
+        f"{hub.url}/hub/signup", data={**form, "_xsrf": s.cookies.get("_xsrf")}, timeout=30
+    )
+
+
+def follow(link: str) -> requests.Response:
+    """Open the link as a browser would, and press the confirm button."""
+    s = requests.Session()
+    r = s.get(link, timeout=10)
+    if r.status_code != 200:
+        return r
+    token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)
+    action = link.split("?", 1)[0]
+    return s.post(action, data={"token": token, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
+
+
+def text(r: requests.Response) -> str:
+    return " ".join(html.unescape(r.text).split())
+
+
+def experiments_status(hub, username: str, password: str) -> int | None:
+    """What ``username`` gets from acme's experiments: None if they cannot even log in."""
+    r = hub.login(username, password)
+    if r.status_code != 302:
+        return None
+    token = hub.token(username, password)
+    return hub.api("GET", EXPERIMENTS, token).status_code
+
+
+def sql(hub, query: str, *args):
+    with sqlite3.connect(hub.db_url.removeprefix("sqlite:///"), timeout=30) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+# -- the route: sign-up by email domain ----------------------------------------------
+
+
+def test_domain_sign_up_cannot_log_in_until_the_emailed_link_is_followed(smtp_hub, inbox):
+    hub = smtp_hub
+    password = "mallory-password-1"
+    r = sign_up(hub, username="mallory", email="mallory@acme.example", password=password)
+    assert r.status_code == 200, text(r)
+    assert "Check your email" in text(r) and "m***@acme.example" in text(r)
+
+    # before the link: no login, so no token and nothing of acme's
+    r = hub.login("mallory", password)
+    assert r.status_code == 403
+    assert "confirm your email address first; we sent a link to m***@acme.example" in (
+        text(r).lower()
+    )
+    assert experiments_status(hub, "mallory", password) is None
+    assert "mallory" not in hub.fedhub("user", "list").stdout
+    # a wrong password learns nothing about the request
+    r = hub.login("mallory", "not-her-password")
+    assert r.status_code == 403 and "m***" not in text(r)
+
+    link = inbox.wait_link("mallory@acme.example")
+    assert link.startswith(f"{hub.url}/hub/signup/verify?token=")
+    msg = inbox.to("mallory@acme.example")[0]
+    assert msg["From"] == "fedhub <noreply@hub.example>"
+    # the token is single-use, unguessable and stored only as a hash
+    token = link.split("token=", 1)[1]
+    assert len(token) >= 40
+    assert not sql(hub, "SELECT 1 FROM fedhub_signup_requests WHERE token_hash = ?", token)
+    assert token not in hub.log()  # an SMTP server is configured: the link is not logged
+
+    # opening the link changes nothing (mail scanners open links); confirming does
+    assert requests.get(link, timeout=10).status_code == 200
+    assert hub.login("mallory", password).status_code == 403
+    r = follow(link)
+    assert r.status_code == 200, text(r)
+    assert "Your email address is confirmed" in text(r)
+
+    assert hub.login("mallory", password).status_code == 302
+    assert any(
+        line.split()[:3] == ["mallory", "acme", "member"]
+        for line in hub.fedhub("user", "list").stdout.splitlines()
+    )
+    wait_for(
+        lambda: experiments_status(hub, "mallory", password) == 200,
+        120,
+        interval=0.5,
+        what="the experiments service to answer a verified member",
+    )
+
+    # used once: refused the second time
+    r = follow(link)
+    assert r.status_code == 400 and "not valid" in text(r)
+
+
+def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
+    hub = smtp_hub
+    password = "olive-password-1"
+    assert sign_up(hub, username="olive", email="olive@acme.example", password=password).ok
+    first = inbox.wait_link("olive@acme.example")
+    # asking again resends: one request per address, and only the newest link works
+    r = sign_up(hub, username="olive", email="olive@acme.example", password=password)
+    assert r.ok, text(r)
+    second = inbox.wait_link("olive@acme.example", count=2)
+    assert first != second
+    assert sql(
+        hub, "SELECT count(*) FROM fedhub_signup_requests WHERE email = ?", "olive@acme.example"
+    ) == [(1,)]
+    r = follow(first)
+    assert r.status_code == 400 and "not valid" in text(r)
+
+    # the newest link, once it has expired
+    sql(
+        hub,
+        "UPDATE fedhub_signup_requests SET expires_at = '2000-01-01 00:00:00' WHERE username = ?",
+        "olive",
+    )
+    r = follow(second)
+    assert r.status_code == 410 and "expired" in text(r)
+    r = hub.login("olive", password)
+    assert r.status_code == 403 and "expired" in text(r)
+
+    # made-up and empty tokens: a clear 400, never a 500
+    assert follow(f"{hub.url}/hub/signup/verify?token=not-a-real-token").status_code == 400
+    assert follow(f"{hub.url}/hub/signup/verify").status_code == 400
+
+
+def test_invitation_only_tenant_refuses_domain_sign_up_but_takes_invitations(smtp_hub, inbox):
+    hub = smtp_hub
+    hub.fedhub(
+        "tenant",
+        "create",
+        "wayne",
+        "--tier",
+        "starter",
+        "--email-domain",
+        "wayne.example",
+        "--signup-policy",
+        "invitation_only",
+    )
+    r = sign_up(hub, username="bruce", email="bruce@wayne.example", password="bruce-password")
+    assert r.status_code == 403
+    assert "accepts new members by invitation only" in text(r)
+    assert hub.login("bruce", "bruce-password").status_code == 403
+    assert not inbox.to("bruce@wayne.example")
+
+    out = hub.fedhub("user", "invite", "bruce@wayne.example", "--tenant", "wayne").stdout
+    code = out.split(": ")[1].split()[0]
+    r = sign_up(
+        hub,
+        username="bruce",
+        email="bruce@wayne.example",
+        password="bruce-password",
+        invitation=code,
+    )
+    assert r.status_code == 200 and "is ready" in text(r)
+    assert hub.login("bruce", "bruce-password").status_code == 302
+    assert "invitation_only" in hub.fedhub("tenant", "show", "wayne").stdout
+
+
+def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
+    hub = smtp_hub
+    hub.fedhub(
+        "tenant",
+        "create",
+        "stark",
+        "--name",
+        "Stark Industries",
+        "--tier",
+        "starter",
+        "--email-domain",
+        "stark.example",
+    )
+    hub.fedhub("tenant", "update", "stark", "--signup-policy", "admin_approval")
+    password = "tony-password-1"
+    r = sign_up(hub, username="tony", email="tony@stark.example", password=password)
+    assert r.status_code == 200 and "Check your email" in text(r)
+    # the address first: an admin cannot approve an address nobody has proven
+    r = hub.fedhub("user", "approve", "tony", check=False)
+    assert r.returncode == 1 and "has not confirmed their email address" in r.stderr
+
+    r = follow(inbox.wait_link("tony@stark.example"))
+    assert r.status_code == 200
+    assert "waiting for an administrator of Stark Industries" in text(r)
+    r = hub.login("tony", password)
+    assert r.status_code == 403
+    assert "waiting for an administrator of Stark Industries" in text(r)
+    assert "tony" in hub.fedhub("user", "signups", "--tenant", "stark").stdout
+
+    hub.fedhub("user", "approve", "tony")
+    assert hub.login("tony", password).status_code == 302
+    assert "tony" not in hub.fedhub("user", "signups").stdout
+
+    # and a rejected request never becomes an account
+    assert sign_up(hub, username="pepper", email="pepper@stark.example", password=password).ok
+    assert follow(inbox.wait_link("pepper@stark.example")).ok
+    hub.fedhub("user", "reject", "pepper", "--reason", "not an employee")
+    r = hub.login("pepper", password)
+    assert r.status_code == 403 and "waiting" not in text(r)
+    r = hub.fedhub("user", "approve", "pepper", check=False)
+    assert r.returncode == 1 and "no sign-up request" in r.stderr
+
+
+def test_embedded_default_writes_the_message_to_a_private_outbox(hub):
+    """No SMTP server configured: the message is a 0600 file in <state>/outbox, and the
+    link is in the hub's log for the operator."""
+    r = sign_up(hub, username="oscar", email="oscar@globex.example", password="oscar-password")
+    assert r.status_code == 200 and "Check your email" in text(r), text(r)
+    outbox = hub.state_dir / "outbox"
+    files = wait_for(lambda: list(outbox.glob("*.eml")), 10, what="a message in the outbox")
+    try:
+        assert stat.S_IMODE(outbox.stat().st_mode) == 0o700
+        mine = [
+            f
+            for f in files
+            if email.message_from_bytes(f.read_bytes(), policy=policy.default)["To"]
+            == "oscar@globex.example"
+        ]
+        assert len(mine) == 1
+        assert stat.S_IMODE(mine[0].stat().st_mode) == 0o600
+        link = link_in(email.message_from_bytes(mine[0].read_bytes(), policy=policy.default))
+        wait_for(lambda: link in hub.log(), 10, what="the link in the hub's log")
+        assert hub.login("oscar", "oscar-password").status_code == 403
+    finally:
+        hub.fedhub("user", "reject", "oscar", check=False)  # the shared hub stays tidy
+
+
+# -- OIDC: email domain only when the provider verified the address ------------------
+
+
+@pytest.fixture(scope="module")
+def provider():
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread() as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def oidc_hub(hub_factory, provider):
+    scopes = [f"--TenantOIDCAuthenticator.scope={s}" for s in ("openid", "profile", "email")]
+    return hub_factory(
+        args=[
+            "--JupyterHub.authenticator_class=fedhub-oidc",
+            "--TenantOIDCAuthenticator.client_id=fedhub",
+            "--TenantOIDCAuthenticator.client_secret=not-a-real-secret",
+            f"--TenantOIDCAuthenticator.authorize_url={provider}/oauth2/authorize",
+            f"--TenantOIDCAuthenticator.token_url={provider}/oauth2/token",
+            f"--TenantOIDCAuthenticator.userdata_url={provider}/userinfo",
+            "--TenantOIDCAuthenticator.username_claim=sub",
+            *scopes,
+        ]
+    )
+
+
+def test_oidc_maps_by_email_domain_only_when_the_address_is_verified(oidc_hub, provider):
+    from tests.foundation.test_oidc import sso_login
+
+    hub = oidc_hub
+    r = sso_login(hub, provider, "mal", email="mal@acme.example", email_verified=False)
+    assert r.status_code == 403
+    assert "has not verified your email address m***@acme.example" in text(r)
+    r = sso_login(hub, provider, "mel", email="mel@acme.example")  # no claim at all
+    assert r.status_code == 403
+    users = [line.split()[0] for line in hub.fedhub("user", "list").stdout.splitlines()[2:]]
+    assert "mal" not in users and "mel" not in users
+
+    r = sso_login(hub, provider, "val", email="val@acme.example", email_verified=True)
+    assert r.status_code == 302, text(r)[-600:]
+    assert any(
+        line.split()[:2] == ["val", "acme"]
+        for line in hub.fedhub("user", "list").stdout.splitlines()
+    )
+    # a tenant claim from the provider works as before, verified address or not
+    r = sso_login(
+        hub,
+        provider,
+        "tim",
+        email="tim@elsewhere.example",
+        email_verified=False,
+        fedhub_tenant="acme",
+    )
+    assert r.status_code == 302, text(r)[-600:]
