@@ -82,32 +82,37 @@ class UnixAccountSpawner(LocalProcessSpawner):
     def home_dir(self) -> str:
         return self.home_dir_template.format(username=self.user.name)
 
-    def _account_entry(self) -> pwd.struct_passwd | None:
+    def _account_entry(self, account: str, home: str) -> pwd.struct_passwd | None:
         if not self.isolated:
             return None
         if self.create_accounts:
-            return accounts.ensure_account(self.account, home=self.home_dir)
-        entry = accounts.lookup(self.account)
+            return accounts.ensure_account(account, home=home)
+        entry = accounts.lookup(account)
         if entry is None:
             raise accounts.AccountError(
-                f"system account {self.account!r} does not exist and "
+                f"system account {account!r} does not exist and "
                 "c.UnixAccountSpawner.create_accounts is False"
             )
         return entry
 
-    def prepare_account(self) -> pwd.struct_passwd | None:
-        """Make sure the account and its private home exist (blocking; idempotent)."""
-        entry = self._account_entry()
-        home = accounts.make_home(self.home_dir, entry)
-        if entry is not None and home.stat().st_uid != entry.pw_uid:
-            accounts.chown_tree(home, entry)
+    def prepare_account(self, account: str, home: str) -> pwd.struct_passwd | None:
+        """Make sure ``account`` and its private ``home`` exist (blocking; idempotent).
+
+        Runs in a worker thread, so it takes plain values: ``self.account`` and
+        ``self.home_dir`` read the hub's ``User``, whose attributes may lazy-load
+        from the hub's database session (fedhub.extensions.hub.session_guard).
+        """
+        entry = self._account_entry(account, home)
+        path = accounts.make_home(home, entry)
+        if entry is not None and path.stat().st_uid != entry.pw_uid:
+            accounts.chown_tree(path, entry)
         return entry
 
     async def start(self):
         import asyncio
 
-        # plain values only cross into the thread (the hub's ORM stays on the loop)
-        self._entry = await asyncio.to_thread(self.prepare_account)
+        # the hub's User is read here, on the loop; only plain values cross into the thread
+        self._entry = await asyncio.to_thread(self.prepare_account, self.account, self.home_dir)
         if self._entry is None:
             self.log.warning(
                 "fedhub is not running as root: %s's server runs as the hub's own account "
