@@ -277,6 +277,7 @@ class TierSpawner(Spawner):
             return hit[1]
         members = [m.username for m in self.store.get_tenant(tenant).memberships]
         paths = [self.storage_path_template.format(username=u) for u in members]
+        # only the paths (plain strings, made on the loop) go to the thread
         total = await asyncio.to_thread(lambda: sum(limits.directory_bytes(p) for p in paths))
         cache[tenant] = (time.monotonic(), total)
         return total
@@ -345,7 +346,7 @@ class TierSpawner(Spawner):
         self._reservation = reservation
         self._apply_profile(self.store.tiers.profiles[reservation.profile])
         if self.install_kernels:
-            await asyncio.to_thread(self._install_kernels, reservation.tier.kernels)
+            await self._install_kernels(reservation.tier.kernels)
         url = await super().start()
         quotas.mark_running(self.store.db, reservation.key)
         events.emit(
@@ -420,10 +421,15 @@ class TierSpawner(Spawner):
         r = self._reservation
         return Path(self.kernels_dir) / r.tier_name if r is not None else None
 
-    def _install_kernels(self, names) -> None:
+    async def _install_kernels(self, names) -> None:
+        """Copy the tier's kernel specs in a worker thread.
+
+        The thread gets plain values read here, on the loop: never ``self``, whose
+        ``user`` lazy-loads from the hub's database session (the 500 of route 9).
+        """
         target = self.kernel_data_dir
         if target is not None:
-            kernels.install(names, target, python=self.kernel_python)
+            await asyncio.to_thread(kernels.install, list(names), target, python=self.kernel_python)
 
     def get_env(self):
         env = super().get_env()
