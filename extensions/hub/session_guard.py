@@ -15,14 +15,18 @@ numbers, paths) computed on the loop, never ORM objects or the hub's
 statements, which include lazy loads and refreshes of expired attributes, and
 flushes) and on its engine (every cursor) notice any use from a thread other
 than the one that installed them (the event loop's). Each use is logged as one
-ERROR line that starts with :data:`MARKER`, with the offending stack; in
-``raise`` mode the use is also refused with :class:`SessionThreadViolation`,
-which is how the tests make it fail loudly.
+ERROR line that starts with :data:`MARKER`, with the offending stack (once per
+call path). The modes:
 
-``c.TenantAuthenticatorMixin.check_session_thread`` picks the mode (``off``,
-``log``, ``raise``); ``$FEDHUB_CHECK_SESSION_THREAD`` is the fallback. The check
-is one thread-id comparison per statement (docs/quotas.md has the measurement),
-so it is on (``log``) by default.
+- ``log``: report only;
+- ``raise``: report and refuse the use with :class:`SessionThreadViolation`;
+- ``strict`` (the tests): ``raise``, and the session also expires every object
+  at each commit, as a rollback does. A thread that reads an ORM attribute then
+  loads it and is caught every time, not only when it happens to lose a race
+  with a rollback (how the 500 showed up: one run in two).
+
+``c.TenantAuthenticatorMixin.check_session_thread`` picks the mode;
+``$FEDHUB_CHECK_SESSION_THREAD`` is the fallback.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from traitlets import CaselessStrEnum
 
 MARKER = "FEDHUB-SESSION-THREAD-VIOLATION"
 ENV = "FEDHUB_CHECK_SESSION_THREAD"
-MODES = ("off", "log", "raise")
+MODES = ("off", "log", "raise", "strict")
 DEFAULT_MODE = "log"
 
 log = logging.getLogger("fedhub.session_guard")
@@ -68,8 +72,9 @@ def check_session_thread_option() -> CaselessStrEnum:
         event loop's thread (a worker thread that touches it, even by reading an
         expired attribute of a hub User, races the loop: a 500 under load).
         ``log``: an ERROR line starting with {MARKER} and the stack; ``raise``:
-        the same, and the use is refused (tests); ``off``: no check. The cost is
-        one thread-id comparison per statement. Falls back to ``${ENV}``::
+        the same, and the use is refused; ``strict`` (tests): ``raise``, and every
+        object is expired at each commit so that any off-loop read is caught, not
+        only those that lose a race; ``off``: no check. Falls back to ``${ENV}``::
 
             c.TenantAuthenticatorMixin.check_session_thread = "raise"
         """,
@@ -81,7 +86,7 @@ class SessionThreadGuard:
 
     def __init__(self, session: Session, *, mode: str = DEFAULT_MODE, logger=None):
         if mode not in MODES or mode == "off":
-            raise ValueError(f"mode must be 'log' or 'raise', not {mode!r}")
+            raise ValueError(f"mode must be one of {MODES[1:]}, not {mode!r}")
         self.session = session
         self.engine = session.get_bind()
         self.mode = mode
@@ -147,7 +152,7 @@ class SessionThreadGuard:
             metrics.SESSION_THREAD_VIOLATIONS.labels(what).inc()
         except ImportError:  # prometheus_client missing: the log line is enough
             pass
-        if self.mode == "raise":
+        if self.mode in ("raise", "strict"):
             raise SessionThreadViolation(
                 f"{MARKER}: the hub's database session was used from thread {thread.name!r} "
                 f"({what})"
@@ -159,6 +164,9 @@ class SessionThreadGuard:
         for target, name, fn in self._listeners:
             event.listen(target, name, fn)
         self.session.info["fedhub_session_guard"] = self
+        if self.mode == "strict":
+            self._expire_on_commit = self.session.expire_on_commit
+            self.session.expire_on_commit = True
         return self
 
     def remove(self) -> None:
@@ -166,6 +174,8 @@ class SessionThreadGuard:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self.session.info.pop("fedhub_session_guard", None)
+        if self.mode == "strict":
+            self.session.expire_on_commit = self._expire_on_commit
 
 
 def install(session: Session | None, mode: str = DEFAULT_MODE, logger=None):

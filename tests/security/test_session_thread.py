@@ -1,0 +1,146 @@
+"""Route 9: fedhub code uses the hub's database session on the event loop's thread only.
+
+In the hub, fedhub's tables are read and written on the hub's own session. A
+worker thread that touches it (even by reading an expired attribute of the
+hub's ``User``) races the loop: eight simultaneous spawns once gave a 500
+("This session is provisioning a new connection"). The guard in
+:mod:`fedhub.extensions.hub.session_guard` reports every such use; these tests
+show that it catches one, and that a real hub under concurrent spawns, logins,
+the spawn page and stops never trips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from jupyterhub import orm
+from traitlets.config import Config
+
+from fedhub.extensions.hub import session_guard
+from fedhub.extensions.hub.local_auth import LocalTenantAuthenticator
+from fedhub.tenancy.store import TenantStore
+from tests.spawner.race import FAST_SERVER_ARGS, guard_report, race_round, servers, stop_all
+
+GUARD_ENV = {session_guard.ENV: "strict"}
+
+
+# -- the guard itself ------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_session(tmp_path):
+    """A JupyterHub ORM session with one user, like the hub's ``app.db``."""
+    session = orm.new_session_factory(f"sqlite:///{tmp_path / 'hub.sqlite'}")()
+    session.add(orm.User(name="alice"))
+    session.commit()
+    yield session
+    session.close()
+
+
+@pytest.mark.parametrize("mode", ["log", "raise"])
+async def test_guard_catches_an_expired_user_loaded_from_a_worker_thread(hub_session, mode, caplog):
+    user = orm.User.find(hub_session, "alice")
+    guard = session_guard.install(hub_session, mode)
+    try:
+        assert await asyncio.to_thread(lambda: user.name) == "alice"  # loaded: no query
+        assert guard.violations == []
+        hub_session.rollback()  # what every refused spawn did: expires the hub's objects
+        with caplog.at_level(logging.ERROR, logger="fedhub.session_guard"):
+            if mode == "raise":
+                with pytest.raises(session_guard.SessionThreadViolation):
+                    await asyncio.to_thread(lambda: user.name)
+            else:
+                assert await asyncio.to_thread(lambda: user.name) == "alice"
+        assert guard.violations[0].startswith("refresh of an expired attribute")
+        reports = [r.getMessage() for r in caplog.records if session_guard.MARKER in r.getMessage()]
+        assert len(reports) == 1  # one access, one report (however many statements it ran)
+        assert "test_session_thread.py" in reports[0]  # with the offending stack
+        # on the loop's thread the same read is fine
+        seen = len(guard.violations)
+        hub_session.rollback()
+        assert user.name == "alice"
+        assert len(guard.violations) == seen
+    finally:
+        guard.remove()
+
+
+async def test_guard_catches_statements_and_flushes_from_a_worker_thread(hub_session):
+    guard = session_guard.install(hub_session, "raise")
+    try:
+        with pytest.raises(session_guard.SessionThreadViolation):
+            await asyncio.to_thread(orm.User.find, hub_session, "alice")
+
+        def add_user():
+            hub_session.add(orm.User(name="bob"))
+            hub_session.flush()
+
+        with pytest.raises(session_guard.SessionThreadViolation):
+            await asyncio.to_thread(add_user)
+        hub_session.rollback()
+        kinds = [v.split(":")[0] for v in guard.violations]
+        assert kinds == ["ORM statement", "flush"]
+        # installing twice keeps one guard
+        assert session_guard.install(hub_session, "raise") is guard
+    finally:
+        guard.remove()
+
+
+def test_off_installs_nothing(hub_session):
+    assert session_guard.install(hub_session, "off") is None
+    assert session_guard.install(None, "raise") is None
+
+
+def test_mode_comes_from_config_then_environment(monkeypatch):
+    monkeypatch.delenv(session_guard.ENV, raising=False)
+    assert LocalTenantAuthenticator().check_session_thread == session_guard.DEFAULT_MODE
+    monkeypatch.setenv(session_guard.ENV, "raise")
+    assert LocalTenantAuthenticator().check_session_thread == "raise"
+    c = Config()
+    c.TenantAuthenticatorMixin.check_session_thread = "off"
+    assert LocalTenantAuthenticator(config=c).check_session_thread == "off"
+
+
+# -- a real hub ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_concurrent_spawns_logins_and_stops_keep_the_session_on_the_loop(hub_factory):
+    """Spawns up to and past the limit, a login, the spawn page, stops: no guard report."""
+    hub = hub_factory(
+        args=[
+            "--JupyterHub.allow_named_servers=True",
+            "--TierSpawner.reconcile_interval=0.5",  # metering runs during the test
+            "--TierSpawner.storage_cache_seconds=0",  # storage measured at every spawn
+            *FAST_SERVER_ARGS,
+        ],
+        env=GUARD_ENV,
+    )
+    assert "Checking that the hub's database session stays on thread" in hub.log()
+    store = TenantStore(hub.db_url)
+    store.update_tenant("acme", overrides={"max_servers_per_tenant": 2, "max_servers_per_user": 10})
+    alice = hub.token("alice")
+    try:
+        for round_ in range(3):
+            race_round(hub, "alice", alice, n=8, limit=2, tag=f"r{round_}")
+            # while two run: a login, the spawn page with the tier's form, a refusal there
+            login = hub.login("dave")
+            assert login.status_code == 302
+            s = login.session
+            page = s.get(f"{hub.url}/hub/spawn/dave/extra", timeout=30)
+            assert page.status_code == 200 and 'name="profile"' in page.text
+            r = s.post(
+                f"{hub.url}/hub/spawn/dave/extra",
+                data={"profile": "small", "_xsrf": s.cookies.get("_xsrf")},
+                timeout=30,
+            )
+            assert r.status_code == 429 and "running 2 of the 2 servers" in r.text
+            stop_all(hub, "alice", alice, "acme")
+        assert not servers(hub, "alice", alice)
+    finally:
+        store.update_tenant(
+            "acme", overrides={"max_servers_per_tenant": None, "max_servers_per_user": None}
+        )
+        stop_all(hub, "alice", alice, "acme")
+    assert not guard_report(hub), guard_report(hub)
