@@ -1,23 +1,36 @@
-"""Where experiments run: the service's own LocalCluster, a scheduler, or Dask Gateway.
+"""Where experiments run: the service's own private cluster, a scheduler, or Dask Gateway.
 
-* ``local`` (default): one ``LocalCluster`` owned by the service, on loopback, process
-  workers with one thread each, no fixed dashboard port. Every tenant shares it; the
-  scheduler (:mod:`.scheduler`) keeps the share fair.
-* ``address``: an existing Dask scheduler (``c.DaskClusters.scheduler_address``).
+* ``local`` (default): a :class:`~.private_cluster.PrivateCluster` owned by the service:
+  TLS only, with credentials made in memory at start that only the service and its workers
+  hold; the scheduler runs in the service, each worker is a separate process on loopback
+  with one thread, running as :data:`fedhub.accounts.WORKER_ACCOUNT` when the service runs
+  as root (so tenants' code paths on the workers cannot open the hub's files). Every tenant
+  shares it; the scheduler (:mod:`.scheduler`) keeps the share fair.
+* ``address``: an existing Dask scheduler (``c.DaskClusters.scheduler_address``), reached
+  over TLS with the operator's credentials (``c.DaskClusters.tls_*`` or
+  ``c.DaskClusters.security``); a plain ``tcp://`` scheduler is refused unless
+  ``c.DaskClusters.allow_insecure_scheduler`` says otherwise.
 * ``gateway``: Dask Gateway, one cluster per tenant sized by the tenant's tier
-  (``c.DaskClusters.gateway_workers_per_tier``). Gateway is not installed on the
-  development machine, so this path is written against ``dask_gateway``'s client API
-  (``Gateway(address).new_cluster()``, ``cluster.adapt``, ``cluster.get_client``) and is
-  untested here.
+  (``c.DaskClusters.gateway_workers_per_tier``); Gateway makes and holds each cluster's TLS
+  credentials itself. Gateway is not installed on the development machine, so this path is
+  written against ``dask_gateway``'s client API (``Gateway(address).new_cluster()``,
+  ``cluster.adapt``, ``cluster.get_client``) and is untested here.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
-from traitlets import Dict, Enum, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
+
+from fedhub import accounts
+
+
+class ClusterConfigError(RuntimeError):
+    """The cluster cannot be started safely as configured (the message says what to do)."""
 
 
 class DaskClusters(LoggingConfigurable):
@@ -26,7 +39,7 @@ class DaskClusters(LoggingConfigurable):
     mode = Enum(
         ["local", "address", "gateway"],
         config=True,
-        help="""Where experiments run: ``local`` (a LocalCluster owned by the service),
+        help="""Where experiments run: ``local`` (a private TLS cluster owned by the service),
         ``address`` (an existing scheduler) or ``gateway`` (Dask Gateway, a cluster per
         tenant). Default from ``$FEDHUB_EXPERIMENTS_DASK_MODE``, else ``address`` when a
         scheduler address is set, else ``local``.
@@ -44,7 +57,7 @@ class DaskClusters(LoggingConfigurable):
 
     n_workers = Integer(
         config=True,
-        help="""Workers of the service's LocalCluster (one thread each). Default from
+        help="""Workers of the service's own cluster (one thread each). Default from
         ``$FEDHUB_EXPERIMENTS_WORKERS``, else 2.
 
             c.DaskClusters.n_workers = 4
@@ -56,18 +69,126 @@ class DaskClusters(LoggingConfigurable):
         return int(os.environ.get("FEDHUB_EXPERIMENTS_WORKERS", "2"))
 
     memory_limit = Unicode(
-        "2GiB", config=True, help="""Memory limit per LocalCluster worker (``"2GiB"``)."""
+        "2GiB",
+        config=True,
+        help="""Memory limit per worker of the service's cluster; the worker is restarted
+        when it goes over.
+
+            c.DaskClusters.memory_limit = "4GiB"
+        """,
+    )
+
+    worker_account = Unicode(
+        accounts.WORKER_ACCOUNT,
+        config=True,
+        help="""System account the service's workers run as when the service runs as root
+        (created as a system user if missing). It must not be able to read the hub's state
+        directory. Not root, the workers run as the service's own account.
+
+            c.DaskClusters.worker_account = "fedhub-worker"
+        """,
+    )
+
+    worker_python = Unicode(
+        config=True,
+        help="""Python interpreter that runs the workers; the worker account must be able to
+        execute it and import fedhub from it (a virtualenv made from a system Python, not one
+        under ``/root``). Default from ``$FEDHUB_EXPERIMENTS_WORKER_PYTHON``, else the
+        service's own interpreter.
+
+            c.DaskClusters.worker_python = "/opt/fedhub/venv/bin/python"
+        """,
+    )
+
+    @default("worker_python")
+    def _worker_python_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_WORKER_PYTHON") or sys.executable
+
+    worker_scratch_dir = Unicode(
+        "",
+        config=True,
+        help="""Folder in which each worker makes its private (0700) scratch directory,
+        removed when the worker stops. Must be writable by the worker account and outside
+        the hub's state directory. Default: the system's temporary folder.
+
+            c.DaskClusters.worker_scratch_dir = "/var/tmp"
+        """,
+    )
+
+    worker_preload = Unicode(
+        "fedhub.fl.runtime",
+        config=True,
+        help="""Module each worker process imports when it starts (torch and the training
+        code), so that the first round does not pay for it; empty for none.
+
+            c.DaskClusters.worker_preload = ""
+        """,
     )
 
     scheduler_address = Unicode(
         config=True,
-        help="""Address of an existing Dask scheduler (``tcp://10.0.0.5:8786``). Default
-        from ``$FEDHUB_EXPERIMENTS_DASK_ADDRESS``.""",
+        help="""Address of an existing Dask scheduler for ``mode = "address"``, normally
+        ``tls://``: anyone who can connect to a scheduler can run code on its workers. Default
+        from ``$FEDHUB_EXPERIMENTS_DASK_ADDRESS``.
+
+            c.DaskClusters.scheduler_address = "tls://10.0.0.5:8786"
+        """,
     )
 
     @default("scheduler_address")
     def _address_default(self):
         return os.environ.get("FEDHUB_EXPERIMENTS_DASK_ADDRESS", "")
+
+    tls_ca_file = Unicode(
+        "",
+        config=True,
+        help="""CA certificate (PEM file) the ``address`` scheduler's certificate is signed
+        by, with ``tls_client_cert`` and ``tls_client_key``: the service's client credentials.
+
+            c.DaskClusters.tls_ca_file = "/etc/fedhub/dask/ca.pem"
+        """,
+    )
+    tls_client_cert = Unicode(
+        "",
+        config=True,
+        help="""The service's client certificate (PEM file) for the ``address`` scheduler.
+
+            c.DaskClusters.tls_client_cert = "/etc/fedhub/dask/client.pem"
+        """,
+    )
+    tls_client_key = Unicode(
+        "",
+        config=True,
+        help="""The private key of ``tls_client_cert`` (PEM file, readable by the service's
+        account only).
+
+            c.DaskClusters.tls_client_key = "/etc/fedhub/dask/client-key.pem"
+        """,
+    )
+
+    security = Instance(
+        "distributed.security.Security",
+        allow_none=True,
+        config=True,
+        help="""A ready-made ``distributed.security.Security`` for the ``address`` scheduler,
+        instead of the ``tls_*`` files.
+
+            from distributed.security import Security
+            c.DaskClusters.security = Security(tls_ca_file=..., tls_client_cert=...,
+                                               tls_client_key=..., require_encryption=True)
+        """,
+    )
+
+    allow_insecure_scheduler = Bool(
+        False,
+        config=True,
+        help="""Accept a plain ``tcp://`` (unauthenticated) scheduler in ``address`` mode. Off:
+        anyone who reaches such a scheduler can run code next to every tenant's data. Turn
+        it on only for a scheduler on a network nobody else can reach.
+
+            c.DaskClusters.allow_insecure_scheduler = True
+        """,
+    )
 
     gateway_address = Unicode(
         config=True,
@@ -106,27 +227,84 @@ class DaskClusters(LoggingConfigurable):
             return self._client
 
     def _connect(self):
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.mode == "address":
-            if not self.scheduler_address:
-                raise ValueError("DaskClusters.mode is 'address' but no scheduler_address is set")
-            self.log.info("experiments run on the Dask scheduler at %s", self.scheduler_address)
-            return Client(self.scheduler_address, set_as_default=False)
-        self._cluster = LocalCluster(
-            n_workers=self.n_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-            memory_limit=self.memory_limit,
-        )
+            return self._address_client()
+        cluster = self._start_private_cluster()
+        try:
+            cluster.wait_until_ready(timeout=120)
+        except BaseException:
+            cluster.close(timeout=2)
+            raise
+        self._cluster = cluster
         self.log.info(
-            "experiments run on a LocalCluster of %d workers at %s",
+            "experiments run on a private TLS cluster of %d workers at %s",
             self.n_workers,
-            self._cluster.scheduler_address,
+            cluster.scheduler_address,
         )
-        return Client(self._cluster, set_as_default=False)
+        return Client(cluster, security=cluster.security, set_as_default=False)
+
+    def _start_private_cluster(self):
+        from .private_cluster import PrivateCluster
+
+        account = None
+        if accounts.can_isolate():
+            account = accounts.ensure_account(self.worker_account)
+            blocked = accounts.blocked_for_others(self.worker_python)
+            if blocked is not None:
+                raise ClusterConfigError(
+                    f"Dask workers run as {self.worker_account}, which cannot reach {blocked} "
+                    f"(needed to run {os.path.realpath(self.worker_python)}). Create the "
+                    "virtualenv with a system Python (make does), or set "
+                    "c.DaskClusters.worker_python."
+                )
+            self.log.info("Dask workers run as %s (uid %d)", account.pw_name, account.pw_uid)
+        else:
+            self.log.warning(
+                "Dask workers run as the service's own account (uid %d), not isolated from "
+                "the hub's files: run the hub as root to give them %s",
+                os.getuid(),
+                self.worker_account,
+            )
+        return PrivateCluster(
+            self.n_workers,
+            account=account,
+            memory_limit=self.memory_limit,
+            scratch_parent=self.worker_scratch_dir,
+            python=self.worker_python,
+            preload=[self.worker_preload] if self.worker_preload else [],
+        )
+
+    def _address_client(self):
+        from distributed import Client
+        from distributed.security import Security
+
+        if not self.scheduler_address:
+            raise ClusterConfigError("DaskClusters.mode is 'address' but no scheduler_address")
+        security = self.security
+        if security is None and (self.tls_ca_file or self.tls_client_cert):
+            security = Security(
+                tls_ca_file=self.tls_ca_file,
+                tls_client_cert=self.tls_client_cert,
+                tls_client_key=self.tls_client_key or None,
+                require_encryption=True,
+            )
+        if not self.scheduler_address.startswith("tls://") or security is None:
+            if not self.allow_insecure_scheduler:
+                raise ClusterConfigError(
+                    f"the Dask scheduler {self.scheduler_address} is not reached over TLS with "
+                    "client credentials: anyone who can connect to it can run code next to "
+                    "every tenant's data. Set c.DaskClusters.tls_ca_file, tls_client_cert and "
+                    "tls_client_key (and a tls:// address), or allow_insecure_scheduler = True."
+                )
+            self.log.warning(
+                "experiments run on the UNAUTHENTICATED Dask scheduler at %s",
+                self.scheduler_address,
+            )
+        else:
+            self.log.info("experiments run on the Dask scheduler at %s", self.scheduler_address)
+        return Client(self.scheduler_address, security=security, set_as_default=False)
 
     def _gateway_client(self, tenant: str, tier: str):
         cluster = self._tenant_clusters.get(tenant)
@@ -140,6 +318,11 @@ class DaskClusters(LoggingConfigurable):
             self._tenant_clusters[tenant] = cluster
             self.log.info("tenant %s: new Dask Gateway cluster %s", tenant, cluster.name)
         return cluster.get_client(set_as_default=False)
+
+    @property
+    def local_scheduler_address(self) -> str | None:
+        """Address of the service's own cluster's scheduler (``local`` mode, once started)."""
+        return self._cluster.scheduler_address if self._cluster is not None else None
 
     @property
     def total_workers(self) -> int:
