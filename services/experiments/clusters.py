@@ -140,31 +140,43 @@ class DaskClusters(LoggingConfigurable):
         return os.environ.get("FEDHUB_EXPERIMENTS_DASK_ADDRESS", "")
 
     tls_ca_file = Unicode(
-        "",
         config=True,
         help="""CA certificate (PEM file) the ``address`` scheduler's certificate is signed
         by, with ``tls_client_cert`` and ``tls_client_key``: the service's client credentials.
+        Default from ``$FEDHUB_EXPERIMENTS_DASK_TLS_CA_FILE``.
 
             c.DaskClusters.tls_ca_file = "/etc/fedhub/dask/ca.pem"
         """,
     )
     tls_client_cert = Unicode(
-        "",
         config=True,
         help="""The service's client certificate (PEM file) for the ``address`` scheduler.
+        Default from ``$FEDHUB_EXPERIMENTS_DASK_TLS_CERT``.
 
             c.DaskClusters.tls_client_cert = "/etc/fedhub/dask/client.pem"
         """,
     )
     tls_client_key = Unicode(
-        "",
         config=True,
         help="""The private key of ``tls_client_cert`` (PEM file, readable by the service's
-        account only).
+        account only; may be omitted when the certificate file holds it). Default from
+        ``$FEDHUB_EXPERIMENTS_DASK_TLS_KEY``.
 
             c.DaskClusters.tls_client_key = "/etc/fedhub/dask/client-key.pem"
         """,
     )
+
+    @default("tls_ca_file")
+    def _tls_ca_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_DASK_TLS_CA_FILE", "")
+
+    @default("tls_client_cert")
+    def _tls_cert_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_DASK_TLS_CERT", "")
+
+    @default("tls_client_key")
+    def _tls_key_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_DASK_TLS_KEY", "")
 
     security = Instance(
         "distributed.security.Security",
@@ -180,15 +192,19 @@ class DaskClusters(LoggingConfigurable):
     )
 
     allow_insecure_scheduler = Bool(
-        False,
         config=True,
         help="""Accept a plain ``tcp://`` (unauthenticated) scheduler in ``address`` mode. Off:
         anyone who reaches such a scheduler can run code next to every tenant's data. Turn
-        it on only for a scheduler on a network nobody else can reach.
+        it on only for a scheduler on a network nobody else can reach. Default from
+        ``$FEDHUB_EXPERIMENTS_DASK_ALLOW_INSECURE`` (``1``), else off.
 
             c.DaskClusters.allow_insecure_scheduler = True
         """,
     )
+
+    @default("allow_insecure_scheduler")
+    def _allow_insecure_default(self):
+        return os.environ.get("FEDHUB_EXPERIMENTS_DASK_ALLOW_INSECURE", "") in ("1", "true", "yes")
 
     gateway_address = Unicode(
         config=True,

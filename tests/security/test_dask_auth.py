@@ -34,7 +34,7 @@ from distributed.security import Security
 from traitlets.config import Config
 
 from fedhub import accounts
-from fedhub.services.experiments.clusters import DaskClusters
+from fedhub.services.experiments.clusters import ClusterConfigError, DaskClusters
 from tests.experiments.conftest import SERVICE, TINY, service_pid
 from tests.harness import wait_for
 
@@ -246,3 +246,42 @@ def test_closing_the_cluster_leaves_no_worker_process(worker_python):
         5,
         what="the worker processes to exit",
     )
+
+
+# ------------------------------------------------------------------ address mode
+
+
+def test_address_mode_refuses_a_plain_scheduler_unless_allowed():
+    config = Config()
+    config.DaskClusters.scheduler_address = "tcp://127.0.0.1:1"
+    with pytest.raises(ClusterConfigError, match="not reached over TLS"):
+        DaskClusters(config=config).client("acme", "free")
+
+
+def test_address_mode_reaches_a_tls_scheduler_with_the_operators_files(tmp_path):
+    from distributed import LocalCluster
+
+    security = Security.temporary()
+    files = {
+        "tls_ca_file": accounts.write_private(tmp_path / "ca.pem", security.tls_ca_file),
+        "tls_client_cert": accounts.write_private(tmp_path / "cert.pem", security.tls_client_cert),
+        "tls_client_key": accounts.write_private(tmp_path / "key.pem", security.tls_client_key),
+    }
+    with LocalCluster(
+        n_workers=1,
+        processes=False,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        security=security,
+    ) as operators:
+        config = Config()
+        config.DaskClusters.scheduler_address = operators.scheduler_address
+        for name, path in files.items():
+            setattr(config.DaskClusters, name, str(path))
+        clusters = DaskClusters(config=config)
+        try:
+            assert clusters.mode == "address"
+            client = clusters.client("acme", "free")
+            assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+        finally:
+            clusters.close()
