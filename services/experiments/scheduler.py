@@ -34,6 +34,7 @@ from traitlets.config import LoggingConfigurable
 from fedhub import events, metering
 from fedhub.db import session_scope, utcnow
 
+from . import quota
 from .clusters import DaskClusters
 from .models import (
     CANCELLED,
@@ -108,6 +109,8 @@ class ExperimentScheduler(LoggingConfigurable):
         self._running: dict[str, str] = {}  # experiment id -> tenant
         self._served: dict[str, float] = {}  # tenant -> last admission time
         self._cancel: set[str] = set()
+        self._stop_reason: dict[str, str] = {}  # experiment id -> "<reason>: <message>"
+        self._tenancy = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,6 +159,90 @@ class ExperimentScheduler(LoggingConfigurable):
         with self._lock:
             self._cancel.add(exp_id)
 
+    # ---------------------------------------------------------------- standing
+    @property
+    def tenancy(self):
+        """The tenancy tables (tenant status, memberships, tiers with overrides)."""
+        if self._tenancy is None:
+            from fedhub.tenancy.store import TenantStore
+
+            self._tenancy = TenantStore(self.db_url)
+        return self._tenancy
+
+    def _stop(self, exp_id: str, reason: str) -> None:
+        """Ask a running experiment to stop after its current round, saying why."""
+        with self._lock:
+            self._stop_reason.setdefault(exp_id, reason)
+            self._cancel.add(exp_id)
+
+    def _enforce(self) -> None:
+        """Cancel the queued and stop the running experiments that may no longer run.
+
+        Runs every ``poll_interval``: a tenant suspended or removed, or a user removed from
+        their tenant, loses its queued runs at once and its running ones after their round
+        in flight. The reason starts the run's ``error`` and is the audit event's ``reason``.
+        """
+        with session_scope(self.db_url) as s:
+            active = s.execute(
+                select(
+                    ExperimentRun.id,
+                    ExperimentRun.tenant,
+                    ExperimentRun.username,
+                    ExperimentRun.status,
+                ).where(ExperimentRun.status.in_((QUEUED, RUNNING)))
+            ).all()
+            refused = quota.standing(s, [(i, t, u) for i, t, u, _ in active])
+        status = {i: st for i, _, _, st in active}
+        for exp_id, (reason, message) in refused.items():
+            with self._lock:
+                in_flight = exp_id in self._running
+                known = exp_id in self._stop_reason
+            if status[exp_id] == QUEUED and not in_flight:
+                self._finish(exp_id, CANCELLED, error=message, reason=reason)
+            elif not known:
+                self.log.warning("stopping experiment %s: %s", exp_id, message)
+                self._stop(exp_id, f"{reason}: {message}")
+                with session_scope(self.db_url) as s:
+                    s.execute(
+                        update(ExperimentRun)
+                        .where(ExperimentRun.id == exp_id)
+                        .values(cancel_requested=True)
+                    )
+
+    def _refusal(self, tenant: str, username: str, spec: ExperimentSpec) -> str | None:
+        """Why a run may not start now, as ``"<reason>: <message>"``; else None.
+
+        The runner's own layer of the limits (a client may lie, a tier may change while a
+        run waits): standing of tenant and user, the tier's size limits and the month's
+        federated client-hours.
+        """
+        from fedhub.errors import FedhubError
+
+        with session_scope(self.db_url) as s:
+            refused = quota.standing(s, [("run", tenant, username)])
+        if refused:
+            reason, message = refused["run"]
+            return f"{reason}: {message}"
+        try:
+            t = self.tenancy.get_tenant(tenant)
+            tier = self.tenancy.effective_tier(t)
+            quota.check_size(t.tier, tier, spec.rounds, spec.local_epochs)
+        except FedhubError as e:  # a size limit (QuotaExceeded) or a tier gone
+            return f"{quota.TIER_LIMIT}: {e.message}"
+        return self._client_hours_refusal(tenant, t.tier, tier)
+
+    def _client_hours_refusal(self, tenant: str, tier_name: str, tier) -> str | None:
+        """``client_hours_exhausted: ...`` when the month's budget is spent, else None."""
+        with session_scope(self.db_url) as s:
+            used, limit = quota.client_hours_left(s, tenant, tier)
+        if used < limit:
+            return None
+        return (
+            f"{quota.CLIENT_HOURS_EXHAUSTED}: organisation {tenant} has used {used:.4g} of its"
+            f" {limit:g} federated client-hours this month (tier {tier_name}:"
+            f" federated_client_hours_per_month = {limit:g})"
+        )
+
     # ---------------------------------------------------------------- admission
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -167,6 +254,7 @@ class ExperimentScheduler(LoggingConfigurable):
             self._wake.clear()
 
     def _admit(self) -> None:
+        self._enforce()
         with session_scope(self.db_url) as s:
             queued = s.execute(
                 select(ExperimentRun.id, ExperimentRun.tenant, ExperimentRun.cancel_requested)
@@ -220,6 +308,7 @@ class ExperimentScheduler(LoggingConfigurable):
             with self._lock:
                 self._running.pop(exp_id, None)
                 self._cancel.discard(exp_id)
+                self._stop_reason.pop(exp_id, None)
             self.wake()
 
     def _run(self, exp_id: str) -> None:
@@ -234,6 +323,11 @@ class ExperimentScheduler(LoggingConfigurable):
             run.started_at = run.started_at or utcnow()
             tenant, username, spec_json = run.tenant, run.username, run.spec
         spec = ExperimentSpec.model_validate(spec_json)
+        refusal = self._refusal(tenant, username, spec)
+        if refusal is not None:  # checked before the first round, then after every round
+            reason, _, message = refusal.partition(": ")
+            self._finish(exp_id, CANCELLED, error=message, reason=reason)
+            return
         ckpt_dir = self.run_dir(exp_id)
         if fl.checkpoint.latest(ckpt_dir) is not None:
             _, state = fl.checkpoint.load(ckpt_dir)
@@ -248,9 +342,15 @@ class ExperimentScheduler(LoggingConfigurable):
         client = self.clusters.client(tenant, self.tenant_tier(tenant))
 
         def on_round(record: dict):
-            self._record_round(exp_id, tenant, username, record)
+            self._record_round(exp_id, tenant, username, record)  # metered first
             if self._stopping.is_set():
                 raise _ServiceStopping
+            if int(record["round"]) < spec.rounds:  # before the next round: budget left?
+                t = self.tenancy.get_tenant(tenant)
+                spent = self._client_hours_refusal(tenant, t.tier, self.tenancy.effective_tier(t))
+                if spent is not None:
+                    self.log.info("experiment %s: %s", exp_id, spent)
+                    self._stop(exp_id, spent)
             return not self._cancel_requested(exp_id)
 
         result = exp.run(
@@ -263,7 +363,13 @@ class ExperimentScheduler(LoggingConfigurable):
         if self._stopping.is_set() and result.cancelled:
             raise _ServiceStopping
         fl.checkpoint.save_weights(ckpt_dir / "final.pt", result.state_dict)  # created 0600
-        self._finish(exp_id, CANCELLED if result.cancelled else COMPLETED)
+        if not result.cancelled:
+            self._finish(exp_id, COMPLETED)
+            return
+        with self._lock:
+            stopped = self._stop_reason.get(exp_id)
+        reason, _, message = (stopped or "").partition(": ")
+        self._finish(exp_id, CANCELLED, error=message or None, reason=reason or None)
 
     def _cancel_requested(self, exp_id: str) -> bool:
         with self._lock:
@@ -311,7 +417,13 @@ class ExperimentScheduler(LoggingConfigurable):
                 ],
             )
 
-    def _finish(self, exp_id: str, status: str, error: str | None = None) -> None:
+    def _finish(
+        self, exp_id: str, status: str, error: str | None = None, reason: str | None = None
+    ) -> None:
+        """End a run. ``reason`` (e.g. ``client_hours_exhausted``) says why the service
+        itself cancelled it; the run's ``error`` then reads ``"<reason>: <message>"``."""
+        if reason:
+            error = f"{reason}: {error}" if error else reason
         with session_scope(self.db_url) as s:
             run = s.get(ExperimentRun, exp_id)
             if run is None or run.status in (COMPLETED, FAILED, CANCELLED):
@@ -319,6 +431,8 @@ class ExperimentScheduler(LoggingConfigurable):
             run.status = status
             run.error = error
             run.finished_at = utcnow()
+            if reason:
+                run.cancel_requested = True
             tenant, user, done = run.tenant, run.username, run.rounds_done
         action = {COMPLETED: "completed", CANCELLED: "cancelled", FAILED: "failed"}[status]
         events.emit(
@@ -328,7 +442,11 @@ class ExperimentScheduler(LoggingConfigurable):
             target=f"experiment:{exp_id}",
             result="error" if status == FAILED else "success",
             severity="warning" if status == FAILED else "info",
-            details={"rounds_done": done, **({"error": error} if error else {})},
+            details={
+                "rounds_done": done,
+                **({"error": error} if error else {}),
+                **({"reason": reason} if reason else {}),
+            },
         )
         self.log.info("experiment %s (%s) %s after %d rounds", exp_id, tenant, status, done)
 
