@@ -235,41 +235,60 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         # standing (membership, suspension) is re-checked as often as the mirror runs
         return max(1, round(self.mirror_interval or 5))
 
+    @default("auth_refresh_strict")
+    def _default_auth_refresh_strict(self):
+        # a refused refresh must end token requests too, not only browser sessions
+        return True
+
     async def refresh_user(self, user, handler=None, **kwargs):
         """Fail closed on every hub request: no membership, or a suspended tenant, no access.
 
-        A token request is refused with a 403 that says why. A browser session
-        is ended instead (JupyterHub then asks for a new login, which is refused
-        with the same reason), so the login and logout pages keep working. The
-        one exception: a suspended tenant's token may still ask the hub who it
-        belongs to (``GET /hub/api/user``), so fedhub's services can answer
-        with the suspension themselves and let its tenant admin read invoices.
+        With ``auth_refresh_strict`` a refused refresh makes a token request
+        anonymous (403) and ends a browser session (JupyterHub asks for a new
+        login, which is refused with the reason). The one exception: a
+        suspended tenant's token may still ask the hub who it belongs to
+        (``GET /hub/api/user``), so fedhub's services can answer with the
+        suspension themselves and let its tenant admin read invoices.
         """
-        reason = self.standing_problem(user.name, handler)
+        info = self.store.user(user.name)
+        reason = self.standing_problem(user.name, info)
+        if reason is not None and info is not None and self._identity_lookup(handler):
+            # a suspended tenant's token asking who it is: allowed, but not
+            # counted as a refresh (JupyterHub records the time right after this
+            # returns), so the next hub request is checked again
+            asyncio.get_running_loop().call_soon(setattr, user, "_auth_refreshed", None)
+            reason = None
         if reason is not None:
-            if handler is not None and getattr(handler, "_token_authenticated", False):
-                raise web.HTTPError(403, reason)
+            self.log.warning("Refusing hub access to %s: %s", user.name, reason)
             return False
         result = super().refresh_user(user, handler, **kwargs)
-        return (await result) if inspect.isawaitable(result) else result
+        result = (await result) if inspect.isawaitable(result) else result
+        if result is False and handler is not None and not self._session_of(user, handler):
+            # stale identity-provider tokens (OIDC auth state) on an API request:
+            # JupyterHub's lenient default, not fedhub's strict one
+            return True
+        return result
 
-    def standing_problem(self, username: str, handler=None) -> str | None:
-        """Why ``username`` may not use the hub now, or None."""
-        info = self.store.user(username)
+    @staticmethod
+    def _session_of(user, handler) -> bool:
+        """A browser session of ``user`` itself (which a refused refresh can log out)."""
+        return getattr(handler, "_jupyterhub_user", None) is user and not getattr(
+            handler, "_token_authenticated", False
+        )
+
+    def standing_problem(self, username: str, info: UserInfo | None) -> str | None:
+        """Why ``username`` (whose membership is ``info``) may not use the hub now, or None."""
         if info is None:
             return f"{username} is not a member of any fedhub tenant"
         if info.tenant_status == TenantStatus.SUSPENDED and not info.is_platform_admin:
-            if handler is not None and self._identity_lookup(handler):
-                return None
-            return (
-                f"Your organisation '{info.tenant}' is suspended: the hub refuses its "
-                "requests until a platform admin resumes it."
-            )
+            return f"organisation '{info.tenant}' is suspended"
         return None
 
     def _identity_lookup(self, handler) -> bool:
         from jupyterhub.utils import url_path_join
 
+        if handler is None:
+            return False
         prefix = getattr(self.parent, "hub_prefix", "/hub/")
         return handler.request.method == "GET" and handler.request.path == url_path_join(
             prefix, "api/user"
