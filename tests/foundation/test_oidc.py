@@ -60,7 +60,9 @@ def test_sso_by_claim_provisions_member_of_tenant(oidc_hub, provider):
 
 def test_sso_role_claim_and_email_domain(oidc_hub, provider):
     hub = oidc_hub
-    r = sso_login(hub, provider, "sue", email="sue@acme.example", fedhub_role="analyst")
+    r = sso_login(
+        hub, provider, "sue", email="sue@acme.example", email_verified=True, fedhub_role="analyst"
+    )
     assert r.status_code == 302
     out = hub.fedhub("user", "list", "--tenant", "acme").stdout
     assert any(line.split()[:3] == ["sue", "acme", "analyst"] for line in out.splitlines())
