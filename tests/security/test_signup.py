@@ -390,3 +390,44 @@ def test_oidc_maps_by_email_domain_only_when_the_address_is_verified(oidc_hub, p
         fedhub_tenant="acme",
     )
     assert r.status_code == 302, text(r)[-600:]
+
+
+# -- the store on both engines (migration 0007 included) -----------------------------
+
+
+def test_sign_up_requests_on_both_engines(migrated_db):
+    """A request is no account: ``TenantStore.user`` (what the hub and the services ask)
+    knows nothing of it until the link is followed (and, under admin_approval, approved)."""
+    from fedhub.errors import FedhubError
+    from fedhub.tenancy.store import TenantStore
+
+    store = TenantStore(migrated_db)
+    store.create_tenant("acme", "Acme", "professional", email_domains=["acme.example"])
+    assert store.get_tenant("acme").signup_policy == "verify_email"
+    first = store.sign_up("mallory", "Mallory@acme.example", "mallory-password")
+    assert first.status == "awaiting_email" and first.token
+    assert store.user("mallory") is None
+    again = store.sign_up("mallory", "mallory@acme.example", "mallory-password")
+    assert again.resent and again.token != first.token
+    with pytest.raises(FedhubError, match="not valid"):
+        store.verify_signup(first.token)
+    with pytest.raises(FedhubError, match="already exists"):  # the username is held
+        store.sign_up("mallory", "someone-else@acme.example", "mallory-password")
+    assert store.verify_signup(again.token).active
+    assert store.user("mallory").tenant == "acme"
+    assert store.pending_signup("mallory") is None
+
+    store.set_signup_policy("acme", "admin_approval")
+    nina = store.sign_up("nina", "nina@acme.example", "nina-password")
+    assert store.verify_signup(nina.token).status == "awaiting_approval"
+    assert store.user("nina") is None
+    assert [p.username for p in store.signup_requests("acme")] == ["nina"]
+    store.approve_signup("nina", tenant="acme", actor="acme-admin")
+    assert store.user("nina").tenant == "acme"
+
+    store.set_signup_policy("acme", "invitation_only")
+    with pytest.raises(FedhubError, match="invitation only") as refused:
+        store.sign_up("oz", "oz@acme.example", "oz-password-1")
+    assert refused.value.status == 403
+    with pytest.raises(FedhubError, match="unknown sign-up policy"):
+        store.set_signup_policy("acme", "anyone")
