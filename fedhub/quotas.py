@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Index, String, UniqueConstraint, delete, func, select
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Index,
+    String,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -209,84 +219,118 @@ def reserve(
     Raises a :class:`SpawnRefused` subclass whose message names the limit, the
     usage and what the user can do. ``storage_bytes`` is the tenant's measured
     storage (None: not measured on this backend).
+
+    A refusal writes nothing and ends its transaction with a commit, not a
+    rollback: in the hub the transaction is the hub's own session
+    (:func:`fedhub.db.share_session`), where a rollback expires every object the
+    hub holds, so each refused spawn made every user and spawner reload (and a
+    worker thread reading one then raced the loop: the 500 of route 9).
     """
     now = now or utcnow()
+    refusal: SpawnRefused | None = None
     with session_scope(db) as s:
         t = _locked_tenant(s, tenant)
         tier = catalog.effective(t.tier, t.overrides)
-        if t.status == TenantStatus.SUSPENDED:
-            raise TenantSuspendedRefusal(
-                f"Your organisation '{t.name}' is suspended, so no server can start. "
-                "Ask your organisation's administrator or the platform team.",
-                details={"quota": "status", "suspended_reason": t.suspended_reason},
-            )
         profile = profile or tier.profiles[0]
-        check_profile(t.tier, tier, profile)
-        used = compute_hours_used(s, tenant, now)
-        if used >= tier.compute_hours_per_month:
-            raise ComputeBudgetExhausted(
-                f"Your organisation has used {used:.2f} of the {tier.compute_hours_per_month:g} "
-                f"compute hours (CPU-core hours) its {tier.display_name} tier includes this month. "
-                f"Servers can start again on {next_month(now)} (UTC), {UPGRADE_HINT}.",
-                details=_details("compute_hours_per_month", tier.compute_hours_per_month, used),
+        try:
+            _check_limits(s, t, tier, profile, username, server_name, storage_bytes, now)
+        except SpawnRefused as e:
+            refusal = e
+        else:
+            # the hub only spawns a server that is not running: a row left for this
+            # server is stale (a crash between reserve and release) and is replaced
+            s.execute(
+                delete(ServerReservation).where(
+                    ServerReservation.username == username,
+                    ServerReservation.server_name == server_name,
+                )
             )
-        if storage_bytes is not None and storage_bytes > tier.storage_gb * GIB:
-            used_gb = storage_bytes / GIB
-            raise StorageOverQuota(
-                f"Your organisation's home directories use {used_gb:.3f} GB of the "
-                f"{tier.storage_gb:g} GB its {tier.display_name} tier allows. Delete files "
-                f"to get under the limit, {UPGRADE_HINT}.",
-                details=_details("storage_gb", tier.storage_gb, used_gb),
+            spec = catalog.profiles[profile]
+            key = str(uuid.uuid4())
+            s.add(
+                ServerReservation(
+                    key=key,
+                    tenant=tenant,
+                    username=username,
+                    server_name=server_name,
+                    tier=t.tier,
+                    profile=profile,
+                    cpu=spec.cpu,
+                    memory_gb=spec.memory_gb,
+                    state=PENDING,
+                    created_at=now,
+                    metered_until=now,
+                )
             )
-        # the hub only spawns a server that is not running: a row left for this
-        # server is stale (a crash between reserve and release) and is replaced
-        s.execute(
-            delete(ServerReservation).where(
-                ServerReservation.username == username,
-                ServerReservation.server_name == server_name,
-            )
-        )
-        mine, theirs = s.execute(
-            select(
-                func.count().filter(ServerReservation.username == username),
-                func.count(),
-            ).where(ServerReservation.tenant == tenant)
-        ).one()
-        if mine >= tier.max_servers_per_user:
-            raise UserServerLimit(
-                f"You already have {mine} of the {tier.max_servers_per_user} servers the "
-                f"{tier.display_name} tier allows per user. Stop one of your servers "
-                f"(Home page) and try again, {UPGRADE_HINT}.",
-                details=_details("max_servers_per_user", tier.max_servers_per_user, mine),
-            )
-        if theirs >= tier.max_servers_per_tenant:
-            raise TenantServerLimit(
-                f"Your organisation is running {theirs} of the {tier.max_servers_per_tenant} "
-                f"servers its {tier.display_name} tier allows. Try again when a colleague has "
-                f"stopped a server, {UPGRADE_HINT}.",
-                details=_details("max_servers_per_tenant", tier.max_servers_per_tenant, theirs),
-            )
-        spec = catalog.profiles[profile]
-        key = str(uuid.uuid4())
-        s.add(
-            ServerReservation(
-                key=key,
-                tenant=tenant,
-                username=username,
-                server_name=server_name,
-                tier=t.tier,
-                profile=profile,
-                cpu=spec.cpu,
-                memory_gb=spec.memory_gb,
-                state=PENDING,
-                created_at=now,
-                metered_until=now,
-            )
-        )
-        tier_name = t.tier
+            tier_name = t.tier
+    if refusal is not None:
+        raise refusal
     return Reservation(
         key, tenant, username, server_name, tier_name, tier, profile, spec.cpu, spec.memory_gb
     )
+
+
+def _check_limits(
+    s: Session,
+    t: Tenant,
+    tier: Tier,
+    profile: str,
+    username: str,
+    server_name: str,
+    storage_bytes: int | None,
+    now: datetime,
+) -> None:
+    """Raise the first :class:`SpawnRefused` that applies; reads only."""
+    if t.status == TenantStatus.SUSPENDED:
+        raise TenantSuspendedRefusal(
+            f"Your organisation '{t.name}' is suspended, so no server can start. "
+            "Ask your organisation's administrator or the platform team.",
+            details={"quota": "status", "suspended_reason": t.suspended_reason},
+        )
+    check_profile(t.tier, tier, profile)
+    used = compute_hours_used(s, t.slug, now)
+    if used >= tier.compute_hours_per_month:
+        raise ComputeBudgetExhausted(
+            f"Your organisation has used {used:.2f} of the {tier.compute_hours_per_month:g} "
+            f"compute hours (CPU-core hours) its {tier.display_name} tier includes this month. "
+            f"Servers can start again on {next_month(now)} (UTC), {UPGRADE_HINT}.",
+            details=_details("compute_hours_per_month", tier.compute_hours_per_month, used),
+        )
+    if storage_bytes is not None and storage_bytes > tier.storage_gb * GIB:
+        used_gb = storage_bytes / GIB
+        raise StorageOverQuota(
+            f"Your organisation's home directories use {used_gb:.3f} GB of the "
+            f"{tier.storage_gb:g} GB its {tier.display_name} tier allows. Delete files "
+            f"to get under the limit, {UPGRADE_HINT}.",
+            details=_details("storage_gb", tier.storage_gb, used_gb),
+        )
+    # a row left for this very server is stale (see reserve): it does not count
+    mine, theirs = s.execute(
+        select(
+            func.count().filter(ServerReservation.username == username),
+            func.count(),
+        ).where(
+            ServerReservation.tenant == t.slug,
+            ~and_(
+                ServerReservation.username == username,
+                ServerReservation.server_name == server_name,
+            ),
+        )
+    ).one()
+    if mine >= tier.max_servers_per_user:
+        raise UserServerLimit(
+            f"You already have {mine} of the {tier.max_servers_per_user} servers the "
+            f"{tier.display_name} tier allows per user. Stop one of your servers "
+            f"(Home page) and try again, {UPGRADE_HINT}.",
+            details=_details("max_servers_per_user", tier.max_servers_per_user, mine),
+        )
+    if theirs >= tier.max_servers_per_tenant:
+        raise TenantServerLimit(
+            f"Your organisation is running {theirs} of the {tier.max_servers_per_tenant} "
+            f"servers its {tier.display_name} tier allows. Try again when a colleague has "
+            f"stopped a server, {UPGRADE_HINT}.",
+            details=_details("max_servers_per_tenant", tier.max_servers_per_tenant, theirs),
+        )
 
 
 def mark_running(db, key: str) -> None:

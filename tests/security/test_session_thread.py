@@ -102,6 +102,40 @@ def test_mode_comes_from_config_then_environment(monkeypatch):
     assert LocalTenantAuthenticator(config=c).check_session_thread == "off"
 
 
+async def test_a_refused_spawn_leaves_the_hubs_objects_loaded(migrated_db, monkeypatch):
+    """A refusal writes nothing, so it must not roll back the hub's session: a rollback
+    expires every hub object, and the next read of one (from any thread) reloads it."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from fedhub import db as fedhub_db
+    from fedhub import quotas
+    from fedhub.extensions.hub.tenant_auth import shared_session
+
+    hub_db = orm.new_session_factory(migrated_db)()
+    hub_db.add(orm.User(name="alice"))
+    hub_db.commit()
+    factory = partial(shared_session, SimpleNamespace(db=hub_db))
+    monkeypatch.setitem(fedhub_db._shared_sessions, migrated_db, factory)
+    store = TenantStore(migrated_db)
+    store.create_tenant("full", tier="starter", overrides={"max_servers_per_tenant": 0})
+    user = orm.User.find(hub_db, "alice")
+    try:
+        with pytest.raises(quotas.TenantServerLimit):
+            quotas.reserve(
+                migrated_db,
+                tenant="full",
+                username="alice",
+                server_name="",
+                profile=None,
+                catalog=store.tiers,
+            )
+        assert "name" in user.__dict__  # still loaded: no rollback expired it
+        assert quotas.reservations(migrated_db, "full") == []
+    finally:
+        hub_db.close()
+
+
 # -- a real hub ---------------------------------------------------------------------
 
 
