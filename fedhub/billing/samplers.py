@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from fedhub.db import session_scope
+from fedhub.db import get_engine, session_scope
 from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 
@@ -47,7 +47,10 @@ def sample_storage(db_url: str | None, state_dir: str | os.PathLike, now: dateti
     homes = Path(state_dir) / "homes"
     if not homes.is_dir():
         return 0
-    store = TenantStore(db_url)
+    # runs in a worker thread: sessions of its own (an engine, never a process's
+    # shared session, see fedhub.db.share_session)
+    engine = get_engine(db_url)
+    store = TenantStore(engine)
     day = datetime(now.year, now.month, now.day)
     usages = []
     for home in sorted(homes.iterdir()):
@@ -66,7 +69,7 @@ def sample_storage(db_url: str | None, state_dir: str | os.PathLike, now: dateti
                 username=home.name,
             )
         )
-    with session_scope(db_url) as s:
+    with session_scope(engine) as s:
         return record(s, usages, now=now)
 
 
@@ -130,7 +133,8 @@ def flush_api_calls(db_url: str | None = None) -> int:
         for (service, tenant, username, hour), n in pending.items()
     ]
     try:
-        with session_scope(db_url) as s:
+        # runs in a worker thread: a session of its own, never a shared one
+        with session_scope(get_engine(db_url)) as s:
             return record(s, usages)
     except Exception:
         log.exception(

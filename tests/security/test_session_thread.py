@@ -136,6 +136,33 @@ async def test_a_refused_spawn_leaves_the_hubs_objects_loaded(migrated_db, monke
         hub_db.close()
 
 
+async def test_meter_flushes_in_threads_never_take_a_shared_session(
+    migrated_db, tmp_path, monkeypatch
+):
+    """The API-call flush and the storage sampler run in worker threads: even in a process
+    that shares a session for their URL (the hub), they use sessions of their own."""
+    from collections import Counter
+
+    from fedhub import db as fedhub_db
+    from fedhub.billing import samplers
+    from fedhub.db.base import utcnow
+
+    def shared():
+        raise AssertionError("a worker thread asked for the process's shared session")
+
+    monkeypatch.setitem(fedhub_db._shared_sessions, migrated_db, shared)
+    store = TenantStore(fedhub_db.get_engine(migrated_db))
+    store.create_tenant("acme", tier="starter")
+    store.add_user("alice", tenant="acme")
+    (tmp_path / "homes" / "alice").mkdir(parents=True)
+    (tmp_path / "homes" / "alice" / "data.bin").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(samplers, "_calls", Counter())
+    monkeypatch.setattr(samplers, "_start_flusher", lambda: None)
+    samplers.count_api_call("billing", "acme", "alice")
+    assert await asyncio.to_thread(samplers.flush_api_calls, migrated_db) == 1
+    assert await asyncio.to_thread(samplers.sample_storage, migrated_db, tmp_path, utcnow()) == 1
+
+
 # -- a real hub ---------------------------------------------------------------------
 
 
