@@ -114,7 +114,7 @@ class AccountWorker(ProcessInterface):
 
     async def close(self) -> None:
         proc = self.proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None:
             try:
                 proc.stdin.close()  # the lifeline: the worker closes its Nanny and exits
             except OSError:
@@ -122,10 +122,8 @@ class AccountWorker(ProcessInterface):
             try:
                 await asyncio.wait_for(asyncio.to_thread(proc.wait), self.close_timeout)
             except TimeoutError:
-                proc.kill()
+                proc.kill()  # its worker process follows (it watches the Nanny)
                 await asyncio.to_thread(proc.wait)
-        elif proc is not None:
-            proc.wait()
         await super().close()
 
     @property

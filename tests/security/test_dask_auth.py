@@ -13,6 +13,7 @@ worker cannot open the hub's database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import re
@@ -20,6 +21,7 @@ import shutil
 import socket
 import ssl
 import stat
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -38,7 +40,8 @@ from fedhub.services.experiments.clusters import ClusterConfigError, DaskCluster
 from tests.experiments.conftest import SERVICE, TINY, service_pid
 from tests.harness import wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the worker account needs root")
+#: The cluster tests start real clusters (and a hub): slow, and as root (the worker account).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the worker account needs root")
 
 WORKER_MODULE = "fedhub.services.experiments.worker"
 
@@ -125,6 +128,8 @@ async def _connect(address: str, security: Security | None) -> None:
 # ------------------------------------------------------------------ refused
 
 
+@pytest.mark.slow
+@needs_root
 def test_clients_without_the_services_credentials_are_refused(dask_hub):
     address = dask_hub.scheduler_address
     assert address.startswith("tls://127.0.0.1:"), address  # TLS only, loopback only
@@ -168,6 +173,8 @@ def _service_workers(hub) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
+@needs_root
 def test_the_services_workers_run_as_the_worker_account_and_experiments_still_run(dask_hub):
     workers = wait_for(
         lambda: len(entries := _service_workers(dask_hub)) >= 4 and entries,
@@ -201,6 +208,8 @@ def test_the_services_workers_run_as_the_worker_account_and_experiments_still_ru
 # ------------------------------------------------------------------ the cluster class
 
 
+@pytest.mark.slow
+@needs_root
 def test_service_client_runs_tasks_as_the_worker_account(service_cluster, dask_hub):
     clusters, client = service_cluster
     assert clusters.local_scheduler_address.startswith("tls://127.0.0.1:")
@@ -228,6 +237,8 @@ def _worker_entries() -> set[int]:
     return {p.pid for p in psutil.Process().children() if WORKER_MODULE in p.cmdline()}
 
 
+@pytest.mark.slow
+@needs_root
 def test_closing_the_cluster_leaves_no_worker_process(worker_python):
     before = _worker_entries()
     config = Config()
@@ -285,3 +296,61 @@ def test_address_mode_reaches_a_tls_scheduler_with_the_operators_files(tmp_path)
             assert client.submit(sum, [1, 2]).result(timeout=30) == 3
         finally:
             clusters.close()
+
+
+_KILLED_SERVICE = """
+import json, os, sys
+import psutil
+from traitlets.config import Config
+from fedhub.services.experiments.clusters import DaskClusters
+
+if __name__ == "__main__":
+    config = Config()
+    config.DaskClusters.n_workers = 1
+    config.DaskClusters.worker_python = sys.argv[1]
+    client = DaskClusters(config=config).client("acme", "free")
+    pids = [p.pid for p in psutil.Process().children(recursive=True)]
+    print(json.dumps(pids), flush=True)
+    sys.stdin.read()  # until the test kills us
+"""
+
+
+@pytest.mark.slow
+@needs_root
+def test_workers_of_a_killed_service_stop_by_themselves(tmp_path, worker_python):
+    script = tmp_path / "service.py"
+    script.write_text(_KILLED_SERVICE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), worker_python],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert pids
+        proc.kill()  # like SIGKILL of the service: no chance to close anything
+        proc.wait()
+        wait_for(
+            lambda: not any(_running(p) for p in pids), 15, what="the orphaned workers to exit"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# Last on purpose: it stops the module's hub.
+@pytest.mark.slow
+@needs_root
+def test_stopping_the_hub_stops_the_services_workers(dask_hub):
+    pids = [p.pid for p in _service_workers(dask_hub)]
+    assert pids
+    dask_hub.stop()
+    wait_for(lambda: not any(_running(p) for p in pids), 10, what="the workers to exit")
