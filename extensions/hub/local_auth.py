@@ -18,7 +18,11 @@ from traitlets import Bool, Integer, default
 from fedhub import events
 from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
-from fedhub.extensions.hub.signup_pages import SignupHandler, SignupVerifyHandler
+from fedhub.extensions.hub.signup_pages import (
+    SignupHandler,
+    SignupRequestsHandler,
+    SignupVerifyHandler,
+)
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_info
 from fedhub.mail import Mailer, mask_email
 from fedhub.tenancy import passwords
@@ -88,6 +92,7 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         return super().get_handlers(app) + [
             (r"/signup", SignupHandler),
             (r"/signup/verify", SignupVerifyHandler),
+            (r"/signup/requests", SignupRequestsHandler),
             AUDITED_LOGOUT,
         ]
 

@@ -1,4 +1,5 @@
-"""The hub's sign-up pages: ``/hub/signup`` and ``/hub/signup/verify``.
+"""The hub's sign-up pages: ``/hub/signup``, ``/hub/signup/verify`` and, for tenant
+admins, ``/hub/signup/requests``.
 
 A domain sign-up is a request until its address is proven
 (:mod:`fedhub.tenancy.signup`): the sign-up page sends the link through the
@@ -20,9 +21,10 @@ from urllib.parse import urlencode, urljoin, urlparse
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
+from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError
 from fedhub.mail import MailError, mask_email
-from fedhub.tenancy.models import SignupStatus
+from fedhub.tenancy.models import Role, SignupStatus
 from fedhub.tenancy.signup import SignupResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -144,6 +146,8 @@ class SignupVerifyHandler(_SignupPage):
                 "link replaced it. Log in if you confirmed your address already; otherwise "
                 "sign up again to get a new link.",
             )
+        if pending.expires_at is not None and pending.expires_at < utcnow():
+            return await self._fail(410, "This link has expired. Sign up again to get a new one.")
         self.finish(
             await self._render(
                 error=None,
@@ -177,6 +181,70 @@ class SignupVerifyHandler(_SignupPage):
     async def _fail(self, status: int, message: str):
         self.set_status(status)
         self.finish(await self._render(error=message, confirmed=None))
+
+
+class SignupRequestsHandler(_SignupPage):
+    """/hub/signup/requests: a tenant admin reviews their tenant's pending sign-ups
+    (a platform admin sees every tenant's). The CLI equivalent is ``fedhub user
+    signups|approve|reject``."""
+
+    template_file = "signup_requests.html"
+
+    def _reviewer_scope(self) -> str | None:
+        """The tenant whose requests the caller may review (None: all, for platform admins)."""
+        info = self.authenticator.store.user(self.current_user.name)
+        if info is not None and info.is_platform_admin:
+            return None
+        if info is None or info.role != Role.TENANT_ADMIN or not info.tenant:
+            raise web.HTTPError(403, "Only a tenant administrator can review sign-up requests.")
+        return info.tenant
+
+    @web.authenticated
+    async def get(self):
+        await self._page(self._reviewer_scope())
+
+    @web.authenticated
+    async def post(self):
+        tenant = self._reviewer_scope()
+        username = self.get_body_argument("username", "")
+        action = self.get_body_argument("action", "")
+        store = self.authenticator.store
+        actor = self.current_user.name
+        try:
+            if action == "approve":
+                result = store.approve_signup(username, tenant=tenant, actor=actor)
+                notice = f"{username} is now a member of {result.tenant_name}."
+                try:
+                    await self.authenticator.mailer.send_async(
+                        result.email,
+                        "Your fedhub account is ready",
+                        f"Hello {username},\n\nAn administrator of {result.tenant_name} "
+                        "approved your sign-up: you can log in to fedhub now.\n",
+                    )
+                except MailError as e:
+                    self.log.warning("Approval notice to %s not sent: %s", username, e)
+                    notice += " (We could not email them: tell them yourself.)"
+            elif action == "reject":
+                store.reject_signup(username, tenant=tenant, actor=actor)
+                notice = f"The request of {username} is rejected."
+            else:
+                raise web.HTTPError(400, "action must be approve or reject")
+        except FedhubError as e:
+            self.set_status(e.status)
+            return await self._page(tenant, error=e.message)
+        await self._page(tenant, notice=notice)
+
+    async def _page(self, tenant: str | None, error: str | None = None, notice: str | None = None):
+        requests = self.authenticator.store.signup_requests(tenant)
+        self.finish(
+            await self._render(
+                requests=requests,
+                tenant=tenant,
+                error=error,
+                notice=notice,
+                awaiting_approval=SignupStatus.AWAITING_APPROVAL,
+            )
+        )
 
 
 def verify_link(handler: BaseHandler, token: str) -> str:

@@ -296,8 +296,18 @@ def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
     assert "waiting for an administrator of Stark Industries" in text(r)
     assert "tony" in hub.fedhub("user", "signups", "--tenant", "stark").stdout
 
-    hub.fedhub("user", "approve", "tony")
+    r = hub.fedhub("user", "approve", "tony")
+    assert "Warning" not in r.stderr, r.stderr
     assert hub.login("tony", password).status_code == 302
+    # the CLI mails through the same c.Mailer settings (the state dir's config file)
+    wait_for(
+        lambda: any(
+            "approved your sign-up" in m.get_body(preferencelist=("plain",)).get_content()
+            for m in inbox.to("tony@stark.example")
+        ),
+        30,
+        what="the approval notice sent by the CLI",
+    )
     assert "tony" not in hub.fedhub("user", "signups").stdout
 
     # and a rejected request never becomes an account
@@ -308,6 +318,66 @@ def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
     assert r.status_code == 403 and "waiting" not in text(r)
     r = hub.fedhub("user", "approve", "pepper", check=False)
     assert r.returncode == 1 and "no sign-up request" in r.stderr
+
+
+def test_a_tenant_admin_approves_on_the_hub_page(smtp_hub, inbox):
+    hub = smtp_hub
+    hub.fedhub(
+        "tenant",
+        "create",
+        "oscorp",
+        "--name",
+        "Oscorp",
+        "--tier",
+        "starter",
+        "--email-domain",
+        "oscorp.example",
+        "--signup-policy",
+        "admin_approval",
+    )
+    hub.fedhub(
+        "user",
+        "add",
+        "norman",
+        "--tenant",
+        "oscorp",
+        "--role",
+        "tenant-admin",
+        "--password",
+        "norman-password",
+    )
+    password = "harry-password-1"
+    assert sign_up(hub, username="harry", email="harry@oscorp.example", password=password).ok
+    assert follow(inbox.wait_link("harry@oscorp.example")).ok
+
+    def review(user, user_password=None, **form):
+        s = hub.login(user, user_password).session
+        if not form:
+            return s.get(f"{hub.url}/hub/signup/requests", timeout=10)
+        data = {**form, "_xsrf": s.cookies.get("_xsrf")}
+        return s.post(f"{hub.url}/hub/signup/requests", data=data, timeout=30)
+
+    # another tenant's admin neither sees nor approves it; a member may not look
+    r = review("acme-admin")
+    assert r.status_code == 200 and "harry" not in r.text
+    r = review("acme-admin", username="harry", action="approve")
+    assert r.status_code == 404 and "no sign-up request" in text(r)
+    assert review("alice").status_code == 403
+    assert hub.login("harry", password).status_code == 403
+
+    r = review("norman", "norman-password")
+    assert r.status_code == 200 and "harry@oscorp.example" in r.text
+    r = review("norman", "norman-password", username="harry", action="approve")
+    assert r.status_code == 200 and "harry is now a member of Oscorp" in text(r)
+    assert hub.login("harry", password).status_code == 302
+    wait_for(
+        lambda: any(
+            "approved your sign-up" in m.get_body(preferencelist=("plain",)).get_content()
+            for m in inbox.to("harry@oscorp.example")
+        ),
+        30,
+        what="the approval notice",
+    )
 
 
 def test_embedded_default_writes_the_message_to_a_private_outbox(hub):
