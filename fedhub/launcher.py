@@ -207,6 +207,7 @@ def check_isolation(state_dir: Path) -> None:
     if not accounts.can_isolate():
         return
     try:
+        accounts.check_runnable_by_users(sys.executable)
         accounts.check_runnable_by_users(Path(sys.executable).with_name("jupyterhub-singleuser"))
     except accounts.AccountError as e:
         raise ConfigError(str(e)) from None
