@@ -501,3 +501,30 @@ def test_sign_up_requests_on_both_engines(migrated_db):
     assert refused.value.status == 403
     with pytest.raises(FedhubError, match="unknown sign-up policy"):
         store.set_signup_policy("acme", "anyone")
+
+
+def test_mailer_outbox_and_errors_keep_secrets(tmp_path):
+    """The outbox file is private, and a failed SMTP conversation never shows the password."""
+    from fedhub.mail import Mailer, MailError
+
+    outbox = Mailer(outbox_dir=str(tmp_path / "outbox"), from_address="fedhub@hub.example")
+    outbox.send("someone@acme.example", "Hello", "plain text", "<p>html</p>")
+    (path,) = (tmp_path / "outbox").glob("*.eml")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "outbox").stat().st_mode) == 0o700
+    msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert msg["To"] == "someone@acme.example" and msg.is_multipart()
+
+    unreachable = Mailer(
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),  # nobody listens
+        smtp_security="none",
+        smtp_username="fedhub",
+        smtp_password="s3cret-smtp-password",
+        smtp_timeout=5,
+    )
+    with pytest.raises(MailError) as failed:
+        unreachable.send("someone@acme.example", "Hello", "text")
+    assert "s3cret" not in str(failed.value)
+    with pytest.raises(MailError, match="not an email address"):
+        outbox.send("someone@acme.example\r\nBcc: all@acme.example", "Hello", "text")
