@@ -267,6 +267,11 @@ class DaskClusters(LoggingConfigurable):
         account = None
         if accounts.can_isolate():
             account = accounts.ensure_account(self.worker_account)
+            if account.pw_uid == 0 or account.pw_gid == 0:
+                raise ClusterConfigError(
+                    f"DaskClusters.worker_account {self.worker_account!r} is root's uid or "
+                    "group: the workers must run as an unprivileged account"
+                )
             blocked = accounts.blocked_for_others(self.worker_python)
             if blocked is not None:
                 raise ClusterConfigError(

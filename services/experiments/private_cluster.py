@@ -106,6 +106,7 @@ class AccountWorker(ProcessInterface):
             # its own session: a Ctrl-C meant for the hub reaches the service, which closes
             # its workers in order, instead of interrupting them all at once
             start_new_session=True,
+            umask=0o077,  # what a worker writes (its scratch files) is its own
             **kwargs,
         )
         self.proc.stdin.write(json.dumps(self._settings).encode() + b"\n")

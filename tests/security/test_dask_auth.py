@@ -189,6 +189,10 @@ def test_the_services_workers_run_as_the_worker_account_and_experiments_still_ru
         assert proc.gids().effective != 0
         # the hub's token and database URL stay in the service
         assert not {"JUPYTERHUB_API_TOKEN", "FEDHUB_DB_URL"} & set(proc.environ())
+    # scheduler (in the service), Nannies and workers listen on loopback only
+    for proc in [psutil.Process(service_pid(dask_hub)), *workers]:
+        listening = [c for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert all(c.laddr.ip == "127.0.0.1" for c in listening), (proc.cmdline(), listening)
 
     # the service's own client still works: an experiment runs to completion
     token = dask_hub.token("alice")
