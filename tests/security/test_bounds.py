@@ -27,7 +27,6 @@ from fedhub.metering import Usage, record
 from tests.experiments.conftest import SERVICE, TINY, ExperimentsAPI, spooled_events, sql
 from tests.harness import wait_for
 
-pytestmark = pytest.mark.slow
 BILLING = "/services/billing/api/v1"
 ERIN_PASSWORD = "erin-test-password-1"
 
@@ -94,6 +93,7 @@ def _wait_status(hub, exp_id: str, pred, timeout: float, what: str) -> dict:
 # ---------------------------------------------------------------- billing
 
 
+@pytest.mark.slow
 def test_usage_quantity_over_the_maximum_is_400_and_nothing_of_the_batch_is_recorded(shub):
     tok = shub.token("acme-admin")
     when = utcnow().isoformat()
@@ -123,6 +123,7 @@ def test_usage_quantity_over_the_maximum_is_400_and_nothing_of_the_batch_is_reco
     assert usage.json()["meters"]["api_calls_1k"]["usage"].startswith("1000000")
 
 
+@pytest.mark.slow
 def test_unratable_usage_fails_its_tenant_alone_and_the_others_still_close(shub):
     last = containing(utcnow()).previous()
     with db.session_scope(shub.db_url) as s:
@@ -160,6 +161,7 @@ def test_unratable_usage_fails_its_tenant_alone_and_the_others_still_close(shub)
 # ---------------------------------------------------------------- experiment specs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "spec, field, bound",
     [
@@ -180,6 +182,7 @@ def test_registry_parameters_outside_their_bounds_are_400_naming_them(shub, spec
     assert err["details"]["field"] == field
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "spec, limit, value",
     [({"rounds": 10_000}, "max_rounds_per_experiment", 500),
@@ -201,6 +204,7 @@ def test_rounds_and_local_epochs_over_the_tier_are_refused(shub, spec, limit, va
 # ---------------------------------------------------------------- while runs run
 
 
+@pytest.mark.slow
 def test_suspension_cancels_the_tenants_queued_and_running_experiments(shub):
     alice = _api(shub, "alice")  # token made before the suspension
     long = {**TINY, "rounds": 400}
@@ -228,6 +232,7 @@ def test_suspension_cancels_the_tenants_queued_and_running_experiments(shub):
         shub.fedhub("tenant", "resume", "acme")
 
 
+@pytest.mark.slow
 def test_a_removed_users_running_experiment_is_cancelled(shub):
     shub.fedhub("user", "add", "erin", "--tenant", "initech", "--password", ERIN_PASSWORD)
     erin = ExperimentsAPI.__new__(ExperimentsAPI)
@@ -242,6 +247,7 @@ def test_a_removed_users_running_experiment_is_cancelled(shub):
     assert done["rounds_done"] < 400
 
 
+@pytest.mark.slow
 def test_a_run_that_spends_the_months_client_hours_stops_with_the_reason(shub):
     # 0.002 client-hours = 7.2 client-seconds: a few rounds of four clients
     shub.fedhub("tenant", "update", "globex", "--override",
@@ -284,3 +290,68 @@ def test_a_run_that_spends_the_months_client_hours_stops_with_the_reason(shub):
     finally:
         shub.fedhub("tenant", "update", "globex", "--override",
                     "federated_client_hours_per_month=")  # fmt: skip
+
+
+# ---------------------------------------------------------------- the other layers, alone
+
+
+def test_the_engine_rechecks_the_bounds_when_it_builds_objects():
+    """A spec that skipped the service's validation still cannot build an oversized model."""
+    from fedhub import fl
+    from fedhub.fl.registry import ParameterError
+    from fedhub.services.experiments.build import build_experiment
+    from fedhub.services.experiments.spec import ExperimentSpec
+
+    with pytest.raises(ParameterError, match=r"model_params\.hidden: must be at most 1024"):
+        fl.models.factory("mlp", in_features=64, hidden=100_000)
+    with pytest.raises(ParameterError, match=r"strategy_params\.mu"):
+        fl.strategies.get("fedprox", mu=float("inf"))
+    with pytest.raises(ParameterError, match=r"partition_params\.alpha"):
+        fl.partition.resolve({"name": "dirichlet", "alpha": 0})
+    unchecked = ExperimentSpec.model_validate(
+        {"dataset": "digits", "clients": 4, "model": "mlp", "model_params": {"hidden": 10**6}}
+    )  # what a row written by something else than parse_spec could hold
+    with pytest.raises(ParameterError, match=r"model_params\.hidden"):
+        build_experiment(unchecked)
+    assert fl.models.get("mlp", in_features=64, hidden=1024.0).net[0].out_features == 1024
+
+
+def test_rating_prices_the_largest_accepted_quantities_exactly():
+    from datetime import datetime
+    from decimal import Decimal
+
+    from fedhub.billing.periods import containing
+    from fedhub.billing.rating import RatingError, rate_rows
+    from fedhub.billing.subscriptions import segments
+    from fedhub.tiers import load_tiers
+
+    period = containing(datetime(2026, 10, 5))
+    segs = segments([(datetime(2026, 9, 1), "starter", {})], period)
+    day = datetime(2026, 10, 2)
+    rows = [("api_calls", f"u{i}", 1e15, day, None) for i in range(1000)]  # 1e18 calls
+    rating = rate_rows("acme", period, load_tiers(), segs, rows)
+    [line] = [x for x in rating.lines if x.meter == "api_calls_1k"]
+    assert line.usage == Decimal("1000000000000000.000000")  # 1e18 / 1000, to the 6th place
+    with pytest.raises(RatingError, match="acme's usage in 2026-10 cannot be rated"):
+        rate_rows("acme", period, load_tiers(), segs, [("api_calls", "u", 1e300, day, None)])
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), 1e16])
+def test_the_configured_maximum_is_itself_bounded(value):
+    from traitlets import TraitError
+
+    from fedhub.billing.settings import BillingSettings
+
+    with pytest.raises(TraitError, match="max_event_quantity"):
+        BillingSettings(max_event_quantity=value)
+    assert BillingSettings().max_event_quantity == 1e9
+
+
+@pytest.mark.parametrize("key, value", [("max_rounds_per_experiment", 0),
+                                        ("max_local_epochs", 1001)])  # fmt: skip
+def test_tier_limits_on_run_size_are_validated(key, value):
+    from fedhub.errors import ConfigError
+    from fedhub.tiers import load_tiers
+
+    with pytest.raises(ConfigError, match=key):
+        load_tiers().effective("free", {key: value})
