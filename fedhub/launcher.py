@@ -198,6 +198,8 @@ def secure_state_dir(state_dir: Path) -> None:
     for entry in state_dir.iterdir():
         if entry.name in PUBLIC_STATE_ENTRIES or entry.is_symlink():
             continue
+        if entry.lstat().st_uid != os.geteuid():
+            continue  # not ours to change (e.g. a log file an operator's tooling made)
         if entry.lstat().st_mode & 0o077:
             entry.chmod(0o700 if entry.is_dir() else 0o600)
 

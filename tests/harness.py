@@ -129,8 +129,19 @@ def _alive(pid: int) -> bool:
 class HubProcess:
     """``fedhub up`` in a subprocess, on free ports, in its own process group."""
 
-    def __init__(self, state_dir: Path, *, db_url=None, args=(), env=None, demo=True, password="x"):
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        db_url=None,
+        args=(),
+        env=None,
+        demo=True,
+        password="x",
+        run_as: str | None = None,
+    ):
         self.state_dir = Path(state_dir)
+        self.run_as = run_as  # a Unix account to run the hub as (root by default here)
         self.db_url = db_url or f"sqlite:///{self.state_dir / 'jupyterhub.sqlite'}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -175,6 +186,9 @@ class HubProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=self.run_as,
+            group=self.run_as,
+            extra_groups=[] if self.run_as else None,
         )
         try:
             wait_for(self._ready, timeout, interval=0.2, what=f"hub at {self.url}")

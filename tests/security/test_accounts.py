@@ -11,11 +11,15 @@ import json
 import os
 import pwd
 import stat
+import subprocess
+import sys
 
 import psutil
 import pytest
+import requests
 
 from fedhub import accounts
+from tests.harness import HubProcess
 from tests.security.notebook import run_cell, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="separate accounts need root")
@@ -104,3 +108,38 @@ def test_hub_state_is_private_from_the_start(hub):
             leaks.append(f"{path} {oct(stat.S_IMODE(mode))}")
     assert leaks == []
     assert stat.S_IMODE(hub.state_dir.stat().st_mode) == 0o711
+
+
+def test_a_python_users_cannot_reach_is_refused_with_the_folder(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    interpreter = private / "python3"
+    interpreter.write_text("")
+    with pytest.raises(accounts.AccountError, match=str(private)):
+        accounts.check_runnable_by_users(interpreter)
+
+
+def test_not_root_still_starts_and_says_users_are_not_isolated(hub_state_root):
+    """Not run as root: the hub starts, the login page and doctor say so plainly."""
+    account = "fedhub-nonroot-test"
+    entry = accounts.ensure_account(account)
+    state = hub_state_root / f"nonroot-{os.getpid()}"
+    state.mkdir()
+    os.chown(state, entry.pw_uid, entry.pw_gid)
+    hub = HubProcess(state, password="nonroot-password", run_as=account)
+    try:
+        hub.start(timeout=120)
+        page = requests.get(f"{hub.url}/hub/login", timeout=10).text
+        assert "not isolated" in page
+        doctor = subprocess.run(
+            [sys.executable, "-m", "fedhub.cli", "doctor"],
+            capture_output=True,
+            text=True,
+            user=account,
+            group=account,
+            extra_groups=[],
+            cwd=state,
+        )
+        assert "NOT ISOLATED" in doctor.stdout, doctor.stderr
+    finally:
+        hub.stop()
