@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from fedhub import metering
 from fedhub.db import session_scope, utcnow
-from fedhub.errors import QuotaExceeded
+from fedhub.errors import NotFound, QuotaExceeded
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
-from fedhub.tiers import Tier
+from fedhub.tiers import Tier, TierCatalog
 
 from .models import ACTIVE, QUEUED, ExperimentRun
 
@@ -194,6 +194,20 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
 
 
 # ---------------------------------------------------------------- while runs run
+def tenant_tier(session: Session, catalog: TierCatalog, tenant: str) -> tuple[str, Tier]:
+    """(tier name, effective tier with the tenant's overrides), read without its members.
+
+    Raises :class:`~fedhub.errors.NotFound` for a removed tenant and
+    :class:`~fedhub.errors.ConfigError` for a tier the catalog no longer has.
+    """
+    row = session.execute(
+        select(Tenant.tier, Tenant.overrides).where(Tenant.slug == tenant)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"organisation {tenant} was removed")
+    return row.tier, catalog.effective(row.tier, row.overrides)
+
+
 def client_hours_left(session: Session, tenant: str, tier: Tier) -> tuple[float, float]:
     """(used, limit) federated client-hours this month; the budget is spent when used >= limit.
 

@@ -33,6 +33,7 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import events, metering
 from fedhub.db import session_scope, utcnow
+from fedhub.errors import FedhubError
 
 from . import quota
 from .clusters import DaskClusters
@@ -110,7 +111,7 @@ class ExperimentScheduler(LoggingConfigurable):
         self._served: dict[str, float] = {}  # tenant -> last admission time
         self._cancel: set[str] = set()
         self._stop_reason: dict[str, str] = {}  # experiment id -> "<reason>: <message>"
-        self._tenancy = None
+        self._tiers = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,14 +161,14 @@ class ExperimentScheduler(LoggingConfigurable):
             self._cancel.add(exp_id)
 
     # ---------------------------------------------------------------- standing
-    @property
-    def tenancy(self):
-        """The tenancy tables (tenant status, memberships, tiers with overrides)."""
-        if self._tenancy is None:
-            from fedhub.tenancy.store import TenantStore
+    def _tier(self, tenant: str):
+        """(tier name, effective tier) of ``tenant`` now: overrides may change mid-run."""
+        if self._tiers is None:
+            from fedhub.tiers import load_tiers
 
-            self._tenancy = TenantStore(self.db_url)
-        return self._tenancy
+            self._tiers = load_tiers()
+        with session_scope(self.db_url) as s:
+            return quota.tenant_tier(s, self._tiers, tenant)
 
     def _stop(self, exp_id: str, reason: str) -> None:
         """Ask a running experiment to stop after its current round, saying why."""
@@ -216,20 +217,17 @@ class ExperimentScheduler(LoggingConfigurable):
         run waits): standing of tenant and user, the tier's size limits and the month's
         federated client-hours.
         """
-        from fedhub.errors import FedhubError
-
         with session_scope(self.db_url) as s:
             refused = quota.standing(s, [("run", tenant, username)])
         if refused:
             reason, message = refused["run"]
             return f"{reason}: {message}"
         try:
-            t = self.tenancy.get_tenant(tenant)
-            tier = self.tenancy.effective_tier(t)
-            quota.check_size(t.tier, tier, spec.rounds, spec.local_epochs)
+            tier_name, tier = self._tier(tenant)
+            quota.check_size(tier_name, tier, spec.rounds, spec.local_epochs)
         except FedhubError as e:  # a size limit (QuotaExceeded) or a tier gone
             return f"{quota.TIER_LIMIT}: {e.message}"
-        return self._client_hours_refusal(tenant, t.tier, tier)
+        return self._client_hours_refusal(tenant, tier_name, tier)
 
     def _client_hours_refusal(self, tenant: str, tier_name: str, tier) -> str | None:
         """``client_hours_exhausted: ...`` when the month's budget is spent, else None."""
@@ -346,8 +344,10 @@ class ExperimentScheduler(LoggingConfigurable):
             if self._stopping.is_set():
                 raise _ServiceStopping
             if int(record["round"]) < spec.rounds:  # before the next round: budget left?
-                t = self.tenancy.get_tenant(tenant)
-                spent = self._client_hours_refusal(tenant, t.tier, self.tenancy.effective_tier(t))
+                try:
+                    spent = self._client_hours_refusal(tenant, *self._tier(tenant))
+                except FedhubError:  # tenant removed, tier gone: the standing check says why
+                    spent = None
                 if spent is not None:
                     self.log.info("experiment %s: %s", exp_id, spent)
                     self._stop(exp_id, spent)
