@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, column, select, table, update
 from traitlets import Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets.config import Application, LoggingConfigurable
 
 from fedhub.accounts import make_private_dir, write_private
 from fedhub.errors import ConfigError
@@ -169,8 +169,14 @@ _boxes_lock = threading.Lock()
 
 
 def default_box() -> TotpSecretBox:
-    """This process's box for the key file the environment names (one per path)."""
-    box = TotpSecretBox()
+    """This process's box (one per key file path).
+
+    Inside the hub, ``c.TotpSecretBox.key_file`` from its config file applies: the box
+    takes the running application's config, so neither the authenticator nor the
+    store has to pass it along. Elsewhere (the CLI) the environment decides.
+    """
+    config = Application.instance().config if Application.initialized() else None
+    box = TotpSecretBox(config=config) if config is not None else TotpSecretBox()
     with _boxes_lock:
         return _boxes.setdefault(box.key_file, box)
 
