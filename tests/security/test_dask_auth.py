@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from distributed import Client
 from distributed.comm.core import CommClosedError, FatalCommClosedError
 from distributed.security import Security
@@ -237,6 +238,21 @@ def test_service_client_runs_tasks_as_the_worker_account(service_cluster, dask_h
         client.run(lambda: open(db_path, "rb").read(1))
 
 
+@pytest.mark.slow
+@needs_root
+def test_no_dashboard_only_the_health_check(service_cluster):
+    _, client = service_cluster
+    info = client.scheduler_info(n_workers=-1)
+    ports = [info["services"]["dashboard"]]
+    ports += [w["services"]["dashboard"] for w in info["workers"].values()]
+    assert len(ports) == 3
+    for port in ports:
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(f"{base}/health", timeout=5).status_code == 200
+        for page in ("/status", "/info/main/workers.html", "/json/identity.json", "/metrics"):
+            assert requests.get(base + page, timeout=5).status_code == 404, (port, page)
+
+
 def _worker_entries() -> set[int]:
     return {p.pid for p in psutil.Process().children() if WORKER_MODULE in p.cmdline()}
 
@@ -255,9 +271,10 @@ def test_closing_the_cluster_leaves_no_worker_process(worker_python):
     assert pids and entries
     t0 = time.monotonic()
     clusters.close()
-    assert time.monotonic() - t0 < 2.5  # the service's stop deadline
+    took = time.monotonic() - t0
+    assert took < 2.5, took  # the service's stop deadline
     wait_for(
-        lambda: not any(psutil.pid_exists(p) for p in pids | entries),
+        lambda: not any(_running(p) for p in pids | entries),
         5,
         what="the worker processes to exit",
     )
