@@ -34,10 +34,10 @@ VERIFY_PATH = "signup/verify"
 class _SignupPage(BaseHandler):
     template_file = "signup.html"
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()
         if not getattr(self.authenticator, "allow_signup", False):
             raise web.HTTPError(404)
-        return super().prepare()
 
     async def _render(self, **ns) -> str:
         # JupyterHub's Jinja environment is async; our templates extend its page.html
