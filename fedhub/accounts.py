@@ -171,14 +171,19 @@ def private_umask() -> int:
 def make_private_dir(path: str | Path) -> Path:
     """A directory only this process's account can open (created 0700; not re-moded)."""
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
+    missing = []
+    while not folder.exists():  # mkdir(parents=True) makes parents with the umask's mode
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700, exist_ok=True)
+    return Path(path)
 
 
 def write_private(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically, created 0600 (never readable by others)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     raw = data.encode() if isinstance(data, str) else data
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

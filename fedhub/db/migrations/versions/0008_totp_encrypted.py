@@ -1,6 +1,6 @@
 """TOTP secrets encrypted at rest: a wider column, and clear secrets sealed
 
-On the tenancy branch (after 0001_tenancy). ``enc:v1:<key id>:<base64>`` needs more
+On the tenancy branch (after 0007_signup). ``enc:v1:<key id>:<base64>`` needs more
 than the 64 characters a clear base32 secret did. Secrets stored in clear are
 encrypted here with the key of :class:`fedhub.tenancy.totp.TotpSecretBox`
 (``$FEDHUB_TOTP_KEY_FILE``, else ``$FEDHUB_STATE_DIR/keys/totp.key``; created if
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_totp_encrypted"
-down_revision = "0001_tenancy"
+down_revision = "0007_signup"
 branch_labels = None
 depends_on = None
 
