@@ -67,6 +67,16 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         """,
     )
 
+    signup_resend_seconds = Integer(
+        60,
+        config=True,
+        help="""Seconds before a new sign-up link may be sent to the same address
+        (so the sign-up form cannot be used to flood someone's mailbox).
+
+            c.LocalTenantAuthenticator.signup_resend_seconds = 60
+        """,
+    )
+
     @property
     def signup_link_validity(self) -> timedelta:
         return timedelta(seconds=self.signup_link_seconds)

@@ -4,8 +4,10 @@ admins, ``/hub/signup/requests``.
 A domain sign-up is a request until its address is proven
 (:mod:`fedhub.tenancy.signup`): the sign-up page sends the link through the
 authenticator's :class:`fedhub.mail.Mailer`, and the verify page shows what the
-link confirms and confirms it on a button press (a POST). A GET never changes
-anything, so mail scanners that open every link in a message do not spend it.
+link confirms and confirms it when the password chosen at sign-up is entered
+(a POST). A GET never changes anything, so mail scanners that open every link in
+a message do not spend it; and the password means that someone who replaced a
+request with their own credentials cannot have the mailbox's owner confirm it.
 
 The link points at ``JupyterHub.public_url`` (else the hub's ``bind_url``),
 never at the ``Host`` header of the sign-up request: a forged header would
@@ -15,6 +17,7 @@ otherwise send the owner of the address to an attacker's site with the token.
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlparse
 
@@ -69,6 +72,7 @@ class SignupHandler(_SignupPage):
                 password,
                 invitation=form["invitation"] or None,
                 link_valid_for=auth.signup_link_validity,
+                resend_after=timedelta(seconds=auth.signup_resend_seconds),
             )
         except FedhubError as e:
             self.set_status(e.status)
@@ -148,9 +152,13 @@ class SignupVerifyHandler(_SignupPage):
             )
         if pending.expires_at is not None and pending.expires_at < utcnow():
             return await self._fail(410, "This link has expired. Sign up again to get a new one.")
+        await self._confirm_form(token, pending)
+
+    async def _confirm_form(self, token: str, pending, error: str | None = None):
         self.finish(
             await self._render(
                 error=None,
+                form_error=error,
                 confirmed=None,
                 token=token,
                 username=pending.username,
@@ -161,10 +169,17 @@ class SignupVerifyHandler(_SignupPage):
 
     async def post(self):
         token = self.get_body_argument("token", "")
+        password = self.get_body_argument("password", "")
+        store = self.authenticator.store
         try:
-            result = self.authenticator.store.verify_signup(token)
+            result = store.verify_signup(token, password)
         except FedhubError as e:
-            return await self._fail(e.status, e.message)
+            pending = store.signup_for_token(token) if e.status == 403 else None
+            if pending is None:
+                return await self._fail(e.status, e.message)
+            # a wrong password: the same form again, with the message
+            self.set_status(e.status)
+            return await self._confirm_form(token, pending, error=e.message)
         self.log.info(
             "Sign-up of %s in %s verified (%s)", result.username, result.tenant, result.status
         )

@@ -149,6 +149,8 @@ class SignupRequest(Base):
     status: Mapped[SignupStatus] = mapped_column(_enum(SignupStatus, "signup_status"))
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)  # the last link
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)  # wrong passwords on confirm
     verified_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

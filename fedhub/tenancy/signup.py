@@ -46,6 +46,7 @@ from fedhub.tenancy.models import (
 
 ACTIVE = "active"  # SignupResult.status of a sign-up that made an account
 DEFAULT_LINK_VALIDITY = timedelta(hours=24)
+MAX_CONFIRM_ATTEMPTS = 5  # wrong passwords on the confirm page before the link dies
 
 
 def token_hash(token: str) -> str:
@@ -57,6 +58,13 @@ class LinkExpired(FedhubError):
 
     code = "link_expired"
     status = 410
+
+
+class ResendTooSoon(FedhubError):
+    """A new link asked for too soon after the last one (no mail bombing through us)."""
+
+    code = "too_soon"
+    status = 429
 
 
 class SignupClosed(Forbidden):
@@ -185,9 +193,13 @@ class SignupMixin:
         *,
         invitation: str | None = None,
         link_valid_for: timedelta = DEFAULT_LINK_VALIDITY,
+        resend_after: timedelta = timedelta(0),
     ) -> SignupResult:
         """Self-service sign-up: by invitation (an account now), or by the
-        tenant's allowed email domain (a request that waits for the link)."""
+        tenant's allowed email domain (a request that waits for the link).
+
+        Asking again for the same address replaces the request and its link, but
+        not sooner than ``resend_after`` since the last link was sent."""
         validate_username(username)
         validate_password(password)
         match = EMAIL_RE.match(email or "")
@@ -197,7 +209,7 @@ class SignupMixin:
         if invitation:
             return self._sign_up_by_invitation(username, email, password, invitation)
         return self._request_sign_up(
-            username, email, match.group(1).lower(), password, link_valid_for
+            username, email, match.group(1).lower(), password, link_valid_for, resend_after
         )
 
     def _sign_up_by_invitation(
@@ -230,7 +242,13 @@ class SignupMixin:
         return result
 
     def _request_sign_up(
-        self, username: str, email: str, domain: str, password: str, valid_for: timedelta
+        self,
+        username: str,
+        email: str,
+        domain: str,
+        password: str,
+        valid_for: timedelta,
+        resend_after: timedelta,
     ) -> SignupResult:
         now = utcnow()
         with self.session() as s:
@@ -255,6 +273,12 @@ class SignupMixin:
             if req is not None and req.status == SignupStatus.AWAITING_APPROVAL:
                 # the address is proven already: nobody may change the request now
                 return SignupResult(req.username, email, tenant.slug, tenant.name, req.status.value)
+            if req is not None and req.sent_at and req.sent_at + resend_after > now:
+                wait = max(1, round((req.sent_at + resend_after - now).total_seconds()))
+                raise ResendTooSoon(
+                    f"We sent a link to {email} moments ago: look for it (and in your spam "
+                    f"folder), or ask for a new one in {wait} second(s)."
+                )
             self._check_username_free(s, username, email)
             self._check_user_quota(s, tenant)
             token = secrets.token_urlsafe(32)
@@ -268,6 +292,8 @@ class SignupMixin:
             req.status = SignupStatus.AWAITING_EMAIL
             req.token_hash = token_hash(token)
             req.expires_at = now + valid_for
+            req.sent_at = now
+            req.failed_attempts = 0
             req.verified_at = None
             result = SignupResult(
                 username,
@@ -296,8 +322,14 @@ class SignupMixin:
             req = _by_token(s, token)
             return PendingSignup.of(req) if req is not None else None
 
-    def verify_signup(self, token: str) -> SignupResult:
-        """Follow a verification link: the address is proven (once; before expiry)."""
+    def verify_signup(self, token: str, password: str) -> SignupResult:
+        """Follow a verification link: the address is proven (once; before expiry).
+
+        The password chosen at sign-up is asked too: whoever replaced someone's
+        request with their own credentials (same address, their password) cannot
+        have the owner of the mailbox confirm an account the replacer controls.
+        """
+        wrong: tuple | None = None
         with self.session() as s:
             req = _by_token(s, token) if token else None
             if req is None:
@@ -308,6 +340,30 @@ class SignupMixin:
                 )
             if req.expires_at is not None and req.expires_at < utcnow():
                 raise LinkExpired("This link has expired. Sign up again to get a new one.")
+            if not passwords.verify_password(req.password_hash, password or ""):
+                req.failed_attempts += 1
+                if req.failed_attempts >= MAX_CONFIRM_ATTEMPTS:
+                    req.token_hash = None  # the link dies; signing up again sends a new one
+                wrong = (req.tenant.slug, req.username, req.failed_attempts)
+        if wrong:
+            events.emit(
+                "user.signup_confirm_failed",
+                tenant=wrong[0],
+                actor=None,
+                target=wrong[1],
+                result="failure",
+                severity="warning",
+                details={"reason": "wrong_password", "attempts": wrong[2]},
+            )
+            raise Forbidden(
+                "That is not the password chosen for this sign-up. Enter the password you "
+                f"chose when you signed up (after {MAX_CONFIRM_ATTEMPTS} wrong tries the link "
+                "stops working)."
+            )
+        with self.session() as s:
+            req = _by_token(s, token)
+            if req is None:  # spent meanwhile by a concurrent confirm
+                raise InvalidRequest("This link is not valid: it was used already.")
             tenant = req.tenant
             _check_open(tenant)
             if tenant.signup_policy == SignupPolicy.INVITATION_ONLY:

@@ -157,7 +157,10 @@ def test_sign_up_by_invitation_and_by_email_domain(auth_hub):
     s = requests.Session()
     token = link.split("token=", 1)[1]
     s.get(link)
-    r = s.post(link.split("?")[0], data={"token": token, "_xsrf": s.cookies.get("_xsrf")})
+    r = s.post(
+        link.split("?")[0],
+        data={"token": token, "password": "erin-password-1", "_xsrf": s.cookies.get("_xsrf")},
+    )
     assert r.status_code == 200 and "is ready" in r.text
     assert hub.login("erin", "erin-password-1").status_code == 302
     # invitation: the code works once, for its email only

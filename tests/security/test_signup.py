@@ -113,15 +113,16 @@ def sign_up(hub, **form) -> requests.Response:
     )
 
 
-def follow(link: str) -> requests.Response:
-    """Open the link as a browser would, and press the confirm button."""
+def follow(link: str, password: str = "") -> requests.Response:
+    """Open the link as a browser would, type the sign-up password and press confirm."""
     s = requests.Session()
     r = s.get(link, timeout=10)
     if r.status_code != 200:
         return r
     token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)
     action = link.split("?", 1)[0]
-    return s.post(action, data={"token": token, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
+    data = {"token": token, "password": password, "_xsrf": s.cookies.get("_xsrf")}
+    return s.post(action, data=data, timeout=30)
 
 
 def text(r: requests.Response) -> str:
@@ -181,7 +182,9 @@ def test_domain_sign_up_cannot_log_in_until_the_emailed_link_is_followed(smtp_hu
     # opening the link changes nothing (mail scanners open links); confirming does
     assert requests.get(link, timeout=10).status_code == 200
     assert hub.login("mallory", password).status_code == 403
-    r = follow(link)
+    r = follow(link, "not-her-password")  # the link alone is not enough
+    assert r.status_code == 403 and "not the password chosen" in text(r)
+    r = follow(link, password)
     assert r.status_code == 200, text(r)
     assert "Your email address is confirmed" in text(r)
 
@@ -198,7 +201,7 @@ def test_domain_sign_up_cannot_log_in_until_the_emailed_link_is_followed(smtp_hu
     )
 
     # used once: refused the second time
-    r = follow(link)
+    r = follow(link, password)
     assert r.status_code == 400 and "not valid" in text(r)
 
 
@@ -207,7 +210,11 @@ def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
     password = "olive-password-1"
     assert sign_up(hub, username="olive", email="olive@acme.example", password=password).ok
     first = inbox.wait_link("olive@acme.example")
-    # asking again resends: one request per address, and only the newest link works
+    # asking again at once is refused (nobody floods a mailbox through us) ...
+    r = sign_up(hub, username="olive", email="olive@acme.example", password=password)
+    assert r.status_code == 429 and "moments ago" in text(r)
+    # ... and later resends: one request per address, and only the newest link works
+    sql(hub, "UPDATE fedhub_signup_requests SET sent_at = '2000-01-01 00:00:00'")
     r = sign_up(hub, username="olive", email="olive@acme.example", password=password)
     assert r.ok, text(r)
     second = inbox.wait_link("olive@acme.example", count=2)
@@ -215,7 +222,7 @@ def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
     assert sql(
         hub, "SELECT count(*) FROM fedhub_signup_requests WHERE email = ?", "olive@acme.example"
     ) == [(1,)]
-    r = follow(first)
+    r = follow(first, password)
     assert r.status_code == 400 and "not valid" in text(r)
 
     # the newest link, once it has expired
@@ -224,7 +231,7 @@ def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
         "UPDATE fedhub_signup_requests SET expires_at = '2000-01-01 00:00:00' WHERE username = ?",
         "olive",
     )
-    r = follow(second)
+    r = follow(second, password)
     assert r.status_code == 410 and "expired" in text(r)
     r = hub.login("olive", password)
     assert r.status_code == 403 and "expired" in text(r)
@@ -232,6 +239,27 @@ def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
     # made-up and empty tokens: a clear 400, never a 500
     assert follow(f"{hub.url}/hub/signup/verify?token=not-a-real-token").status_code == 400
     assert follow(f"{hub.url}/hub/signup/verify").status_code == 400
+
+
+def test_a_request_replaced_by_someone_else_cannot_be_confirmed_for_them(smtp_hub, inbox):
+    """Mallet asks again with quinn's address and his own username and password: quinn's
+    newest link would then make mallet's account. Confirming needs the sign-up password,
+    which quinn does not know, so it makes nothing."""
+    hub = smtp_hub
+    assert sign_up(hub, username="quinn", email="quinn@acme.example", password="quinn-pw-1").ok
+    inbox.wait_link("quinn@acme.example")
+    sql(hub, "UPDATE fedhub_signup_requests SET sent_at = '2000-01-01 00:00:00'")
+    assert sign_up(hub, username="mallet", email="quinn@acme.example", password="mallet-pw-1").ok
+    newest = inbox.wait_link("quinn@acme.example", count=2)
+    r = requests.get(newest, timeout=10)
+    assert "mallet" in text(r) and "someone else asked with your address" in text(r)
+    for _ in range(5):  # quinn tries her own password
+        r = follow(newest, "quinn-pw-1")
+    assert r.status_code in (400, 403)
+    # after five wrong tries the link is dead, even with mallet's password
+    assert follow(newest, "mallet-pw-1").status_code == 400
+    assert hub.login("mallet", "mallet-pw-1").status_code == 403
+    assert "mallet" not in hub.fedhub("user", "list").stdout
 
 
 def test_invitation_only_tenant_refuses_domain_sign_up_but_takes_invitations(smtp_hub, inbox):
@@ -288,7 +316,7 @@ def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
     r = hub.fedhub("user", "approve", "tony", check=False)
     assert r.returncode == 1 and "has not confirmed their email address" in r.stderr
 
-    r = follow(inbox.wait_link("tony@stark.example"))
+    r = follow(inbox.wait_link("tony@stark.example"), password)
     assert r.status_code == 200
     assert "waiting for an administrator of Stark Industries" in text(r)
     r = hub.login("tony", password)
@@ -312,7 +340,7 @@ def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
 
     # and a rejected request never becomes an account
     assert sign_up(hub, username="pepper", email="pepper@stark.example", password=password).ok
-    assert follow(inbox.wait_link("pepper@stark.example")).ok
+    assert follow(inbox.wait_link("pepper@stark.example"), password).ok
     hub.fedhub("user", "reject", "pepper", "--reason", "not an employee")
     r = hub.login("pepper", password)
     assert r.status_code == 403 and "waiting" not in text(r)
@@ -348,7 +376,7 @@ def test_a_tenant_admin_approves_on_the_hub_page(smtp_hub, inbox):
     )
     password = "harry-password-1"
     assert sign_up(hub, username="harry", email="harry@oscorp.example", password=password).ok
-    assert follow(inbox.wait_link("harry@oscorp.example")).ok
+    assert follow(inbox.wait_link("harry@oscorp.example"), password).ok
 
     def review(user, user_password=None, **form):
         s = hub.login(user, user_password).session
@@ -480,16 +508,18 @@ def test_sign_up_requests_on_both_engines(migrated_db):
     again = store.sign_up("mallory", "mallory@acme.example", "mallory-password")
     assert again.resent and again.token != first.token
     with pytest.raises(FedhubError, match="not valid"):
-        store.verify_signup(first.token)
+        store.verify_signup(first.token, "mallory-password")
     with pytest.raises(FedhubError, match="already exists"):  # the username is held
         store.sign_up("mallory", "someone-else@acme.example", "mallory-password")
-    assert store.verify_signup(again.token).active
+    with pytest.raises(FedhubError, match="not the password"):
+        store.verify_signup(again.token, "wrong-password")
+    assert store.verify_signup(again.token, "mallory-password").active
     assert store.user("mallory").tenant == "acme"
     assert store.pending_signup("mallory") is None
 
     store.set_signup_policy("acme", "admin_approval")
     nina = store.sign_up("nina", "nina@acme.example", "nina-password")
-    assert store.verify_signup(nina.token).status == "awaiting_approval"
+    assert store.verify_signup(nina.token, "nina-password").status == "awaiting_approval"
     assert store.user("nina") is None
     assert [p.username for p in store.signup_requests("acme")] == ["nina"]
     store.approve_signup("nina", tenant="acme", actor="acme-admin")

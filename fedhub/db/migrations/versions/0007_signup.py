@@ -53,6 +53,8 @@ def upgrade() -> None:
         sa.Column("status", STATUS, nullable=False),
         sa.Column("token_hash", sa.String(64), unique=True),
         sa.Column("expires_at", sa.DateTime),
+        sa.Column("sent_at", sa.DateTime),
+        sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("verified_at", sa.DateTime),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
