@@ -203,8 +203,8 @@ class SignupMixin:
         validate_username(username)
         validate_password(password)
         match = EMAIL_RE.match(email or "")
-        if not match:
-            raise InvalidRequest(f"invalid email address {email!r}")
+        if not match or len(email) > 320:
+            raise InvalidRequest(f"invalid email address {email[:100]!r}")
         email = email.lower()
         if invitation:
             return self._sign_up_by_invitation(username, email, password, invitation)

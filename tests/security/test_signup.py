@@ -531,6 +531,9 @@ def test_sign_up_requests_on_both_engines(migrated_db):
     assert refused.value.status == 403
     with pytest.raises(FedhubError, match="unknown sign-up policy"):
         store.set_signup_policy("acme", "anyone")
+    with pytest.raises(FedhubError, match="invalid email address") as bad:  # not a 500
+        store.sign_up("long", "x" * 400 + "@acme.example", "long-password")
+    assert bad.value.status == 400
 
 
 def test_mailer_outbox_and_errors_keep_secrets(tmp_path):
