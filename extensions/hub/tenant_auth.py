@@ -429,9 +429,9 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
     async def _stop_suspended_servers(self) -> None:
         """Suspension takes effect at once: no grace period for running servers."""
         app = self.parent
-        for name in sorted(self._suspended_users):
-            user = app.users.get(name)
-            if user is not None and offboarding.live_servers(user):
+        # users with servers are always in the hub's in-memory cache: no query per user
+        for user in list(app.users.values()):
+            if user.name in self._suspended_users and offboarding.live_servers(user):
                 await offboarding.stop_servers(app, user, "tenant_suspended")
 
     # -- the periodic mirror ---------------------------------------------------

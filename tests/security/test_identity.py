@@ -15,6 +15,7 @@ import psutil
 import pytest
 from tornado.web import create_signed_value
 
+from fedhub import accounts
 from fedhub.tenancy.store import TenantStore
 from tests.harness import wait_for
 
@@ -187,10 +188,22 @@ def test_deleted_user_is_gone_and_a_returning_name_is_a_new_person(hub, store):
     slug, admin, member = new_tenant(hub)
     other, _, _ = new_tenant(hub)
     old_token = hub.token(member)
+    r = hub.api("POST", f"/hub/api/users/{member}/server", old_token)
+    assert r.status_code in (201, 202), r.text
+    server = wait_for(
+        lambda: servers(hub, member).get("", {}).get("ready") and servers(hub, member)[""],
+        90,
+        what="the server",
+    )
+    pid = server["state"]["pid"]
     home = _plant_home(hub, member)
+    account = accounts.account_name(member)
 
     r = hub.api("DELETE", f"/hub/api/users/{member}", hub.token(admin))
     assert r.status_code == 204, r.text
+    wait_for(lambda: not psutil.pid_exists(pid), 10, what="the server process to end")
+    if accounts.can_isolate():
+        assert accounts.lookup(account) is None
 
     assert store.user(member) is None
     assert hub.login(member).status_code != 302  # the password went with the membership
