@@ -26,7 +26,11 @@ call path). The modes:
   with a rollback (how the 500 showed up: one run in two).
 
 ``c.TenantAuthenticatorMixin.check_session_thread`` picks the mode;
-``$FEDHUB_CHECK_SESSION_THREAD`` is the fallback.
+``$FEDHUB_CHECK_SESSION_THREAD`` is the fallback. The default is ``log``: a
+check is one thread-id comparison per statement, and with the listeners on,
+reads on an in-memory hub database (no I/O: the worst case) ran within the
+noise of runs without them (~340 µs per statement either way, best of 10
+interleaved runs, November 30, on a loaded 2-core machine).
 """
 
 from __future__ import annotations
