@@ -87,7 +87,15 @@ def _admin_get(hub, exp_id: str) -> dict:
 
 
 def _wait_status(hub, exp_id: str, pred, timeout: float, what: str) -> dict:
-    return wait_for(lambda: (d := _admin_get(hub, exp_id)) and pred(d) and d, timeout, 0.2, what)
+    try:
+        return wait_for(
+            lambda: (d := _admin_get(hub, exp_id)) and pred(d) and d, timeout, 0.2, what
+        )
+    except TimeoutError as e:  # say where the run is and what the service logged
+        lines = [x for x in hub.log().splitlines() if "fedhub.experiments" in x]
+        raise AssertionError(
+            f"{e}; run: {_admin_get(hub, exp_id)}; service log:\n" + "\n".join(lines[-15:])
+        ) from None
 
 
 # ---------------------------------------------------------------- billing
@@ -210,13 +218,13 @@ def test_suspension_cancels_the_tenants_queued_and_running_experiments(shub):
     long = {**TINY, "rounds": 400}
     first = alice.submit(**long).json()["id"]
     second = alice.submit(**long).json()["id"]  # one slot per tenant: this one waits
-    _wait_status(shub, first, lambda d: d["rounds_done"] >= 1, 90, "the first run running")
+    _wait_status(shub, first, lambda d: d["rounds_done"] >= 1, 120, "the first run running")
     assert _admin_get(shub, second)["status"] == "queued"
     shub.fedhub("tenant", "suspend", "acme")
     try:
         for exp_id in (first, second):
             done = _wait_status(
-                shub, exp_id, lambda d: d["status"] == "cancelled", 10, "the run cancelled"
+                shub, exp_id, lambda d: d["status"] == "cancelled", 20, "the run cancelled"
             )
             assert done["error"].startswith("tenant_suspended: "), done
             assert done["rounds_done"] < 400
@@ -240,9 +248,9 @@ def test_a_removed_users_running_experiment_is_cancelled(shub):
     r = erin.submit(**{**TINY, "rounds": 400})
     assert r.status_code == 201, r.text
     exp_id = r.json()["id"]
-    _wait_status(shub, exp_id, lambda d: d["rounds_done"] >= 1, 90, "erin's run running")
+    _wait_status(shub, exp_id, lambda d: d["rounds_done"] >= 1, 120, "erin's run running")
     shub.fedhub("user", "remove", "erin")
-    done = _wait_status(shub, exp_id, lambda d: d["status"] == "cancelled", 10, "cancelled")
+    done = _wait_status(shub, exp_id, lambda d: d["status"] == "cancelled", 20, "cancelled")
     assert done["error"].startswith("user_removed: "), done
     assert done["rounds_done"] < 400
 
@@ -257,7 +265,9 @@ def test_a_run_that_spends_the_months_client_hours_stops_with_the_reason(shub):
         r = bob.submit(**{**TINY, "rounds": 300})
         assert r.status_code == 201, r.text
         exp_id = r.json()["id"]
-        done = bob.wait_done(exp_id, timeout=120)
+        done = _wait_status(
+            shub, exp_id, lambda d: d["status"] not in ("queued", "running"), 180, "the stop"
+        )
         assert done["status"] == "cancelled", done
         assert done["error"].startswith("client_hours_exhausted: "), done
         assert "federated_client_hours_per_month = 0.002" in done["error"]
