@@ -72,6 +72,11 @@ def _default_role(name: str) -> dict:
 class TenantAuthenticatorMixin(LoggingConfigurable):
     """Tenant membership, roles and the hub mirror for any JupyterHub Authenticator."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._departing: set[str] = set()  # hub users to retire (offboarding.py)
+        self._suspended_users: set[str] = set()  # members of suspended tenants
+
     db_url = Unicode(
         "",
         config=True,
@@ -225,7 +230,13 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         The membership and password go, the Unix account is removed and the
         home archived; the hub then deletes its user row and the tokens with it.
         """
-        await self.retire_user(user, remove_membership=True, how="hub_api")
+        # the hub's handler deletes this user next: the mirror must not do it too
+        user.fedhub_deleting = True
+        try:
+            await self.retire_user(user, remove_membership=True, how="hub_api")
+        except BaseException:
+            user.fedhub_deleting = False  # the mirror finishes it (see _finish_departures)
+            raise
         result = super().delete_user(user)
         if inspect.isawaitable(result):
             await result
@@ -350,11 +361,6 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
 
     # -- leaving: deletion, removal, suspension (offboarding.py) ---------------
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._departing = set()
-        self._suspended_users = set()
-
     async def retire_user(self, user, *, remove_membership: bool, how: str) -> None:
         """Stop ``user``'s servers, drop the membership, remove the account, archive the home."""
         name = user.name
@@ -410,7 +416,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         retired = []
         for name in sorted(self._departing):
             user = app.users.get(name)
-            if user is None:
+            if user is None or getattr(user, "fedhub_deleting", False):
                 self._departing.discard(name)
                 continue
             try:
