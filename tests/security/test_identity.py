@@ -243,6 +243,18 @@ def test_cli_removal_is_finished_by_the_hub_within_one_mirror_interval(hub, stor
     assert hub.login(member).status_code != 302
 
 
+def test_deleting_a_tenant_deletes_its_users_in_the_hub(hub):
+    slug, admin, member = new_tenant(hub)
+    tokens = {name: hub.token(name) for name in (admin, member)}
+    hub.fedhub("tenant", "delete", slug, "--yes")
+    for name, token in tokens.items():
+        wait_for(
+            lambda n=name, t=token: hub_user(hub, n) is None and _token_dead(hub, t),
+            WITHIN_ONE_INTERVAL,
+            what=f"the hub to delete {name}",
+        )
+
+
 def test_a_name_given_again_before_the_mirror_ran_still_starts_empty(hub):
     slug, _, member = new_tenant(hub)
     other, _, _ = new_tenant(hub)
