@@ -17,14 +17,11 @@ import json
 import os
 import pwd
 import re
-import shutil
 import socket
 import ssl
 import stat
 import subprocess
 import sys
-import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,51 +44,13 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the worker account ne
 WORKER_MODULE = "fedhub.services.experiments.worker"
 
 
-# ------------------------------------------------------------------ environment
-
-
-@pytest.fixture(scope="session")
-def worker_python():
-    """An interpreter the worker account can execute, with this venv's packages.
-
-    Normally the venv's own (made from a system Python). A venv made from a Python under a
-    private home (pyenv in ``/root``) cannot be run by another account; then this makes a
-    thin venv over the system Python of the same version that adds this venv's
-    site-packages, so the tests check the isolation rather than the machine's set-up.
-    """
-    if accounts.blocked_for_others(sys.executable) is None:
-        yield sys.executable
-        return
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(version, path="/usr/bin:/usr/local/bin")
-    site_packages = sysconfig.get_paths()["purelib"]
-    if system is None or accounts.blocked_for_others(site_packages) is not None:
-        pytest.skip(f"no {version} the worker account can run with this venv's packages")
-    shim = Path(tempfile.mkdtemp(prefix="fedhub-worker-python-"))
-    shim.chmod(0o755)  # public on purpose: any account must run it
-    (shim / "pyvenv.cfg").write_text(
-        f"home = {Path(system).parent}\ninclude-system-site-packages = false\n"
-    )
-    packages = shim / "lib" / version / "site-packages"
-    packages.mkdir(parents=True)
-    (packages / "project-venv.pth").write_text(f"import site; site.addsitedir({site_packages!r})\n")
-    (shim / "bin").mkdir()
-    (shim / "bin" / "python").symlink_to(system)
-    for folder in (shim, *shim.rglob("*")):
-        if not folder.is_symlink():
-            folder.chmod(0o755 if folder.is_dir() else 0o644)
-    yield str(shim / "bin" / "python")
-    shutil.rmtree(shim, ignore_errors=True)
+# ------------------------------------------------------------------ fixtures
 
 
 @pytest.fixture(scope="module")
-def dask_hub(hub_factory, worker_python):
+def dask_hub(hub_factory):
     """A hub whose experiments service starts its cluster when it starts."""
-    env = {
-        "FEDHUB_EXPERIMENTS_WORKERS": "2",
-        "FEDHUB_EXPERIMENTS_WARM_UP": "1",
-        "FEDHUB_EXPERIMENTS_WORKER_PYTHON": worker_python,
-    }
+    env = {"FEDHUB_EXPERIMENTS_WORKERS": "2", "FEDHUB_EXPERIMENTS_WARM_UP": "1"}
     hub = hub_factory(env=env)
     hub.scheduler_address = wait_for(
         lambda: _cluster_address(hub.log()), 120, 0.3, "the service's Dask cluster"
@@ -106,11 +65,10 @@ def _cluster_address(log: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def service_cluster(worker_python):
+def service_cluster():
     """The service's cluster class, configured as the service configures it."""
     config = Config()
     config.DaskClusters.n_workers = 2
-    config.DaskClusters.worker_python = worker_python
     clusters = DaskClusters(config=config)
     client = clusters.client("acme", "professional")
     yield clusters, client
@@ -259,11 +217,10 @@ def _worker_entries() -> set[int]:
 
 @pytest.mark.slow
 @needs_root
-def test_closing_the_cluster_leaves_no_worker_process(worker_python):
+def test_closing_the_cluster_leaves_no_worker_process():
     before = _worker_entries()
     config = Config()
     config.DaskClusters.n_workers = 1
-    config.DaskClusters.worker_python = worker_python
     clusters = DaskClusters(config=config)
     client = clusters.client("acme", "professional")
     pids = set(client.run(os.getpid).values())
@@ -320,7 +277,7 @@ def test_address_mode_reaches_a_tls_scheduler_with_the_operators_files(tmp_path)
 
 
 _KILLED_SERVICE = """
-import json, os, sys
+import json, sys
 import psutil
 from traitlets.config import Config
 from fedhub.services.experiments.clusters import DaskClusters
@@ -328,7 +285,6 @@ from fedhub.services.experiments.clusters import DaskClusters
 if __name__ == "__main__":
     config = Config()
     config.DaskClusters.n_workers = 1
-    config.DaskClusters.worker_python = sys.argv[1]
     client = DaskClusters(config=config).client("acme", "free")
     pids = [p.pid for p in psutil.Process().children(recursive=True)]
     print(json.dumps(pids), flush=True)
@@ -338,11 +294,11 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 @needs_root
-def test_workers_of_a_killed_service_stop_by_themselves(tmp_path, worker_python):
+def test_workers_of_a_killed_service_stop_by_themselves(tmp_path):
     script = tmp_path / "service.py"
     script.write_text(_KILLED_SERVICE)
     proc = subprocess.Popen(
-        [sys.executable, str(script), worker_python],
+        [sys.executable, str(script)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
