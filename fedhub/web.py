@@ -74,7 +74,7 @@ class FedhubHubOAuth(HubOAuth):
 
     @default("cache_max_age")
     def _default_cache_max_age(self):
-        return int(os.environ.get("FEDHUB_SERVICE_AUTH_CACHE_SECONDS", "5"))
+        return 5
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
