@@ -189,7 +189,9 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             self.deny("cross_tenant", f"no tenant {requested!r}", status=404)
         return caller.tenant
 
-    def deny(self, reason: str, message: str, status: int = 403, error=None):
+    def deny(
+        self, reason: str, message: str, status: int = 403, error: type[FedhubError] | None = None
+    ):
         events.emit(
             "authz.denied",
             tenant=getattr(self, "_caller", None) and self._caller.tenant,
