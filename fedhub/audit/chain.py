@@ -77,6 +77,16 @@ class AuditLog(LoggingConfigurable):
         config=True,
         help="Sign a checkpoint of a chain with new records at least this often (seconds).",
     )
+    verify_processes = Integer(
+        0,
+        config=True,
+        help="""Worker processes that verify chains in parallel (a long chain is cut
+        into spans of 100,000 records); 0 means one per CPU. Logs under 50,000
+        records are verified in the calling process.
+
+            c.AuditLog.verify_processes = 2
+        """,
+    )
     platform_retention_days = Integer(
         2555,
         config=True,
