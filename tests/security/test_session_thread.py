@@ -21,6 +21,7 @@ from traitlets.config import Config
 from fedhub.extensions.hub import session_guard
 from fedhub.extensions.hub.local_auth import LocalTenantAuthenticator
 from fedhub.tenancy.store import TenantStore
+from tests.harness import wait_for
 from tests.spawner.race import FAST_SERVER_ARGS, guard_report, race_round, servers, stop_all
 
 GUARD_ENV = {session_guard.ENV: "strict"}
@@ -168,11 +169,13 @@ async def test_meter_flushes_in_threads_never_take_a_shared_session(
 
 @pytest.mark.slow
 def test_concurrent_spawns_logins_and_stops_keep_the_session_on_the_loop(hub_factory):
-    """Spawns up to and past the limit, a login, the spawn page, stops: no guard report."""
+    """Spawns up to and past the limit, logins, the spawn page, stops by the user and by
+    the reconciler, with the guard strict: no report, no 5xx."""
     hub = hub_factory(
         args=[
             "--JupyterHub.allow_named_servers=True",
             "--TierSpawner.reconcile_interval=0.5",  # metering runs during the test
+            "--TierSpawner.budget_grace_period=0",
             "--TierSpawner.storage_cache_seconds=0",  # storage measured at every spawn
             *FAST_SERVER_ARGS,
         ],
@@ -180,11 +183,14 @@ def test_concurrent_spawns_logins_and_stops_keep_the_session_on_the_loop(hub_fac
     )
     assert "Checking that the hub's database session stays on thread" in hub.log()
     store = TenantStore(hub.db_url)
-    store.update_tenant("acme", overrides={"max_servers_per_tenant": 2, "max_servers_per_user": 10})
+    limits = {"max_servers_per_tenant": 2, "max_servers_per_user": 10}
+    store.update_tenant("acme", overrides=limits)
     alice = hub.token("alice")
     try:
+        race_round(hub, "alice", alice, n=2, limit=2, tag="up-to")
+        stop_all(hub, "alice", alice, "acme")
         for round_ in range(3):
-            race_round(hub, "alice", alice, n=8, limit=2, tag=f"r{round_}")
+            race_round(hub, "alice", alice, n=8, limit=2, tag=f"past{round_}")
             # while two run: a login, the spawn page with the tier's form, a refusal there
             login = hub.login("dave")
             assert login.status_code == 302
@@ -198,10 +204,19 @@ def test_concurrent_spawns_logins_and_stops_keep_the_session_on_the_loop(hub_fac
             )
             assert r.status_code == 429 and "running 2 of the 2 servers" in r.text
             stop_all(hub, "alice", alice, "acme")
-        assert not servers(hub, "alice", alice)
+        # and stops by the reconciler: the month's compute budget is used up
+        race_round(hub, "alice", alice, n=8, limit=2, tag="budget")
+        store.update_tenant("acme", overrides={**limits, "compute_hours_per_month": 1e-6})
+        wait_for(lambda: not servers(hub, "alice", alice), 30, what="the reconciler's stops")
+        assert "(compute_budget_exhausted:" in hub.log()
     finally:
         store.update_tenant(
-            "acme", overrides={"max_servers_per_tenant": None, "max_servers_per_user": None}
+            "acme",
+            overrides={
+                "max_servers_per_tenant": None,
+                "max_servers_per_user": None,
+                "compute_hours_per_month": None,
+            },
         )
         stop_all(hub, "alice", alice, "acme")
     assert not guard_report(hub), guard_report(hub)
