@@ -88,6 +88,21 @@ async def test_guard_catches_statements_and_flushes_from_a_worker_thread(hub_ses
         guard.remove()
 
 
+async def test_strict_mode_catches_a_read_that_no_rollback_preceded(hub_session):
+    """``strict`` expires the hub's objects at every commit, so an off-loop read of one is
+    caught every time, not only when a rollback happened to come first."""
+    user = orm.User.find(hub_session, "alice")
+    assert hub_session.expire_on_commit is False  # as JupyterHub makes it
+    guard = session_guard.install(hub_session, "strict")
+    try:
+        hub_session.commit()
+        with pytest.raises(session_guard.SessionThreadViolation):
+            await asyncio.to_thread(lambda: user.name)
+    finally:
+        guard.remove()
+    assert hub_session.expire_on_commit is False
+
+
 def test_off_installs_nothing(hub_session):
     assert session_guard.install(hub_session, "off") is None
     assert session_guard.install(None, "raise") is None
