@@ -106,7 +106,8 @@ c.JupyterHub.services = [
             "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
             "FEDHUB_STATE_DIR": "/srv/fedhub",
             # a Dask scheduler shared by tenants; unset: a LocalCluster in the service
-            # "FEDHUB_EXPERIMENTS_DASK_ADDRESS": "tcp://dask-scheduler:8786",
+            # "FEDHUB_EXPERIMENTS_DASK_ADDRESS": "tls://dask-scheduler:8786",  # with the
+            # TLS files: docs/experiments.md (a plain tcp:// scheduler is refused)
         },
         "oauth_no_confirm": True,
     },

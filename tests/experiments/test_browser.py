@@ -47,7 +47,7 @@ def test_monitor_chart_updates_in_voila(exp_hub, api, browser, tmp_path):
     hub, alice = exp_hub, api("alice")
     # long enough to still be running when the page is up (it is cancelled at the end);
     # a short run on a quiet machine finished before Voila had rendered the chart
-    spec = {**TINY, "name": "browser: FedAvg on Synthetic", "rounds": 3000, "clients": 8}
+    spec = {**TINY, "name": "browser: FedAvg on Synthetic", "rounds": 2000, "clients": 8}
     spec.update(clients_per_round=8, local_epochs=4)
     exp_id = alice.submit(**spec).json()["id"]
     page = browser.new_page(viewport={"width": 1100, "height": 900})
