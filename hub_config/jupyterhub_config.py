@@ -51,9 +51,20 @@ c.TenantOIDCAuthenticator.auto_provision = True
 # c.LocalTenantAuthenticator.lockout_seconds = 900      # how long the lock lasts
 # c.LocalTenantAuthenticator.allow_signup = True        # /hub/signup by invitation or domain
 
+# --- mail: sign-up verification links and notices (docs/operators.md) -------------
+# empty smtp_host: messages are written to <state>/outbox/ and the link is logged
+c.Mailer.smtp_host = "smtp.example.org"  # EDIT
+c.Mailer.smtp_port = 587
+c.Mailer.smtp_security = "starttls"
+c.Mailer.smtp_username = "fedhub"  # EDIT; the password: $FEDHUB_SMTP_PASSWORD
+c.Mailer.from_address = "fedhub <noreply@example.org>"  # EDIT
+# TOTP secrets are encrypted with this key, kept outside the database (docs/security.md)
+c.TotpSecretBox.key_file = "/srv/fedhub/keys/totp.key"
+
 # --- servers: the tier spawner over a real backend -------------------------------
 c.JupyterHub.spawner_class = "fedhub-tier"
-# the backend that really starts servers: LocalProcessSpawner (system users),
+# the backend that really starts servers: UnixAccountSpawner (an account per user,
+# created on first spawn: the embedded default), LocalProcessSpawner (system users),
 # "kubespawner.KubeSpawner", "dockerspawner.DockerSpawner", "systemdspawner.SystemdSpawner";
 # profiles map onto their mem_limit/cpu_limit/guarantees/image (docs/quotas.md)
 c.TierSpawner.backend_class = "jupyterhub.spawner.LocalProcessSpawner"  # EDIT

@@ -26,6 +26,8 @@ def test_production_config_names_only_real_options():
 
     from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
     from fedhub.extensions.hub.tier_spawner import TierSpawner
+    from fedhub.mail import Mailer
+    from fedhub.tenancy.totp import TotpSecretBox
 
     cfg = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "hub_config")).load_config()
     classes = {
@@ -34,6 +36,8 @@ def test_production_config_names_only_real_options():
         "TierSpawner": TierSpawner,
         "TenantOIDCAuthenticator": TenantOIDCAuthenticator,
         "TenantAuthenticatorMixin": TenantOIDCAuthenticator,
+        "Mailer": Mailer,
+        "TotpSecretBox": TotpSecretBox,
     }
     assert set(cfg) <= set(classes), set(cfg) - set(classes)
     for section, cls in classes.items():
