@@ -45,7 +45,7 @@ from fedhub import metering
 from fedhub.db import session_scope
 from fedhub.db.base import Base, utcnow
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, QuotaExceeded
-from fedhub.tenancy.models import Tenant, TenantStatus
+from fedhub.tenancy.models import Membership, Tenant, TenantStatus
 from fedhub.tiers import Tier, TierCatalog
 
 GIB = 1024**3
@@ -422,6 +422,22 @@ def reservations(db, tenant: str | None = None) -> list[Slot]:
         if tenant is not None:
             q = q.where(ServerReservation.tenant == tenant)
         return [Slot.of(row) for row in s.scalars(q)]
+
+
+def member_names(db, tenant: str) -> list[str]:
+    """The usernames of a tenant's members (whose storage counts against its quota).
+
+    Plain strings read in one transaction: safe to hand to a worker thread.
+    """
+    with session_scope(db) as s:
+        return list(
+            s.scalars(
+                select(Membership.username)
+                .join(Tenant, Membership.tenant_id == Tenant.id)
+                .where(Tenant.slug == tenant)
+                .order_by(Membership.username)
+            )
+        )
 
 
 # -- notices --------------------------------------------------------------------

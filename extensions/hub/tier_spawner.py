@@ -275,7 +275,7 @@ class TierSpawner(Spawner):
         hit = cache.get(tenant)
         if hit and time.monotonic() - hit[0] < self.storage_cache_seconds:
             return hit[1]
-        members = [m.username for m in self.store.get_tenant(tenant).memberships]
+        members = quotas.member_names(self.store.db, tenant)
         paths = [self.storage_path_template.format(username=u) for u in members]
         # only the paths (plain strings, made on the loop) go to the thread
         total = await asyncio.to_thread(lambda: sum(limits.directory_bytes(p) for p in paths))
