@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cached_property
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,29 @@ from fedhub.events import SCHEMA_VERSION, make_event
 # details keys that name or contact a person: stored encrypted with the target's key
 PERSONAL_DETAIL_KEYS = frozenset({"email", "username", "users", "name", "display_name", "invitee"})
 ANONYMOUS = "~anonymous"  # the subject of events with a client address but no actor
+
+
+def _text_or_null(value) -> str:
+    return "null" if value is None else encode_basestring(value)  # TypeError if not text
+
+
+def _actor_plaintext(actor, source_ip, user_agent) -> bytes:
+    """``crypto.canonical`` of the sealed actor fields, without the JSON encoder's
+    machinery when they are text (they are: the event schema says so)."""
+    try:
+        a, s, u = _text_or_null(actor), _text_or_null(source_ip), _text_or_null(user_agent)
+        return f'{{"actor":{a},"source_ip":{s},"user_agent":{u}}}'.encode()
+    except TypeError:
+        return crypto.canonical({"actor": actor, "source_ip": source_ip, "user_agent": user_agent})
+
+
+def _target_plaintext(target, personal: dict) -> bytes:
+    """``crypto.canonical({"target": target, "details": personal})``."""
+    try:
+        d = crypto.canonical_text(personal) if personal else "{}"
+        return f'{{"details":{d},"target":{_text_or_null(target)}}}'.encode()
+    except TypeError:
+        return crypto.canonical({"target": target, "details": personal})
 
 
 class AuditLog(LoggingConfigurable):
@@ -155,6 +179,7 @@ class AuditLog(LoggingConfigurable):
                 subjects.update(filter(None, self._subjects(e)))
         keys = self._subject_keys(s, subjects)
         mac_key = self.keys.mac_key()
+        mac = crypto.record_mac_function(mac_key) if mac_key else None
         count = 0
         now = utcnow()
         for tenant in sorted(by_tenant):
@@ -165,7 +190,7 @@ class AuditLog(LoggingConfigurable):
                 seq += 1
                 row = self._row(e, tenant, seq, prev, keys)
                 row["hash"] = prev = record_hash(row)
-                row["mac"] = crypto.record_mac(mac_key, prev) if mac_key else None
+                row["mac"] = mac(prev) if mac else None
                 row["ingested_at"] = now
                 rows.append(row)
             _insert_rows(s, rows)
@@ -186,25 +211,24 @@ class AuditLog(LoggingConfigurable):
         return actor, target
 
     def _row(self, e: dict, tenant: str, seq: int, prev: str, keys: dict) -> dict[str, Any]:
-        details = dict(e.get("details") or {})
-        personal = {k: details.pop(k) for k in PERSONAL_DETAIL_KEYS.intersection(details)}
+        details = e.get("details") or {}
+        personal = None
+        if not PERSONAL_DETAIL_KEYS.isdisjoint(details):
+            details = dict(details)
+            personal = {k: details.pop(k) for k in PERSONAL_DETAIL_KEYS.intersection(details)}
         actor_subject, target_subject = self._subjects(e)
         aad = e["id"].encode()
         actor_key = actor_enc = target_key = target_enc = None
         if actor_subject:
             actor_key, aead = keys[actor_subject]
-            actor_enc = crypto.seal(
-                aead,
-                {
-                    "actor": e.get("actor"),
-                    "source_ip": e.get("source_ip"),
-                    "user_agent": e.get("user_agent"),
-                },
-                aad,
+            actor_enc = crypto.seal_bytes(
+                aead, _actor_plaintext(e.get("actor"), e.get("source_ip"), e.get("user_agent")), aad
             )
         if target_subject:
             target_key, aead = keys[target_subject]
-            target_enc = crypto.seal(aead, {"target": e.get("target"), "details": personal}, aad)
+            target_enc = crypto.seal_bytes(
+                aead, _target_plaintext(e.get("target"), personal or {}), aad
+            )
         return {
             "tenant": tenant,
             "seq": seq,
@@ -214,7 +238,7 @@ class AuditLog(LoggingConfigurable):
             "result": e.get("result") or "success",
             "severity": e.get("severity") or "info",
             "schema_version": SCHEMA_VERSION,
-            "details": crypto.canonical(details).decode(),
+            "details": crypto.canonical_text(details),
             "actor_key": actor_key,
             "actor_enc": actor_enc,
             "target_key": target_key,

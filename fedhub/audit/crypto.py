@@ -35,14 +35,24 @@ from fedhub.accounts import make_private_dir, write_private
 GENESIS = "0" * 64
 
 
+# what json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+# builds on every call, built once
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+
+
 def canonical(fields: dict[str, Any]) -> bytes:
     """The one byte encoding that is hashed and signed: sorted-key compact JSON, UTF-8.
 
     (``default=str``: a value JSON cannot hold, say a datetime in event
     details, is stored as its text, once, at append time.)"""
-    return json.dumps(
-        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    return _CANONICAL(fields).encode()
+
+
+def canonical_text(fields: dict[str, Any]) -> str:
+    """:func:`canonical` as text (how ``details`` is stored)."""
+    return _CANONICAL(fields)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -213,8 +223,13 @@ def record_mac_function(mac_key: bytes):
 
 def seal(aead: AESGCM, fields: dict[str, Any], aad: bytes) -> str:
     """Encrypt personal fields (AES-256-GCM, random nonce, the event id as AAD)."""
+    return seal_bytes(aead, canonical(fields), aad)
+
+
+def seal_bytes(aead: AESGCM, plaintext: bytes, aad: bytes) -> str:
+    """:func:`seal` of fields already encoded with :func:`canonical`."""
     nonce = os.urandom(12)
-    ct = aead.encrypt(nonce, canonical(fields), aad)
+    ct = aead.encrypt(nonce, plaintext, aad)
     return base64.b64encode(nonce + ct).decode()
 
 

@@ -9,10 +9,16 @@ never skips or repeats a record while new ones arrive.
 from __future__ import annotations
 
 import base64
+import io
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# the standard csv module with every cell that starts with = + - @ | % prefixed by a
+# quote, so a spreadsheet opening the export shows text instead of running a formula
+from defusedcsv import csv
 from sqlalchemy import select
 
 from fedhub.audit.chain import AuditLog
@@ -125,3 +131,43 @@ CSV_FIELDS = [
     "details",
     "erased",
 ]
+
+
+EXPORT_FORMATS = ("jsonl", "csv")
+
+
+def export_lines(audit: AuditLog, flt: EventFilter, fmt: str, page: int = 1000) -> Iterator[str]:
+    """An export as text chunks, one page of events each (the CSV header first).
+
+    Memory stays that of one page however long the export: the service writes
+    and flushes each chunk before it asks for the next, the CLI writes it to
+    its file. CSV cells that could start a spreadsheet formula are neutralised
+    (``defusedcsv``): actors, targets and details come from users.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidRequest(f"export format must be one of {', '.join(EXPORT_FORMATS)}")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore") if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    cursor = None
+    while True:
+        events, cursor = read_events(audit, flt, cursor=cursor, limit=page)
+        if writer is None:
+            chunk = "".join(json.dumps(e, default=str) + "\n" for e in events)
+        else:
+            for e in events:
+                writer.writerow(
+                    {
+                        **e,
+                        "details": json.dumps(e["details"], sort_keys=True, default=str),
+                        "erased": ",".join(e["erased"]),
+                    }
+                )
+            chunk = buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+        if chunk:
+            yield chunk
+        if cursor is None:
+            return

@@ -60,6 +60,12 @@ _TEMPLATE = (
     '"result":%s,"seq":%d,"severity":%s,"target_enc":%s,"target_key":%s,"tenant":%s,'
     '"time":%s,"v":%d}'
 )
+# The same, for text that needs no escaping (the quotes are in the template).
+_PLAIN_TEMPLATE = (
+    '{"action":"%s","actor_enc":%s,"actor_key":%s,"details":%s,"id":"%s","prev_hash":"%s",'
+    '"result":"%s","seq":%d,"severity":"%s","target_enc":%s,"target_key":%s,"tenant":"%s",'
+    '"time":"%s","v":%d}'
+)
 
 
 def canonical_record(
@@ -79,37 +85,91 @@ def canonical_record(
     prev_hash,
 ) -> bytes:
     """The bytes a record hash covers: ``crypto.canonical(hashed_fields(row))``, built
-    without a dict, a key sort or the JSON encoder's machinery (a third of the cost).
+    without a dict, a key sort or the JSON encoder's machinery (it runs once per
+    record appended and once per record verified).
 
-    ``encode_basestring`` is the very function ``json.dumps(ensure_ascii=False)``
-    encodes strings with. Anything but the types the writer stores (a float, a
-    bool, bytes in a SQLite column edited by hand) takes the general path, so
-    the bytes are the same for every input, tampered or not.
+    JSON text escapes only ``"``, ``\\`` and characters below U+0020
+    (``encode_basestring``, what ``json.dumps(ensure_ascii=False)`` uses, and
+    the only escaping there is). The stored fields but ``details`` are ids,
+    hashes, base64 and names: one scan of them all shows that they need none,
+    and they are written between quotes as they are. Anything else (a quote, a
+    control character, a float, bytes in a SQLite column edited by hand) takes
+    the general path, so the bytes are the same for every input, tampered or not.
     """
-    enc = encode_basestring
     if type(seq) is int and type(schema_version) is int:
         try:
+            # time_text(time), inlined
+            if time.__class__ is str:
+                when = time.replace(" ", "T", 1)
+            else:
+                when = time.isoformat(timespec="microseconds")
+            text = "".join(
+                (
+                    action,
+                    "" if actor_enc is None else actor_enc,
+                    "" if actor_key is None else actor_key,
+                    event_id,
+                    prev_hash,
+                    result,
+                    severity,
+                    "" if target_enc is None else target_enc,
+                    "" if target_key is None else target_key,
+                    tenant,
+                    when,
+                )
+            )
+        except (TypeError, AttributeError):  # a value that is not text: the general path
+            text = None
+        if (
+            text is not None
+            and details.__class__ is str
+            and '"' not in text
+            and "\\" not in text
+            and text.isprintable()
+        ):
             return (
-                _TEMPLATE
+                _PLAIN_TEMPLATE
                 % (
-                    enc(action),
-                    "null" if actor_enc is None else enc(actor_enc),
-                    "null" if actor_key is None else enc(actor_key),
-                    enc(details),
-                    enc(event_id),
-                    enc(prev_hash),
-                    enc(result),
+                    action,
+                    "null" if actor_enc is None else f'"{actor_enc}"',
+                    "null" if actor_key is None else f'"{actor_key}"',
+                    encode_basestring(details),
+                    event_id,
+                    prev_hash,
+                    result,
                     seq,
-                    enc(severity),
-                    "null" if target_enc is None else enc(target_enc),
-                    "null" if target_key is None else enc(target_key),
-                    enc(tenant),
-                    enc(time_text(time)),
+                    severity,
+                    "null" if target_enc is None else f'"{target_enc}"',
+                    "null" if target_key is None else f'"{target_key}"',
+                    tenant,
+                    when,
                     schema_version,
                 )
             ).encode()
-        except (TypeError, AttributeError):  # a value that is not text: the general path
-            pass
+        if text is not None:
+            enc = encode_basestring
+            try:
+                return (
+                    _TEMPLATE
+                    % (
+                        enc(action),
+                        "null" if actor_enc is None else enc(actor_enc),
+                        "null" if actor_key is None else enc(actor_key),
+                        enc(details),
+                        enc(event_id),
+                        enc(prev_hash),
+                        enc(result),
+                        seq,
+                        enc(severity),
+                        "null" if target_enc is None else enc(target_enc),
+                        "null" if target_key is None else enc(target_key),
+                        enc(tenant),
+                        enc(when),
+                        schema_version,
+                    )
+                ).encode()
+            except TypeError:
+                pass
     return crypto.canonical(
         hashed_fields(
             {
@@ -163,7 +223,8 @@ _RECORD_COLUMNS = [c.name for c in AuditRecord.__table__.columns if c.name != "i
 
 
 def _insert_rows(s: Session, rows: list[dict[str, Any]]) -> None:
-    """One DBAPI ``executemany`` for a batch of records.
+    """Insert a batch of records: ``COPY`` on PostgreSQL (psycopg 3), else one DBAPI
+    ``executemany``; no ``RETURNING``, nothing read back.
 
     SQLAlchemy's per-row parameter processing cost as much as everything
     else in an append; the values here are already plain (str, int, datetime),
@@ -171,18 +232,30 @@ def _insert_rows(s: Session, rows: list[dict[str, Any]]) -> None:
     """
     conn = s.connection()
     dialect = conn.dialect
+    table = AuditRecord.__tablename__
+    if dialect.name == "postgresql":
+        cur = conn.connection.cursor()
+        if hasattr(cur, "copy"):  # psycopg 3
+            with cur.copy(f"COPY {table} ({', '.join(_RECORD_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in _RECORD_COLUMNS])
+            return
     sqlite_times = dialect.name == "sqlite"
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (
-        f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_RECORD_COLUMNS)}) "
+        f"INSERT INTO {table} ({', '.join(_RECORD_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(_RECORD_COLUMNS))})"
     )
     params = []
+    ingested: dict = {}
     for row in rows:
         values = [row[c] for c in _RECORD_COLUMNS]
         if sqlite_times:
             values[_TIME_INDEX] = row["time"].isoformat(" ", "microseconds")
-            values[_INGESTED_INDEX] = row["ingested_at"].isoformat(" ", "microseconds")
+            at = row["ingested_at"]
+            if at not in ingested:  # one time for the whole batch: formatted once
+                ingested[at] = at.isoformat(" ", "microseconds")
+            values[_INGESTED_INDEX] = ingested[at]
         params.append(tuple(values))
     conn.exec_driver_sql(sql, params)
 

@@ -64,7 +64,9 @@ COLUMNS = [
     "hash",
     "mac",
 ]
-SPAN_RECORDS = 100_000  # records per unit of work
+_PG_TIME = "to_char(time, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+SPAN_RECORDS = 100_000  # at most this many records per unit of work
+MIN_SPAN_RECORDS = 10_000
 PARALLEL_MIN_RECORDS = 50_000  # fewer in all: checked in this process
 FETCH_ROWS = 5_000
 
@@ -153,8 +155,11 @@ def _span_rows(url: str, tenant: str, lo: int, hi: int, own: bool) -> Iterator[l
     try:
         postgres = url.startswith("postgresql")
         mark = "%s" if postgres else "?"
+        # the time as text, formatted by the server as isoformat(timespec="microseconds")
+        # would (SQLite stores text already; records.canonical_record takes either)
+        columns = [_PG_TIME if (c == "time" and postgres) else c for c in COLUMNS]
         sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM {AuditRecord.__tablename__} "
+            f"SELECT {', '.join(columns)} FROM {AuditRecord.__tablename__} "
             f"WHERE tenant = {mark} AND seq >= {mark} AND seq < {mark} ORDER BY seq"
         )
         # PostgreSQL: a named (server-side) cursor streams; a plain one buffers the result
@@ -270,7 +275,7 @@ class _Plan:
     spans: list[tuple] = field(default_factory=list)
 
 
-def _plan(log: AuditLog, tenant: str, public, mac_key: bytes | None) -> _Plan:
+def _plan(log: AuditLog, tenant: str, public, mac_key: bytes | None, processes: int) -> _Plan:
     plan = _Plan(ChainReport(tenant=tenant))
     checkpoints = _signed_checkpoints(log, tenant, plan.report, public)
     if plan.report.problem:
@@ -292,7 +297,9 @@ def _plan(log: AuditLog, tenant: str, public, mac_key: bytes | None) -> _Plan:
         ).one()
     if lo is None:
         return plan
-    parts = max(1, -(-(hi - lo + 1) // SPAN_RECORDS))
+    # enough spans to keep every worker busy to the end, none too long or too short
+    size = hi - lo + 1
+    parts = max(-(-size // SPAN_RECORDS), min(4 * processes, -(-size // MIN_SPAN_RECORDS)))
     step = -(-(hi - lo + 1) // parts)
     for start in range(lo, hi + 1, step):
         end = min(start + step, hi + 1)
@@ -396,9 +403,11 @@ def verify(
     """Verify one chain or every chain; spans of all of them are checked by
     ``processes`` worker processes (default ``AuditLog.verify_processes``)."""
     mac_key = log.keys.mac_key() if (Path(log.audit_dir) / "master.key").exists() else None
-    plans = [_plan(log, t, public, mac_key) for t in ([tenant] if tenant else chains(log))]
+    processes = processes or log.verify_processes or os.cpu_count() or 1
+    names = [tenant] if tenant else chains(log)
+    plans = [_plan(log, t, public, mac_key, processes) for t in names]
     tasks = [span for plan in plans for span in plan.spans]
-    results = iter(_run_spans(tasks, processes or log.verify_processes or os.cpu_count() or 1))
+    results = iter(_run_spans(tasks, processes))
     return [_finish(plan, [next(results) for _ in plan.spans]) for plan in plans]
 
 

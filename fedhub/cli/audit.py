@@ -1,4 +1,4 @@
-"""``fedhub audit verify|ingest|checkpoint|purge|erase-user|public-key``."""
+"""``fedhub audit verify|export|ingest|checkpoint|purge|erase-user|public-key|report``."""
 
 from __future__ import annotations
 
@@ -71,6 +71,45 @@ def verify_cmd(ctx, tenant, public_key, as_json):
             err=True,
         )
         sys.exit(1)
+
+
+@command.command("export")
+@click.option("--tenant", help="Only this tenant's chain ('platform' for platform events).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option("--action", help="Only actions starting with this prefix (e.g. 'auth.').")
+@click.option("--since", default="", help="Only events at or after this time (ISO 8601).")
+@click.option("--until", default="", help="Only events before this time (ISO 8601).")
+@click.option("--output", "-o", default="-", help="File to write (default: standard output).")
+@click.pass_context
+def export_cmd(ctx, tenant, fmt, action, since, until, output):
+    """Export events, personal fields decrypted where their keys still exist.
+
+    Streams page by page (constant memory however long the log); the export
+    itself is recorded in the audit log, like the service's.
+    """
+    from fedhub import events
+    from fedhub.audit.query import EventFilter, export_lines
+
+    log = audit_log(ctx)
+    chain = _chain(tenant)
+    flt = EventFilter(
+        tenants=[chain] if chain else None,
+        action=action,
+        since=EventFilter.parse_time(since, "since"),
+        until=EventFilter.parse_time(until, "until"),
+    ).validate()
+    events.emit(
+        "audit.exported",
+        tenant=None if chain in (None, PLATFORM) else chain,
+        actor=ACTOR,
+        target=chain or "*",
+        details={"format": fmt, "action": action, "actor_filter": False},
+    )
+    with click.open_file(output, "w", encoding="utf-8", newline="") as out:
+        for chunk in export_lines(log, flt, fmt):
+            out.write(chunk)
 
 
 @command.command("ingest")

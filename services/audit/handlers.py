@@ -7,21 +7,22 @@ every fedhub service (``APIHandler.scoped_tenant``). Exports (JSON Lines, CSV)
 need the tier's ``features.audit_export`` and are themselves audited. The CSV
 export neutralises formula prefixes (``defusedcsv``): actors, targets and details
 come from users.
+
+Database work runs off the event loop (``asyncio.to_thread``, given plain values:
+the chains the caller may read, decided on the loop first). Exports stream: one
+page of events is read at a time and flushed to the client before the next, so
+a million-record export holds one page in memory, not the file.
 """
 
 from __future__ import annotations
 
-import io
-import json
-
-# the standard csv module with every cell that starts with = + - @ | % prefixed by a
-# quote, so a spreadsheet opening the export shows text instead of running a formula
-from defusedcsv import csv
+import asyncio
 
 from fedhub.audit import AuditLog
 from fedhub.audit.models import PLATFORM
-from fedhub.audit.query import CSV_FIELDS, EventFilter, iter_events, read_events
-from fedhub.audit.verify import verify_chain
+from fedhub.audit.query import EventFilter, export_lines, read_events
+from fedhub.audit.verify import chains as all_chains
+from fedhub.audit.verify import verify
 from fedhub.errors import InvalidRequest
 from fedhub.web import APIHandler
 
@@ -77,8 +78,12 @@ class EventsHandler(AuditHandler):
                 limit = int(self.get_argument("limit", "100"))
             except ValueError:
                 raise InvalidRequest("limit must be an integer") from None
-            events, cursor = read_events(
-                self.audit, flt, cursor=self.get_argument("cursor", None), limit=limit
+            events, cursor = await asyncio.to_thread(
+                read_events,
+                self.audit,
+                flt,
+                cursor=self.get_argument("cursor", None),
+                limit=limit,
             )
             self.write_json({"events": events, "next_cursor": cursor})
             return
@@ -96,26 +101,15 @@ class EventsHandler(AuditHandler):
         if fmt == "jsonl":
             self.set_header("Content-Type", "application/x-ndjson")
             self.set_header("Content-Disposition", 'attachment; filename="audit.jsonl"')
-            for event in iter_events(self.audit, flt):
-                self.write(json.dumps(event, default=str) + "\n")
         else:
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", 'attachment; filename="audit.csv"')
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for event in iter_events(self.audit, flt):
-                event = {
-                    **event,
-                    "details": json.dumps(event["details"], sort_keys=True, default=str),
-                    "erased": ",".join(event["erased"]),
-                }
-                writer.writerow(event)
-                if buf.tell() > 65536:
-                    self.write(buf.getvalue())
-                    buf.seek(0)
-                    buf.truncate()
-            self.write(buf.getvalue())
+        # one chunk (a page of events, read and encoded in a thread) at a time: the
+        # next is read only once this one is handed to the client
+        chunks = export_lines(self.audit, flt, fmt)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            self.write(chunk)
+            await self.flush()
         self.finish()
 
 
@@ -123,14 +117,19 @@ class VerifyHandler(AuditHandler):
     """The verification status of the chains the caller may read."""
 
     async def get(self):
-        from fedhub.audit.verify import chains as all_chains
+        chains = self.chain_arg()  # the caller's scope, decided here, on the loop
+        reports = await asyncio.to_thread(_verify_reports, self.audit, chains)
+        self.write_json({"ok": all(r["ok"] for r in reports), "chains": reports})
 
-        chains = self.chain_arg()
-        names = chains if chains is not None else all_chains(self.audit)
-        reports = [verify_chain(self.audit, name) for name in names]
-        self.write_json(
-            {"ok": all(r.ok for r in reports), "chains": [r.as_dict() for r in reports]}
-        )
+
+def _verify_reports(audit: AuditLog, chains: list[str] | None) -> list[dict]:
+    """Verify the named chains (None: every chain); off the loop, in a thread, which
+    hands long chains to worker processes (``AuditLog.verify_processes``)."""
+    names = chains if chains is not None else all_chains(audit)
+    reports = []
+    for name in names:
+        reports.extend(verify(audit, name))
+    return [r.as_dict() for r in reports]
 
 
 class CheckpointsHandler(AuditHandler):
@@ -142,15 +141,18 @@ class CheckpointsHandler(AuditHandler):
         from fedhub.audit.models import Checkpoint
 
         chains = self.chain_arg()
-        with self.audit.session() as s:
-            q = select(Checkpoint).order_by(Checkpoint.tenant, Checkpoint.seq)
-            if chains is not None:
-                q = q.where(Checkpoint.tenant.in_(chains))
-            rows = [
-                {"payload": c.payload, "signature": c.signature, "key_id": c.key_id}
-                for c in s.scalars(q)
-            ]
-        self.write_json({"checkpoints": rows})
+
+        def read() -> list[dict]:
+            with self.audit.session() as s:
+                q = select(Checkpoint).order_by(Checkpoint.tenant, Checkpoint.seq)
+                if chains is not None:
+                    q = q.where(Checkpoint.tenant.in_(chains))
+                return [
+                    {"payload": c.payload, "signature": c.signature, "key_id": c.key_id}
+                    for c in s.scalars(q)
+                ]
+
+        self.write_json({"checkpoints": await asyncio.to_thread(read)})
 
 
 class PublicKeyHandler(AuditHandler):
