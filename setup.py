@@ -3,15 +3,28 @@
 ``extensions/`` is ``fedhub.extensions`` and ``services/`` is ``fedhub.services``
 (the layout users asked for); pyproject.toml's package finder cannot rename
 folders, so the package list is computed here. Everything else is in pyproject.toml.
+
+The data folders are mapped the same way, so a checkout keeps the folders users
+see (``hub_config/tiers.yaml``, ``kernels/``, ``notebooks/``) while the wheel
+carries them as package data: ``fedhub.hub_config``, ``fedhub.kernels`` and
+``fedhub.notebooks``. Code finds them with ``importlib.resources.files(...)``,
+one lookup that works in a checkout, an editable install and a wheel. Each
+holds an ``__init__.py`` because setuptools' editable installs map regular
+packages only.
 """
 
 from setuptools import find_packages, setup
 
-DATA_EXTENSIONS = ("html", "mako", "json", "yaml", "css", "js", "ipynb", "j2")
+DATA_EXTENSIONS = ("html", "mako", "json", "yaml", "css", "js", "ipynb", "j2", "md")
 PACKAGE_DIRS = {
     "fedhub": "fedhub",
     "fedhub.extensions": "extensions",
     "fedhub.services": "services",
+}
+DATA_PACKAGE_DIRS = {
+    "fedhub.hub_config": "hub_config",  # tiers.yaml, the production-style jupyterhub_config.py
+    "fedhub.kernels": "kernels",  # kernel specs copied into user servers per tier
+    "fedhub.notebooks": "notebooks",  # tutorials/, dashboards/ (Voila), reports/ (papermill)
 }
 
 
@@ -20,13 +33,14 @@ def packages():
     for name, folder in PACKAGE_DIRS.items():
         found.append(name)
         found += [f"{name}.{sub}" for sub in find_packages(where=folder)]
-    return found
+    return found + list(DATA_PACKAGE_DIRS)
 
 
 setup(
     packages=packages(),
-    package_dir=PACKAGE_DIRS,
-    # non-Python files inside the packages and one folder below (templates/, schemas/)
+    package_dir=PACKAGE_DIRS | DATA_PACKAGE_DIRS,
+    # non-Python files inside the packages and one folder below (templates/, schemas/,
+    # a kernel spec's folder, a notebook group)
     package_data={"": [f"{d}*.{ext}" for d in ("", "*/") for ext in DATA_EXTENSIONS]},
     # enables the fedhub jupyter-server extension by default in every user server
     data_files=[

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 
 from fedhub.errors import ConfigError
 
-DEFAULT_TIERS_PATH = Path(__file__).resolve().parent.parent / "hub_config" / "tiers.yaml"
+# hub_config/tiers.yaml in a checkout; package data of fedhub.hub_config in a wheel (setup.py)
+DEFAULT_TIERS_PATH = Path(str(files("fedhub.hub_config") / "tiers.yaml"))
 TIER_ORDER = ("free", "starter", "professional", "enterprise")
 
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import html
 import threading
 
-import ipywidgets as widgets
+from fedhub.extras import needs_extra
 
 from .chart import render
+
+with needs_extra("notebook", "fedhub's widgets"):
+    import ipywidgets as widgets
 
 __all__ = ["ExperimentMonitor", "QuotaPanel"]
 

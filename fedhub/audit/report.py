@@ -4,9 +4,12 @@ rendered to HTML with nbconvert (code hidden: it is a report, not a notebook).""
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reports" / "compliance.ipynb"
+from fedhub.extras import needs_extra
+
+NOTEBOOK = Path(str(files("fedhub.notebooks") / "reports" / "compliance.ipynb"))
 
 
 def render_compliance(
@@ -20,9 +23,10 @@ def render_compliance(
     timeout: int = 300,
 ) -> Path:
     """Execute the report for ``tenant`` and the period; write HTML; return its path."""
-    import nbformat
-    import papermill
-    from nbconvert import HTMLExporter
+    with needs_extra("notebook", "the compliance report"):
+        import nbformat
+        import papermill
+        from nbconvert import HTMLExporter
 
     output_html = Path(output_html)
     output_html.parent.mkdir(parents=True, exist_ok=True)

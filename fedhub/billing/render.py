@@ -14,6 +14,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fedhub.extras import needs_extra
+
 _env = Environment(
     loader=PackageLoader("fedhub.billing", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -49,6 +51,7 @@ def render_html(doc: dict[str, Any]) -> str:
 
 
 def render_pdf(doc: dict[str, Any]) -> bytes:
-    from weasyprint import HTML  # imported here: it loads Pango
+    with needs_extra("pdf", "PDF invoices"):
+        from weasyprint import HTML  # imported here: it loads Pango
 
     return HTML(string=render_html(doc)).write_pdf()

@@ -10,6 +10,9 @@ Self-contained: ``fedhub/__init__.py`` imports this package lazily, so the hub a
 services never pay for torch or Dask. See docs/fl.md.
 """
 
+# first: without the fl extra, one line naming it instead of a traceback
+import fedhub.fl._requirements  # noqa: F401
+
 from . import aggregate, checkpoint, datasets, models, partition, strategies
 from .datasets import FederatedData
 from .experiment import Cancelled, Experiment, Result, Stragglers

@@ -27,6 +27,7 @@ from traitlets import Bool, Dict, Enum, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import accounts
+from fedhub.extras import needs_extra
 
 
 class ClusterConfigError(RuntimeError):
@@ -235,6 +236,8 @@ class DaskClusters(LoggingConfigurable):
 
     def client(self, tenant: str, tier: str):
         """A Dask client for ``tenant``'s run (shared: do not close it)."""
+        with needs_extra("fl", "running experiments"):
+            import distributed  # noqa: F401
         with self._lock:
             if self.mode == "gateway":
                 return self._gateway_client(tenant, tier)
@@ -330,7 +333,8 @@ class DaskClusters(LoggingConfigurable):
     def _gateway_client(self, tenant: str, tier: str):
         cluster = self._tenant_clusters.get(tenant)
         if cluster is None:
-            from dask_gateway import Gateway  # not installed here: see the module docstring
+            with needs_extra("gateway", "DaskClusters.mode = 'gateway'"):
+                from dask_gateway import Gateway
 
             if self._gateway is None:
                 self._gateway = Gateway(self.gateway_address or None)

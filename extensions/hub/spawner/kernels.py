@@ -13,9 +13,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
+from importlib.resources import files
 from pathlib import Path
 
-KERNELS_DIR = Path(__file__).resolve().parents[3] / "kernels"
+# kernels/ in a checkout; package data of fedhub.kernels in a wheel (setup.py)
+KERNELS_DIR = Path(str(files("fedhub.kernels")))
 
 
 def available(source: Path = KERNELS_DIR) -> dict[str, Path]:

@@ -1,0 +1,2 @@
+"""Notebooks shipped with fedhub: ``tutorials/``, ``dashboards/`` (Voila) and ``reports/``
+(papermill). Shipped in the wheel as package data of ``fedhub.notebooks``."""
