@@ -31,9 +31,10 @@ $(SYSTEM_STAMP): | $(BIN)/python
 	fi
 	touch $(SYSTEM_STAMP)
 
-# re-install only when the dependency list changes
-$(STAMP): pyproject.toml setup.py | $(BIN)/python $(SYSTEM_STAMP)
-	$(BIN)/pip install -q -e ".[dev]"
+# re-install only when the dependency list changes. Every extra (the hub's tests cover
+# them all), at the versions constraints.txt pins (torch)
+$(STAMP): pyproject.toml setup.py constraints.txt | $(BIN)/python $(SYSTEM_STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	@# an editable install skips data_files; put the server extension's config.d file
 	@# where a wheel install would (it enables the extension in every user server)
 	install -D -m 644 extensions/server/jupyter_server_config.d/fedhub.json \
@@ -48,12 +49,16 @@ install: $(STAMP) node_modules/.package-lock.json
 run: install
 	$(BIN)/fedhub --state-dir $(STATE) up --demo --port $(PORT)
 
-# the whole suite, then lint; fails if either fails
+# the code's imports against the declared dependencies (pyproject.toml [tool.deptry])
+DEPTRY := $(BIN)/deptry fedhub extensions services
+
+# the whole suite, then lint and the dependency check; fails if any fails
 test: install
 	@status=0; \
 	$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
 	$(BIN)/ruff check . || status=1; \
 	$(BIN)/ruff format --check . || status=1; \
+	$(DEPTRY) || status=1; \
 	exit $$status
 
 test-fast: install
@@ -62,6 +67,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DEPTRY)
 
 format: install
 	$(BIN)/ruff format .
