@@ -29,7 +29,10 @@ from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
 from fedhub.tiers import load_tiers
 
-ROOT = Path(__file__).resolve().parent.parent
+# the source checkout when fedhub runs from one (make run, an editable install); in a wheel
+# install this is site-packages, which has no node_modules. Data files are found with
+# importlib.resources, never through this path.
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def service_modules() -> list[str]:
@@ -94,14 +97,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def proxy_command() -> list[str]:
-    local = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    """configurable-http-proxy from the checkout's ``node_modules``, else from ``PATH``."""
+    local = CHECKOUT / "node_modules" / ".bin" / "configurable-http-proxy"
     if local.exists():
         return [str(local)]
     found = shutil.which("configurable-http-proxy")
     if found:
         return [found]
     raise ConfigError(
-        "configurable-http-proxy not found: run `npm ci` in the fedhub checkout (make run does it)"
+        "configurable-http-proxy not found on PATH: `npm install -g configurable-http-proxy`, "
+        "or `npm ci` in a fedhub checkout (make run does it)"
     )
 
 

@@ -83,8 +83,35 @@ def test_wheel_contains_every_package_folder(tmp_path):
                 continue
             rel = init.relative_to(ROOT / folder)
             assert f"{package}/{rel.as_posix()}" in names, f"{folder}/{rel} missing from the wheel"
-    assert "fedhub/extensions/hub/templates/signup.html" in names
-    assert "fedhub/db/migrations/script.py.mako" in names
+    # the data a hub reads at run time (importlib.resources), each from its checkout folder
+    data = {
+        "hub_config/tiers.yaml": "fedhub/hub_config/tiers.yaml",
+        "fedhub/db/migrations/script.py.mako": "fedhub/db/migrations/script.py.mako",
+        "fedhub/events_schemas/audit_event.yaml": "fedhub/events_schemas/audit_event.yaml",
+        "fedhub/billing/templates/invoice.html": "fedhub/billing/templates/invoice.html",
+        "extensions/server/jupyter_server_config.d/fedhub.json": (
+            "fedhub-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/fedhub.json"
+        ),
+    }
+    for pattern, into in (
+        ("kernels/*/kernel.json", "fedhub/kernels"),
+        ("notebooks/*/*.ipynb", "fedhub/notebooks"),
+        ("extensions/hub/templates/*.html", "fedhub/extensions/hub/templates"),
+        ("fedhub/db/migrations/versions/*.py", "fedhub/db/migrations/versions"),
+    ):
+        top = pattern.split("/*")[0]
+        for path in ROOT.glob(pattern):
+            data[path.relative_to(ROOT).as_posix()] = (
+                f"{into}/{path.relative_to(ROOT / top).as_posix()}"
+            )
+    assert len(data) > 15
+    missing = [src for src, into in data.items() if into not in names]
+    assert not missing, f"not in the wheel: {missing}"
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
+    assert b"License-Expression: BSD-3-Clause" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # the exact torch pin lives in constraints.txt, not in what pip installs for users
+    assert b"torch==" not in metadata
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for name in ("fedhub-local", "fedhub-oidc", "fedhub-tier", "fedhub = fedhub.cli:main"):
