@@ -318,6 +318,8 @@ def test_suspension_takes_effect_everywhere_within_one_mirror_interval(hub):
     )
     assert hub.api("GET", f"{EXPERIMENTS}/experiments", member_token).status_code == 200
     assert hub.api("GET", f"/hub/api/users/{member}", member_token).status_code == 200
+    # tidy up: deleting the member removes the Unix account its server made
+    assert hub.api("DELETE", f"/hub/api/users/{member}", admin_token).status_code == 204
 
 
 # -- XSRF (item 8) ---------------------------------------------------------------
