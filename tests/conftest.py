@@ -20,6 +20,7 @@ import pytest
 from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: F401
 
 DEMO_PASSWORD = "fedhub-test-password"
+SESSION_GUARD_MARK = "FEDHUB-SESSION-THREAD-VIOLATION"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +86,11 @@ def hub_factory(hub_state_root):
     yield start
     for hub in started:
         hub.stop()
+    # every hub of the suite ran with the session guard logging (route 9 of issue 10):
+    # fedhub code must never touch the hub's database session off the event loop
+    offenders = [str(h.log_path) for h in started if SESSION_GUARD_MARK in h.log()]
+    if offenders:
+        pytest.fail(f"hub database session used off the event loop; see {offenders}")
 
 
 @pytest.fixture(scope="session")
