@@ -225,6 +225,53 @@ def bench_verify(audit: AuditLog, total: int, batch: int, tmp: Path) -> dict:
     return out
 
 
+EXPORT_SCRIPT = """
+import resource, sys, time
+from fedhub.cli import main
+tic = time.perf_counter()
+main(sys.argv[1:], standalone_mode=False)
+print(time.perf_counter() - tic, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def cli_export(audit: AuditLog, tenant: str, tmp: Path) -> dict:
+    """``fedhub audit export --tenant T -o FILE`` in a new process: seconds, peak RSS, lines."""
+    out = tmp / f"export-{tenant}.jsonl"
+    env = {**os.environ, "FEDHUB_AUDIT_DIR": audit.audit_dir}
+    args = ["--db-url", audit.db_url, "--state-dir", str(tmp / "cli-state")]
+    args += ["audit", "export", "--tenant", tenant, "--format", "jsonl", "-o", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_SCRIPT, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    seconds, maxrss_kb = done.stderr.strip().splitlines()[-1].split()
+    with open(out, "rb") as f:
+        lines = sum(1 for _ in f)
+    out.unlink()
+    return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024, "lines": lines}
+
+
+def bench_export(audit: AuditLog, big: int, tmp: Path, batch: int = 5000) -> dict:
+    """Peak RSS of a JSONL export of 100k records and of the ``big`` chain (1M)."""
+    small = min(100_000, big // 10)
+    evs = make_events(small, tenant="mid")
+    for i in range(0, len(evs), batch):
+        with audit.session() as s:
+            audit.append_in(s, evs[i : i + batch])
+    mid = cli_export(audit, "mid", tmp)
+    full = cli_export(audit, "big", tmp)
+    assert (mid["lines"], full["lines"]) == (small, big), (mid, full)
+    return {
+        "export_small": {**mid, "records": small, "per_s": small / mid["seconds"]},
+        "export_big": {**full, "records": big, "per_s": big / full["seconds"]},
+    }
+
+
 def bench_emit(tmp: Path, n: int = 20000) -> dict:
     os.environ["FEDHUB_EVENTS_SPOOL"] = str(tmp / "emit-spool")
     kw = dict(
@@ -263,6 +310,9 @@ def main() -> None:
     ap.add_argument("--verify", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument(
+        "--export", action="store_true", help="also export 100k and --verify records (peak RSS)"
+    )
     args = ap.parse_args()
     results: dict = {"load_before": os.getloadavg(), "cpus": os.cpu_count(), "args": vars(args)}
     tmp = Path(tempfile.mkdtemp(prefix="audit-bench-"))
@@ -294,6 +344,8 @@ def main() -> None:
         print(engine, json.dumps(r), file=sys.stderr, flush=True)
         if args.verify:
             r.update(bench_verify(audit, args.verify, 5000, tmp))
+            if args.export:
+                r.update(bench_export(audit, args.verify, tmp))
         results[engine] = r
         print(engine, json.dumps(r), file=sys.stderr, flush=True)
         fedhub_db.dispose_engines()
@@ -319,6 +371,15 @@ def main() -> None:
             f"{r.get('verify_per_s', 0):,.0f} | {r.get('cli_verify_per_s', 0):,.0f} | "
             f"{r.get('verify_over_read', 0):.2f} | {r.get('cli_over_read', 0):.2f} |"
         )
+    for engine in args.engines.split(","):
+        r = results[engine]
+        if "export_big" in r:
+            a, b = r["export_small"], r["export_big"]
+            print(
+                f"\n{engine} JSONL export through the CLI: {a['records']:,} records "
+                f"{a['per_s']:,.0f}/s, peak RSS {a['peak_rss_mb']:.0f} MB; {b['records']:,} "
+                f"records {b['per_s']:,.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB"
+            )
     e = results["emit"]
     print(
         f"\nemit(): {e['emit_us']:.1f} µs/event; validation {e['validate_fastjsonschema_us']:.1f} µs "

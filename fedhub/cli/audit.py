@@ -107,8 +107,13 @@ def export_cmd(ctx, tenant, fmt, action, since, until, output):
         target=chain or "*",
         details={"format": fmt, "action": action, "actor_filter": False},
     )
-    with click.open_file(output, "w", encoding="utf-8", newline="") as out:
-        for chunk in export_lines(log, flt, fmt):
+    chunks = export_lines(log, flt, fmt)
+    if output == "-":
+        for chunk in chunks:
+            click.echo(chunk, nl=False)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as out:  # CSV rows end in \r\n
+        for chunk in chunks:
             out.write(chunk)
 
 
