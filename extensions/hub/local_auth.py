@@ -136,20 +136,23 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             await asyncio.to_thread(passwords.verify_password, _DUMMY_HASH, password or "x")
             return fail("unknown_user" if membership is None else "empty_password")
 
+        # Two short transactions around the slow hash check: the hub's session is
+        # shared by every request, so none may stay open across an await.
         with self.store.session() as s:
-            cred = s.get(LocalCredential, username, with_for_update=True)
+            cred = s.get(LocalCredential, username)
             if cred is None:
                 return fail("no_local_password")
-            locked = lockout_state(cred)
-            if locked:
-                minutes = max(1, round((locked - utcnow()).total_seconds() / 60))
-                fail("locked")
-                raise web.HTTPError(
-                    403,
-                    f"This account is locked after {self.lockout_threshold} failed logins. "
-                    f"Try again in {minutes} minute(s), or ask an administrator to unlock it.",
-                )
-            ok = await asyncio.to_thread(passwords.verify_password, cred.password_hash, password)
+            stored_hash = cred.password_hash
+            self._refuse_if_locked(cred, fail)
+        ok = await asyncio.to_thread(passwords.verify_password, stored_hash, password)
+        rehashed = None
+        if ok and passwords.needs_rehash(stored_hash):
+            rehashed = await asyncio.to_thread(passwords.hash_password, password)
+        with self.store.session() as s:
+            cred = s.get(LocalCredential, username, with_for_update=True)
+            if cred is None or cred.password_hash != stored_hash:
+                return fail("credentials_changed")  # changed while we checked: try again
+            self._refuse_if_locked(cred, fail)
             if ok and cred.totp_enabled:
                 counter = passwords.verify_totp(
                     cred.totp_secret, otp, last_counter=cred.totp_last_counter
@@ -187,12 +190,23 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
                 return fail("wrong_credentials")
             cred.failed_attempts = 0
             cred.locked_until = None
-            if passwords.needs_rehash(cred.password_hash):
-                cred.password_hash = passwords.hash_password(password)
+            if rehashed is not None:
+                cred.password_hash = rehashed
 
         model = self.tenant_auth_model(username, handler)
         events.emit("auth.login", tenant=tenant, actor=username, target=username, **info)
         return model
+
+    def _refuse_if_locked(self, cred: LocalCredential, fail) -> None:
+        locked = lockout_state(cred)
+        if locked:
+            minutes = max(1, round((locked - utcnow()).total_seconds() / 60))
+            fail("locked")
+            raise web.HTTPError(
+                403,
+                f"This account is locked after {self.lockout_threshold} failed logins. "
+                f"Try again in {minutes} minute(s), or ask an administrator to unlock it.",
+            )
 
     async def _refuse_pending(self, pending, password: str, info: dict) -> None:
         """A sign-up that is not an account yet: with the right password, say why
