@@ -98,7 +98,8 @@ class TierSpawner(Spawner):
         300.0,
         config=True,
         help="""Seconds a tenant's servers keep running after it runs out of compute
-        hours or is suspended (users get a warning first), before they are stopped.
+        hours (users get a warning first), before they are stopped. A suspended tenant's
+        servers stop at the next mirror run (docs/security.md); this grace is only a backstop there.
 
             c.TierSpawner.budget_grace_period = 900
         """,
