@@ -227,6 +227,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             raise FedhubError(
                 f"request body is not valid JSON: {e.msg} at position {e.pos}"
             ) from None
+        except (ValueError, RecursionError):
+            # an integer of more than 4,300 digits, or nesting deeper than the parser allows
+            raise FedhubError(
+                "request body is not acceptable JSON (a number or nesting too large)"
+            ) from None
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
