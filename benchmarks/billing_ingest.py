@@ -1,11 +1,14 @@
-"""Billing benchmarks: idempotent ingest vs plain insert, and closing a month.
+"""Billing benchmarks: idempotent ingest through the HTTP API vs a raw insert, and a month's close.
 
-    .venv/bin/python benchmarks/billing_ingest.py [--events 50000] [--tenants 1000]
+    .venv/bin/python benchmarks/billing_ingest.py [--events 50000] [--clients 1] [--tenants 1000]
 
-1. events/s through ``fedhub.billing.ingest`` (validation of the JSON batch +
-   ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction per batch of 1,000, with
-   10 % of the events resent) vs a plain ``INSERT`` of the same rows, on SQLite and
-   on a throwaway PostgreSQL 15 cluster, in the same run;
+1. events/s through ``POST /services/billing/api/v1/events`` of a real hub (``fedhub up``
+   with its proxy and the billing service, as the tests start it), in batches of 1,000
+   with 10 % of the events resent, on SQLite and on a throwaway PostgreSQL 15 cluster;
+   in the same run, a raw DBAPI ``executemany`` of the same rows (``INSERT ... ON
+   CONFLICT DO NOTHING``, one transaction per batch) into the same table of a fresh
+   database, and the library path alone (``fedhub.billing.ingest``: validation of the
+   JSON bytes + the write), with the time of each stage;
 2. the time to close a month (rate + draft + finalize) for N tenants with hourly usage
    (one ``server_seconds`` event per tenant and hour: 720 × N rows), on SQLite.
 """
@@ -13,30 +16,38 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import requests  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from fedhub import db  # noqa: E402
 from fedhub.billing.clock import FixedClock  # noqa: E402
-from fedhub.billing.ingest import ingest, parse_batch  # noqa: E402
+from fedhub.billing.ingest import batch_adapter, ingest, parse_batch  # noqa: E402
 from fedhub.billing.models import Subscription  # noqa: E402
 from fedhub.billing.operations import Billing  # noqa: E402
 from fedhub.billing.periods import parse  # noqa: E402
 from fedhub.billing.settings import BillingSettings  # noqa: E402
+from fedhub.db.base import utcnow  # noqa: E402
 from fedhub.metering import MeterEvent, Usage  # noqa: E402
 
 NOW = datetime(2026, 11, 20)
+TENANTS = ("acme", "globex")  # demo tenants: the API refuses unknown ones
+API = "/services/billing/api/v1/events"
 
 
-def batches(n, size=1000, dup=0.1, seed=1):
+def batches(n, size=1000, dup=0.1, seed=1, now=NOW):
+    """Request bodies: ``size`` events each; ``dup`` of them resend an earlier id."""
     rng = random.Random(seed)
     sent = []
     for b in range(0, n, size):
@@ -47,51 +58,152 @@ def batches(n, size=1000, dup=0.1, seed=1):
             events.append(
                 {
                     "id": f"e{k}",
-                    "tenant": f"t{k % 50}",
+                    "tenant": TENANTS[k % len(TENANTS)],
                     "kind": "api_calls",
                     "quantity": 1 + k % 9,
-                    "time": (NOW - timedelta(minutes=k % 5000)).isoformat(),
+                    "time": (now - timedelta(minutes=1 + k % 5000)).isoformat(),
                     "user": f"u{k % 7}",
                 }
             )
         yield {"events": events}
 
 
-def bench_ingest(url, n):
-    db.upgrade(url)
-    t0 = time.perf_counter()
-    accepted = 0
-    for body in batches(n):
-        usages = parse_batch(
-            body,
-            now=NOW,
-            late_window=timedelta(days=7),
-            future_skew=timedelta(minutes=5),
-            max_batch=10000,
+def encoded(n, now):
+    return [json.dumps(body).encode() for body in batches(n, now=now)]
+
+
+def bench_api(url: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
+    """Offered events/s through the hub's proxy and the billing service; accepted count."""
+    from tests.harness import HubProcess, wait_for
+
+    root = Path(tempfile.mkdtemp(prefix="billing-bench-hub-"))
+    root.chmod(0o711)
+    hub = HubProcess(root / "state", db_url=url, password="bench-password")
+    (root / "state").mkdir()
+    hub.start(timeout=120)
+    try:
+        token = hub.token("admin")
+        endpoint = f"{hub.url}{API}"
+        headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+        wait_for(
+            lambda: (
+                requests.get(
+                    f"{hub.url}/services/billing/api/v1/invoices", headers=headers
+                ).status_code
+                == 200
+            ),
+            120,
+            what="the billing service",
         )
-        with db.session_scope(url) as s:
-            accepted += ingest(s, usages, now=NOW)["accepted"]
-    idem = n / (time.perf_counter() - t0)
-    # plain insert of the same rows (unique keys: no conflicts to skip), same batches
+        warm = requests.post(endpoint, data=bodies[0], headers=headers, timeout=60)
+        warm.raise_for_status()  # starts connections; its events are resent below (duplicates)
+        queue = list(reversed(bodies))
+        accepted = []
+        lock = threading.Lock()
+
+        def client():
+            with requests.Session() as http:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        body = queue.pop()
+                    r = http.post(endpoint, data=body, headers=headers, timeout=120)
+                    r.raise_for_status()
+                    accepted.append(r.json()["accepted"])
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        n = sum(body.count(b'"id"') for body in bodies)
+        return n / elapsed, sum(accepted) + warm.json()["accepted"]
+    finally:
+        hub.stop()
+
+
+_COLS = 'tenant, username, kind, quantity, start, "end", source, idempotency_key, attributes'
+
+
+def _raw_rows(body: bytes, fmt_time) -> list[tuple]:
+    return [
+        (
+            e["tenant"],
+            e["user"],
+            e["kind"],
+            float(e["quantity"]),
+            fmt_time(e["time"]),
+            fmt_time(e["time"]),
+            "ext:default",
+            e["id"],
+            "{}",
+            fmt_time(utcnow().isoformat()),
+        )
+        for e in json.loads(body)["events"]
+    ]
+
+
+def bench_raw(url: str, bodies: list[bytes]) -> tuple[float, int]:
+    """The same rows through the bare driver: ``executemany`` of ``INSERT ... ON CONFLICT
+    DO NOTHING`` into the same (migrated, empty) table, one transaction per batch."""
+    db.upgrade(url)
+    db.dispose_engines()
+    sql = (
+        f"INSERT INTO fedhub_meter_events ({_COLS}, recorded_at) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (tenant, source, idempotency_key) DO NOTHING"
+    )
+    accepted = 0
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        sql = sql.replace("%s", "?")
+
+        def fmt(t):  # SQLAlchemy's SQLite DateTime text
+            return datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M:%S.%f")
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+        fmt = datetime.fromisoformat
     t0 = time.perf_counter()
-    for j, body in enumerate(batches(n, dup=0)):
-        rows = [
-            Usage(
-                e["tenant"],
-                e["kind"],
-                e["quantity"],
-                NOW,
-                NOW,
-                "plain",
-                f"{j}:{e['id']}",
-                username=e["user"],
-            ).row(NOW)
-            for e in body["events"]
-        ]
+    for body in bodies:
+        cur = conn.cursor()
+        cur.executemany(sql, _raw_rows(body, fmt))
+        accepted += cur.rowcount
+        conn.commit()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return sum(body.count(b'"id"') for body in bodies) / elapsed, accepted
+
+
+def bench_library(url: str, bodies: list[bytes], now: datetime) -> tuple[float, dict, int]:
+    """``fedhub.billing.ingest`` alone: validate the bytes, write, commit; ms per batch each."""
+    db.upgrade(url)
+    batch_adapter()  # built once per process (cached), not per batch
+    stages = {"validate": 0.0, "insert": 0.0, "commit": 0.0}
+    accepted = 0
+    t0 = time.perf_counter()
+    for body in bodies:
+        a = time.perf_counter()
+        usages = parse_batch(
+            body, now=now, late_window=timedelta(days=7), future_skew=timedelta(minutes=5)
+        )
+        b = time.perf_counter()
         with db.session_scope(url) as s:
-            s.execute(insert(MeterEvent.__table__), rows)
-    plain = n / (time.perf_counter() - t0)
-    return idem, plain, accepted
+            accepted += ingest(s, usages, now=now)["accepted"]
+            c = time.perf_counter()
+        stages["validate"] += b - a
+        stages["insert"] += c - b
+        stages["commit"] += time.perf_counter() - c
+    elapsed = time.perf_counter() - t0
+    db.dispose_engines()
+    n = sum(body.count(b'"id"') for body in bodies)
+    return n / elapsed, {k: v / len(bodies) * 1000 for k, v in stages.items()}, accepted
 
 
 def bench_close(url, tenants):
@@ -143,28 +255,49 @@ def bench_close(url, tenants):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=50000)
+    ap.add_argument("--clients", type=int, default=1, help="concurrent API clients")
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--no-close", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="billing-bench-"))
-    print(f"ingest: {args.events} events in batches of 1,000, 10 % resent")
-    urls = {"SQLite": f"sqlite:///{tmp / 'ingest.sqlite'}"}
+    now = utcnow().replace(microsecond=0)
+    bodies = encoded(args.events, now)
+    print(
+        f"ingest: {args.events} events in batches of 1,000, 10 % resent; "
+        f"API with {args.clients} client(s) through the hub's proxy"
+    )
     cluster = None
+    engines = {"SQLite": lambda name: f"sqlite:///{tmp / (name + '.sqlite')}"}
     if not args.no_postgres:
         from tests.harness import PostgresCluster
 
         cluster = PostgresCluster.start()
-        urls["PostgreSQL"] = cluster.create_database("bench")
+        engines["PostgreSQL"] = cluster.create_database
     try:
-        for name, url in urls.items():
-            idem, plain, accepted = bench_ingest(url, args.events)
-            print(
-                f"  {name:10s} idempotent ingest {idem:9,.0f} events/s "
-                f"(accepted {accepted}) | plain insert {plain:9,.0f} rows/s"
+        for engine, new_db in engines.items():
+            raw, raw_accepted = bench_raw(new_db("raw"), bodies)
+            lib, stages, lib_accepted = bench_library(new_db("library"), bodies, now)
+            api, api_accepted = bench_api(new_db("api"), bodies, args.clients)
+            assert raw_accepted == lib_accepted == api_accepted, (
+                raw_accepted,
+                lib_accepted,
+                api_accepted,
             )
+            print(f"  {engine} (accepted {api_accepted} of {args.events} on every path)")
+            print(f"    raw executemany, ON CONFLICT DO NOTHING  {raw:9,.0f} events/s")
+            print(
+                f"    library (validate + insert + commit)     {lib:9,.0f} events/s  "
+                f"({lib / raw:.2f} of raw; ms per batch: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+                + ")"
+            )
+            print(f"    HTTP API, POST {API}  {api:9,.0f} events/s  ({api / raw:.2f} of raw)")
     finally:
         if cluster:
             cluster.stop()
+    if args.no_close:
+        return
     load, close, rows = bench_close(f"sqlite:///{tmp / 'close.sqlite'}", args.tenants)
     print(f"close: {args.tenants} tenants, {rows:,} hourly usage rows (loaded in {load:.1f} s)")
     print(

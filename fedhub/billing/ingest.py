@@ -1,30 +1,66 @@
 """The external events API's rules: validation, the late window, one transaction per batch.
 
 A batch is checked whole before anything is written: one bad or too-late event
-(a quantity above ``BillingSettings.max_event_quantity``, say) refuses the batch (nothing is half-ingested, so a client just fixes and resends).
-The write is one transaction of ``INSERT ... ON CONFLICT DO NOTHING`` on the
-meter's unique (tenant, source, idempotency key): a batch killed mid-way leaves
-nothing, a retried batch counts every event once.
+(a quantity above ``BillingSettings.max_event_quantity``, say) refuses the batch
+(nothing is half-ingested, so a client just fixes and resends). The request body
+is validated straight from its bytes by one pydantic ``TypeAdapter``
+(:data:`BATCH`); the first error, in event order, becomes one 400 naming the event
+and field (``events[1].quantity: ...``).
+
+The write is one transaction per batch of ``INSERT ... ON CONFLICT DO NOTHING`` on
+the meter's unique (tenant, source, idempotency key), counted by the statement's
+row count (no per-row ``RETURNING``): on PostgreSQL the rows are ``COPY``'d into a
+temporary staging table and moved with one ``INSERT ... SELECT``; on SQLite one
+``executemany``. A batch killed mid-way leaves nothing, a retried batch counts
+every event once, and duplicates inside one batch count once too.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from fedhub.errors import FedhubError, InvalidRequest
-from fedhub.metering import Usage, record
+from fedhub.metering import MeterEvent, Usage
 from fedhub.tenancy.store import SLUG_RE
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,50}$")
 MAX_ATTRIBUTES_BYTES = 4096
 DEFAULT_MAX_QUANTITY = 1e9  # BillingSettings.max_event_quantity's default
+DEFAULT_MAX_BATCH = 10000  # BillingSettings.max_batch's default
+
+#: What each field must be, as the 400 says it (``events[3].kind: lowercase ...``).
+FIELD_RULES = {
+    "id": "a string of 1-200 characters (the idempotency key)",
+    "tenant": "a tenant slug",
+    "kind": "lowercase letters, digits and _ (e.g. api_calls)",
+    "quantity": "a number",
+    "user": "a username",
+    "source": "lowercase letters, digits and . _ -",
+    "attributes": f"an object under {MAX_ATTRIBUTES_BYTES} bytes",
+}
+#: The order fields are checked in: the first failing one is the one reported.
+_FIELD_ORDER = {name: n for n, name in enumerate(FIELD_RULES)}
 
 
 class LateEvent(FedhubError):
@@ -34,121 +70,182 @@ class LateEvent(FedhubError):
     status = 422
 
 
-def _time(value: Any, where: str) -> datetime:
+def _refuse(reason: str, field: str | None = None) -> PydanticCustomError:
+    """A validation error carrying our own message (pydantic keeps ``ctx`` as given)."""
+    return PydanticCustomError("fedhub", "{reason}", {"reason": reason, "field": field})
+
+
+def _quantity(value: Any, maximum: float) -> float:
+    """A finite number in ``[0, maximum]``.
+
+    Integers are compared before any float conversion: ``10**400`` is refused, not an
+    ``OverflowError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _refuse("a number", "quantity")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _refuse("must be a finite number", "quantity")
+    if value < 0:
+        raise _refuse(f"must be >= 0, got {value:g}", "quantity")
+    if value > maximum:
+        shown = f"{value:.6g}" if isinstance(value, float) or value < 10**30 else "a larger integer"
+        raise _refuse(
+            f"at most {maximum:g} per event (the billing service's max_event_quantity),"
+            f" got {shown}; nothing from this batch was recorded",
+            "quantity",
+        )
+    return float(value)
+
+
+def _time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
-        raise InvalidRequest(f"{where}: expected an ISO 8601 time string")
+        raise _refuse("expected an ISO 8601 time string", field)
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRequest(f"{where}: {value!r} is not an ISO 8601 time") from None
+        raise _refuse(f"{value!r} is not an ISO 8601 time", field) from None
     if t.tzinfo is not None:
         t = t.astimezone(UTC).replace(tzinfo=None)
     return t
 
 
-def _quantity(value: Any, field: str, maximum: float) -> float:
-    """A finite number in ``[0, maximum]``, or :class:`InvalidRequest` naming field and bound.
+class ExternalEvent(BaseModel):
+    """One usage event as a client sends it to ``POST /api/v1/events``.
 
-    Integers are compared before any float conversion: ``10**400`` is refused, not an
-    ``OverflowError``.
+    Either ``time`` (an instant) or ``start`` (and optionally ``end``), in ISO 8601;
+    ``time`` wins when both are given. ``source`` defaults to ``default`` and is
+    stored as ``ext:<source>``.
     """
-    bounds = {"field": field, "min": 0, "max": maximum}
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{field}: a number", details=bounds)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequest(f"{field}: must be a finite number", details=bounds)
-    if value < 0:
-        raise InvalidRequest(f"{field}: must be >= 0, got {value:g}", details=bounds)
-    if value > maximum:
-        shown = f"{value:.6g}" if isinstance(value, float) or value < 10**30 else "a larger integer"
-        raise InvalidRequest(
-            f"{field}: at most {maximum:g} per event (the billing service's"
-            f" max_event_quantity), got {shown}; nothing from this batch was recorded",
-            details=bounds,
-        )
-    return float(value)
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    tenant: Annotated[str, Field(pattern=SLUG_RE.pattern)]
+    kind: Annotated[str, Field(pattern=KIND_RE.pattern)]
+    quantity: Any
+    time: Any = None  # checked in _to_usage: an explicit null is an error, absence is not
+    start: Any = None
+    end: Any = None
+    user: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    source: Annotated[str, Field(pattern=SOURCE_RE.pattern)] = "default"
+    attributes: Any = Field(default_factory=dict)
+
+    @field_validator("quantity", mode="plain")
+    @classmethod
+    def _check_quantity(cls, value: Any, info: ValidationInfo) -> float:
+        maximum = (info.context or {}).get("max_quantity", DEFAULT_MAX_QUANTITY)
+        return _quantity(value, maximum)
+
+    @field_validator("attributes", mode="plain")
+    @classmethod
+    def _check_attributes(cls, value: Any) -> dict[str, Any]:
+        value = value or {}
+        if not isinstance(value, dict) or len(str(value)) > MAX_ATTRIBUTES_BYTES:
+            raise _refuse(FIELD_RULES["attributes"], "attributes")
+        return value
 
 
-def parse_event(raw: Any, i: int, max_quantity: float = DEFAULT_MAX_QUANTITY) -> Usage:
-    """One event of a batch → a :class:`~fedhub.metering.Usage` (source prefixed ``ext:``)."""
-    where = f"events[{i}]"
-    if not isinstance(raw, dict):
-        raise InvalidRequest(f"{where}: expected an object")
-    unknown = set(raw) - {
-        "id",
-        "tenant",
-        "kind",
-        "quantity",
-        "time",
-        "start",
-        "end",
-        "user",
-        "source",
-        "attributes",
-    }
-    if unknown:
-        raise InvalidRequest(f"{where}: unknown field {sorted(unknown)[0]!r}")
-    key = raw.get("id")
-    if not isinstance(key, str) or not 1 <= len(key) <= 200:
-        raise InvalidRequest(f"{where}.id: a string of 1-200 characters (the idempotency key)")
-    tenant = raw.get("tenant")
-    if not isinstance(tenant, str) or not SLUG_RE.match(tenant):
-        raise InvalidRequest(f"{where}.tenant: a tenant slug")
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or not KIND_RE.match(kind):
-        raise InvalidRequest(f"{where}.kind: lowercase letters, digits and _ (e.g. api_calls)")
-    quantity = _quantity(raw.get("quantity"), f"{where}.quantity", max_quantity)
-    if "time" in raw:
-        start = end = _time(raw["time"], f"{where}.time")
+def _to_usage(event: ExternalEvent) -> Usage:
+    given = event.model_fields_set
+    if "time" in given:
+        start = end = _time(event.time, "time")
     else:
-        start = _time(raw.get("start"), f"{where}.start")
-        end = _time(raw.get("end", raw.get("start")), f"{where}.end")
+        start = _time(event.start, "start")
+        end = _time(event.end if "end" in given else event.start, "end")
     if end < start:
-        raise InvalidRequest(f"{where}: end is before start")
-    user = raw.get("user")
-    if user is not None and (not isinstance(user, str) or not 1 <= len(user) <= 255):
-        raise InvalidRequest(f"{where}.user: a username")
-    source = raw.get("source", "default")
-    if not isinstance(source, str) or not SOURCE_RE.match(source):
-        raise InvalidRequest(f"{where}.source: lowercase letters, digits and . _ -")
-    attributes = raw.get("attributes") or {}
-    if not isinstance(attributes, dict) or len(str(attributes)) > MAX_ATTRIBUTES_BYTES:
-        raise InvalidRequest(f"{where}.attributes: an object under {MAX_ATTRIBUTES_BYTES} bytes")
+        raise _refuse("end is before start")
     return Usage(
-        tenant=tenant,
-        kind=kind,
-        quantity=float(quantity),
+        tenant=event.tenant,
+        kind=event.kind,
+        quantity=event.quantity,
         start=start,
         end=end,
-        source=f"ext:{source}",
-        idempotency_key=key,
-        username=user,
-        attributes=attributes,
+        source=f"ext:{event.source}",
+        idempotency_key=event.id,
+        username=event.user,
+        attributes=event.attributes,
     )
 
 
-def parse_batch(
-    body: Any,
+@lru_cache(maxsize=8)
+def batch_adapter(max_batch: int = DEFAULT_MAX_BATCH) -> TypeAdapter:
+    """The validator of a whole request body, ``{"events": [...]}`` → ``list[Usage]``.
+
+    One per ``max_batch`` (a list's bounds are part of its schema); cached.
+    """
+
+    class EventBatch(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        events: Annotated[
+            list[Annotated[ExternalEvent, AfterValidator(_to_usage)]],
+            Field(min_length=1, max_length=max_batch),
+        ]
+
+    return TypeAdapter(EventBatch)
+
+
+def _error_rank(error: dict) -> tuple:
+    loc = error["loc"]
+    if len(loc) < 2 or loc[0] != "events":
+        return (-1,)
+    field = loc[2] if len(loc) > 2 else (error.get("ctx") or {}).get("field")
+    if error["type"] == "extra_forbidden":
+        return (loc[1], -1, str(field))
+    return (loc[1], _FIELD_ORDER.get(field, len(_FIELD_ORDER)), "")
+
+
+def _refusal(exc: ValidationError, max_quantity: float) -> FedhubError:
+    """The batch's first error (in event order, then field order) as one typed error."""
+    error = min(exc.errors(include_url=False, include_input=False), key=_error_rank)
+    loc, kind, ctx = error["loc"], error["type"], error.get("ctx") or {}
+    if kind == "json_invalid":
+        return FedhubError(f"request body is not valid JSON: {ctx.get('error', error['msg'])}")
+    if len(loc) < 2 or loc[0] != "events":
+        if kind == "too_short":
+            return InvalidRequest("the batch is empty")
+        if kind == "too_long":
+            return InvalidRequest(
+                f"at most {ctx['max_length']} events per batch, got {ctx['actual_length']}"
+            )
+        return InvalidRequest('expected {"events": [...]}')
+    where = f"events[{loc[1]}]"
+    if len(loc) == 2 and kind == "model_type":
+        return InvalidRequest(f"{where}: expected an object")
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"{where}: unknown field {loc[2]!r}")
+    field = loc[2] if len(loc) > 2 else ctx.get("field")
+    if field is not None:
+        where = f"{where}.{field}"
+    reason = ctx["reason"] if kind == "fedhub" else FIELD_RULES.get(field, error["msg"])
+    if field == "quantity":
+        bounds = {"field": where, "min": 0, "max": max_quantity}
+        return InvalidRequest(f"{where}: {reason}", details=bounds)
+    return InvalidRequest(f"{where}: {reason}")
+
+
+def validate_events(
+    body: bytes | str | Any,
     *,
-    now: datetime,
-    late_window: timedelta,
-    future_skew: timedelta,
-    max_batch: int,
+    max_batch: int = DEFAULT_MAX_BATCH,
     max_quantity: float = DEFAULT_MAX_QUANTITY,
-    check_tenant: Callable[[str], None] | None = None,
 ) -> list[Usage]:
-    """Validate a whole batch (``{"events": [...]}``) or refuse it with one clear error."""
-    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        raise InvalidRequest('expected {"events": [...]}')
-    raw_events = body["events"]
-    if not raw_events:
-        raise InvalidRequest("the batch is empty")
-    if len(raw_events) > max_batch:
-        raise InvalidRequest(f"at most {max_batch} events per batch, got {len(raw_events)}")
-    usages = [parse_event(raw, i, max_quantity) for i, raw in enumerate(raw_events)]
-    if check_tenant:
-        for tenant in sorted({u.tenant for u in usages}):
-            check_tenant(tenant)
+    """A request body (raw JSON bytes, or already decoded) → its events, or one 400."""
+    adapter = batch_adapter(max_batch)
+    context = {"max_quantity": max_quantity}
+    try:
+        if isinstance(body, bytes | str):
+            batch = adapter.validate_json(body or b"null", context=context)
+        else:
+            batch = adapter.validate_python(body, context=context)
+    except ValidationError as e:
+        raise _refusal(e, max_quantity) from None
+    return batch.events
+
+
+def check_window(
+    usages: list[Usage], *, now: datetime, late_window: timedelta, future_skew: timedelta
+) -> None:
+    """Refuse the batch if any event is older than the late window or in the future."""
     oldest = now - late_window
     late = [u.idempotency_key for u in usages if u.start < oldest]
     if late:
@@ -164,10 +261,113 @@ def parse_batch(
             f"{len(future)} event(s) end in the future; send usage once it happened",
             details={"future_ids": future[:100]},
         )
+
+
+def parse_batch(
+    body: bytes | str | Any,
+    *,
+    now: datetime,
+    late_window: timedelta,
+    future_skew: timedelta,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_quantity: float = DEFAULT_MAX_QUANTITY,
+    check_tenant: Callable[[str], None] | None = None,
+) -> list[Usage]:
+    """Validate a whole batch (``{"events": [...]}``) or refuse it with one clear error."""
+    usages = validate_events(body, max_batch=max_batch, max_quantity=max_quantity)
+    if check_tenant:
+        for tenant in sorted({u.tenant for u in usages}):
+            check_tenant(tenant)
+    check_window(usages, now=now, late_window=late_window, future_skew=future_skew)
     return usages
+
+
+# -- the write: one statement's row count, no RETURNING -------------------------------
+
+_COLUMNS = (
+    "tenant",
+    "username",
+    "kind",
+    "quantity",
+    "start",
+    "end",
+    "source",
+    "idempotency_key",
+    "attributes",
+)
+_STAGE = "fedhub_billing_ingest_stage"
+_CONFLICT = "ON CONFLICT (tenant, source, idempotency_key) DO NOTHING"
+
+
+def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> int:
+    """``COPY`` into a per-connection temporary table, then one ``INSERT ... SELECT``.
+
+    The staging table is emptied at every commit and (re)created, if missing, in the
+    batch's own transaction, so it works on any pooled connection.
+    """
+    cols = ", ".join(f'"{c}"' for c in _COLUMNS)
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (tenant text, username text,"
+            ' kind text, quantity float8, start timestamp, "end" timestamp, source text,'
+            " idempotency_key text, attributes json) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
+            dumps = json.dumps
+            for u in usages:
+                copy.write_row(
+                    (
+                        u.tenant,
+                        u.username,
+                        u.kind,
+                        u.quantity,
+                        u.start,
+                        u.end,
+                        u.source,
+                        u.idempotency_key,
+                        dumps(u.attributes) if u.attributes else "{}",
+                    )
+                )
+        cursor.execute(
+            f"INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
+            f" SELECT {cols}, %s FROM {_STAGE} {_CONFLICT}",
+            (now,),
+        )
+        inserted = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_STAGE}")  # a later batch in this transaction starts empty
+    return inserted
+
+
+def _insert_sqlite(session: Session, usages: list[Usage], now: datetime) -> int:
+    """One ``executemany``; SQLite's row count is the sum over its rows."""
+    stmt = sqlite.insert(MeterEvent.__table__).on_conflict_do_nothing(
+        index_elements=["tenant", "source", "idempotency_key"]
+    )
+    rows = [
+        {
+            "tenant": u.tenant,
+            "username": u.username,
+            "kind": u.kind,
+            "quantity": u.quantity,
+            "start": u.start,
+            "end": u.end,
+            "source": u.source,
+            "idempotency_key": u.idempotency_key,
+            "attributes": u.attributes,
+            "recorded_at": now,
+        }
+        for u in usages
+    ]
+    return session.execute(stmt, rows).rowcount
 
 
 def ingest(session: Session, usages: list[Usage], *, now: datetime) -> dict[str, int]:
     """Record a validated batch in the caller's one transaction; duplicates count once."""
-    inserted = record(session, usages, now=now)
+    if not usages:
+        inserted = 0
+    elif session.get_bind().dialect.name == "postgresql":
+        inserted = _insert_postgresql(session, usages, now)
+    else:
+        inserted = _insert_sqlite(session, usages, now)
     return {"received": len(usages), "accepted": inserted, "duplicates": len(usages) - inserted}

@@ -7,6 +7,7 @@ runs in a thread, off the event loop.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from tornado.ioloop import IOLoop
 
 from fedhub.billing import budgets
-from fedhub.billing.ingest import ingest, parse_batch
+from fedhub.billing.ingest import check_window, ingest, validate_events
 from fedhub.billing.invoices import invoice_document, issue_credit_note
 from fedhub.billing.models import CreditNote, Invoice
 from fedhub.billing.money import ZERO
@@ -329,30 +330,38 @@ class RevenueHandler(BillingHandler):
 
 
 class EventsHandler(BillingHandler):
-    """``POST /api/v1/events``: external usage, idempotent per event id, one transaction."""
+    """``POST /api/v1/events``: external usage, idempotent per event id, one transaction.
+
+    The body is validated from its raw bytes (no ``json.loads`` first) and written with
+    one ``INSERT ... ON CONFLICT DO NOTHING`` (see :mod:`fedhub.billing.ingest`); both
+    run in a thread, so a 10,000-event batch never stalls the event loop.
+    """
 
     async def post(self):
         caller = self.caller
         if caller.kind != "service" and not caller.can("tenant:admin"):
             self.deny("permission", f"your role ({caller.role}) may not send usage events")
-        body = self.get_json_body()
         b = self.billing
         now = b.clock.now()
 
-        def check_tenant(tenant: str) -> None:
-            if caller.kind == "service":
-                return
-            self.scoped_tenant(tenant)  # tenant admins: their own tenant only (else 404)
+        def validate():
+            usages = validate_events(
+                self.request.body,
+                max_batch=b.settings.max_batch,
+                max_quantity=b.settings.max_event_quantity,
+            )
+            if caller.kind != "service":
+                for tenant in sorted({u.tenant for u in usages}):
+                    self.scoped_tenant(tenant)  # tenant admins: their own tenant only (else 404)
+            check_window(
+                usages,
+                now=now,
+                late_window=b.settings.late_window,
+                future_skew=timedelta(seconds=b.settings.future_skew_seconds),
+            )
+            return usages
 
-        usages = parse_batch(
-            body,
-            now=now,
-            late_window=b.settings.late_window,
-            future_skew=__import__("datetime").timedelta(seconds=b.settings.future_skew_seconds),
-            max_batch=b.settings.max_batch,
-            max_quantity=b.settings.max_event_quantity,
-            check_tenant=check_tenant,
-        )
+        usages = await self.blocking(validate)
 
         def work():
             with b.session() as s:
