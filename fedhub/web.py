@@ -27,7 +27,7 @@ from tornado import ioloop, web
 from traitlets import default
 
 from fedhub import events
-from fedhub.errors import FedhubError, Forbidden, NotFound, TenantSuspended
+from fedhub.errors import FedhubError, InvalidRequest, Forbidden, NotFound, TenantSuspended
 from fedhub.tenancy import roles as fedhub_roles
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.store import TenantStore
@@ -224,12 +224,12 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         try:
             return json.loads(self.request.body or b"null")
         except json.JSONDecodeError as e:
-            raise FedhubError(
+            raise InvalidRequest(
                 f"request body is not valid JSON: {e.msg} at position {e.pos}"
             ) from None
         except (ValueError, RecursionError):
             # an integer of more than 4,300 digits, or nesting deeper than the parser allows
-            raise FedhubError(
+            raise InvalidRequest(
                 "request body is not acceptable JSON (a number or nesting too large)"
             ) from None
 

@@ -32,29 +32,11 @@ ERIN_PASSWORD = "erin-test-password-1"
 
 
 @pytest.fixture(scope="module")
-def dask_scheduler():
-    """A two-worker scheduler the test owns, for the service's ``address`` mode.
-
-    How the service makes and isolates its own cluster is another route of issue 10
-    (tests/security/test_dask*.py); these tests are about what the runner does with a
-    run, so they hand it a cluster whose workers can import this checkout as is.
-    """
-    from distributed import LocalCluster
-
-    kwargs = {"n_workers": 2, "threads_per_worker": 1, "processes": True,
-              "host": "127.0.0.1", "dashboard_address": ":0", "memory_limit": "2GiB"}  # fmt: skip
-    with LocalCluster(**kwargs) as cluster:
-        yield cluster.scheduler_address
-
-
-@pytest.fixture(scope="module")
-def shub(hub_factory, dask_scheduler):
-    """A hub whose experiments service runs one experiment per tenant on two workers."""
+def shub(hub_factory):
+    """A hub whose experiments service runs one experiment per tenant on its own
+    (TLS, fedhub-worker) cluster of two workers."""
     hub = hub_factory(
         env={
-            "FEDHUB_EXPERIMENTS_DASK_MODE": "address",
-            "FEDHUB_EXPERIMENTS_DASK_ADDRESS": dask_scheduler,
-            "FEDHUB_EXPERIMENTS_DASK_ALLOW_INSECURE": "1",  # loopback, the test's own
             "FEDHUB_EXPERIMENTS_MAX_RUNNING": "2",
             "FEDHUB_EXPERIMENTS_MAX_RUNNING_PER_TENANT": "1",
         }
@@ -121,6 +103,11 @@ def test_usage_quantity_over_the_maximum_is_400_and_nothing_of_the_batch_is_reco
         assert err["details"]["field"] == "events[1].quantity" and err["details"]["max"] == 1e9
         if bad == 1e30:
             assert "at most 1e+09" in err["message"], err
+    # an integer too long for Python's int parser is a 400 too, not a 500
+    huge = '{"events": [{"id": "h", "tenant": "acme", "kind": "api_calls", "quantity": %s}]}'
+    r = shub.api("POST", f"{BILLING}/events", tok, data=huge % ("9" * 5000),
+                 headers={"Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
     keys = sql(shub, "select idempotency_key from fedhub_meter_events where source='ext:default'")
     assert not [k for (k,) in keys if k.startswith(("ok-", "bad-"))]  # no half batch
     # the largest accepted quantity is recorded and rated without an error
