@@ -27,7 +27,7 @@ from tornado import ioloop, web
 from traitlets import default
 
 from fedhub import events
-from fedhub.errors import FedhubError, InvalidRequest, Forbidden, NotFound, TenantSuspended
+from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.tenancy import roles as fedhub_roles
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.store import TenantStore
