@@ -139,8 +139,14 @@ class HubProcess:
         demo=True,
         password="x",
         run_as: str | None = None,
+        command: list[str] | None = None,
+        cwd: Path = ROOT,
     ):
         self.state_dir = Path(state_dir)
+        # how to run the CLI: this interpreter's fedhub by default; an installed wheel's
+        # `fedhub` script, run from outside the checkout, in the wheel test
+        self.command = command or [sys.executable, "-m", "fedhub.cli"]
+        self.cwd = cwd
         self.run_as = run_as  # a Unix account to run the hub as (root by default here)
         self.db_url = db_url or f"sqlite:///{self.state_dir / 'jupyterhub.sqlite'}"
         self.port = free_port()
@@ -164,9 +170,7 @@ class HubProcess:
 
     def start(self, timeout: float = 60) -> None:
         cmd = [
-            sys.executable,
-            "-m",
-            "fedhub.cli",
+            *self.command,
             "--state-dir",
             str(self.state_dir),
             "--db-url",
@@ -182,7 +186,7 @@ class HubProcess:
         self.proc = subprocess.Popen(
             cmd,
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -268,9 +272,7 @@ class HubProcess:
         """Run the ``fedhub`` CLI against this hub's database."""
         return subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "fedhub.cli",
+                *self.command,
                 "--db-url",
                 self.db_url,
                 "--state-dir",
@@ -281,5 +283,5 @@ class HubProcess:
             capture_output=True,
             text=True,
             check=check,
-            cwd=ROOT,
+            cwd=self.cwd,
         )
