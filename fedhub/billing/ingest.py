@@ -300,10 +300,11 @@ _CONFLICT = "ON CONFLICT (tenant, source, idempotency_key) DO NOTHING"
 
 
 def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> int:
-    """``COPY`` into a per-connection temporary table, then one ``INSERT ... SELECT``.
+    """``COPY`` into a temporary staging table, then one statement moves the rows.
 
-    The staging table is emptied at every commit and (re)created, if missing, in the
-    batch's own transaction, so it works on any pooled connection.
+    ``DELETE ... RETURNING`` feeds the ``INSERT``, so the staging table is empty again
+    for a later batch in the same transaction. It is created, if missing, in the batch's
+    own transaction (any pooled connection works) and emptied at every commit.
     """
     cols = ", ".join(f'"{c}"' for c in _COLUMNS)
     cursor = session.connection().connection.driver_connection.cursor()
@@ -330,13 +331,12 @@ def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> 
                     )
                 )
         cursor.execute(
-            f"INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
-            f" SELECT {cols}, %s FROM {_STAGE} {_CONFLICT}",
+            f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {cols})"
+            f" INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
+            f" SELECT {cols}, %s FROM staged {_CONFLICT}",
             (now,),
         )
-        inserted = cursor.rowcount
-        cursor.execute(f"TRUNCATE {_STAGE}")  # a later batch in this transaction starts empty
-    return inserted
+        return cursor.rowcount
 
 
 def _insert_sqlite(session: Session, usages: list[Usage], now: datetime) -> int:
