@@ -194,12 +194,17 @@ def _error_rank(error: dict) -> tuple:
     return (loc[1], _FIELD_ORDER.get(field, len(_FIELD_ORDER)), "")
 
 
-def _refusal(exc: ValidationError, max_quantity: float) -> FedhubError:
+def _refusal(exc: ValidationError, max_quantity: float) -> InvalidRequest:
     """The batch's first error (in event order, then field order) as one typed error."""
     error = min(exc.errors(include_url=False, include_input=False), key=_error_rank)
     loc, kind, ctx = error["loc"], error["type"], error.get("ctx") or {}
-    if kind == "json_invalid":
-        return FedhubError(f"request body is not valid JSON: {ctx.get('error', error['msg'])}")
+    if kind == "json_invalid":  # the same 400s as fedhub.web's get_json_body
+        reason = ctx.get("error", error["msg"])
+        if reason.startswith(("number out of range", "recursion limit exceeded")):
+            return InvalidRequest(
+                "request body is not acceptable JSON (a number or nesting too large)"
+            )
+        return InvalidRequest(f"request body is not valid JSON: {reason}")
     if len(loc) < 2 or loc[0] != "events":
         if kind == "too_short":
             return InvalidRequest("the batch is empty")

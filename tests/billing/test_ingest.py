@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fedhub.billing.ingest import LateEvent, ingest, parse_batch
-from fedhub.errors import FedhubError, InvalidRequest
+from fedhub.errors import InvalidRequest
 from fedhub.metering import MeterEvent
 
 NOW = datetime(2026, 10, 1)
@@ -151,11 +151,12 @@ def test_a_bad_event_refuses_the_batch_naming_it(events, message):
         (b"[1, 2]", 'expected {"events": [...]}'),
         (b'{"events": {}}', 'expected {"events": [...]}'),
         (b"{,", "request body is not valid JSON"),
-        (b'{"events": [' + b"9" * 5000 + b"]}", "request body is not valid JSON"),
+        (b'{"events": [' + b"9" * 5000 + b"]}", "request body is not acceptable JSON"),
+        (b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}", "request body is not acceptable"),
     ],
 )
 def test_a_body_that_is_not_a_batch_is_a_400(body, message):
-    with pytest.raises(FedhubError) as e:
+    with pytest.raises(InvalidRequest) as e:
         parse(body)
     assert e.value.status == 400 and e.value.message.startswith(message), e.value.message
 
