@@ -188,9 +188,21 @@ def parse_tiers(raw: Any, source: str) -> TierCatalog:
     return catalog
 
 
+#: The tiers file this process was configured with (``c.Fedhub.tiers_file``, set by
+#: :meth:`fedhub.config.Fedhub.apply` when the hub or a service loads its configuration).
+_configured_path: str | None = None
+
+
+def use_tiers_file(path: str | os.PathLike | None) -> None:
+    """Make ``path`` the default of :func:`load_tiers` in this process (None: unset)."""
+    global _configured_path
+    _configured_path = str(path) if path else None
+
+
 def load_tiers(path: str | os.PathLike | None = None) -> TierCatalog:
-    """Load and validate a tiers file (default: ``$FEDHUB_TIERS`` or the bundled one)."""
-    path = Path(path or os.environ.get("FEDHUB_TIERS") or DEFAULT_TIERS_PATH)
+    """Load and validate a tiers file (default: the configured ``c.Fedhub.tiers_file``,
+    else ``$FEDHUB_TIERS``, else the bundled one)."""
+    path = Path(path or _configured_path or os.environ.get("FEDHUB_TIERS") or DEFAULT_TIERS_PATH)
     try:
         text = path.read_text()
     except OSError as e:

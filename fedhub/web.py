@@ -24,9 +24,11 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
-from traitlets import default
+from traitlets import List, Unicode, default
+from traitlets.config import Application
 
 from fedhub import events
+from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.tenancy import roles as fedhub_roles
 from fedhub.tenancy.models import Role, TenantStatus
@@ -321,11 +323,15 @@ def _exit_now(reason: str | None = "deadline") -> None:
     os._exit(0)
 
 
-def run(app: web.Application, on_stop=None) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (the hub's shutdown), then call ``on_stop``."""
+def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
     )
+
+
+def run(app: web.Application, on_stop=None) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (the hub's shutdown), then call ``on_stop``."""
+    setup_logging()
     # the hub may start services with SIGINT ignored; restore it so shutdown is prompt
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     loop = ioloop.IOLoop.current()
@@ -356,8 +362,65 @@ def run(app: web.Application, on_stop=None) -> None:
     _exit_now(reason=None)
 
 
+class ServiceApp(Application):
+    """A fedhub service process, a small traitlets ``Application`` as in dask-gateway.
+
+    ``initialize()`` parses ``--Part.option=value`` arguments, loads the one fedhub
+    configuration file (:attr:`config_file`, shared with the hub and every other service)
+    and names the tiers file for this process (``c.Fedhub.tiers_file``). A subclass lists
+    its ``Configurable`` parts in ``classes`` (``fedhub config show`` reads that list),
+    builds them with ``parent=self`` so that ``c.Part.option`` lines reach them, and
+    returns its tornado application from :meth:`make_app`; ``start()`` serves it until
+    the hub stops the service.
+    """
+
+    name = "fedhub-service"
+    classes = List([Fedhub])
+    aliases = {"config": "ServiceApp.config_file", "f": "ServiceApp.config_file"}
+
+    config_file = Unicode(
+        config=True,
+        help="""The fedhub configuration file (``fedhub_config.py``: ``c.Part.option = ...``
+        lines). Default: ``$FEDHUB_CONFIG_FILE`` (the hub sets it for its managed
+        services), else ``$FEDHUB_STATE_DIR/fedhub_config.py`` if it exists, else none.
+
+            python -m fedhub.services.billing --config=/etc/fedhub/fedhub_config.py
+        """,
+    )
+
+    @default("config_file")
+    def _default_config_file(self):
+        return default_config_file()
+
+    @default("log")
+    def _default_log(self):
+        return logging.getLogger(f"fedhub.{self.name}")
+
+    def initialize(self, argv=None) -> None:
+        setup_logging()
+        self.parse_command_line(argv)
+        if self.config_file:
+            self.update_config(load_config_file(self.config_file))
+            self.update_config(self.cli_config)  # the command line wins over the file
+            self.log.info("configuration from %s", self.config_file)
+        self.fedhub = Fedhub(parent=self)
+        self.tiers = self.fedhub.apply()
+
+    def make_app(self) -> tuple[web.Application, Any]:
+        """The service's tornado application and its ``on_stop`` callable (or None)."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        app, on_stop = self.make_app()
+        run(app, on_stop=on_stop)
+
+
 def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = None) -> dict:
-    """A ``JupyterHub.services`` entry that runs ``python -m module`` under the hub."""
+    """A ``JupyterHub.services`` entry that runs ``python -m module`` under the hub.
+
+    The service gets the hub's fedhub configuration file (``FEDHUB_CONFIG_FILE``) and
+    where the state and database are; everything else it reads from that file.
+    """
     from fedhub.launcher import free_port
 
     env = {
@@ -365,6 +428,8 @@ def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = Non
         "FEDHUB_STATE_DIR": str(ctx.state_dir),
         "PYTHONUNBUFFERED": "1",
     }
+    if getattr(ctx, "config_file", None):
+        env["FEDHUB_CONFIG_FILE"] = str(ctx.config_file)
     for key in ("FEDHUB_TIERS", "FEDHUB_EVENTS_SPOOL"):
         if os.environ.get(key):
             env[key] = os.environ[key]

@@ -1,3 +1,6 @@
+"""``python -m fedhub.services.billing``: the billing service (run by the hub)."""
+
 from fedhub.services.billing.app import main
 
-main()
+if __name__ == "__main__":
+    main()

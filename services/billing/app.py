@@ -9,8 +9,10 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from fedhub.billing import samplers
 from fedhub.billing.operations import Billing
+from fedhub.billing.settings import BillingSettings
+from fedhub.config import Fedhub
 from fedhub.services.billing import handlers
-from fedhub.web import make_app, run
+from fedhub.web import ServiceApp, make_app
 
 log = logging.getLogger("fedhub.billing")
 
@@ -65,8 +67,17 @@ def schedule(billing: Billing) -> list[PeriodicCallback]:
     return timers
 
 
-def main() -> None:
-    billing = Billing()
-    app = make_billing_app(billing)
-    schedule(billing)
-    run(app, on_stop=lambda: samplers.flush_api_calls(billing.db_url))
+class BillingApp(ServiceApp):
+    """``python -m fedhub.services.billing`` (the hub runs it)."""
+
+    name = "billing"
+    classes = [Fedhub, BillingSettings]
+
+    def make_app(self):
+        billing = Billing(catalog=self.tiers, settings=BillingSettings(parent=self))
+        app = make_billing_app(billing)
+        schedule(billing)
+        return app, lambda: samplers.flush_api_calls(billing.db_url)
+
+
+main = BillingApp.launch_instance
