@@ -1,0 +1,40 @@
+"""The experiments service process: the scheduler, its Dask clusters and the API."""
+
+from __future__ import annotations
+
+import os
+
+from fedhub import db
+from fedhub.config import Fedhub
+from fedhub.tenancy.store import TenantStore
+from fedhub.web import ServiceApp, make_app
+
+from .clusters import DaskClusters
+from .handlers import handlers
+from .scheduler import ExperimentScheduler
+
+
+class ExperimentsApp(ServiceApp):
+    """``python -m fedhub.services.experiments`` (the hub runs it)."""
+
+    name = "experiments"
+    classes = [Fedhub, ExperimentScheduler, DaskClusters]
+
+    def make_app(self):
+        db_url = db.database_url()
+        db.upgrade(db_url)
+        store = TenantStore(db_url, self.tiers)
+
+        def tenant_tier(slug: str) -> str:
+            return store.get_tenant(slug).tier
+
+        scheduler = ExperimentScheduler(db_url, tenant_tier, parent=self)
+        if "state_dir" not in self.config.ExperimentScheduler:
+            scheduler.state_dir = os.environ.get("FEDHUB_STATE_DIR", ".fedhub")
+        scheduler.log = self.log
+        app = make_app(handlers(), store=store, fedhub_db_url=db_url, fedhub_scheduler=scheduler)
+        scheduler.start()
+        return app, scheduler.stop
+
+
+main = ExperimentsApp.launch_instance
