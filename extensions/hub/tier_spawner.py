@@ -32,7 +32,7 @@ from jupyterhub.utils import maybe_future
 from traitlets import Bool, Enum, Float, Type, Unicode, default
 from traitlets.utils.importstring import import_item
 
-from fedhub import events, quotas
+from fedhub import events, quotas, storage
 from fedhub.extensions.hub.spawner import kernels, limits, metrics, profiles
 from fedhub.extensions.hub.spawner.reconciler import Reconciler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
@@ -136,7 +136,12 @@ class TierSpawner(Spawner):
         help="""Path of a user's storage, measured (like ``du``) for the tier's storage_gb
         quota over all members of the tenant; ``{username}`` is replaced. Empty: not
         measured (for volumes the backend manages). Defaults to the home directory
-        for local backends.""",
+        for local backends. Measured by :mod:`fedhub.storage`, the same code billing's
+        daily storage sample uses: give billing the same value
+        (``c.BillingSettings.storage_path_template`` or ``FEDHUB_STORAGE_PATH_TEMPLATE``).
+
+            c.TierSpawner.storage_path_template = "/home/{username}"
+        """,
     )
 
     @default("storage_path_template")
@@ -244,7 +249,7 @@ class TierSpawner(Spawner):
         tier = self.tier_of(info)
         profile = profile or tier.profiles[0]
         try:
-            quotas.check_profile(info.tier, tier, profile)
+            quotas.check_profile(info.tier, tier, profile, self.store.tiers.profiles.get(profile))
         except quotas.SpawnRefused as e:
             raise self._refusal(info.tenant, e) from None
         self.tier_profile = profile
@@ -277,9 +282,10 @@ class TierSpawner(Spawner):
         if hit and time.monotonic() - hit[0] < self.storage_cache_seconds:
             return hit[1]
         members = quotas.member_names(self.store.db, tenant)
-        paths = [self.storage_path_template.format(username=u) for u in members]
-        # only the paths (plain strings, made on the loop) go to the thread
-        total = await asyncio.to_thread(lambda: sum(limits.directory_bytes(p) for p in paths))
+        template = self.storage_path_template
+        # only plain strings (made on the loop) go to the thread; fedhub.storage is the
+        # same measurement billing's daily sample uses
+        total = await asyncio.to_thread(storage.tenant_bytes, template, members)
         cache[tenant] = (time.monotonic(), total)
         return total
 

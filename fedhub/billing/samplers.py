@@ -1,8 +1,11 @@
 """Meter producers that live with billing: storage sampled daily, API calls per hour.
 
-Storage: once per UTC day, the size of every user's home directory under
-``$FEDHUB_STATE_DIR/homes`` is recorded as ``storage_gb_days`` (GB × 1 day) with
-the key ``storage:<user>:<date>``, so sampling twice a day still counts the day once.
+Storage: once per UTC day, the home of every member of every tenant is measured by
+:mod:`fedhub.storage` (the same code and the same path template as the tier spawner's
+``storage_gb`` quota: ``c.BillingSettings.storage_path_template``, default
+``$FEDHUB_STORAGE_PATH_TEMPLATE`` or ``$FEDHUB_STATE_DIR/homes/{username}``) and recorded
+as ``storage_gb_days`` (GB x 1 day) with the key ``storage:<user>:<date>``, so sampling
+twice a day still counts the day once.
 
 API calls: :func:`count_api_call` (called by :class:`fedhub.web.APIHandler` when a
 request finishes) adds to an in-process counter per (service, tenant, user, hour);
@@ -19,54 +22,52 @@ import threading
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
-from pathlib import Path
 
+from fedhub import storage
 from fedhub.db import get_engine, session_scope
 from fedhub.db.base import utcnow
+from fedhub.limits import API_CALLS, STORAGE_GB_DAYS
 from fedhub.metering import Usage, record
 
 log = logging.getLogger("fedhub.billing")
-GB = 1024**3
 
 
-def _du(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path, onerror=lambda e: None):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
+def sample_storage(db_url: str | None, path_template: str, now: datetime) -> int:
+    """Record today's storage sample of every member whose home exists; returns rows added.
 
+    ``path_template`` is where homes live (``/home/{username}``); empty: nothing measured.
+    """
+    from sqlalchemy import select
 
-def sample_storage(db_url: str | None, state_dir: str | os.PathLike, now: datetime) -> int:
-    """Record today's storage sample of every user that has a home; returns rows added."""
-    from fedhub.tenancy.store import TenantStore
+    from fedhub.tenancy.models import Membership, Tenant
 
-    homes = Path(state_dir) / "homes"
-    if not homes.is_dir():
+    if not path_template:
         return 0
     # runs in a worker thread: sessions of its own (an engine, never a process's
     # shared session, see fedhub.db.share_session)
     engine = get_engine(db_url)
-    store = TenantStore(engine)
+    with session_scope(engine) as s:
+        members = s.execute(
+            select(Membership.username, Tenant.slug)
+            .join(Tenant, Membership.tenant_id == Tenant.id)
+            .order_by(Membership.username)
+        ).all()
     day = datetime(now.year, now.month, now.day)
     usages = []
-    for home in sorted(homes.iterdir()):
-        info = store.user(home.name) if home.is_dir() else None
-        if info is None or info.tenant is None:
+    for username, tenant in members:
+        home = storage.home_path(path_template, username)
+        if not os.path.isdir(home):
             continue
         usages.append(
             Usage(
-                tenant=info.tenant,
-                kind="storage_gb_days",
-                quantity=_du(home) / GB,
+                tenant=tenant,
+                kind=STORAGE_GB_DAYS,
+                quantity=storage.directory_bytes(home) / storage.GB,
                 start=day,
                 end=day + timedelta(days=1),
                 source="billing-storage",
-                idempotency_key=f"storage:{home.name}:{day:%Y-%m-%d}",
-                username=home.name,
+                idempotency_key=f"storage:{username}:{day:%Y-%m-%d}",
+                username=username,
             )
         )
     with session_scope(engine) as s:
@@ -121,7 +122,7 @@ def flush_api_calls(db_url: str | None = None) -> int:
     usages = [
         Usage(
             tenant=tenant,
-            kind="api_calls",
+            kind=API_CALLS,
             quantity=n,
             start=hour,
             end=hour + timedelta(hours=1),

@@ -72,6 +72,23 @@ class BillingSettings(LoggingConfigurable):
 
     currency = Unicode("USD", help="ISO currency of every price in tiers.yaml.").tag(config=True)
 
+    storage_path_template = Unicode(
+        help="""Where members' homes live, sampled daily for the storage bill with the same
+        code (:mod:`fedhub.storage`) the tier spawner uses for the storage_gb quota: set it
+        to the spawner's ``c.TierSpawner.storage_path_template``. Empty: storage is not
+        billed. Default: ``$FEDHUB_STORAGE_PATH_TEMPLATE``, else
+        ``$FEDHUB_STATE_DIR/homes/{username}`` (where ``fedhub up`` puts homes).
+
+            c.BillingSettings.storage_path_template = "/home/{username}"
+        """,
+    ).tag(config=True)
+
+    @default("storage_path_template")
+    def _storage_path_template(self):
+        from fedhub import storage
+
+        return storage.default_path_template()
+
     @default("grace_days")
     def _grace(self):
         return _env("grace_days", float, 3.0)

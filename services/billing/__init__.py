@@ -14,5 +14,10 @@ def service_spec(ctx) -> dict:
     from fedhub.web import managed_service
 
     # operator settings (FEDHUB_BILLING_GRACE_DAYS, ...) reach the service from the hub's env
-    extra = {k: v for k, v in os.environ.items() if k.startswith("FEDHUB_BILLING_")}
+    # and where homes live, for the storage sample (fedhub.storage)
+    extra = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("FEDHUB_BILLING_") or k == "FEDHUB_STORAGE_PATH_TEMPLATE"
+    }
     return managed_service("billing", "fedhub.services.billing", ctx, extra_env=extra)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
@@ -37,7 +36,6 @@ def make_billing_app(billing: Billing | None = None):
 def schedule(billing: Billing) -> list[PeriodicCallback]:
     """The service's own timers; each runs its work in a thread."""
     loop = IOLoop.current()
-    state_dir = os.environ.get("FEDHUB_STATE_DIR")
 
     def in_thread(name, fn):
         async def tick():
@@ -49,8 +47,9 @@ def schedule(billing: Billing) -> list[PeriodicCallback]:
         return tick
 
     def storage():
-        if state_dir:
-            samplers.sample_storage(billing.db_url, state_dir, billing.clock.now())
+        # the same homes and the same measurement as the spawner's storage_gb quota
+        template = billing.settings.storage_path_template
+        samplers.sample_storage(billing.db_url, template, billing.clock.now())
 
     jobs = [
         ("close", billing.close, billing.settings.close_interval_seconds),

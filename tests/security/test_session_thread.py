@@ -176,7 +176,12 @@ async def test_meter_flushes_in_threads_never_take_a_shared_session(
     monkeypatch.setattr(samplers, "_start_flusher", lambda: None)
     samplers.count_api_call("billing", "acme", "alice")
     assert await asyncio.to_thread(samplers.flush_api_calls, migrated_db) == 1
-    assert await asyncio.to_thread(samplers.sample_storage, migrated_db, tmp_path, utcnow()) == 1
+    assert (
+        await asyncio.to_thread(
+            samplers.sample_storage, migrated_db, str(tmp_path / "homes" / "{username}"), utcnow()
+        )
+        == 1
+    )
 
 
 # -- a real hub ---------------------------------------------------------------------

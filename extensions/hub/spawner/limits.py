@@ -1,4 +1,6 @@
-"""Resource limits for servers that run as local processes, and storage measurement.
+"""Resource limits for servers that run as local processes.
+
+Storage is measured by :mod:`fedhub.storage` (the same code for the quota and the bill).
 
 What the machine can enforce is probed, never assumed: ``RLIMIT_AS`` works
 wherever ``setrlimit`` does; cgroup v2 limits need a cgroup2 mount whose
@@ -13,6 +15,8 @@ import os
 import resource
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from fedhub import storage as _storage
 
 CGROUP_ROOT_NAME = "fedhub"
 
@@ -121,21 +125,5 @@ def limit_preexec(parent, memory_bytes: int | None, cgroup: Path | None):
     return preexec
 
 
-def directory_bytes(path: str | os.PathLike) -> int:
-    """Disk usage of a tree (allocated blocks, like ``du``); symlinks are not followed."""
-    total = 0
-    stack = [os.fspath(path)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    total += st.st_blocks * 512
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-    return total
+# kept for callers of the old location: the one measurement lives in fedhub.storage
+directory_bytes = _storage.directory_bytes
