@@ -117,17 +117,17 @@ def fedhub_traits(cls: type[Configurable]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for klass in reversed(cls.mro()):
         module = getattr(klass, "__module__", "")
-        if isinstance(klass, type) and issubclass(klass, Configurable) and module.startswith(
-            "fedhub"
+        if (
+            isinstance(klass, type)
+            and issubclass(klass, Configurable)
+            and module.startswith("fedhub")
         ):
             found.update(klass.class_own_traits(config=True))
     return dict(sorted(found.items()))
 
 
 def _set_in(config: Config, cls: type[Configurable], name: str) -> bool:
-    return any(
-        section in config and name in config[section] for section in cls.section_names()
-    )
+    return any(section in config and name in config[section] for section in cls.section_names())
 
 
 @contextmanager
@@ -146,8 +146,14 @@ def _without_fallback_env() -> Iterator[None]:
 def _values(cls: type[Configurable], config: Config, names: Iterable[str]) -> dict[str, Any]:
     try:
         obj = cls(config=config)
-    except Exception as e:
-        return {n: e for n in names}
+    except Exception:
+        # a class whose constructor needs more (ExperimentScheduler: a database, a
+        # callback) or starts work: only traitlets' own initialisation, for the defaults
+        obj = cls.__new__(cls)
+        try:
+            Configurable.__init__(obj, config=config)
+        except Exception as e:
+            return {n: e for n in names}
     out = {}
     for n in names:
         try:

@@ -24,10 +24,10 @@ from traitlets.config import Config
 
 from fedhub import accounts
 from fedhub import db as fedhub_db
+from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
-from fedhub.tiers import load_tiers
 
 # the source checkout when fedhub runs from one (make run, an editable install); in a wheel
 # install this is site-packages, which has no node_modules. Data files are found with
@@ -84,6 +84,8 @@ class LaunchContext:
     db_url: str
     port: int
     ip: str = "127.0.0.1"
+    #: the fedhub configuration file the hub and every service load ('' for none)
+    config_file: str = ""
 
     @property
     def hub_url(self) -> str:
@@ -226,7 +228,28 @@ def check_isolation(state_dir: Path) -> None:
         )
 
 
-def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str | None, bool]:
+def config_file_for(state_dir: Path, explicit: str | None = None) -> str:
+    """The fedhub configuration file of this deployment ('' for none).
+
+    ``explicit`` (``--config-file``), else ``$FEDHUB_CONFIG_FILE``, else
+    ``<state dir>/fedhub_config.py`` if it exists.
+    """
+    if explicit:
+        path = Path(explicit).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found")
+        return str(path)
+    return default_config_file(state_dir)
+
+
+def fedhub_config(config_file: str) -> Config:
+    """The contents of the fedhub configuration file (empty when there is none)."""
+    return load_config_file(config_file) if config_file else Config()
+
+
+def prepare(
+    state_dir: Path, db_url: str | None, demo: bool, config_file: str = ""
+) -> tuple[str, str | None, bool]:
     """Create the state dir, migrate, validate tiers and seed the demo data."""
     # everything the hub, the proxy and the services write is private to the hub's
     # account; user servers drop to their own accounts and set their own umask
@@ -235,7 +258,8 @@ def prepare(state_dir: Path, db_url: str | None, demo: bool) -> tuple[str, str |
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
     url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     os.environ["FEDHUB_DB_URL"] = url
-    tiers = load_tiers()
+    # the tiers file named in the configuration file (c.Fedhub.tiers_file), validated now
+    tiers = Fedhub(config=fedhub_config(config_file)).apply()
     check_isolation(state_dir)
     fedhub_db.upgrade(url)
     password, generated = None, False
@@ -250,8 +274,10 @@ def run_hub(ctx: LaunchContext, argv: list[str]) -> None:
     from jupyterhub.app import JupyterHub
 
     config = build_config(ctx)
-    # JupyterHub loads ./jupyterhub_config.py if present: a file in the state dir
-    # is the place for local overrides
+    # the fedhub configuration file wins over the embedded defaults (and reaches the
+    # services through FEDHUB_CONFIG_FILE); JupyterHub then loads ./jupyterhub_config.py
+    # if present (a file in the state dir for local overrides), then the command line
+    config.merge(fedhub_config(ctx.config_file))
     os.chdir(ctx.state_dir)
     JupyterHub.instance(config=config)  # the singleton launch_instance() will use
     JupyterHub.launch_instance(argv)

@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from functools import cached_property, partial
 
 from tornado import web
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from fedhub import db as fedhub_db
 from fedhub import events
+from fedhub.config import Fedhub
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError, NotFound
 from fedhub.extensions.hub import offboarding, session_guard
@@ -28,7 +29,6 @@ from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_s
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo
-from fedhub.tiers import load_tiers
 
 
 def client_info(handler) -> dict:
@@ -97,12 +97,18 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
     tiers_file = Unicode(
         "",
         config=True,
-        help="""Path of the tiers file; empty means ``$FEDHUB_TIERS`` or the bundled
-        ``hub_config/tiers.yaml``. Validated at start-up: an error stops the hub.
-
-            c.TenantAuthenticatorMixin.tiers_file = "/etc/fedhub/tiers.yaml"
-        """,
+        help="""Deprecated since the one configuration file: set ``c.Fedhub.tiers_file`` in
+        ``fedhub_config.py``, which the hub and every service read. Still honoured by the hub
+        (with a warning), but the services never see it.""",
     )
+
+    @observe("tiers_file")
+    def _tiers_file_deprecated(self, change):
+        if change.new:
+            self.log.warning(
+                "TenantAuthenticatorMixin.tiers_file is deprecated: set c.Fedhub.tiers_file in "
+                "fedhub_config.py, so the hub and every service (billing!) use the same tiers"
+            )
 
     upgrade_db = Bool(
         True,
@@ -179,7 +185,11 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
     @cached_property
     def store(self) -> TenantStore:
         try:
-            tiers = load_tiers(self.tiers_file or None)
+            # c.Fedhub.tiers_file, named once for the hub and every service
+            settings = Fedhub(parent=self)
+            if self.tiers_file:
+                settings.tiers_file = self.tiers_file
+            tiers = settings.apply()
         except ConfigError as e:
             # a configuration error is not a bug: one clear line, no traceback
             self.log.critical("fedhub cannot start: %s", e.message)

@@ -39,13 +39,28 @@ class FedhubGroup(click.Group):
     type=click.Path(file_okay=False),
     help="Where the embedded deployment keeps its data.",
 )
+@click.option(
+    "--config-file",
+    envvar="FEDHUB_CONFIG_FILE",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The fedhub configuration file (default: $FEDHUB_CONFIG_FILE, else "
+    "<state-dir>/fedhub_config.py if it exists).",
+)
 @click.version_option(package_name="fedhub")
 @click.pass_context
-def main(ctx: click.Context, db_url: str | None, state_dir: str) -> None:
+def main(ctx: click.Context, db_url: str | None, state_dir: str, config_file: str | None) -> None:
     """fedhub: many organisations' data science on one JupyterHub."""
     ctx.ensure_object(dict)
     ctx.obj["db_url"] = db_url
     ctx.obj["state_dir"] = state_dir
+    ctx.obj["config_file"] = config_file
+    # every command uses the tiers file the configuration file names (c.Fedhub.tiers_file)
+    from fedhub import config, tiers
+
+    path = config_file or config.default_config_file(state_dir)
+    if path:
+        tiers.use_tiers_file(config.Fedhub(config=config.load_config_file(path)).tiers_file)
 
 
 def _register() -> None:
