@@ -1,13 +1,18 @@
 # fedhub — production-style JupyterHub configuration.
 #
-# Copy this file, edit the values marked EDIT, and run:
+# Copy this file and fedhub_config.py into one folder (e.g. /etc/fedhub), edit the values
+# marked EDIT, and run:
 #     fedhub db upgrade            # or let the hub migrate at start (upgrade_db below)
-#     jupyterhub -f jupyterhub_config.py
+#     jupyterhub -f /etc/fedhub/jupyterhub_config.py
 #
 # Only `c.X = ...` lines: a config file is executed, not imported, so all logic
 # lives in fedhub's classes. `fedhub up` (the embedded default) builds the same
 # configuration in fedhub/launcher.py with local values.
 # ruff: noqa: F821
+
+# fedhub's own settings (tiers file, mail, audit, billing, experiments) live in the one
+# file every fedhub process reads; the hub reads it from this folder:
+load_subconfig("fedhub_config.py")
 
 # --- the hub --------------------------------------------------------------------
 c.JupyterHub.bind_url = "http://0.0.0.0:8000/"  # EDIT: behind your TLS terminator
@@ -23,8 +28,7 @@ c.JupyterHub.extra_user_scopes = ["access:services"]
 c.JupyterHub.authenticator_class = "fedhub-oidc"
 # fedhub's tables; default: the hub's own database (one backup holds everything)
 # c.TenantAuthenticatorMixin.db_url = "postgresql+psycopg://fedhub@db.internal/fedhub"
-# the tiers; default: $FEDHUB_TIERS or hub_config/tiers.yaml. Validated at start.
-c.TenantAuthenticatorMixin.tiers_file = "/etc/fedhub/tiers.yaml"  # EDIT
+# the tiers file: c.Fedhub.tiers_file in fedhub_config.py (the services read it too)
 # migrate fedhub's tables at start (like `jupyterhub --upgrade-db`)
 c.TenantAuthenticatorMixin.upgrade_db = True
 # seconds between checks for tenancy changes made by the CLI or services
@@ -51,15 +55,7 @@ c.TenantOIDCAuthenticator.auto_provision = True
 # c.LocalTenantAuthenticator.lockout_seconds = 900      # how long the lock lasts
 # c.LocalTenantAuthenticator.allow_signup = True        # /hub/signup by invitation or domain
 
-# --- mail: sign-up verification links and notices (docs/operators.md) -------------
-# empty smtp_host: messages are written to <state>/outbox/ and the link is logged
-c.Mailer.smtp_host = "smtp.example.org"  # EDIT
-c.Mailer.smtp_port = 587
-c.Mailer.smtp_security = "starttls"
-c.Mailer.smtp_username = "fedhub"  # EDIT; the password: $FEDHUB_SMTP_PASSWORD
-c.Mailer.from_address = "fedhub <noreply@example.org>"  # EDIT
-# TOTP secrets are encrypted with this key, kept outside the database (docs/security.md)
-c.TotpSecretBox.key_file = "/srv/fedhub/keys/totp.key"
+# mail (c.Mailer.*) and the TOTP key file (c.TotpSecretBox.key_file): fedhub_config.py
 
 # --- servers: the tier spawner over a real backend -------------------------------
 c.JupyterHub.spawner_class = "fedhub-tier"
@@ -86,8 +82,9 @@ c.Spawner.http_timeout = 90
 
 # --- fedhub's services -------------------------------------------------------------
 # Each runs `python -m fedhub.services.<name>` under the hub and is reached at
-# /services/<name>/. They read FEDHUB_DB_URL and FEDHUB_STATE_DIR (events spool,
-# audit keys and checkpoints, experiment checkpoints). EDIT the two paths.
+# /services/<name>/. Each loads FEDHUB_CONFIG_FILE (the same fedhub_config.py as the hub)
+# and reads FEDHUB_DB_URL and FEDHUB_STATE_DIR (events spool, experiment checkpoints).
+# EDIT the three paths.
 c.JupyterHub.services = [
     {
         "name": "audit",
@@ -96,6 +93,7 @@ c.JupyterHub.services = [
         "environment": {
             "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
             "FEDHUB_STATE_DIR": "/srv/fedhub",
+            "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
     },
@@ -106,6 +104,7 @@ c.JupyterHub.services = [
         "environment": {
             "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
             "FEDHUB_STATE_DIR": "/srv/fedhub",
+            "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
     },
@@ -116,9 +115,7 @@ c.JupyterHub.services = [
         "environment": {
             "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
             "FEDHUB_STATE_DIR": "/srv/fedhub",
-            # a Dask scheduler shared by tenants; unset: a LocalCluster in the service
-            # "FEDHUB_EXPERIMENTS_DASK_ADDRESS": "tls://dask-scheduler:8786",  # with the
-            # TLS files: docs/experiments.md (a plain tcp:// scheduler is refused)
+            "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
     },

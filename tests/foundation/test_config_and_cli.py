@@ -29,6 +29,9 @@ def test_production_config_names_only_real_options():
     from fedhub.mail import Mailer
     from fedhub.tenancy.totp import TotpSecretBox
 
+    from fedhub.cli.config import service_classes
+
+    # jupyterhub_config.py loads fedhub_config.py (load_subconfig): both are checked here
     cfg = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "hub_config")).load_config()
     classes = {
         "JupyterHub": JupyterHub,
@@ -39,6 +42,9 @@ def test_production_config_names_only_real_options():
         "Mailer": Mailer,
         "TotpSecretBox": TotpSecretBox,
     }
+    for parts in service_classes().values():
+        classes.update({cls.__name__: cls for cls in parts})
+    assert "tiers_file" not in cfg.get("TenantAuthenticatorMixin", {}), "use c.Fedhub.tiers_file"
     assert set(cfg) <= set(classes), set(cfg) - set(classes)
     for section, cls in classes.items():
         traits = cls.class_traits(config=True)
