@@ -141,8 +141,14 @@ class HubProcess:
         run_as: str | None = None,
         command: list[str] | None = None,
         cwd: Path = ROOT,
+        fedhub_config: str | None = None,
+        options_after_up: bool = False,
     ):
         self.state_dir = Path(state_dir)
+        # the text of <state>/fedhub_config.py, written before the hub starts
+        self.fedhub_config = fedhub_config
+        # `fedhub up --state-dir D --db-url U` instead of `fedhub --state-dir D ... up`
+        self.options_after_up = options_after_up
         # how to run the CLI: this interpreter's fedhub by default; an installed wheel's
         # `fedhub` script, run from outside the checkout, in the wheel test
         self.command = command or [sys.executable, "-m", "fedhub.cli"]
@@ -169,16 +175,14 @@ class HubProcess:
     # -- lifecycle --------------------------------------------------------------
 
     def start(self, timeout: float = 60) -> None:
-        cmd = [
-            *self.command,
-            "--state-dir",
-            str(self.state_dir),
-            "--db-url",
-            self.db_url,
-            "up",
-            "--port",
-            str(self.port),
-        ]
+        if self.fedhub_config is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / "fedhub_config.py").write_text(self.fedhub_config)
+        where = ["--state-dir", str(self.state_dir), "--db-url", self.db_url]
+        if self.options_after_up:
+            cmd = [*self.command, "up", *where, "--port", str(self.port)]
+        else:
+            cmd = [*self.command, *where, "up", "--port", str(self.port)]
         if self.demo:
             cmd.append("--demo")
         cmd += ["--", *self.args] if self.args else []
