@@ -25,7 +25,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -41,17 +40,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fedhub import metering
+from fedhub import limits, metering
 from fedhub.db import session_scope
 from fedhub.db.base import Base, utcnow
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, QuotaExceeded
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
-from fedhub.tiers import Tier, TierCatalog
+from fedhub.tiers import Profile, Tier, TierCatalog
 
 GIB = 1024**3
 METER_SOURCE = "tier-spawner"
-# compute hours are CPU-core hours of the reserved profile (what `fedhub tiers show` calls CPU-H)
-COMPUTE_KIND = metering.CPU_SECONDS
+# compute hours are CPU-core hours of the reserved profile: one definition, in fedhub.limits,
+# read by this quota, the reconciler and billing's compute_hours line alike
+COMPUTE_KIND = limits.get("compute_hours_per_month").kind
 
 PENDING = "pending"
 RUNNING = "running"
@@ -135,16 +135,23 @@ class StorageOverQuota(SpawnRefused, QuotaExceeded):
 UPGRADE_HINT = "or ask your organisation's administrator to upgrade the tier"
 
 
-def _details(quota: str, limit: float, usage: float) -> dict[str, Any]:
-    return {"quota": quota, "limit": limit, "usage": usage}
+def check_profile(tier_name: str, tier: Tier, profile: str, spec: Profile | None = None) -> None:
+    """Refuse a server size the tier does not list, or a GPU size without ``features.gpu``.
 
-
-def check_profile(tier_name: str, tier: Tier, profile: str) -> None:
+    ``spec`` is the profile's definition (for its GPUs); None skips the GPU check.
+    """
     if profile not in tier.profiles:
         raise ProfileNotAllowed(
             f"The server size {profile!r} is not part of your organisation's "
             f"{tier.display_name} tier. Choose one of: {', '.join(tier.profiles)}, {UPGRADE_HINT}.",
-            details={"quota": "profiles", "allowed": list(tier.profiles), "requested": profile},
+            details=limits.details("profiles", list(tier.profiles), None, profile),
+        )
+    if spec is not None and spec.gpu and not tier.features.gpu:
+        raise ProfileNotAllowed(
+            f"The server size {profile!r} has GPUs, which your organisation's "
+            f"{tier.display_name} tier does not include. Choose a size without GPUs, "
+            f"{UPGRADE_HINT}.",
+            details=limits.details("features.gpu", False, None, profile),
         )
 
 
@@ -196,7 +203,8 @@ def _locked_tenant(session: Session, slug: str) -> Tenant:
 
 
 def compute_hours_used(session: Session, tenant: str, now: datetime | None = None) -> float:
-    return metering.month_usage(session, tenant, COMPUTE_KIND, now=now) / 3600.0
+    """CPU-core hours this month (:func:`fedhub.limits.compute_hours_used`)."""
+    return limits.compute_hours_used(session, tenant, now)
 
 
 def next_month(now: datetime | None = None) -> str:
@@ -233,7 +241,17 @@ def reserve(
         tier = catalog.effective(t.tier, t.overrides)
         profile = profile or tier.profiles[0]
         try:
-            _check_limits(s, t, tier, profile, username, server_name, storage_bytes, now)
+            _check_limits(
+                s,
+                t,
+                tier,
+                profile,
+                catalog.profiles.get(profile),
+                username,
+                server_name,
+                storage_bytes,
+                now,
+            )
         except SpawnRefused as e:
             refusal = e
         else:
@@ -275,6 +293,7 @@ def _check_limits(
     t: Tenant,
     tier: Tier,
     profile: str,
+    spec: Profile | None,
     username: str,
     server_name: str,
     storage_bytes: int | None,
@@ -285,16 +304,18 @@ def _check_limits(
         raise TenantSuspendedRefusal(
             f"Your organisation '{t.name}' is suspended, so no server can start. "
             "Ask your organisation's administrator or the platform team.",
-            details={"quota": "status", "suspended_reason": t.suspended_reason},
+            details={"suspended_reason": t.suspended_reason},
         )
-    check_profile(t.tier, tier, profile)
+    check_profile(t.tier, tier, profile, spec)
     used = compute_hours_used(s, t.slug, now)
     if used >= tier.compute_hours_per_month:
         raise ComputeBudgetExhausted(
             f"Your organisation has used {used:.2f} of the {tier.compute_hours_per_month:g} "
             f"compute hours (CPU-core hours) its {tier.display_name} tier includes this month. "
             f"Servers can start again on {next_month(now)} (UTC), {UPGRADE_HINT}.",
-            details=_details("compute_hours_per_month", tier.compute_hours_per_month, used),
+            details=limits.details(
+                "compute_hours_per_month", tier.compute_hours_per_month, used, None
+            ),
         )
     if storage_bytes is not None and storage_bytes > tier.storage_gb * GIB:
         used_gb = storage_bytes / GIB
@@ -302,7 +323,7 @@ def _check_limits(
             f"Your organisation's home directories use {used_gb:.3f} GB of the "
             f"{tier.storage_gb:g} GB its {tier.display_name} tier allows. Delete files "
             f"to get under the limit, {UPGRADE_HINT}.",
-            details=_details("storage_gb", tier.storage_gb, used_gb),
+            details=limits.details("storage_gb", tier.storage_gb, used_gb, None),
         )
     # a row left for this very server is stale (see reserve): it does not count
     mine, theirs = s.execute(
@@ -322,14 +343,16 @@ def _check_limits(
             f"You already have {mine} of the {tier.max_servers_per_user} servers the "
             f"{tier.display_name} tier allows per user. Stop one of your servers "
             f"(Home page) and try again, {UPGRADE_HINT}.",
-            details=_details("max_servers_per_user", tier.max_servers_per_user, mine),
+            details=limits.details("max_servers_per_user", tier.max_servers_per_user, mine, 1),
         )
     if theirs >= tier.max_servers_per_tenant:
         raise TenantServerLimit(
             f"Your organisation is running {theirs} of the {tier.max_servers_per_tenant} "
             f"servers its {tier.display_name} tier allows. Try again when a colleague has "
             f"stopped a server, {UPGRADE_HINT}.",
-            details=_details("max_servers_per_tenant", tier.max_servers_per_tenant, theirs),
+            details=limits.details(
+                "max_servers_per_tenant", tier.max_servers_per_tenant, theirs, 1
+            ),
         )
 
 

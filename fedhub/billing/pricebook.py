@@ -8,7 +8,10 @@ tenant update acme --override overage.compute_hour=0.35``), applied and validate
 :meth:`fedhub.tiers.TierCatalog.effective` and recorded in the subscription history,
 so a price change mid-month is prorated like a tier change.
 
-Each :class:`Meter` turns one kind of meter event into billable units.
+Each :class:`Meter` turns one kind of meter event into billable units. The meters are
+built from :data:`fedhub.limits.PRICES`, the registry every consumer of tier limits reads:
+``compute_hours`` prices ``cpu_seconds`` (CPU-core hours), the very number the spawn quota
+counts against ``compute_hours_per_month``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from fedhub import limits
 from fedhub.billing.money import dec
 from fedhub.tiers import Tier
 
@@ -39,85 +43,36 @@ def _overage(field: str) -> Callable[[Tier], Decimal]:
     return lambda tier: dec(getattr(tier.overage, field))
 
 
-def _nothing(_tier: Tier, _days: int) -> Decimal:
-    return Decimal(0)
+def _per_unit(line: limits.PriceLine) -> Decimal:
+    return dec(int(line.per_unit)) if float(line.per_unit).is_integer() else dec(line.per_unit)
 
 
-METERS: tuple[Meter, ...] = (
-    Meter(
-        "compute_hours",
-        "server_seconds",
-        "hour",
-        "Server time",
-        Decimal(3600),
-        _overage("compute_hour"),
-        lambda t, _d: dec(t.compute_hours_per_month),
-    ),
-    Meter(
-        "cpu_core_hours",
-        "cpu_seconds",
-        "core-hour",
-        "Reserved CPU",
-        Decimal(3600),
-        _overage("cpu_core_hour"),
-        _nothing,
-    ),
-    Meter(
-        "memory_gb_hours",
-        "memory_gb_seconds",
-        "GB-hour",
-        "Reserved memory",
-        Decimal(3600),
-        _overage("memory_gb_hour"),
-        _nothing,
-    ),
-    Meter(
-        "storage_gb_months",
-        "storage_gb_days",
-        "GB-month",
-        "Storage",
-        Decimal(1),
-        _overage("storage_gb_month"),
-        lambda t, _d: dec(t.storage_gb),
-        per_day_divisor=True,
-    ),
-    Meter(
-        "api_calls_1k",
-        "api_calls",
-        "1k calls",
-        "API calls",
-        Decimal(1000),
-        _overage("api_calls_1k"),
-        lambda t, d: dec(t.api_calls_per_day) * d / 1000,
-    ),
-    Meter(
-        "experiments",
-        "experiments",
-        "experiment",
-        "Federated experiments",
-        Decimal(1),
-        _overage("experiment"),
-        lambda t, _d: dec(t.experiments_per_month),
-    ),
-    Meter(
-        "client_hours",
-        "fl_client_seconds",
-        "client-hour",
-        "Federated client time",
-        Decimal(3600),
-        _overage("client_hour"),
-        lambda t, _d: dec(t.federated_client_hours_per_month),
-    ),
-    Meter(
-        "fl_rounds",
-        "fl_rounds",
-        "round",
-        "Federated rounds",
-        Decimal(1),
-        _overage("fl_round"),
-        _nothing,
-    ),
-)
+def _included(line: limits.PriceLine) -> Callable[[Tier, int], Decimal]:
+    if line.included is None:
+        return lambda _tier, _days: Decimal(0)
+    key = limits.get(line.included)
+    if line.included_per_day:  # a daily allowance (api_calls_per_day): days x per day
+        return lambda tier, days: dec(key.value(tier)) * days / _per_unit(line)
+    return lambda tier, _days: dec(key.value(tier))
+
+
+def meter(line: limits.PriceLine) -> Meter:
+    """The billing side of one :data:`fedhub.limits.PRICES` line."""
+    return Meter(
+        line.name,
+        line.kind,
+        line.unit,
+        line.description,
+        _per_unit(line),
+        _overage(line.overage),
+        _included(line),
+        per_day_divisor=line.per_day,
+    )
+
+
+#: One meter per price line of the registry: the kind, the unit conversion and the
+#: included allowance are the ones the quotas read (compute hours are CPU-core hours).
+METERS: tuple[Meter, ...] = tuple(meter(line) for line in limits.PRICES)
 
 METERS_BY_KIND = {m.kind: m for m in METERS}
 BILLED_KINDS = tuple(METERS_BY_KIND)

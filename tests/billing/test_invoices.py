@@ -20,13 +20,13 @@ from fedhub.tenancy.store import TenantStore
 OCT, NOV = parse("2026-10"), parse("2026-11")
 
 
-def _server_hours(s, tenant, user, hours, at, key, now):
+def _core_hours(s, tenant, user, hours, at, key, now):
     return record(
         s,
         [
             Usage(
                 tenant,
-                "server_seconds",
+                "cpu_seconds",
                 hours * 3600,
                 at,
                 at + timedelta(hours=hours),
@@ -51,7 +51,7 @@ def acme(billing, clock):
 
 def test_tier_change_is_prorated_by_day_and_finalized_after_grace(billing, clock, acme):
     with billing.session() as s:
-        _server_hours(s, "acme", "alice", 80, datetime(2026, 10, 3), "a1", clock.now())
+        _core_hours(s, "acme", "alice", 80, datetime(2026, 10, 3), "a1", clock.now())
     with pytest.raises(InvalidRequest):  # October is still open
         billing.close(OCT)
     clock.set(datetime(2026, 11, 1, 1))
@@ -80,7 +80,7 @@ def test_tier_change_is_prorated_by_day_and_finalized_after_grace(billing, clock
 
 def test_late_event_after_finalization_becomes_next_period_line_never_an_edit(billing, clock, acme):
     with billing.session() as s:
-        _server_hours(s, "acme", "alice", 10, datetime(2026, 10, 20), "a1", clock.now())
+        _core_hours(s, "acme", "alice", 10, datetime(2026, 10, 20), "a1", clock.now())
     clock.set(datetime(2026, 11, 5))
     [final] = billing.close(OCT)
     assert final["status"] == "finalized"
@@ -90,7 +90,7 @@ def test_late_event_after_finalization_becomes_next_period_line_never_an_edit(bi
     # big enough to go beyond professional's included hours (500 × 16/31 ≈ 258)
     clock.set(datetime(2026, 11, 6))
     with billing.session() as s:
-        _server_hours(s, "acme", "bob", 300, datetime(2026, 10, 30), "late-1", clock.now())
+        _core_hours(s, "acme", "bob", 300, datetime(2026, 10, 30), "late-1", clock.now())
     billing.close(OCT)  # the scheduled close reconciles
     billing.close(OCT)  # ... and reconciling twice changes nothing
     with billing.session() as s:
@@ -116,7 +116,7 @@ def test_late_event_after_finalization_becomes_next_period_line_never_an_edit(bi
 def test_less_to_pay_after_finalization_is_a_credit_note(billing, clock, acme):
     # a negotiated price cut backdated into October (an operator correction)
     with billing.session() as s:
-        _server_hours(s, "acme", "alice", 400, datetime(2026, 10, 20), "a1", clock.now())
+        _core_hours(s, "acme", "alice", 400, datetime(2026, 10, 20), "a1", clock.now())
     clock.set(datetime(2026, 11, 5))
     billing.close(OCT)
     with billing.session() as s:
@@ -130,7 +130,7 @@ def test_less_to_pay_after_finalization_is_a_credit_note(billing, clock, acme):
             at=datetime(2026, 10, 16, 23),
         )  # the last change of a day wins
         # the re-rating is triggered by any usage recorded after finalization
-        _server_hours(s, "acme", "alice", 0, datetime(2026, 10, 21), "touch", clock.now())
+        _core_hours(s, "acme", "alice", 0, datetime(2026, 10, 21), "touch", clock.now())
     billing.close(OCT)
     with billing.session() as s:
         [note] = s.scalars(select(CreditNote)).all()

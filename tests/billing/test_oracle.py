@@ -25,7 +25,7 @@ def _events(n, seed=7):
         out.append(
             Usage(
                 tenant=rng.choice(["acme", "globex"]),
-                kind=rng.choice(["server_seconds", "api_calls", "fl_client_seconds"]),
+                kind=rng.choice(["cpu_seconds", "api_calls", "fl_client_seconds"]),
                 quantity=round(rng.uniform(0, 5000), 3),
                 start=start,
                 end=start + timedelta(minutes=5),
@@ -54,7 +54,7 @@ def test_thousand_random_events_sum_exactly(billing):
         s.flush()
         r = rate(s, "acme", OCT, billing.catalog)
     usage = r.usage_summary()
-    expected = Decimal(repr(math.fsum(oracle[("acme", "server_seconds")]))) / 3600
+    expected = Decimal(repr(math.fsum(oracle[("acme", "cpu_seconds")]))) / 3600
     assert usage["compute_hours"]["usage"] == expected.quantize(Decimal("0.000001"))
 
 
@@ -95,7 +95,7 @@ def test_per_day_windows_are_exact(billing):
         for day in range(OCT.days):
             since = OCT.start + timedelta(days=day)
             for tenant in ("acme", "globex"):
-                for kind in ("server_seconds", "api_calls", "fl_client_seconds"):
+                for kind in ("cpu_seconds", "api_calls", "fl_client_seconds"):
                     got = usage_total(s, tenant, kind, since, since + timedelta(days=1))
                     want = math.fsum(oracle.get((tenant, kind, since.date()), []))
                     assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-9), (tenant, kind, day)

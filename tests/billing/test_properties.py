@@ -168,7 +168,7 @@ def test_split_always_adds_up_to_the_cent(amount, weights):
 def test_rate_reads_the_database_like_rate_rows(url):
     with db.session_scope(url) as s:
         subscriptions.record_change(s, "same", "starter", at=OCT.start)
-        record(s, [_usage("same", 0, (60, "server_seconds", 7200.0, "alice", None))])
+        record(s, [_usage("same", 0, (60, "cpu_seconds", 7200.0, "alice", None))])
         s.flush()
         r = rate(s, "same", OCT, CATALOG)
     assert [line.line_type for line in r.lines] == ["base", "usage"]

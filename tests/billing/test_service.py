@@ -44,7 +44,7 @@ def bhub(hub_factory):
             [
                 Usage(
                     "acme",
-                    "server_seconds",
+                    "cpu_seconds",
                     600 * 3600,
                     last.start,
                     last.start,
@@ -54,7 +54,7 @@ def bhub(hub_factory):
                 ),
                 Usage(
                     "globex",
-                    "server_seconds",
+                    "cpu_seconds",
                     70 * 3600,
                     last.start,
                     last.start,

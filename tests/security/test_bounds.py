@@ -127,9 +127,9 @@ def test_unratable_usage_fails_its_tenant_alone_and_the_others_still_close(shub)
             subscriptions.record_change(s, tenant, tier, at=last.start)
         # a row older than the bound (or written by a buggy producer): no decimal rates it
         record(s, [
-            Usage("acme", "server_seconds", 1e300, last.start, last.start, "legacy", "huge",
+            Usage("acme", "cpu_seconds", 1e300, last.start, last.start, "legacy", "huge",
                   username="alice"),
-            Usage("globex", "server_seconds", 70 * 3600, last.start, last.start, "t", "g-ok",
+            Usage("globex", "cpu_seconds", 70 * 3600, last.start, last.start, "t", "g-ok",
                   username="bob"),
         ])  # fmt: skip
     # acme sorts first: on today's code its error stopped globex's and initech's close

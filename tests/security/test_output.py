@@ -229,7 +229,7 @@ def globex_invoice(ohub) -> int:
             s,
             [
                 Usage(
-                    "globex", "server_seconds", 70 * 3600, last.start, last.start, "t", "g1",
+                    "globex", "cpu_seconds", 70 * 3600, last.start, last.start, "t", "g1",
                     username="bob",
                 )
             ],

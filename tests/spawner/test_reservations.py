@@ -83,7 +83,10 @@ def test_refusal_reasons_and_messages(store):
     with pytest.raises(quotas.TenantServerLimit) as e:
         _reserve(store, "small", "cid")
     assert "running 2 of the 2 servers" in e.value.message
-    assert e.value.details == {"quota": "max_servers_per_tenant", "limit": 2, "usage": 2}
+    assert e.value.details == {  # the one shape of fedhub.limits.details
+        "limit": "max_servers_per_tenant", "allowed": 2, "used": 2, "requested": 1,
+        "unit": "servers",
+    }  # fmt: skip
     with pytest.raises(quotas.ProfileNotAllowed) as e:
         _reserve(store, "small", "cid", profile="large")
     assert "Choose one of: small, medium" in e.value.message
