@@ -556,12 +556,44 @@ def details(key: str, allowed: Any, used: Any, requested: Any = None, **extra: A
 # -- what consumers show ----------------------------------------------------------------
 
 
+def latest_level(session, tenant: str, key: str) -> float:
+    """A sampled level (storage): the tenant's total at its latest sample, in the key's unit.
+
+    ``storage_gb_days`` samples are GB x 1 day, one per member and day, so the latest
+    day's sum is the GB the tenant holds (as last measured by the daily sample).
+    """
+    from sqlalchemy import func, select
+
+    from fedhub.metering import MeterEvent
+
+    lim = get(key)
+    latest = (
+        select(func.max(MeterEvent.start))
+        .where(MeterEvent.tenant == tenant, MeterEvent.kind == lim.kind)
+        .scalar_subquery()
+    )
+    total = session.execute(
+        select(func.coalesce(func.sum(MeterEvent.quantity), 0.0)).where(
+            MeterEvent.tenant == tenant, MeterEvent.kind == lim.kind, MeterEvent.start == latest
+        )
+    ).scalar_one()
+    return to_units(key, float(total))
+
+
 def usage_rows(session, tenant: str, tier: Any, now: datetime | None = None) -> list[dict]:
-    """Every windowed meter limit with its value and usage: the quota panel's rows."""
+    """Every metered limit with its value and usage: the quota panel's rows.
+
+    Windowed limits count their window; a sampled level (``storage_gb``) shows the
+    latest daily sample.
+    """
     rows = []
     for lim in LIMITS:
-        if lim.role != LIMIT or lim.kind is None or lim.window not in (MONTH, DAY, HOUR):
+        if lim.role != LIMIT or lim.kind is None:
             continue
+        if lim.window in (MONTH, DAY, HOUR):
+            value = used(session, tenant, lim.key, now)
+        else:
+            value = latest_level(session, tenant, lim.key)
         rows.append(
             {
                 "limit": lim.key,
@@ -569,7 +601,7 @@ def usage_rows(session, tenant: str, tier: Any, now: datetime | None = None) -> 
                 "unit": lim.unit,
                 "window": lim.window,
                 "allowed": lim.value(tier),
-                "used": round(used(session, tenant, lim.key, now), 6),
+                "used": round(value, 6),
                 "enforced_at": list(lim.enforced_at),
                 "enforced": lim.enforced,
             }

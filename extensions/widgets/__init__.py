@@ -104,7 +104,13 @@ class ExperimentMonitor(widgets.VBox):
 
 
 class QuotaPanel(widgets.VBox):
-    """The tenant's tier and experiment limits with how much of each is used."""
+    """The tenant's tier limits with how much of each is used.
+
+    The rows are the ``meters`` of the experiments service's ``/quota`` answer, one per
+    metered limit of :mod:`fedhub.limits` (compute, storage, API calls, experiments,
+    client-hours), plus the experiments queued or running; a limit the registry marks
+    as not enforced says so. An older service without ``meters``: the :data:`ROWS`.
+    """
 
     ROWS = [
         ("experiments_per_month", "experiments_this_month", "Experiments this month"),
@@ -137,8 +143,22 @@ class QuotaPanel(widgets.VBox):
             " clients per experiment"
         )
         rows = [widgets.HBox([title, self.refresh_button])]
-        for limit_key, usage_key, label in self.ROWS:
-            limit, used = limits[limit_key], usage[usage_key]
+        if "meters" in data:
+            shown = [
+                (m["allowed"], m["used"], self._label(m), m.get("enforced", True))
+                for m in data["meters"]
+            ]
+            shown.append(
+                (
+                    limits["max_concurrent_experiments"],
+                    usage["concurrent_experiments"],
+                    "Experiments queued or running",
+                    True,
+                )
+            )
+        else:
+            shown = [(limits[k], usage[u], label, True) for k, u, label in self.ROWS]
+        for limit, used, label, enforced in shown:
             bar = widgets.FloatProgress(
                 value=min(float(used), float(limit) or 1.0),
                 min=0.0,
@@ -148,6 +168,13 @@ class QuotaPanel(widgets.VBox):
                 layout={"width": "520px"},
                 bar_style="danger" if limit and used >= limit else "info",
             )
-            shown = f"{used:.2f}".rstrip("0").rstrip(".") if isinstance(used, float) else used
-            rows.append(widgets.HBox([bar, widgets.Label(f"{shown} / {limit:g}")]))
+            text = f"{used:.2f}".rstrip("0").rstrip(".") if isinstance(used, float) else used
+            note = "" if enforced else " (not enforced yet)"
+            rows.append(widgets.HBox([bar, widgets.Label(f"{text} / {limit:g}{note}")]))
         self.children = rows
+
+    @staticmethod
+    def _label(meter: dict) -> str:
+        window = meter.get("window")
+        per = f" this {window}" if window in ("month", "day", "hour") else ""
+        return f"{meter['description']}{per} ({meter['unit']})"

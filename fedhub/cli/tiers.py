@@ -1,10 +1,11 @@
-"""``fedhub tiers show|validate``."""
+"""``fedhub tiers show|limits|validate``."""
 
 from __future__ import annotations
 
 import click
 import yaml
 
+from fedhub import limits
 from fedhub.cli.common import output, table
 from fedhub.tiers import load_tiers
 
@@ -50,7 +51,7 @@ def show(path, as_json, full):
                 "USERS",
                 "SERVERS t/u",
                 "PROFILES",
-                "CPU-H/MO",
+                "CORE-H/MO",
                 "STORAGE GB",
                 "API/DAY",
                 "EXP/MO",
@@ -58,6 +59,61 @@ def show(path, as_json, full):
             ],
         )
     )
+
+
+@command.command("limits")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def limits_table(path, as_json):
+    """Every tier key from the limits registry: unit, window, meter, where it is enforced,
+    and each tier's value (one column per tier). Keys not enforced yet are marked."""
+    catalog = load_tiers(path)
+    names = catalog.names()
+    data = []
+    rows = []
+    for lim in limits.LIMITS:
+        if lim.role == limits.LABEL:
+            continue
+        values = {n: lim.value(catalog.get(n)) for n in names}
+        data.append(
+            {
+                "key": lim.key,
+                "role": lim.role,
+                "unit": lim.unit,
+                "window": lim.window,
+                "meter_kind": lim.kind,
+                "enforced_at": list(lim.enforced_at),
+                "enforced": lim.enforced,
+                "gap": lim.gap or None,
+                "price_line": lim.price,
+                "values": values,
+            }
+        )
+        where = ",".join(lim.enforced_at) or "-"
+        rows.append(
+            [
+                lim.key,
+                lim.unit or "-",
+                lim.window or "-",
+                where if lim.enforced else f"{where} (NOT ENFORCED)",
+                *(_cell(values[n]) for n in names),
+            ]
+        )
+    text = table(rows, ["KEY", "UNIT", "WINDOW", "ENFORCED AT", *(n.upper() for n in names)])
+    gaps = limits.gaps()
+    if gaps:
+        text += "\n\nNot enforced:\n" + "\n".join(f"  {k}: {why}" for k, why in gaps.items())
+    output({"limits": data}, as_json, text)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 @command.command("validate")

@@ -19,6 +19,7 @@ import json
 
 from sqlalchemy import select
 
+from fedhub import limits as registry
 from fedhub.db import session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
 from fedhub.tenancy.models import TenantStatus
@@ -181,6 +182,8 @@ class QuotaHandler(BaseHandler):
         tier = self.store.effective_tier(tenant)
         with session_scope(self.db_url) as s:
             used = quota.usage(s, slug)
+            # every metered limit of the tier (fedhub.limits): compute, API calls, ...
+            rows = registry.usage_rows(s, slug, tier)
         self.write_json(
             {
                 "tenant": slug,
@@ -189,6 +192,7 @@ class QuotaHandler(BaseHandler):
                 "status": str(tenant.status),
                 "limits": quota.limits(tier),
                 "usage": used,
+                "meters": rows,
             }
         )
 

@@ -3,6 +3,10 @@
 The check and the insert of the new run happen in the same transaction, serialised per
 tenant (SQLite: ``BEGIN IMMEDIATE`` takes the write lock; PostgreSQL: a transaction-scoped
 advisory lock on the tenant), so two submissions racing for the last slot cannot both win.
+
+The same transaction records the ``experiments`` meter event (one per accepted run, keyed
+by the run's id), so ``experiments_per_month`` and billing's ``experiments`` line count the
+same events (:mod:`fedhub.limits`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from fedhub import limits as registry
 from fedhub import metering
 from fedhub.db import session_scope, utcnow
 from fedhub.errors import NotFound, QuotaExceeded
@@ -22,8 +27,11 @@ from fedhub.tiers import Tier, TierCatalog
 
 from .models import ACTIVE, QUEUED, ExperimentRun
 
-FL_CLIENT_SECONDS = "fl_client_seconds"
-FL_ROUNDS = "fl_rounds"
+FL_CLIENT_SECONDS = registry.FL_CLIENT_SECONDS
+FL_ROUNDS = registry.FL_ROUNDS
+EXPERIMENTS = registry.EXPERIMENTS
+#: the meter source of every event this service records (rounds, client time, experiments)
+SOURCE = "experiments"
 
 #: Why the runner stopped or cancelled a run by itself (the start of the run's ``error``).
 CLIENT_HOURS_EXHAUSTED = "client_hours_exhausted"
@@ -43,47 +51,44 @@ def lock_tenant(session: Session, tenant: str) -> None:
 
 def usage(session: Session, tenant: str, now: datetime | None = None) -> dict[str, Any]:
     """The tenant's experiment usage this calendar month and right now."""
-    start, end = metering.month_bounds(now)
-    this_month = session.execute(
-        select(func.count())
-        .select_from(ExperimentRun)
-        .where(
-            ExperimentRun.tenant == tenant,
-            ExperimentRun.created_at >= start,
-            ExperimentRun.created_at < end,
-        )
-    ).scalar_one()
+    start, _end = metering.month_bounds(now)
     active = session.execute(
         select(func.count())
         .select_from(ExperimentRun)
         .where(ExperimentRun.tenant == tenant, ExperimentRun.status.in_(ACTIVE))
     ).scalar_one()
-    client_s = metering.usage_total(session, tenant, FL_CLIENT_SECONDS, start, end)
-    rounds = metering.usage_total(session, tenant, FL_ROUNDS, start, end)
+    # the registry's definitions: the numbers billing prices
+    experiments = registry.used(session, tenant, "experiments_per_month", now)
+    client_hours = registry.used(session, tenant, "federated_client_hours_per_month", now)
+    rounds = metering.usage_total(session, tenant, FL_ROUNDS, start, _end)
     return {
-        "experiments_this_month": int(this_month),
+        "experiments_this_month": int(experiments),
         "concurrent_experiments": int(active),
-        "federated_client_hours_this_month": round(client_s / 3600.0, 6),
+        "federated_client_hours_this_month": round(client_hours, 6),
         "fl_rounds_this_month": int(rounds),
         "month_start": start.isoformat() + "Z",
     }
 
 
+#: The tier keys this service enforces (each one's entry in fedhub.limits names a check here).
+SERVICE_LIMITS = (
+    "experiments_per_month",
+    "max_clients_per_experiment",
+    "max_concurrent_experiments",
+    "federated_client_hours_per_month",
+    "max_rounds_per_experiment",
+    "max_local_epochs",
+)
+
+
 def limits(tier: Tier) -> dict[str, Any]:
-    return {
-        "experiments_per_month": tier.experiments_per_month,
-        "max_clients_per_experiment": tier.max_clients_per_experiment,
-        "max_concurrent_experiments": tier.max_concurrent_experiments,
-        "federated_client_hours_per_month": tier.federated_client_hours_per_month,
-        "max_rounds_per_experiment": tier.max_rounds_per_experiment,
-        "max_local_epochs": tier.max_local_epochs,
-    }
+    return {key: registry.get(key).value(tier) for key in SERVICE_LIMITS}
 
 
-def _refuse(tier_name: str, limit: str, value, current, message: str):
+def _refuse(tier_name: str, limit: str, value, current, message: str, requested=None):
     raise QuotaExceeded(
         f"{message} (tier {tier_name}: {limit} = {value}, current usage {current})",
-        details={"limit": limit, "value": value, "usage": current, "tier": tier_name},
+        details=registry.details(limit, value, current, requested, tier=tier_name),
     )
 
 
@@ -98,18 +103,20 @@ def check_size(tier_name: str, tier: Tier, rounds: int, local_epochs: int) -> No
             tier_name,
             "max_rounds_per_experiment",
             tier.max_rounds_per_experiment,
-            rounds,
+            None,
             f"an experiment may run at most {tier.max_rounds_per_experiment} rounds,"
             f" this one asks for {rounds}",
+            requested=rounds,
         )
     if local_epochs > tier.max_local_epochs:
         _refuse(
             tier_name,
             "max_local_epochs",
             tier.max_local_epochs,
-            local_epochs,
+            None,
             f"an experiment may train at most {tier.max_local_epochs} local epochs per round,"
             f" this one asks for {local_epochs}",
+            requested=local_epochs,
         )
 
 
@@ -128,17 +135,18 @@ def check(
     """
     used = usage(session, tenant)
 
-    def refuse(limit: str, value, current, message: str):
-        _refuse(tier_name, limit, value, current, message)
+    def refuse(limit: str, value, current, message: str, requested=1):
+        _refuse(tier_name, limit, value, current, message, requested)
 
     check_size(tier_name, tier, rounds, local_epochs)
     if clients > tier.max_clients_per_experiment:
         refuse(
             "max_clients_per_experiment",
             tier.max_clients_per_experiment,
-            clients,
+            None,
             f"an experiment may have at most {tier.max_clients_per_experiment} clients,"
             f" this one asks for {clients}",
+            requested=clients,
         )
     if used["experiments_this_month"] >= tier.experiments_per_month:
         refuse(
@@ -162,6 +170,7 @@ def check(
             tier.federated_client_hours_per_month,
             hours,
             "your organisation has used all its federated client-hours for this month",
+            requested=None,
         )
     return used
 
@@ -190,6 +199,24 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
             created_at=utcnow(),
         )
         s.add(run)
+        # the experiments meter: one event per accepted run, in the run's transaction
+        # (idempotent by the run's id), what experiments_per_month and billing both count
+        metering.record(
+            s,
+            [
+                metering.Usage(
+                    tenant=tenant,
+                    kind=EXPERIMENTS,
+                    quantity=1,
+                    start=run.created_at,
+                    end=run.created_at,
+                    source=SOURCE,
+                    idempotency_key=f"{run.id}:experiment",
+                    username=username,
+                    attributes={"experiment": run.id},
+                )
+            ],
+        )
     return run
 
 
@@ -214,8 +241,7 @@ def client_hours_left(session: Session, tenant: str, tier: Tier) -> tuple[float,
     The runner asks before a run starts and after every round, so a run stops at the
     round that spends the month's budget instead of holding the workers to its end.
     """
-    start, end = metering.month_bounds()
-    used = metering.usage_total(session, tenant, FL_CLIENT_SECONDS, start, end) / 3600.0
+    used = registry.used(session, tenant, "federated_client_hours_per_month")
     return used, float(tier.federated_client_hours_per_month)
 
 

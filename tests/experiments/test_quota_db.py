@@ -45,8 +45,26 @@ def test_monthly_count_and_client_cap(migrated_db):
     with pytest.raises(QuotaExceeded) as err:
         quota.reserve(migrated_db, "initech", "carol", "free", FREE, spec)
     assert err.value.details == {
-        "limit": "experiments_per_month", "value": 5, "usage": 5, "tier": "free"
+        "limit": "experiments_per_month", "allowed": 5, "used": 5, "requested": 1,
+        "unit": "experiments", "tier": "free",
     }  # fmt: skip
     with pytest.raises(QuotaExceeded) as err:
         quota.reserve(migrated_db, "globex", "bob", "free", FREE, parse_spec({"clients": 11}))
     assert err.value.details["limit"] == "max_clients_per_experiment"
+    assert (err.value.details["allowed"], err.value.details["requested"]) == (10, 11)
+
+
+def test_each_accepted_run_records_one_experiments_meter_event(migrated_db):
+    """The experiments meter billing prices: one event per run, recorded with the run."""
+    from sqlalchemy import select
+
+    from fedhub.db import session_scope
+    from fedhub.metering import MeterEvent
+
+    spec = parse_spec({"clients": 2, "rounds": 1})
+    run = quota.reserve(migrated_db, "initech", "carol", "free", FREE, spec)
+    with pytest.raises(QuotaExceeded):  # refused: nothing recorded
+        quota.reserve(migrated_db, "initech", "carol", "free", FREE, spec)
+    with session_scope(migrated_db) as s:
+        rows = s.execute(select(MeterEvent.kind, MeterEvent.quantity, MeterEvent.attributes)).all()
+    assert rows == [("experiments", 1.0, {"experiment": run.id})]
