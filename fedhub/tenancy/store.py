@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from fedhub import events
+from fedhub import events, limits
 from fedhub.billing import subscriptions
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
@@ -296,7 +296,7 @@ class TenantStore(SignupMixin):
             raise QuotaExceeded(
                 f"tenant {tenant.slug!r} has {count} of {limit} users allowed by its "
                 f"{tenant.tier} tier: remove a user or upgrade the tier",
-                details={"limit": limit, "usage": count, "quota": "max_users"},
+                details=limits.details("max_users", limit, count, 1),
             )
 
     def set_role(self, username: str, role: Role | str, *, actor: str | None = None) -> Membership:
