@@ -24,12 +24,11 @@ def test_production_config_names_only_real_options():
     from jupyterhub.app import JupyterHub
     from jupyterhub.spawner import Spawner
 
+    from fedhub.cli.config import service_classes
     from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
     from fedhub.extensions.hub.tier_spawner import TierSpawner
     from fedhub.mail import Mailer
     from fedhub.tenancy.totp import TotpSecretBox
-
-    from fedhub.cli.config import service_classes
 
     # jupyterhub_config.py loads fedhub_config.py (load_subconfig): both are checked here
     cfg = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "hub_config")).load_config()
