@@ -48,12 +48,16 @@ def _per_unit(line: limits.PriceLine) -> Decimal:
 
 
 def _included(line: limits.PriceLine) -> Callable[[Tier, int], Decimal]:
+    """The allowance in billing units: the quota's value, converted from its unit
+    (``limits.Limit.per_unit``) to the line's (1 core-hour = 1 core-hour; 10,000 calls a
+    day = 10 x 1k calls a day), times the period's days for a daily allowance."""
     if line.included is None:
         return lambda _tier, _days: Decimal(0)
     key = limits.get(line.included)
+    factor = dec(key.per_unit) / _per_unit(line)
     if line.included_per_day:  # a daily allowance (api_calls_per_day): days x per day
-        return lambda tier, days: dec(key.value(tier)) * days / _per_unit(line)
-    return lambda tier, _days: dec(key.value(tier))
+        return lambda tier, days: dec(key.value(tier)) * days * factor
+    return lambda tier, _days: dec(key.value(tier)) * factor
 
 
 def meter(line: limits.PriceLine) -> Meter:
