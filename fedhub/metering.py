@@ -1,9 +1,11 @@
 """The usage meter: an append-only table of usage events, counted exactly once.
 
 Every producer (the tier spawner's reconciler, the experiments service, the
-billing ingest API) records :class:`MeterEvent` rows with an idempotency key
-that is unique per tenant and source, so recording the same event twice counts
-once. Billing prices these rows; quota enforcement sums them.
+billing samplers, the billing ingest API) records :class:`MeterEvent` rows with an
+idempotency key that is unique per tenant and source, so recording the same event
+twice counts once. Billing prices these rows; quota enforcement sums them. The kinds
+fedhub records, their units and their producers are declared in
+:data:`fedhub.limits.METER_KINDS`; what a tier allows of each, in :data:`fedhub.limits.LIMITS`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fedhub.db.base import Base, utcnow
 
-# Kinds produced by fedhub itself; external sources may add their own.
-SERVER_SECONDS = "server_seconds"
-CPU_SECONDS = "cpu_seconds"
-MEMORY_GB_SECONDS = "memory_gb_seconds"
+# Kinds produced by fedhub itself (all of them: fedhub.limits.METER_KINDS); external
+# sources may add their own.
+from fedhub.limits import (  # noqa: F401  (re-exported)
+    CPU_SECONDS,
+    MEMORY_GB_SECONDS,
+    MONTH,
+    SERVER_SECONDS,
+    window_bounds,
+)
 
 
 class MeterEvent(Base):
@@ -135,14 +142,7 @@ def usage_total(
 
 def month_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
     """The calendar month (naive UTC) containing ``now``: the billing month."""
-    now = now or utcnow()
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
-    return start, end
+    return window_bounds(MONTH, now or utcnow())
 
 
 def month_usage(
