@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -123,6 +124,7 @@ def bench_api(url: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
         return n / elapsed, sum(accepted) + warm.json()["accepted"]
     finally:
         hub.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 _COLS = 'tenant, username, kind, quantity, start, "end", source, idempotency_key, attributes'

@@ -4,14 +4,15 @@ A batch is checked whole before anything is written: one bad or too-late event
 (a quantity above ``BillingSettings.max_event_quantity``, say) refuses the batch
 (nothing is half-ingested, so a client just fixes and resends). The request body
 is validated straight from its bytes by one pydantic ``TypeAdapter``
-(:data:`BATCH`); the first error, in event order, becomes one 400 naming the event
-and field (``events[1].quantity: ...``).
+(:func:`batch_adapter`, over a list of :class:`ExternalEvent`); the first error, in
+event order, becomes one 400 naming the event and field (``events[1].quantity: ...``).
 
 The write is one transaction per batch of ``INSERT ... ON CONFLICT DO NOTHING`` on
 the meter's unique (tenant, source, idempotency key), counted by the statement's
 row count (no per-row ``RETURNING``): on PostgreSQL the rows are ``COPY``'d into a
 temporary staging table and moved with one ``INSERT ... SELECT``; on SQLite one
-``executemany``. A batch killed mid-way leaves nothing, a retried batch counts
+``executemany``. Both live in :func:`ingest`'s two small helpers; nothing else here
+knows the dialect. A batch killed mid-way leaves nothing, a retried batch counts
 every event once, and duplicates inside one batch count once too.
 """
 
@@ -310,6 +311,9 @@ def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> 
     ``DELETE ... RETURNING`` feeds the ``INSERT``, so the staging table is empty again
     for a later batch in the same transaction. It is created, if missing, in the batch's
     own transaction (any pooled connection works) and emptied at every commit.
+
+    Rows go in key order: two concurrent batches that share keys then wait for each
+    other's keys in the same order, never in a cycle (unsorted, they deadlocked).
     """
     cols = ", ".join(f'"{c}"' for c in _COLUMNS)
     cursor = session.connection().connection.driver_connection.cursor()
@@ -338,7 +342,8 @@ def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> 
         cursor.execute(
             f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {cols})"
             f" INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
-            f" SELECT {cols}, %s FROM staged {_CONFLICT}",
+            f" SELECT {cols}, %s FROM staged ORDER BY tenant, source, idempotency_key"
+            f" {_CONFLICT}",
             (now,),
         )
         return cursor.rowcount

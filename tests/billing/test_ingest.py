@@ -5,14 +5,16 @@ on both engines."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from fedhub.billing.ingest import LateEvent, ingest, parse_batch
 from fedhub.errors import InvalidRequest
 from fedhub.metering import MeterEvent
+from tests.harness import wait_for
 
 NOW = datetime(2026, 10, 1)
 WHEN = "2026-09-30T12:00:00Z"
@@ -176,3 +178,34 @@ def test_time_wins_over_start_and_end_and_windows_are_checked():
         parse({"events": [event(time="2026-09-01T00:00:00")]})
     with pytest.raises(InvalidRequest, match="end in the future"):
         parse({"events": [event(time="2026-10-02T00:00:00")]})
+
+
+def test_concurrent_batches_sharing_keys_in_opposite_orders_do_not_deadlock(billing):
+    """Batch B holds A's keys in reverse order and arrives while A's transaction is open."""
+    if not billing.db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE")
+    keys = [f"k{i:03d}" for i in range(200)]
+    first, second = keys[:100], keys[100:]
+    reverse = parse({"events": [event(k) for k in reversed(keys)]})
+    outcome = {}
+
+    def send_b():
+        try:
+            with billing.session() as s:
+                outcome["b"] = ingest(s, reverse, now=NOW)["accepted"]
+        except Exception as e:  # surfaced by the assertion below
+            outcome["b"] = e
+
+    def b_waits():
+        with billing.session() as s:
+            return s.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+    with billing.session() as s:
+        a = ingest(s, parse({"events": [event(k) for k in first]}), now=NOW)["accepted"]
+        sender = threading.Thread(target=send_b)
+        sender.start()
+        wait_for(b_waits, 30, interval=0.02, what="batch B to wait for batch A's keys")
+        a += ingest(s, parse({"events": [event(k) for k in second]}), now=NOW)["accepted"]
+    sender.join(30)
+    assert a == 200 and outcome["b"] == 0, outcome
+    assert tuple(count(billing)) == (200, 400)
