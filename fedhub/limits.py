@@ -228,6 +228,17 @@ LIMITS: tuple[Limit, ...] = (
         price="api_calls_1k",
     ),
     Limit(
+        "api_calls_per_hour",
+        LIMIT,
+        "Requests to fedhub's service APIs in one hour (burst cap; unset: none)",
+        "calls",
+        HOUR,
+        API_CALLS,
+        enforced_at=(PROXY,),
+        enforced=False,
+        gap="the contract for the rate limiter, which is not built yet; not billed",
+    ),
+    Limit(
         "experiments_per_month",
         LIMIT,
         "Federated experiments submitted",
@@ -588,8 +599,8 @@ def usage_rows(session, tenant: str, tier: Any, now: datetime | None = None) -> 
     """
     rows = []
     for lim in LIMITS:
-        if lim.role != LIMIT or lim.kind is None:
-            continue
+        if lim.role != LIMIT or lim.kind is None or lim.value(tier) is None:
+            continue  # not metered, or an optional limit the tier does not set
         if lim.window in (MONTH, DAY, HOUR):
             value = used(session, tenant, lim.key, now)
         else:

@@ -75,6 +75,8 @@ class Tier(_Strict):
     compute_hours_per_month: NonNegativeFloat
     storage_gb: NonNegativeFloat
     api_calls_per_day: NonNegativeInt
+    # the rate limiter's hourly contract (fedhub.limits: not enforced yet); None: no hourly cap
+    api_calls_per_hour: NonNegativeInt | None = None
     experiments_per_month: NonNegativeInt
     max_clients_per_experiment: NonNegativeInt
     max_concurrent_experiments: NonNegativeInt = 1

@@ -107,6 +107,8 @@ def limits_table(path, as_json):
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):

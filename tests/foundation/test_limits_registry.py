@@ -30,6 +30,7 @@ CATALOG = load_tiers(DEFAULT_TIERS_PATH)
 KNOWN_GAPS = {
     # the limiter is the access-control issue's; here the contract and the meter
     "api_calls_per_day",
+    "api_calls_per_hour",
     # no marketplace service exists yet
     "features.marketplace_publishing",
     # retired price: compute hours are core-hours, priced by overage.compute_hour
@@ -111,7 +112,8 @@ def test_the_known_gaps_and_no_others():
     """The one list of what is declared but not enforced: api_calls_per_day is the limit."""
     assert set(limits.gaps()) == KNOWN_GAPS
     assert [k for k in limits.gaps() if limits.get(k).role == limits.LIMIT] == [
-        "api_calls_per_day"
+        "api_calls_per_day",
+        "api_calls_per_hour",
     ]
     api = limits.get("api_calls_per_day")
     assert api.enforced_at[0] == limits.PROXY and api.kind == limits.API_CALLS and api.price
@@ -347,10 +349,12 @@ def test_refusal_details_have_one_shape(url):
                    catalog=CATALOG)  # fmt: skip
     refusals = []
     for call in (
-        lambda: quotas.reserve(url, tenant="tiny", username="b", server_name="",
-                               profile=None, catalog=CATALOG),  # fmt: skip
-        lambda: quota.reserve(url, "tiny", "a", "free", CATALOG.get("free"),
-                              parse_spec({"clients": 11})),  # fmt: skip
+        lambda: quotas.reserve(
+            url, tenant="tiny", username="b", server_name="", profile=None, catalog=CATALOG
+        ),  # fmt: skip
+        lambda: quota.reserve(
+            url, "tiny", "a", "free", CATALOG.get("free"), parse_spec({"clients": 11})
+        ),  # fmt: skip
         lambda: [store.add_user(f"u{i}", tenant="tiny") for i in range(5)],
     ):
         with pytest.raises(QuotaExceeded) as e:
@@ -399,12 +403,19 @@ def test_quota_panel_shows_the_registry_rows(url):
     with db.session_scope(url) as s:
         rows = limits.usage_rows(s, "acme", tier)
         usage = quota.usage(s, "acme")
-    assert {r["limit"] for r in rows} == {
-        lim.key for lim in limits.LIMITS if lim.role == limits.LIMIT and lim.kind
+    assert {r["limit"] for r in rows} == {  # api_calls_per_hour: unset in the bundled tiers
+        lim.key
+        for lim in limits.LIMITS
+        if lim.role == limits.LIMIT and lim.kind and lim.value(tier) is not None
     }
     panel = QuotaPanel(
-        {"tenant": "acme", "tier": "starter", "limits": quota.limits(tier), "usage": usage,
-         "meters": rows}  # fmt: skip
+        {
+            "tenant": "acme",
+            "tier": "starter",
+            "limits": quota.limits(tier),
+            "usage": usage,
+            "meters": rows,
+        }  # fmt: skip
     )
     labels = [w.children[1].value for w in panel.children[1:]]
     assert len(labels) == len(rows) + 1
