@@ -37,11 +37,10 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from fedhub.errors import FedhubError, InvalidRequest
-from fedhub.metering import MeterEvent, Usage
+from fedhub.metering import Usage
 from fedhub.tenancy.store import SLUG_RE
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -350,26 +349,40 @@ def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> 
 
 
 def _insert_sqlite(session: Session, usages: list[Usage], now: datetime) -> int:
-    """One ``executemany``; SQLite's row count is the sum over its rows."""
-    stmt = sqlite.insert(MeterEvent.__table__).on_conflict_do_nothing(
-        index_elements=["tenant", "source", "idempotency_key"]
-    )
+    """One ``executemany`` on the bare driver; SQLite's row count is the sum over its rows.
+
+    Times are written as SQLAlchemy's SQLite ``DateTime`` writes them (the text that
+    every query here compares), attributes as its ``JSON`` type writes them.
+    """
+    cols = ", ".join(f'"{c}"' for c in _COLUMNS)
+    stamp = "%Y-%m-%d %H:%M:%S.%f"
+    recorded_at = now.strftime(stamp)
+    dumps = json.dumps
     rows = [
-        {
-            "tenant": u.tenant,
-            "username": u.username,
-            "kind": u.kind,
-            "quantity": u.quantity,
-            "start": u.start,
-            "end": u.end,
-            "source": u.source,
-            "idempotency_key": u.idempotency_key,
-            "attributes": u.attributes,
-            "recorded_at": now,
-        }
+        (
+            u.tenant,
+            u.username,
+            u.kind,
+            u.quantity,
+            u.start.strftime(stamp),
+            u.end.strftime(stamp),
+            u.source,
+            u.idempotency_key,
+            dumps(u.attributes) if u.attributes else "{}",
+            recorded_at,
+        )
         for u in usages
     ]
-    return session.execute(stmt, rows).rowcount
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {_CONFLICT}",
+            rows,
+        )
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 def ingest(session: Session, usages: list[Usage], *, now: datetime) -> dict[str, int]:
