@@ -76,8 +76,11 @@ class BillingSettings(LoggingConfigurable):
         help="""Where members' homes live, sampled daily for the storage bill with the same
         code (:mod:`fedhub.storage`) the tier spawner uses for the storage_gb quota: set it
         to the spawner's ``c.TierSpawner.storage_path_template``. Empty: storage is not
-        billed. Default: ``$FEDHUB_STORAGE_PATH_TEMPLATE``, else
-        ``$FEDHUB_STATE_DIR/homes/{username}`` (where ``fedhub up`` puts homes).
+        billed. Default: the spawner's own setting when the shared ``fedhub_config.py``
+        has it (``c.TierSpawner.storage_path_template``, else a backend's
+        ``home_dir_template``), so the template is named once; else
+        ``$FEDHUB_STORAGE_PATH_TEMPLATE``, else ``$FEDHUB_STATE_DIR/homes/{username}``
+        (where ``fedhub up`` puts homes).
 
             c.BillingSettings.storage_path_template = "/home/{username}"
         """,
@@ -87,6 +90,14 @@ class BillingSettings(LoggingConfigurable):
     def _storage_path_template(self):
         from fedhub import storage
 
+        # the hub's setting, when this process loaded the same configuration file
+        for section, key in (
+            ("TierSpawner", "storage_path_template"),
+            ("UnixAccountSpawner", "home_dir_template"),
+            ("LocalProcessSpawner", "home_dir_template"),
+        ):
+            if section in self.config and key in self.config[section]:
+                return self.config[section][key]
         return storage.default_path_template()
 
     @default("grace_days")

@@ -332,6 +332,19 @@ def test_fedhub_up_spawner_and_billing_find_homes_in_the_same_place(tmp_path, mo
     assert BillingSettings().storage_path_template == c.UnixAccountSpawner.home_dir_template
 
 
+def test_billing_follows_the_spawners_storage_path_in_the_shared_config(monkeypatch):
+    from traitlets.config import Config
+
+    from fedhub.billing.settings import BillingSettings
+
+    monkeypatch.setenv("FEDHUB_STORAGE_PATH_TEMPLATE", "/elsewhere/{username}")
+    shared = Config({"TierSpawner": {"storage_path_template": "/home/{username}"}})
+    assert BillingSettings(config=shared).storage_path_template == "/home/{username}"
+    unix = Config({"UnixAccountSpawner": {"home_dir_template": "/srv/homes/{username}"}})
+    assert BillingSettings(config=unix).storage_path_template == "/srv/homes/{username}"
+    assert BillingSettings().storage_path_template == "/elsewhere/{username}"
+
+
 # -- one refusal shape ------------------------------------------------------------------------
 
 
