@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fedhub import events, quotas
+from fedhub import events, limits, quotas
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.extensions.hub.spawner import metrics
@@ -244,11 +244,9 @@ class Reconciler:
             actor="fedhub-reconciler",
             target=tenant,
             severity="warning" if threshold >= 100 else "notice",
-            details={
-                "quota": "compute_hours_per_month",
+            details={  # the one shape of a limit's numbers (fedhub.limits.details)
+                **limits.details("compute_hours_per_month", limit, round(used, 4)),
                 "threshold": threshold,
-                "usage": round(used, 4),
-                "limit": limit,
                 "message": message,
             },
         )
