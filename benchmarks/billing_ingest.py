@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil  # noqa: E402
 import requests  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
@@ -73,8 +74,25 @@ def encoded(n, now):
     return [json.dumps(body).encode() for body in batches(n, now=now)]
 
 
-def bench_api(url: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
-    """Offered events/s through the hub's proxy and the billing service; accepted count."""
+def _service_process(state_dir: Path) -> psutil.Process:
+    for p in psutil.process_iter(["cmdline"]):
+        if "fedhub.services.billing" in (p.info["cmdline"] or []):
+            try:
+                if p.environ().get("FEDHUB_STATE_DIR") == str(state_dir):
+                    return p
+            except psutil.Error:
+                continue
+    raise LookupError("billing service process not found")
+
+
+def _cpu(process: psutil.Process) -> float:
+    t = process.cpu_times()
+    return t.user + t.system
+
+
+def bench_api(url: str, bodies: list[bytes], clients: int) -> tuple[float, float, int]:
+    """Offered events/s through the hub's proxy and the billing service, the service's
+    CPU seconds per batch (the machine's load does not inflate those much), accepted."""
     from tests.harness import HubProcess, wait_for
 
     root = Path(tempfile.mkdtemp(prefix="billing-bench-hub-"))
@@ -114,14 +132,17 @@ def bench_api(url: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
                     accepted.append(r.json()["accepted"])
 
         threads = [threading.Thread(target=client) for _ in range(clients)]
+        service = _service_process(hub.state_dir)
+        cpu0 = _cpu(service)
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        cpu = (_cpu(service) - cpu0) / len(bodies)
         n = sum(body.count(b'"id"') for body in bodies)
-        return n / elapsed, sum(accepted) + warm.json()["accepted"]
+        return n / elapsed, cpu, sum(accepted) + warm.json()["accepted"]
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -189,7 +210,7 @@ def bench_library(url: str, bodies: list[bytes], now: datetime) -> tuple[float, 
     batch_adapter()  # built once per process (cached), not per batch
     stages = {"validate": 0.0, "insert": 0.0, "commit": 0.0}
     accepted = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for body in bodies:
         a = time.perf_counter()
         usages = parse_batch(
@@ -203,6 +224,7 @@ def bench_library(url: str, bodies: list[bytes], now: datetime) -> tuple[float, 
         stages["insert"] += c - b
         stages["commit"] += time.perf_counter() - c
     elapsed = time.perf_counter() - t0
+    stages["CPU"] = time.process_time() - cpu0
     db.dispose_engines()
     n = sum(body.count(b'"id"') for body in bodies)
     return n / elapsed, {k: v / len(bodies) * 1000 for k, v in stages.items()}, accepted
@@ -280,7 +302,7 @@ def main():
         for engine, new_db in engines.items():
             raw, raw_accepted = bench_raw(new_db("raw"), bodies)
             lib, stages, lib_accepted = bench_library(new_db("library"), bodies, now)
-            api, api_accepted = bench_api(new_db("api"), bodies, args.clients)
+            api, api_cpu, api_accepted = bench_api(new_db("api"), bodies, args.clients)
             assert raw_accepted == lib_accepted == api_accepted, (
                 raw_accepted,
                 lib_accepted,
@@ -294,7 +316,10 @@ def main():
                 + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
                 + ")"
             )
-            print(f"    HTTP API, POST {API}  {api:9,.0f} events/s  ({api / raw:.2f} of raw)")
+            print(
+                f"    HTTP API, POST {API}  {api:9,.0f} events/s  ({api / raw:.2f} of raw; "
+                f"billing service CPU {api_cpu * 1000:.1f} ms per batch)"
+            )
     finally:
         if cluster:
             cluster.stop()
