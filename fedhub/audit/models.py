@@ -24,6 +24,7 @@ class AuditRecord(Base):
         UniqueConstraint("tenant", "seq", name="uq_audit_tenant_seq"),
         UniqueConstraint("event_id", name="uq_audit_event_id"),
         Index("ix_audit_tenant_time", "tenant", "time"),
+        Index("ix_audit_tenant_id", "tenant", "id"),  # a chain's pages in ingestion order
         Index("ix_audit_tenant_action", "tenant", "action"),
         Index("ix_audit_actor_key", "actor_key"),
     )
