@@ -1,15 +1,22 @@
-"""Audit log throughput: chained appends vs plain inserts, spool ingestion, verify, emit().
+"""Audit log throughput: chained appends vs plain inserts, spool ingestion, verify, export, emit().
 
-    .venv/bin/python benchmarks/audit_ingest.py [--append 50000] [--verify 1000000] [--engines sqlite,postgresql]
+    .venv/bin/python benchmarks/audit_ingest.py [--append 50000] [--verify 1000000] [--export] [--engines sqlite,postgresql]
 
 Same run, same machine, same batches (one transaction per batch):
 
 - plain: the event envelopes inserted as rows of a table with no chain, no
   encryption (SQLAlchemy Core, batches of --batch);
 - chained: ``AuditLog.append_in`` (dedup by event id, per-user AES-GCM of the
-  personal fields, SHA-256 chain, HMAC, head row lock);
-- spool: ``SpoolIngester`` from JSON-lines files written by ``emit()``;
-- verify: ``verify_chain`` over --verify records (and a plain read of the same rows);
+  personal fields, SHA-256 chain, HMAC, head row lock), what the service's
+  ingester calls per batch;
+- spool: ``SpoolIngester`` (what the audit service runs) from JSON-lines files
+  written by ``emit()``;
+- verify, on a chain of --verify records, interleaved twice (best of each): the
+  raw baseline (the columns verify reads, plain DBAPI cursor, one process, no
+  checks), ``verify_chain`` in one process and in ``AuditLog.verify_processes``
+  worker processes, and ``fedhub audit verify`` in a new process (start-up included);
+- export (--export): ``fedhub audit export`` JSONL of 100,000 records and of the
+  --verify chain, each in a new process: records/s and peak RSS (``ru_maxrss``);
 - emit: µs per ``emit()`` call (validate + append one line), and what the
   jsonschema validator that ``EventLogger.emit`` uses would cost instead.
 
