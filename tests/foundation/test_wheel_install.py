@@ -1,9 +1,9 @@
 """The wheel as a user gets it: installed into a fresh venv outside the checkout, it
 starts a demo hub and a demo user logs in (issue 11, must show 1).
 
-Every extra is installed (``fedhub[all]``) with the same constraints file ``make``
-uses; the packages come from the machine's local indexes (/etc/pip.conf), ~70 s on
-this kind of machine. configurable-http-proxy is the one thing not in the wheel (an
+First the wheel alone (the hub and its services must load without any extra), then
+every extra on top (``fedhub[all]``), both with the constraints file ``make`` uses; the
+packages come from the machine's local indexes (/etc/pip.conf). configurable-http-proxy is the one thing not in the wheel (an
 npm package): it is found on ``PATH``, here the checkout's ``node_modules/.bin``.
 """
 
@@ -28,9 +28,32 @@ PASSWORD = "wheel-test-password"
 pytestmark = pytest.mark.slow
 
 
+def pip_install(venv: Path, requirement: str, cwd: Path) -> float:
+    """``pip install`` with make's constraints file; returns the seconds it took."""
+    started = time.monotonic()
+    pip = subprocess.run(
+        [
+            venv / "bin" / "pip",
+            "install",
+            "--quiet",
+            # no .pyc for torch's thousands of modules (a good part of the install's time);
+            # Python compiles what it imports on first use
+            "--no-compile",
+            "--constraint",
+            ROOT / "constraints.txt",
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    assert pip.returncode == 0, pip.stderr[-4000:]
+    return time.monotonic() - started
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A venv with the freshly built wheel and all its extras; yields its folder."""
+def wheel_venv(tmp_path_factory):
+    """A fresh venv with the freshly built wheel and no extra; yields (folder, wheel)."""
     if not Path(SYSTEM_PYTHON).exists():
         pytest.skip(f"{SYSTEM_PYTHON} not found")
     dist = tmp_path_factory.mktemp("dist")
@@ -44,29 +67,61 @@ def installed(tmp_path_factory):
     # be able to run the venv's interpreter and reach their homes
     base = Path(tempfile.mkdtemp(prefix="fedhub-wheel-"))
     base.chmod(0o711)
-    venv = base / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", venv], check=True)
-    started = time.monotonic()
-    pip = subprocess.run(
-        [
-            venv / "bin" / "pip",
-            "install",
-            "--quiet",
-            # no .pyc for torch's thousands of modules (a good part of the install's time);
-            # Python compiles what it imports on first use
-            "--no-compile",
-            "--constraint",
-            ROOT / "constraints.txt",
-            f"fedhub[all] @ {wheel.as_uri()}",
-        ],
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", base / "venv"], check=True)
+    seconds = pip_install(base / "venv", f"fedhub @ {wheel.as_uri()}", base)
+    print(f"pip install fedhub (no extra) from the wheel: {seconds:.0f} s")
+    yield base, wheel
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed(wheel_venv):
+    """The same venv with every extra added (``fedhub[all]``); yields its folder."""
+    base, wheel = wheel_venv
+    seconds = pip_install(base / "venv", f"fedhub[all] @ {wheel.as_uri()}", base)
+    print(f"pip install fedhub[all] on top: {seconds:.0f} s")
+    return base
+
+
+def test_base_install_loads_the_hub_and_services_without_the_extras(wheel_venv):
+    base, _ = wheel_venv
+    probe = """
+import importlib, importlib.util
+from fedhub import launcher
+from fedhub.extras import MissingExtra
+heavy = ["torch", "torch_geometric", "distributed", "weasyprint", "jupyterlab", "voila",
+         "mlxtend", "sklearn", "dask_gateway", "kubespawner"]
+present = [name for name in heavy if importlib.util.find_spec(name) is not None]
+assert not present, present
+# what fedhub up loads in the hub process, and each service's entry module
+for name in ["fedhub.cli", "fedhub.extensions.hub.tier_spawner",
+             "fedhub.extensions.hub.local_auth", "fedhub.extensions.hub.oidc",
+             "fedhub.extensions.server", *launcher.service_modules(),
+             "fedhub.services.audit.__main__", "fedhub.services.experiments.__main__",
+             "fedhub.services.billing.app"]:
+    importlib.import_module(name)
+try:
+    import fedhub.fl
+except MissingExtra as e:
+    print(e)
+else:
+    raise AssertionError("fedhub.fl imported without torch")
+"""
+    out = subprocess.run(
+        [base / "venv" / "bin" / "python", "-c", probe],
         capture_output=True,
         text=True,
         cwd=base,
     )
-    assert pip.returncode == 0, pip.stderr[-4000:]
-    print(f"pip install fedhub[all] from the wheel: {time.monotonic() - started:.0f} s")
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "pip install 'fedhub[fl]'" in out.stdout
+    tiers = subprocess.run(
+        [base / "venv" / "bin" / "fedhub", "tiers", "show"],
+        capture_output=True,
+        text=True,
+        cwd=base,
+    )
+    assert tiers.returncode == 0 and "professional" in tiers.stdout, tiers.stderr
 
 
 def test_installed_package_reads_its_data_from_the_venv(installed):
