@@ -1,9 +1,9 @@
-"""Billing's operator settings (traitlets, defaults overridable from the environment).
+"""Billing's operator settings (traitlets).
 
-The billing service runs as a hub-managed process, so its settings come from
-``FEDHUB_BILLING_*`` environment variables (set them in the service's
-``environment`` or in the hub's environment), e.g.
-``FEDHUB_BILLING_GRACE_DAYS=5``.
+Set them in the one configuration file, ``fedhub_config.py``, which the billing service
+loads at start (``c.BillingSettings.grace_days = 5``). ``FEDHUB_BILLING_*`` environment
+variables (in the service's ``environment`` or the hub's) are fallbacks for the defaults,
+e.g. ``FEDHUB_BILLING_GRACE_DAYS=5``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ _specs: dict[tuple[str, int], dict] = {}
 def service_spec(ctx) -> dict:
     key = (str(ctx.state_dir), ctx.port)
     if key not in _specs:
-        # operators tune the service with FEDHUB_EXPERIMENTS_* (Dask mode, workers, slots)
+        # operators tune the service in fedhub_config.py (c.ExperimentScheduler.*,
+        # c.DaskClusters.*); FEDHUB_EXPERIMENTS_* from the hub's environment stay fallbacks
         env = {
             k: v
             for k, v in os.environ.items()
