@@ -399,12 +399,16 @@ class ServiceApp(Application):
     def initialize(self, argv=None) -> None:
         setup_logging()
         self.parse_command_line(argv)
-        if self.config_file:
-            self.update_config(load_config_file(self.config_file))
-            self.update_config(self.cli_config)  # the command line wins over the file
-            self.log.info("configuration from %s", self.config_file)
-        self.fedhub = Fedhub(parent=self)
-        self.tiers = self.fedhub.apply()
+        try:
+            if self.config_file:
+                self.update_config(load_config_file(self.config_file))
+                self.update_config(self.cli_config)  # the command line wins over the file
+                self.log.info("configuration from %s", self.config_file)
+            self.fedhub = Fedhub(parent=self)
+            self.tiers = self.fedhub.apply()
+        except FedhubError as e:  # a configuration error: one clear line, no traceback
+            self.log.critical("the %s service cannot start: %s", self.name, e.message)
+            sys.exit(1)
 
     def make_app(self) -> tuple[web.Application, Any]:
         """The service's tornado application and its ``on_stop`` callable (or None)."""
