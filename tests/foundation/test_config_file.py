@@ -136,6 +136,34 @@ def test_a_broken_config_file_is_one_clear_line(tmp_path):
     assert r.returncode != 0 and "configuration file not found" in r.stderr
 
 
+def test_service_app_loads_the_file_and_the_command_line_wins(tmp_path, monkeypatch):
+    from fedhub import tiers
+    from fedhub.audit import AuditLog
+    from fedhub.services.audit.app import AuditApp
+
+    path = tmp_path / "fedhub_config.py"
+    path.write_text(
+        "c.AuditLog.checkpoint_every_records = 7\n"
+        f"c.Fedhub.tiers_file = {str(custom_tiers(tmp_path / 'tiers.yaml'))!r}\n"
+    )
+    monkeypatch.setenv("FEDHUB_CONFIG_FILE", str(path))
+    monkeypatch.setenv("FEDHUB_AUDIT_INGEST_SECONDS", "0.25")  # a fallback: still honoured
+    try:
+        app = AuditApp()
+        app.initialize([])
+        assert app.config_file == str(path)
+        assert AuditLog(parent=app).checkpoint_every_records == 7
+        assert app.ingest_seconds == 0.25
+        # the tiers file is the process's default from now on (TenantStore, Billing...)
+        assert app.tiers.get("professional").display_name == TIER_NAME
+        assert tiers.load_tiers().get("professional").display_name == TIER_NAME
+        app = AuditApp()
+        app.initialize(["--AuditLog.checkpoint_every_records=3"])
+        assert AuditLog(parent=app).checkpoint_every_records == 3
+    finally:
+        tiers.use_tiers_file(None)
+
+
 # -- a real hub ---------------------------------------------------------------------------
 
 
