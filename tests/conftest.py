@@ -23,6 +23,18 @@ DEMO_PASSWORD = "fedhub-test-password"
 SESSION_GUARD_MARK = "FEDHUB-SESSION-THREAD-VIOLATION"
 
 
+@pytest.fixture(autouse=True)
+def _fedhub_environment_restored():
+    """The CLI run in-process (click's CliRunner) sets ``FEDHUB_*`` defaults in
+    ``os.environ``; undo them after each test, or every hub started later inherits
+    another test's state dir or key file."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("FEDHUB_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("FEDHUB_") and k not in before]:
+        del os.environ[key]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """The base URL of a PostgreSQL server for this test session."""
