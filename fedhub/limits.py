@@ -405,7 +405,7 @@ METER_KINDS: tuple[MeterKind, ...] = (
         API_CALLS,
         "call",
         "Finished requests to fedhub's service APIs",
-        (f"{SAMPLERS}:flush_api_calls",),
+        ("fedhub.metering:flush_api_calls",),
     ),  # fmt: skip
     MeterKind(
         EXPERIMENTS, "experiment", "An experiment accepted (queued)", (f"{EXP_QUOTA}:reserve",)

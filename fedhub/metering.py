@@ -10,9 +10,13 @@ fedhub records, their units and their producers are declared in
 
 from __future__ import annotations
 
+import logging
+import threading
+import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,17 +32,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from fedhub.db import get_engine, session_scope
 from fedhub.db.base import Base, utcnow
 
 # Kinds produced by fedhub itself (all of them: fedhub.limits.METER_KINDS); external
 # sources may add their own.
 from fedhub.limits import (  # noqa: F401  (re-exported)
+    API_CALLS,
     CPU_SECONDS,
     MEMORY_GB_SECONDS,
     MONTH,
     SERVER_SECONDS,
     window_bounds,
 )
+
+log = logging.getLogger("fedhub.metering")
 
 
 class MeterEvent(Base):
@@ -155,3 +163,80 @@ def month_usage(
 ) -> float:
     start, end = month_bounds(now)
     return usage_total(session, tenant, kind, start, end, username=username)
+
+
+# API calls: every service counts its own. fedhub.web.APIHandler calls count_api_call when a
+# request finishes (an in-process counter per service, tenant, user and hour); flush_api_calls
+# writes the deltas as ``api_calls`` events keyed by process and flush sequence. A process
+# killed between flushes loses at most one interval of counts (they are never counted twice).
+_calls: Counter = Counter()
+_calls_lock = threading.Lock()
+_process = uuid.uuid4().hex[:12]
+_seq = 0
+
+
+FLUSH_SECONDS = 60
+_flusher = None
+
+
+def count_api_call(service: str, tenant: str | None, username: str | None) -> None:
+    """Count one finished API request (cheap: a dict increment; flushed every minute)."""
+    if not tenant:
+        return
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    with _calls_lock:
+        _calls[(service, tenant, username, hour)] += 1
+    _start_flusher()
+
+
+def _start_flusher() -> None:
+    global _flusher
+    if _flusher is not None:
+        return
+    from tornado.ioloop import IOLoop, PeriodicCallback
+
+    loop = IOLoop.current()
+
+    async def flush():
+        await loop.run_in_executor(None, flush_api_calls)
+
+    _flusher = PeriodicCallback(flush, FLUSH_SECONDS * 1000)
+    _flusher.start()
+
+
+def flush_api_calls(db_url: str | None = None) -> int:
+    """Write the counted API calls as meter events (one per service, tenant, user, hour)."""
+    global _seq
+    with _calls_lock:
+        pending = dict(_calls)
+        _calls.clear()
+        _seq += 1
+        seq = _seq
+    if not pending:
+        return 0
+    usages = [
+        Usage(
+            tenant=tenant,
+            kind=API_CALLS,
+            quantity=n,
+            start=hour,
+            end=hour + timedelta(hours=1),
+            source=f"api:{service}",
+            idempotency_key=f"{_process}:{seq}:{tenant}:{username}:{hour:%Y%m%d%H}",
+            username=username,
+            attributes={"service": service},
+        )
+        for (service, tenant, username, hour), n in pending.items()
+    ]
+    try:
+        # runs in a worker thread: a session of its own, never a shared one
+        with session_scope(get_engine(db_url)) as s:
+            return record(s, usages)
+    except Exception:
+        log.exception(
+            "Could not record %d API-call counts; keeping them for the next flush", len(usages)
+        )
+        with _calls_lock:
+            for (service, tenant, username, hour), n in pending.items():
+                _calls[(service, tenant, username, hour)] += n
+        return 0

@@ -27,7 +27,7 @@ from tornado import ioloop, web
 from traitlets import List, Unicode, default
 from traitlets.config import Application
 
-from fedhub import events
+from fedhub import events, metering
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.tenancy import roles as fedhub_roles
@@ -93,13 +93,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return self.settings["fedhub_store"]
 
     def on_finish(self):
-        # metering: API calls per service, tenant, user and hour (fedhub.billing.samplers)
+        # metering: API calls per service, tenant, user and hour (fedhub.metering)
         caller = getattr(self, "_caller", None)
         if caller is not None and caller.tenant:
-            from fedhub.billing.samplers import count_api_call
-
             service = os.environ.get("JUPYTERHUB_SERVICE_NAME", "?")
-            count_api_call(service, caller.tenant, caller.name)
+            metering.count_api_call(service, caller.tenant, caller.name)
 
     def check_xsrf_cookie(self):
         # Only a request that a token actually authenticated may skip the check.

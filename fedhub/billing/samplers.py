@@ -1,4 +1,4 @@
-"""Meter producers that live with billing: storage sampled daily, API calls per hour.
+"""The meter producer that lives with billing: storage, sampled daily.
 
 Storage: once per UTC day, the home of every member of every tenant is measured by
 :mod:`fedhub.storage` (the same code and the same path template as the tier spawner's
@@ -7,27 +7,23 @@ Storage: once per UTC day, the home of every member of every tenant is measured 
 as ``storage_gb_days`` (GB x 1 day) with the key ``storage:<user>:<date>``, so sampling
 twice a day still counts the day once.
 
-API calls: :func:`count_api_call` (called by :class:`fedhub.web.APIHandler` when a
-request finishes) adds to an in-process counter per (service, tenant, user, hour);
-:func:`flush_api_calls` writes the deltas as ``api_calls`` events keyed by process
-and flush sequence. A process killed between flushes loses at most one interval of
-counts (they are never counted twice).
+API calls are counted by every service, billing or not: :mod:`fedhub.metering`
+(:func:`~fedhub.metering.count_api_call`, :func:`~fedhub.metering.flush_api_calls`, re-exported
+here for the billing service's shutdown flush).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-import uuid
-from collections import Counter
 from datetime import datetime, timedelta
 
 from fedhub import storage
 from fedhub.db import get_engine, session_scope
-from fedhub.db.base import utcnow
-from fedhub.limits import API_CALLS, STORAGE_GB_DAYS
-from fedhub.metering import Usage, record
+from fedhub.limits import STORAGE_GB_DAYS
+from fedhub.metering import Usage, count_api_call, flush_api_calls, record
+
+__all__ = ["count_api_call", "flush_api_calls", "sample_storage"]
 
 log = logging.getLogger("fedhub.billing")
 
@@ -72,76 +68,3 @@ def sample_storage(db_url: str | None, path_template: str, now: datetime) -> int
         )
     with session_scope(engine) as s:
         return record(s, usages, now=now)
-
-
-_calls: Counter = Counter()
-_calls_lock = threading.Lock()
-_process = uuid.uuid4().hex[:12]
-_seq = 0
-
-
-FLUSH_SECONDS = 60
-_flusher = None
-
-
-def count_api_call(service: str, tenant: str | None, username: str | None) -> None:
-    """Count one finished API request (cheap: a dict increment; flushed every minute)."""
-    if not tenant:
-        return
-    hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    with _calls_lock:
-        _calls[(service, tenant, username, hour)] += 1
-    _start_flusher()
-
-
-def _start_flusher() -> None:
-    global _flusher
-    if _flusher is not None:
-        return
-    from tornado.ioloop import IOLoop, PeriodicCallback
-
-    loop = IOLoop.current()
-
-    async def flush():
-        await loop.run_in_executor(None, flush_api_calls)
-
-    _flusher = PeriodicCallback(flush, FLUSH_SECONDS * 1000)
-    _flusher.start()
-
-
-def flush_api_calls(db_url: str | None = None) -> int:
-    """Write the counted API calls as meter events (one per service, tenant, user, hour)."""
-    global _seq
-    with _calls_lock:
-        pending = dict(_calls)
-        _calls.clear()
-        _seq += 1
-        seq = _seq
-    if not pending:
-        return 0
-    usages = [
-        Usage(
-            tenant=tenant,
-            kind=API_CALLS,
-            quantity=n,
-            start=hour,
-            end=hour + timedelta(hours=1),
-            source=f"api:{service}",
-            idempotency_key=f"{_process}:{seq}:{tenant}:{username}:{hour:%Y%m%d%H}",
-            username=username,
-            attributes={"service": service},
-        )
-        for (service, tenant, username, hour), n in pending.items()
-    ]
-    try:
-        # runs in a worker thread: a session of its own, never a shared one
-        with session_scope(get_engine(db_url)) as s:
-            return record(s, usages)
-    except Exception:
-        log.exception(
-            "Could not record %d API-call counts; keeping them for the next flush", len(usages)
-        )
-        with _calls_lock:
-            for (service, tenant, username, hour), n in pending.items():
-                _calls[(service, tenant, username, hour)] += n
-        return 0

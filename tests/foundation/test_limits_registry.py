@@ -241,12 +241,12 @@ def _storage(url, tmp_path, monkeypatch) -> None:
 def _api_calls(url, tmp_path, monkeypatch) -> None:
     from collections import Counter
 
-    from fedhub.billing import samplers
+    from fedhub import metering
 
-    monkeypatch.setattr(samplers, "_calls", Counter())
-    monkeypatch.setattr(samplers, "_start_flusher", lambda: None)
-    samplers.count_api_call("billing", "acme", "ann")
-    assert samplers.flush_api_calls(url) == 1
+    monkeypatch.setattr(metering, "_calls", Counter())
+    monkeypatch.setattr(metering, "_start_flusher", lambda: None)
+    metering.count_api_call("billing", "acme", "ann")
+    assert metering.flush_api_calls(url) == 1
 
 
 def _experiment(url, tmp_path, monkeypatch):
@@ -271,7 +271,7 @@ EXERCISES = {
     "fedhub.quotas:meter_running": lambda *a: _servers(*a, release=False),
     "fedhub.quotas:release": lambda *a: _servers(*a, release=True),
     "fedhub.billing.samplers:sample_storage": _storage,
-    "fedhub.billing.samplers:flush_api_calls": _api_calls,
+    "fedhub.metering:flush_api_calls": _api_calls,
     "fedhub.services.experiments.quota:reserve": _experiment,
     "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round": _rounds,
 }

@@ -160,6 +160,7 @@ async def test_meter_flushes_in_threads_never_take_a_shared_session(
     from collections import Counter
 
     from fedhub import db as fedhub_db
+    from fedhub import metering
     from fedhub.billing import samplers
     from fedhub.db.base import utcnow
 
@@ -172,10 +173,10 @@ async def test_meter_flushes_in_threads_never_take_a_shared_session(
     store.add_user("alice", tenant="acme")
     (tmp_path / "homes" / "alice").mkdir(parents=True)
     (tmp_path / "homes" / "alice" / "data.bin").write_bytes(b"x" * 1000)
-    monkeypatch.setattr(samplers, "_calls", Counter())
-    monkeypatch.setattr(samplers, "_start_flusher", lambda: None)
-    samplers.count_api_call("billing", "acme", "alice")
-    assert await asyncio.to_thread(samplers.flush_api_calls, migrated_db) == 1
+    monkeypatch.setattr(metering, "_calls", Counter())
+    monkeypatch.setattr(metering, "_start_flusher", lambda: None)
+    metering.count_api_call("billing", "acme", "alice")
+    assert await asyncio.to_thread(metering.flush_api_calls, migrated_db) == 1
     assert (
         await asyncio.to_thread(
             samplers.sample_storage, migrated_db, str(tmp_path / "homes" / "{username}"), utcnow()
