@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
+from fedhub.web import free_port
 
 # the source checkout when fedhub runs from one (make run, an editable install); in a wheel
 # install this is site-packages, which has no node_modules. Data files are found with
@@ -90,12 +90,6 @@ class LaunchContext:
     @property
     def hub_url(self) -> str:
         return f"http://{self.ip}:{self.port}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def proxy_command() -> list[str]:

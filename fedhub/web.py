@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -417,14 +418,19 @@ class ServiceApp(Application):
         run(app, on_stop=on_stop)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for a managed service, the hub, the proxy API)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = None) -> dict:
     """A ``JupyterHub.services`` entry that runs ``python -m module`` under the hub.
 
     The service gets the hub's fedhub configuration file (``FEDHUB_CONFIG_FILE``) and
     where the state and database are; everything else it reads from that file.
     """
-    from fedhub.launcher import free_port
-
     env = {
         "FEDHUB_DB_URL": ctx.db_url,
         "FEDHUB_STATE_DIR": str(ctx.state_dir),
