@@ -1,8 +1,10 @@
-"""Where billing's "now" comes from.
+"""Where the "now" of billing's decisions and of a tenant's plan history comes from.
 
-Every time-dependent decision (which period is open, whether the grace period
-is over, whether an event is too late) asks a :class:`Clock`, so tests can
-move a tenant through months without waiting and without patching.
+Every time-dependent billing decision (which period is open, whether the grace period
+is over, whether an event is too late) asks a :class:`Clock`, and so does the tenancy
+when it records a plan change (:mod:`fedhub.tenancy.plans`): a test moves a tenant
+through months, changing its tier on the way, without waiting and without patching.
+It sits in the core, below both, because tenancy must not import billing.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKey,
-    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -34,21 +33,6 @@ FINALIZED = "finalized"
 
 class ImmutableInvoice(Exception):
     """Raised when code tries to change a finalized invoice (a bug: issue a credit note)."""
-
-
-class Subscription(Base):
-    """One change of a tenant's plan: from ``effective_at`` on, this tier and overrides."""
-
-    __tablename__ = "fedhub_billing_subscriptions"
-    __table_args__ = (Index("ix_billing_sub_tenant_at", "tenant", "effective_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(63))
-    tier: Mapped[str] = mapped_column(String(63))
-    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    effective_at: Mapped[datetime] = mapped_column(DateTime)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    actor: Mapped[str | None] = mapped_column(String(255))
 
 
 class Invoice(Base):

@@ -17,11 +17,12 @@ from fedhub import events
 from fedhub.billing import budgets
 from fedhub.billing.clock import Clock, get_clock
 from fedhub.billing.invoices import close_period
-from fedhub.billing.models import DRAFT, Budget, Invoice, Subscription
+from fedhub.billing.models import DRAFT, Budget, Invoice
 from fedhub.billing.periods import Period, containing
 from fedhub.billing.settings import BillingSettings
 from fedhub.db import session_scope
 from fedhub.errors import FedhubError, InvalidRequest
+from fedhub.tenancy.plans import Subscription
 from fedhub.tiers import TierCatalog, load_tiers
 
 log = logging.getLogger("fedhub.billing")

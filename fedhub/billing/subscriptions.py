@@ -1,9 +1,9 @@
-"""A tenant's subscription history: which tier (and negotiated overrides) on which day.
+"""A tenant's subscription history, as billing reads it: which tier on which day.
 
-:class:`~fedhub.tenancy.store.TenantStore` calls :func:`record_change` in the same
-transaction that creates a tenant or changes its tier or overrides, so billing
-never misses a change. Changes take effect for billing from the start of their
-UTC day (proration is by day); several changes on one day: the last one wins.
+The tenancy records every plan change (:mod:`fedhub.tenancy.plans`, in the transaction
+that makes it); :func:`record_change` is re-exported here for code that backfills a
+history. Changes take effect for billing from the start of their UTC day (proration is
+by day); several changes on one day: the last one wins.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fedhub.billing.clock import get_clock
-from fedhub.billing.models import Subscription
 from fedhub.billing.periods import Period, day_start
+from fedhub.tenancy.plans import Subscription, record_change
+
+__all__ = ["Segment", "history", "record_change", "segments"]
 
 
 @dataclass(frozen=True)
@@ -33,29 +34,6 @@ class Segment:
     @property
     def days(self) -> int:
         return (self.end - self.start).days
-
-
-def record_change(
-    session: Session,
-    tenant: str,
-    tier: str,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    at: datetime | None = None,
-    actor: str | None = None,
-) -> Subscription:
-    """Record that ``tenant`` is on ``tier`` (with ``overrides``) from ``at`` on."""
-    now = get_clock().now()
-    sub = Subscription(
-        tenant=tenant,
-        tier=tier,
-        overrides=dict(overrides or {}),
-        effective_at=at or now,
-        recorded_at=now,
-        actor=actor,
-    )
-    session.add(sub)
-    return sub
 
 
 def history(session: Session, tenant: str) -> list[Subscription]:

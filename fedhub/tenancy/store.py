@@ -17,11 +17,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from fedhub import events, limits
-from fedhub.billing import subscriptions
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
-from fedhub.tenancy import passwords
+from fedhub.tenancy import passwords, plans
 from fedhub.tenancy.checks import (  # noqa: F401  (SLUG_RE, EMAIL_RE: re-exported)
     EMAIL_RE,
     SLUG_RE,
@@ -154,7 +153,7 @@ class TenantStore(SignupMixin):
                 overrides=overrides,
             )
             s.add(tenant)
-            subscriptions.record_change(s, slug, tier, overrides, actor=actor)
+            plans.record_change(s, slug, tier, overrides, actor=actor)
             bump_revision(s)
         events.emit("tenant.created", tenant=slug, actor=actor, target=slug, details={"tier": tier})
         return tenant
@@ -191,7 +190,7 @@ class TenantStore(SignupMixin):
                 changes["overrides"] = new_overrides
                 tenant.overrides = new_overrides
             if "tier" in changes or "overrides" in changes:  # billing prorates from today
-                subscriptions.record_change(s, slug, new_tier, new_overrides, actor=actor)
+                plans.record_change(s, slug, new_tier, new_overrides, actor=actor)
             bump_revision(s)
         events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
         if "tier" in changes:
