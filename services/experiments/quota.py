@@ -86,8 +86,10 @@ def limits(tier: Tier) -> dict[str, Any]:
 
 
 def _refuse(tier_name: str, limit: str, value, current, message: str, requested=None):
+    # a size limit (clients, rounds, epochs) has no usage: the request is what is refused
+    measured = f"requested {requested}" if current is None else f"current usage {current}"
     raise QuotaExceeded(
-        f"{message} (tier {tier_name}: {limit} = {value}, current usage {current})",
+        f"{message} (tier {tier_name}: {limit} = {value}, {measured})",
         details=registry.details(limit, value, current, requested, tier=tier_name),
     )
 

@@ -65,7 +65,7 @@ def test_refused_max_clients_per_experiment(exp_hub, api):
     err = r.json()["error"]
     assert err["code"] == "quota_exceeded"
     assert err["details"]["limit"] == "max_clients_per_experiment"
-    assert "max_clients_per_experiment = 10" in err["message"] and "usage 11" in err["message"]
+    assert "max_clients_per_experiment = 10" in err["message"] and "requested 11" in err["message"]
     refused = [e for e in spooled_events(exp_hub) if e["action"] == "experiment.refused"]
     assert any(e["actor"] == "carol" and e["result"] == "denied" for e in refused)
 
