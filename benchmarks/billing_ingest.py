@@ -36,12 +36,12 @@ from sqlalchemy import insert  # noqa: E402
 from fedhub import db  # noqa: E402
 from fedhub.billing.clock import FixedClock  # noqa: E402
 from fedhub.billing.ingest import batch_adapter, ingest, parse_batch  # noqa: E402
-from fedhub.billing.models import Subscription  # noqa: E402
 from fedhub.billing.operations import Billing  # noqa: E402
 from fedhub.billing.periods import parse  # noqa: E402
 from fedhub.billing.settings import BillingSettings  # noqa: E402
 from fedhub.db.base import utcnow  # noqa: E402
 from fedhub.metering import MeterEvent, Usage  # noqa: E402
+from fedhub.tenancy.plans import Subscription  # noqa: E402
 
 NOW = datetime(2026, 11, 20)
 TENANTS = ("acme", "globex")  # demo tenants: the API refuses unknown ones
