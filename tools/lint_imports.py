@@ -68,6 +68,6 @@ def use_package_dirs() -> None:
 
 if __name__ == "__main__":
     use_package_dirs()
-    # the cache's key is the root package's name, which cannot tell this graph from plain
-    # lint-imports' one; the whole graph builds in about a second
+    # no cache: the whole graph builds in well under a second, and no cache folder is left
+    # in the checkout
     lint_imports_command(["--no-cache", *sys.argv[1:]])
