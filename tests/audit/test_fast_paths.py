@@ -290,3 +290,31 @@ def test_cli_export_streams_every_event(tmp_path):
     # the export itself is an audit event
     spooled = "".join(p.read_text() for p in (tmp_path / "spool").glob("*.jsonl"))
     assert spooled.count('"audit.exported"') == 2
+
+
+def test_parallel_verify_from_a_thread(audit, spans):
+    """The service verifies in a thread: its workers then start from a fork server
+    (forking a process with other threads is unsafe), with the same answer."""
+    import threading
+
+    _three_chains(audit)
+    with audit.session() as s:
+        s.execute(
+            update(AuditRecord.__table__)
+            .where(AuditRecord.tenant == "acme", AuditRecord.seq == 200)
+            .values(result="denied")
+        )
+    out: list = []
+
+    def run():
+        out.append(verify_mod._mp_context().get_start_method())
+        out.append(verify(audit, processes=2))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=120)
+    method, reports = out
+    assert method == "forkserver"
+    [bad] = [r for r in reports if not r.ok]
+    assert (bad.tenant, bad.bad_seq) == ("acme", 200), bad.as_dict()
+    assert [r.as_dict() for r in reports] == [r.as_dict() for r in verify(audit, processes=1)]
