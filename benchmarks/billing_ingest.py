@@ -324,8 +324,13 @@ def main():
         if cluster:
             cluster.stop()
     if args.no_close:
+        shutil.rmtree(tmp, ignore_errors=True)
         return
-    load, close, rows = bench_close(f"sqlite:///{tmp / 'close.sqlite'}", args.tenants)
+    try:
+        load, close, rows = bench_close(f"sqlite:///{tmp / 'close.sqlite'}", args.tenants)
+    finally:
+        db.dispose_engines()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"close: {args.tenants} tenants, {rows:,} hourly usage rows (loaded in {load:.1f} s)")
     print(
         f"  SQLite     close + finalize the month: {close:.1f} s "
