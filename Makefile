@@ -51,6 +51,9 @@ run: install
 
 # the code's imports against the declared dependencies (pyproject.toml [tool.deptry])
 DEPTRY := $(BIN)/deptry fedhub extensions services
+# the import direction (.importlinter); the wrapper tells import-linter where the
+# mapped packages fedhub.extensions and fedhub.services live
+LINT_IMPORTS := $(BIN)/python tools/lint_imports.py
 
 # the whole suite, then lint and the dependency check; fails if any fails
 test: install
@@ -59,6 +62,7 @@ test: install
 	$(BIN)/ruff check . || status=1; \
 	$(BIN)/ruff format --check . || status=1; \
 	$(DEPTRY) || status=1; \
+	$(LINT_IMPORTS) || status=1; \
 	exit $$status
 
 test-fast: install
@@ -68,6 +72,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(DEPTRY)
+	$(LINT_IMPORTS)
 
 format: install
 	$(BIN)/ruff format .

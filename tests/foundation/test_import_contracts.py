@@ -20,7 +20,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "lint_imports.py"
 
-pytest.importorskip("importlinter", reason="import-linter is a dev dependency")
 
 
 def test_import_contracts_are_kept():
