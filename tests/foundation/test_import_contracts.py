@@ -15,11 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "lint_imports.py"
-
 
 
 def test_import_contracts_are_kept():
