@@ -180,10 +180,10 @@ def test_time_wins_over_start_and_end_and_windows_are_checked():
         parse({"events": [event(time="2026-10-02T00:00:00")]})
 
 
+# row locks exist on PostgreSQL only: SQLite serialises whole writers at BEGIN IMMEDIATE
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_concurrent_batches_sharing_keys_in_opposite_orders_do_not_deadlock(billing):
     """Batch B holds A's keys in reverse order and arrives while A's transaction is open."""
-    if not billing.db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE")
     keys = [f"k{i:03d}" for i in range(200)]
     first, second = keys[:100], keys[100:]
     reverse = parse({"events": [event(k) for k in reversed(keys)]})
