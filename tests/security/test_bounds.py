@@ -144,9 +144,10 @@ def test_unratable_usage_fails_its_tenant_alone_and_the_others_still_close(shub)
     assert set(closed) == {"globex", "initech"}, closed
     assert closed["globex"]["total"] != "0.00"
     failed = [e for e in spooled_events(shub) if e["action"] == "billing.close_failed"]
-    assert [(e["tenant"], e["result"], e["details"]["period"]) for e in failed] == [
+    # the service's own scheduled close may have tried (and failed on acme) meanwhile too
+    assert failed and {(e["tenant"], e["result"], e["details"]["period"]) for e in failed} == {
         ("acme", "error", last.name)
-    ]
+    }
     # the JSON output carries the same report
     r = shub.fedhub("billing", "close-period", "--period", last.name, "--json", check=False)
     rows = json.loads(r.stdout)
@@ -190,7 +191,7 @@ def test_rounds_and_local_epochs_over_the_tier_are_refused(shub, spec, limit, va
     err = r.json()["error"]
     assert err["code"] == "quota_exceeded" and err["details"]["limit"] == limit
     asked = next(iter(spec.values()))
-    assert f"{limit} = {value}" in err["message"] and f"usage {asked}" in err["message"], err
+    assert f"{limit} = {value}" in err["message"] and f"requested {asked}" in err["message"], err
     assert carol.call("GET", "/quota").json()["limits"][limit] == value
     refused = [e for e in spooled_events(shub) if e["action"] == "experiment.refused"]
     assert any(e["details"].get("limit") == limit for e in refused)
