@@ -250,7 +250,7 @@ def prepare(
     accounts.private_umask()
     secure_state_dir(state_dir)
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
-    url = db_url or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+    url = db_url or fedhub_db.sqlite_url(state_dir)
     os.environ["FEDHUB_DB_URL"] = url
     # the tiers file named in the configuration file (c.Fedhub.tiers_file), validated now
     tiers = Fedhub(config=fedhub_config(config_file)).apply()

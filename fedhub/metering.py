@@ -10,6 +10,7 @@ fedhub records, their units and their producers are declared in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -29,11 +30,11 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fedhub.db import get_engine, session_scope
+from fedhub.db import get_engine, insert_ignore, session_scope
 from fedhub.db.base import Base, utcnow
+from fedhub.jobs import PeriodicJob
 
 # Kinds produced by fedhub itself (all of them: fedhub.limits.METER_KINDS); external
 # sources may add their own.
@@ -101,20 +102,6 @@ class Usage:
         }
 
 
-def _insert_ignore(session: Session):
-    dialect = session.get_bind().dialect.name
-    table = MeterEvent.__table__
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(
-            index_elements=["tenant", "source", "idempotency_key"]
-        )
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(
-            index_elements=["tenant", "source", "idempotency_key"]
-        )
-    raise NotImplementedError(f"metering supports SQLite and PostgreSQL, not {dialect}")
-
-
 def record(session: Session, usages: Iterable[Usage], *, now: datetime | None = None) -> int:
     """Append usage events; duplicates (same tenant, source, key) are ignored.
 
@@ -124,8 +111,13 @@ def record(session: Session, usages: Iterable[Usage], *, now: datetime | None = 
     rows = [u.row(recorded_at) for u in usages]
     if not rows:
         return 0
-    result = session.execute(_insert_ignore(session).returning(MeterEvent.id), rows)
-    return len(result.all())
+    return insert_ignore(
+        session,
+        MeterEvent.__table__,
+        rows,
+        ["tenant", "source", "idempotency_key"],
+        returning=MeterEvent.__table__.c.id,
+    )
 
 
 def usage_total(
@@ -193,15 +185,13 @@ def _start_flusher() -> None:
     global _flusher
     if _flusher is not None:
         return
-    from tornado.ioloop import IOLoop, PeriodicCallback
-
-    loop = IOLoop.current()
-
-    async def flush():
-        await loop.run_in_executor(None, flush_api_calls)
-
-    _flusher = PeriodicCallback(flush, FLUSH_SECONDS * 1000)
-    _flusher.start()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # counted outside a service's loop: the next call on one starts it
+        return
+    _flusher = PeriodicJob(
+        "API-call counter flush", flush_api_calls, FLUSH_SECONDS, blocking=True, logger=log
+    ).start()
 
 
 def flush_api_calls(db_url: str | None = None) -> int:

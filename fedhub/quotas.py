@@ -9,8 +9,8 @@ tier allows:
 
 - SQLite: every fedhub transaction starts with ``BEGIN IMMEDIATE`` (see
   :mod:`fedhub.db`), which serialises writers for the whole database;
-- PostgreSQL: ``SELECT ... FOR UPDATE`` on the tenant's row serialises
-  reservations of one tenant and leaves other tenants alone.
+- PostgreSQL: :func:`fedhub.db.tenant_lock` (a transaction-scoped advisory lock on
+  the tenant) serialises reservations of one tenant and leaves other tenants alone.
 
 The same rows drive metering: :func:`meter_running` turns the time since each
 reservation's ``metered_until`` into usage events and moves ``metered_until``
@@ -37,11 +37,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fedhub import limits, metering
-from fedhub.db import session_scope
+from fedhub.db import insert_ignore, session_scope, tenant_lock
 from fedhub.db.base import Base, utcnow
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, QuotaExceeded
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
@@ -195,8 +194,9 @@ class Reservation:
 
 
 def _locked_tenant(session: Session, slug: str) -> Tenant:
-    # FOR UPDATE is a no-op on SQLite, where BEGIN IMMEDIATE already holds the write lock
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug).with_for_update())
+    # the shared per-tenant lock (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite)
+    tenant_lock(session, slug)
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
         raise NotFound(f"no tenant {slug!r}")
     return tenant
@@ -468,15 +468,9 @@ def member_names(db, tenant: str) -> list[str]:
 
 def add_notice(session: Session, tenant: str, key: str, now: datetime | None = None) -> bool:
     """Record a notice once; True when it is new (so its event is emitted once)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(QuotaNotice.__table__)
-        .values(tenant=tenant, key=key, created_at=now or utcnow())
-        .on_conflict_do_nothing(index_elements=["tenant", "key"])
-        .returning(QuotaNotice.__table__.c.id)
-    )
-    return session.execute(stmt).first() is not None
+    row = {"tenant": tenant, "key": key, "created_at": now or utcnow()}
+    table = QuotaNotice.__table__
+    return insert_ignore(session, table, row, ["tenant", "key"], returning=table.c.id) == 1
 
 
 def notice_time(session: Session, tenant: str, key: str) -> datetime | None:

@@ -19,8 +19,8 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, NamedTuple
+from urllib.parse import urlencode, urlparse
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
@@ -41,6 +41,13 @@ log = logging.getLogger("fedhub.web")
 # read invoices, credit notes and the budget (the billing service's "billing:read").
 # Everything else from a suspended tenant's users is refused with 403 tenant_suspended.
 SUSPENDED_TENANT_ADMIN_READS = frozenset({"billing:read"})
+
+
+class Page(NamedTuple):
+    """What a list request asked for: at most ``limit`` items after ``cursor``."""
+
+    limit: int
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,25 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             raise InvalidRequest(
                 "request body is not acceptable JSON (a number or nesting too large)"
             ) from None
+
+    def page_args(self, default: int = 100, maximum: int = 500) -> Page:
+        """``?limit=&cursor=`` of a list endpoint; the limit clamped to ``[1, maximum]``."""
+        raw = self.get_query_argument("limit", None)
+        try:
+            limit = default if raw in (None, "") else int(raw)
+        except ValueError:
+            raise InvalidRequest(f"limit must be a whole number, not {raw!r}") from None
+        cursor = self.get_query_argument("cursor", None) or None
+        return Page(max(1, min(limit, maximum)), cursor)
+
+    def write_page(self, key: str, items: list, next_cursor: str | None, **extra: Any) -> None:
+        """A page as ``{key: items, "next": <URL of the next page or null>, ...extra}``."""
+        next_url = None
+        if next_cursor is not None:
+            args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+            args["cursor"] = next_cursor
+            next_url = f"{self.request.path}?{urlencode(args)}"
+        self.write_json({key: items, "next": next_url, "next_cursor": next_cursor, **extra})
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

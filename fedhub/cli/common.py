@@ -23,14 +23,13 @@ def db_url(ctx: click.Context) -> str:
     if obj.get("db_url"):
         return obj["db_url"]
     os.environ.setdefault("FEDHUB_STATE_DIR", str(state))
-    return f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    return fedhub_db.sqlite_url(state)
 
 
 def store(ctx: click.Context) -> TenantStore:
     """The tenant store of the configured database, migrated if needed."""
     url = db_url(ctx)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    fedhub_db.ensure_sqlite_dir(url)
     fedhub_db.upgrade(url)
     return TenantStore(url)
 

@@ -13,6 +13,7 @@ from traitlets.config import Config
 from traitlets.utils.importstring import import_item
 
 from fedhub import config as fedhub_config
+from fedhub import db as fedhub_db
 from fedhub import launcher
 
 
@@ -78,7 +79,7 @@ def effective_configuration(obj: dict) -> dict:
     state_dir = Path(obj["state_dir"]).resolve()
     config_file = launcher.config_file_for(state_dir, obj.get("config_file"))
     file_config = launcher.fedhub_config(config_file)
-    url = obj.get("db_url") or f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+    url = obj.get("db_url") or fedhub_db.sqlite_url(state_dir)
     # what a service started by this hub would see
     os.environ["FEDHUB_STATE_DIR"] = str(state_dir)
     os.environ["FEDHUB_DB_URL"] = url

@@ -191,10 +191,24 @@ def submit(spec: dict | None = None, **kwargs: Any) -> Experiment:
     return Experiment(request("POST", "api/v1/experiments", json=body))
 
 
-def list(tenant: str | None = None) -> _builtin_list[Experiment]:  # noqa: A001 - public name
-    """Your tenant's experiments, newest first."""
-    data = request("GET", "api/v1/experiments", params={"tenant": tenant} if tenant else None)
-    return [Experiment(d) for d in data["experiments"]]
+def list(  # noqa: A001 - public name
+    tenant: str | None = None, limit: int | None = 200
+) -> _builtin_list[Experiment]:
+    """Your tenant's experiments, newest first: the newest ``limit`` (None: all of them).
+
+    The service pages its list (``?limit=&cursor=``); this follows the pages.
+    """
+    runs: _builtin_list[Experiment] = []
+    params: dict[str, Any] = {"tenant": tenant} if tenant else {}
+    while limit is None or len(runs) < limit:
+        if limit is not None:
+            params["limit"] = min(limit - len(runs), 500)
+        data = request("GET", "api/v1/experiments", params=params)
+        runs.extend(Experiment(d) for d in data["experiments"])
+        if not data.get("next_cursor"):
+            break
+        params["cursor"] = data["next_cursor"]
+    return runs
 
 
 def get(exp_id: str) -> Experiment:

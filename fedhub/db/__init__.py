@@ -16,8 +16,31 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedhub.db.base import Base, utcnow
+from fedhub.db.toolkit import (
+    InvalidCursor,
+    insert_ignore,
+    insert_ignore_stmt,
+    keyset_page,
+    parse_iso,
+    tenant_lock,
+)
 
-__all__ = ["Base", "utcnow", "get_engine", "session_scope", "upgrade", "database_url"]
+__all__ = [
+    "Base",
+    "utcnow",
+    "get_engine",
+    "session_scope",
+    "upgrade",
+    "database_url",
+    "sqlite_url",
+    "ensure_sqlite_dir",
+    "InvalidCursor",
+    "insert_ignore",
+    "insert_ignore_stmt",
+    "keyset_page",
+    "parse_iso",
+    "tenant_lock",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "fedhub_alembic_version"
@@ -26,14 +49,24 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+def sqlite_url(state_dir: str | os.PathLike[str]) -> str:
+    """The embedded database of a state dir: ``sqlite:///<state_dir>/jupyterhub.sqlite``."""
+    return f"sqlite:///{Path(state_dir) / 'jupyterhub.sqlite'}"
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a SQLite file URL (no-op for other URLs)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def database_url(url: str | None = None) -> str:
     """The URL fedhub uses: explicit, else ``$FEDHUB_DB_URL``, else the embedded SQLite file."""
     if url:
         return url
     if os.environ.get("FEDHUB_DB_URL"):
         return os.environ["FEDHUB_DB_URL"]
-    state = Path(os.environ.get("FEDHUB_STATE_DIR", ".fedhub")).resolve()
-    return f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    return sqlite_url(Path(os.environ.get("FEDHUB_STATE_DIR", ".fedhub")).resolve())
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -135,8 +168,7 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
     from alembic import command
 
     url = database_url(url)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -20,8 +20,9 @@ import json
 from sqlalchemy import select
 
 from fedhub import limits as registry
-from fedhub.db import session_scope
+from fedhub.db import keyset_page, session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
+from fedhub.jobs import run_blocking
 from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
@@ -60,16 +61,28 @@ class BaseHandler(APIHandler):
             return list(rows)
 
 
+#: the list's page: the newest runs first (``?limit=`` up to MAX_PAGE_SIZE, ``?cursor=``)
+PAGE_SIZE = 200
+MAX_PAGE_SIZE = 500
+NEWEST_FIRST = [(ExperimentRun.created_at, True), (ExperimentRun.id, True)]
+
+
 class ExperimentsHandler(BaseHandler):
-    def get(self):
+    async def get(self):
         self.require("experiments:read")
         tenant = self.scoped_tenant(self.get_argument("tenant", None))
-        q = select(ExperimentRun).order_by(ExperimentRun.created_at.desc()).limit(200)
+        page = self.page_args(default=PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        q = select(ExperimentRun)
         if tenant is not None:
             q = q.where(ExperimentRun.tenant == tenant)
-        with session_scope(self.db_url) as s:
-            runs = [r.to_json() for r in s.scalars(q)]
-        self.write_json({"experiments": runs})
+
+        def read() -> tuple[list[dict], str | None]:
+            with session_scope(self.db_url) as s:
+                runs, cursor = keyset_page(s, q, NEWEST_FIRST, cursor=page.cursor, limit=page.limit)
+                return [r.to_json() for r in runs], cursor
+
+        runs, next_cursor = await run_blocking(read)
+        self.write_page("experiments", runs, next_cursor)
 
     def post(self):
         caller = self.require("experiments:run")
@@ -136,15 +149,14 @@ class EventsHandler(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")
         last = int(self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0"))
         idle = 0.0
-        loop = asyncio.get_running_loop()
         while True:
             # database reads off the event loop: many open streams must not stall the API
-            records = await loop.run_in_executor(None, self.rounds, exp_id, last)
+            records = await run_blocking(self.rounds, exp_id, last)
             for record in records:
                 last = int(record["round"])
                 self.write(f"id: {last}\nevent: round\ndata: {json.dumps(record)}\n\n")
                 idle = 0.0
-            run = await loop.run_in_executor(None, self.load_run, exp_id)
+            run = await run_blocking(self.load_run, exp_id)
             if run.status in FINISHED and run.rounds_done <= last:
                 self.write(f"event: status\ndata: {json.dumps(run.to_json())}\n\n")
                 await self.flush()

@@ -1,8 +1,9 @@
 """Tier limits for experiments, checked and reserved in one transaction.
 
 The check and the insert of the new run happen in the same transaction, serialised per
-tenant (SQLite: ``BEGIN IMMEDIATE`` takes the write lock; PostgreSQL: a transaction-scoped
-advisory lock on the tenant), so two submissions racing for the last slot cannot both win.
+tenant by :func:`fedhub.db.tenant_lock`, the same lock as spawn reservations (SQLite:
+``BEGIN IMMEDIATE`` takes the write lock; PostgreSQL: a transaction-scoped advisory lock on
+the tenant), so two submissions racing for the last slot cannot both win.
 
 The same transaction records the ``experiments`` meter event (one per accepted run, keyed
 by the run's id), so ``experiments_per_month`` and billing's ``experiments`` line count the
@@ -15,12 +16,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fedhub import limits as registry
 from fedhub import metering
-from fedhub.db import session_scope, utcnow
+from fedhub.db import session_scope, tenant_lock, utcnow
 from fedhub.errors import NotFound, QuotaExceeded
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
 from fedhub.tiers import Tier, TierCatalog
@@ -39,14 +40,6 @@ TENANT_SUSPENDED = "tenant_suspended"
 TENANT_REMOVED = "tenant_removed"
 USER_REMOVED = "user_removed"
 TIER_LIMIT = "tier_limit"
-
-
-def lock_tenant(session: Session, tenant: str) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"fedhub-experiments:{tenant}"},
-        )
 
 
 def usage(session: Session, tenant: str, now: datetime | None = None) -> dict[str, Any]:
@@ -133,7 +126,7 @@ def check(
 ) -> dict:
     """Raise :class:`QuotaExceeded` naming the first limit the new run would break.
 
-    Call inside the transaction that inserts the run, after :func:`lock_tenant`.
+    Call inside the transaction that inserts the run, after :func:`fedhub.db.tenant_lock`.
     """
     used = usage(session, tenant)
 
@@ -184,7 +177,7 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
     last slot exactly one is queued and the other gets :class:`QuotaExceeded`.
     """
     with session_scope(db_url) as s:
-        lock_tenant(s, tenant)
+        tenant_lock(s, tenant)
         check(s, tenant, tier_name, tier, spec.clients, spec.rounds, spec.local_epochs)
         run = ExperimentRun(
             id=uuid.uuid4().hex[:16],

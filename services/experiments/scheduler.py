@@ -27,12 +27,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events, metering
-from fedhub.db import session_scope, utcnow
+from fedhub.db import insert_ignore, session_scope, utcnow
 from fedhub.errors import FedhubError
 
 from . import quota
@@ -385,13 +384,8 @@ class ExperimentScheduler(LoggingConfigurable):
         now = utcnow()
         duration = float(record.get("duration_s") or 0.0)
         with session_scope(self.db_url) as s:
-            table = ExperimentRound.__table__
-            dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-            s.execute(
-                dialect.insert(table)
-                .values(experiment_id=exp_id, round=rnd, metrics=metrics, recorded_at=now)
-                .on_conflict_do_nothing(index_elements=["experiment_id", "round"])
-            )
+            row = dict(experiment_id=exp_id, round=rnd, metrics=metrics, recorded_at=now)
+            insert_ignore(s, ExperimentRound.__table__, row, ["experiment_id", "round"])
             run = s.get(ExperimentRun, exp_id)
             run.rounds_done = max(run.rounds_done, rnd)
             start = now - timedelta(seconds=duration)

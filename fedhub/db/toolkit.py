@@ -1,0 +1,176 @@
+"""The database helpers every part of fedhub shares (docs/architecture.md, "Shared toolkit").
+
+Each concern is written once here, so a fix (a dialect quirk, a lock order) lands
+everywhere: an insert that ignores duplicates, the per-tenant lock, keyset (cursor)
+pagination, and reading an ISO 8601 time into the naive UTC that fedhub stores.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Select, Table, and_, or_, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+from fedhub.errors import InvalidRequest
+
+__all__ = [
+    "InvalidCursor",
+    "decode_cursor",
+    "encode_cursor",
+    "insert_ignore",
+    "insert_ignore_stmt",
+    "keyset_page",
+    "parse_iso",
+    "tenant_lock",
+]
+
+#: the first key of fedhub's tenant advisory locks (PostgreSQL), apart from other users' locks
+TENANT_LOCK_NAMESPACE = 0x46454448  # "FEDH"
+
+
+def insert_ignore_stmt(session: Session, tbl: Table, conflict_cols: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (conflict_cols) DO NOTHING`` in the session's dialect.
+
+    For callers that add ``.values()`` or ``.returning()`` themselves.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(tbl).on_conflict_do_nothing(index_elements=list(conflict_cols))
+    if dialect == "sqlite":
+        return sqlite.insert(tbl).on_conflict_do_nothing(index_elements=list(conflict_cols))
+    raise NotImplementedError(f"fedhub supports SQLite and PostgreSQL, not {dialect}")
+
+
+def insert_ignore(
+    session: Session,
+    tbl: Table,
+    rows: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    conflict_cols: Sequence[str],
+    *,
+    returning: Column | None = None,
+) -> int:
+    """Insert ``rows``, skipping those that collide on ``conflict_cols``; how many were new.
+
+    With ``returning`` (a column, usually the primary key) the count is exact on both
+    engines; without it, the driver's rowcount is used, which SQLite and psycopg report
+    for a single row and for ``executemany``. The caller commits.
+    """
+    rows = [dict(rows)] if isinstance(rows, Mapping) else [dict(r) for r in rows]
+    if not rows:
+        return 0
+    stmt = insert_ignore_stmt(session, tbl, conflict_cols)
+    if returning is not None:
+        result = session.execute(stmt.returning(returning), rows)
+        return len(result.all())
+    if len(rows) == 1:
+        return max(session.execute(stmt.values(rows[0])).rowcount, 0)
+    return max(session.execute(stmt, rows).rowcount, 0)
+
+
+def tenant_lock(session: Session, tenant: str) -> None:
+    """Serialise read-then-write work on one tenant until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on the tenant's name
+    (``pg_advisory_xact_lock(<fedhub's namespace>, hashtext(tenant))``), so two transactions
+    of the same tenant (a spawn reservation, an experiment submission) queue behind each
+    other and different tenants do not. SQLite: fedhub's engine opens every transaction
+    with ``BEGIN IMMEDIATE`` (:func:`fedhub.db.create_db_engine`), which already holds the
+    database's write lock, so there is nothing more to take.
+
+    Why not ``SELECT ... FOR UPDATE`` of the tenant's row (what quotas did): it locks
+    nothing when the row is absent (an experiment run reserved for a tenant the service
+    knows only by name raced freely, tests/experiments/test_quota_db.py), and it makes
+    every update of the tenant row (a plan change, a suspension) wait for the reservation.
+    The advisory lock holds in both cases and touches no table.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
+            {"ns": TENANT_LOCK_NAMESPACE, "tenant": tenant},
+        )
+
+
+def parse_iso(value: str | datetime) -> datetime:
+    """An ISO 8601 time (``Z`` or an offset allowed) as naive UTC, how fedhub stores times.
+
+    Raises :class:`ValueError` for text that is not ISO 8601.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        dt = datetime.fromisoformat(text)
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+# -- cursor pagination ----------------------------------------------------------------
+
+
+class InvalidCursor(InvalidRequest):
+    """A page cursor that this code did not write (or that was tampered with)."""
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """An opaque cursor for the sort-key values of a page's last row."""
+    plain = [{"t": v.isoformat()} if isinstance(v, datetime) else v for v in values]
+    raw = json.dumps(plain, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """The values :func:`encode_cursor` wrote; :class:`InvalidCursor` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list):
+            raise ValueError(cursor)
+        return [
+            datetime.fromisoformat(v["t"]) if isinstance(v, dict) and set(v) == {"t"} else v
+            for v in values
+        ]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidCursor("invalid cursor") from None
+
+
+def keyset_page(
+    session: Session,
+    stmt: Select,
+    order: Sequence[tuple[ColumnElement, bool]],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` in ``order`` after ``cursor``, and the next page's cursor.
+
+    ``order`` is ``[(column, descending), ...]``; together the columns must identify a
+    row (end with the primary key). Keyset, not offset: a page costs the same at any
+    depth and rows inserted meanwhile neither repeat nor vanish. ``stmt`` selects the
+    entity (or rows) whose attributes named like the columns give the cursor values.
+    """
+    if cursor:
+        values = decode_cursor(cursor)
+        if len(values) != len(order):
+            raise InvalidCursor("invalid cursor")
+        after = []
+        for i, (col, desc) in enumerate(order):
+            ties = [c == v for (c, _d), v in zip(order[:i], values[:i], strict=True)]
+            after.append(and_(*ties, col < values[i] if desc else col > values[i]))
+        stmt = stmt.where(or_(*after))
+    stmt = stmt.order_by(*(col.desc() if desc else col.asc() for col, desc in order))
+    rows = list(session.scalars(stmt.limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor([getattr(last, col.key) for col, _desc in order])
