@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from tornado.ioloop import IOLoop
+
 __all__ = ["PeriodicJob", "run_blocking"]
 
 T = TypeVar("T")
@@ -66,20 +68,38 @@ class PeriodicJob:
         self.runs = 0
         self.failures = 0
         self._task: asyncio.Task | None = None
+        self._pending = False
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def start(self) -> PeriodicJob:
-        """Schedule the job on the running loop (idempotent)."""
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
+        """Schedule the job (idempotent).
+
+        On the running loop; called before the loop runs (a service wires its jobs, then
+        serves), the job starts when this thread's tornado IOLoop starts.
+        """
+        if self.running:
+            return self
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._pending = True
+            IOLoop.current().add_callback(self._start_pending)
+            return self
+        self._task = loop.create_task(self._loop(), name=self.name)
         return self
+
+    def _start_pending(self) -> None:
+        if self._pending:  # not stopped meanwhile
+            self._pending = False
+            self.start()
 
     def stop(self) -> None:
         """Cancel the job; a run in progress on the loop is cancelled, one in a thread ends
         on its own (its result is dropped)."""
+        self._pending = False
         if self._task is not None:
             self._task.cancel()
             self._task = None

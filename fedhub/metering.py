@@ -10,7 +10,6 @@ fedhub records, their units and their producers are declared in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import uuid
@@ -184,10 +183,6 @@ def count_api_call(service: str, tenant: str | None, username: str | None) -> No
 def _start_flusher() -> None:
     global _flusher
     if _flusher is not None:
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # counted outside a service's loop: the next call on one starts it
         return
     _flusher = PeriodicJob(
         "API-call counter flush", flush_api_calls, FLUSH_SECONDS, blocking=True, logger=log

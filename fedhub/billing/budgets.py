@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fedhub import events
@@ -21,6 +20,7 @@ from fedhub.billing.models import Budget, BudgetAlert
 from fedhub.billing.money import cents, dec
 from fedhub.billing.periods import containing
 from fedhub.billing.rating import rate
+from fedhub.db import insert_ignore
 from fedhub.errors import InvalidRequest
 from fedhub.tiers import TierCatalog
 
@@ -102,29 +102,18 @@ def check_budget(
     for threshold in budget.thresholds:
         if spent * 100 < budget.monthly_limit * threshold:
             continue
-        exists = session.scalar(
-            select(BudgetAlert.id).where(
-                BudgetAlert.tenant == tenant,
-                BudgetAlert.period_start == period.start,
-                BudgetAlert.threshold == threshold,
-            )
-        )
-        if exists:
-            continue
-        try:
-            with session.begin_nested():
-                session.add(
-                    BudgetAlert(
-                        tenant=tenant,
-                        period_start=period.start,
-                        threshold=threshold,
-                        amount=spent,
-                        budget=budget.monthly_limit,
-                        created_at=now,
-                    )
-                )
-        except IntegrityError:
-            continue  # another checker recorded it: it fires once
+        row = {
+            "tenant": tenant,
+            "period_start": period.start,
+            "threshold": threshold,
+            "amount": spent,
+            "budget": budget.monthly_limit,
+            "created_at": now,
+        }
+        table = BudgetAlert.__table__
+        key = ["tenant", "period_start", "threshold"]
+        if not insert_ignore(session, table, row, key, returning=table.c.id):
+            continue  # recorded before, here or by another checker: it fires once
         new.append(
             {
                 "tenant": tenant,

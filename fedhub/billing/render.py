@@ -8,12 +8,13 @@ PDF says. WeasyPrint needs Pango from the system (Debian: ``libpango-1.0-0``,
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fedhub.db import parse_iso
 from fedhub.extras import needs_extra
 
 _env = Environment(
@@ -44,7 +45,7 @@ def _by_user(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 def render_html(doc: dict[str, Any]) -> str:
     title = f"Invoice {doc['number']}" if doc.get("number") else f"Draft invoice {doc['period']}"
-    last = datetime.fromisoformat(doc["period_end"]) - timedelta(days=1)
+    last = parse_iso(doc["period_end"]) - timedelta(days=1)
     return _env.get_template("invoice.html").render(
         doc=doc, title=title, by_user=_by_user(doc), period_last_day=f"{last:%Y-%m-%d}"
     )

@@ -58,20 +58,19 @@ def insert_ignore(
 ) -> int:
     """Insert ``rows``, skipping those that collide on ``conflict_cols``; how many were new.
 
-    With ``returning`` (a column, usually the primary key) the count is exact on both
-    engines; without it, the driver's rowcount is used, which SQLite and psycopg report
-    for a single row and for ``executemany``. The caller commits.
+    The count comes from ``RETURNING returning`` (default: the table's primary key), exact
+    on both engines for one row and for many; a driver's rowcount is not (psycopg reports
+    0 for an insertmanyvalues batch). The caller commits.
     """
     rows = [dict(rows)] if isinstance(rows, Mapping) else [dict(r) for r in rows]
     if not rows:
         return 0
-    stmt = insert_ignore_stmt(session, tbl, conflict_cols)
-    if returning is not None:
-        result = session.execute(stmt.returning(returning), rows)
-        return len(result.all())
+    if returning is None:
+        returning = next(iter(tbl.primary_key.columns))
+    stmt = insert_ignore_stmt(session, tbl, conflict_cols).returning(returning)
     if len(rows) == 1:
-        return max(session.execute(stmt.values(rows[0])).rowcount, 0)
-    return max(session.execute(stmt, rows).rowcount, 0)
+        return len(session.execute(stmt.values(rows[0])).all())
+    return len(session.execute(stmt, rows).all())
 
 
 def tenant_lock(session: Session, tenant: str) -> None:
@@ -95,6 +94,8 @@ def tenant_lock(session: Session, tenant: str) -> None:
             text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
             {"ns": TENANT_LOCK_NAMESPACE, "tenant": tenant},
         )
+    else:
+        session.connection()  # begin now: on fedhub's engine, BEGIN IMMEDIATE takes the lock
 
 
 def parse_iso(value: str | datetime) -> datetime:

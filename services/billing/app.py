@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from tornado.ioloop import IOLoop, PeriodicCallback
-
 from fedhub.billing import samplers
 from fedhub.billing.operations import Billing
 from fedhub.billing.settings import BillingSettings
 from fedhub.config import Fedhub
+from fedhub.jobs import PeriodicJob
 from fedhub.services.billing import handlers
 from fedhub.web import ServiceApp, make_app
 
@@ -33,18 +32,8 @@ def make_billing_app(billing: Billing | None = None):
     return make_app(ROUTES, fedhub_billing=billing)
 
 
-def schedule(billing: Billing) -> list[PeriodicCallback]:
-    """The service's own timers; each runs its work in a thread."""
-    loop = IOLoop.current()
-
-    def in_thread(name, fn):
-        async def tick():
-            try:
-                await loop.run_in_executor(None, fn)
-            except Exception:
-                log.exception("Billing %s failed; will retry at the next tick", name)
-
-        return tick
+def schedule(billing: Billing) -> list[PeriodicJob]:
+    """The service's own timers; each runs its work in a thread, first 2 s after start."""
 
     def storage():
         # the same homes and the same measurement as the spawner's storage_gb quota
@@ -56,14 +45,12 @@ def schedule(billing: Billing) -> list[PeriodicCallback]:
         ("budget check", billing.check_budgets, billing.settings.budget_interval_seconds),
         ("storage sample", storage, billing.settings.storage_interval_seconds),
     ]
-    timers = []
-    for name, fn, seconds in jobs:
-        tick = in_thread(name, fn)
-        timer = PeriodicCallback(tick, seconds * 1000)
-        timer.start()
-        loop.call_later(2, tick)  # once soon after start, then every interval
-        timers.append(timer)
-    return timers
+    return [
+        PeriodicJob(
+            f"Billing {name}", fn, seconds, blocking=True, first_delay=2, logger=log
+        ).start()
+        for name, fn, seconds in jobs
+    ]
 
 
 class BillingApp(ServiceApp):

@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from tornado.ioloop import IOLoop
 
 from fedhub.billing import budgets
 from fedhub.billing.ingest import check_window, ingest, validate_events
@@ -23,8 +22,13 @@ from fedhub.billing.operations import Billing
 from fedhub.billing.periods import containing, parse
 from fedhub.billing.rating import rate
 from fedhub.billing.render import render_html, render_pdf
+from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
+from fedhub.jobs import run_blocking
 from fedhub.web import APIHandler
+
+#: the invoice list's order: newest period first, then by tenant (together unique)
+INVOICE_ORDER = [(Invoice.period_start, True), (Invoice.tenant, False)]
 
 
 class BillingHandler(APIHandler):
@@ -33,7 +37,8 @@ class BillingHandler(APIHandler):
         return self.settings["fedhub_billing"]
 
     async def blocking(self, fn, *args):
-        return await IOLoop.current().run_in_executor(None, fn, *args)
+        # kept for the ingest handler (EventsHandler), which is being rewritten separately
+        return await run_blocking(fn, *args)
 
     def tenant_arg(self, required: bool = True) -> str | None:
         tenant = self.scoped_tenant(self.get_query_argument("tenant", None))
@@ -108,7 +113,7 @@ class UsageHandler(BillingHandler):
                 "cost": str(r.by_user().get(me, ZERO)),
             }
 
-        self.write_json(await self.blocking(work))
+        self.write_json(await run_blocking(work))
 
 
 class CostsHandler(BillingHandler):
@@ -137,7 +142,7 @@ class CostsHandler(BillingHandler):
                 r = rate(s, tenant, period, b.catalog, until=b.clock.now())
                 return r.by_user(), "estimate"
 
-        users, basis = await self.blocking(work)
+        users, basis = await run_blocking(work)
         if not self.sees_whole_tenant:
             users = {self.caller.name: users.get(self.caller.name, ZERO)}
         self.write_json(
@@ -146,17 +151,23 @@ class CostsHandler(BillingHandler):
 
 
 class InvoicesHandler(BillingHandler):
+    """Invoices, newest period first, a page at a time (``?limit=&cursor=``)."""
+
     async def get(self):
         self.require("billing:read")
         tenant = self.tenant_arg(required=False)
+        page = self.page_args()
         b = self.billing
 
         def work():
             with b.session() as s:
-                q = select(Invoice).order_by(Invoice.period_start.desc(), Invoice.tenant)
+                q = select(Invoice)
                 if tenant is not None:
                     q = q.where(Invoice.tenant == tenant)
-                return [
+                invoices, cursor = keyset_page(
+                    s, q, INVOICE_ORDER, cursor=page.cursor, limit=page.limit
+                )
+                items = [
                     {
                         "id": i.id,
                         "number": i.number,
@@ -166,10 +177,11 @@ class InvoicesHandler(BillingHandler):
                         "total": str(i.total),
                         "currency": i.currency,
                     }
-                    for i in s.scalars(q)
+                    for i in invoices
                 ]
+                return items, cursor
 
-        self.write_json({"invoices": await self.blocking(work)})
+        self.write_page("invoices", *await run_blocking(work))
 
 
 class InvoiceHandler(BillingHandler):
@@ -182,13 +194,13 @@ class InvoiceHandler(BillingHandler):
                 inv = s.get(Invoice, int(invoice_id))
                 return None if inv is None else invoice_document(s, inv)
 
-        doc = await self.blocking(load)
+        doc = await run_blocking(load)
         self.check_owner(doc and doc["tenant"], "invoice")
         if fmt == ".html":
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(render_html(doc))
         elif fmt == ".pdf":
-            pdf = await self.blocking(render_pdf, doc)
+            pdf = await run_blocking(render_pdf, doc)
             self.set_header("Content-Type", "application/pdf")
             name = doc["number"] or f"draft-{doc['tenant']}-{doc['period']}"
             self.set_header("Content-Disposition", f'inline; filename="{name}.pdf"')
@@ -199,16 +211,21 @@ class InvoiceHandler(BillingHandler):
 
 class CreditNotesHandler(BillingHandler):
     async def get(self):
+        """Credit notes, oldest first, a page at a time (``?limit=&cursor=``)."""
         self.require("billing:read")
         tenant = self.tenant_arg(required=False)
+        page = self.page_args()
         b = self.billing
 
         def work():
             with b.session() as s:
-                q = select(CreditNote).order_by(CreditNote.id)
+                q = select(CreditNote)
                 if tenant is not None:
                     q = q.where(CreditNote.tenant == tenant)
-                return [
+                notes, cursor = keyset_page(
+                    s, q, [(CreditNote.id, False)], cursor=page.cursor, limit=page.limit
+                )
+                items = [
                     {
                         "number": n.number,
                         "tenant": n.tenant,
@@ -218,10 +235,11 @@ class CreditNotesHandler(BillingHandler):
                         "lines": n.lines,
                         "created_at": n.created_at.isoformat(),
                     }
-                    for n in s.scalars(q)
+                    for n in notes
                 ]
+                return items, cursor
 
-        self.write_json({"credit_notes": await self.blocking(work)})
+        self.write_page("credit_notes", *await run_blocking(work))
 
     async def post(self, invoice_id: str):
         self.require("billing:manage")
@@ -242,7 +260,7 @@ class CreditNotesHandler(BillingHandler):
                 )
                 return {"number": note.number, "total": str(note.total), "tenant": note.tenant}
 
-        result = await self.blocking(work)
+        result = await run_blocking(work)
         self.emit(
             "billing.credit_note_issued",
             tenant=result["tenant"],
@@ -267,7 +285,7 @@ class BudgetHandler(BillingHandler):
                 spent = rate(s, tenant, containing(now), b.catalog, until=now).total
                 return budgets.budget_document(s, budget, spent)
 
-        self.write_json(await self.blocking(work))
+        self.write_json(await run_blocking(work))
 
     async def put(self):
         self.require("tenant:admin")
@@ -290,9 +308,9 @@ class BudgetHandler(BillingHandler):
                 )
                 return {"monthly_limit": str(budget.monthly_limit), "thresholds": budget.thresholds}
 
-        result = await self.blocking(work)
+        result = await run_blocking(work)
         self.emit("billing.budget_set", tenant=tenant, target=tenant, details=result)
-        await self.blocking(b.check_budgets, [tenant])
+        await run_blocking(b.check_budgets, [tenant])
         self.write_json({"tenant": tenant, **result})
 
 
@@ -326,7 +344,7 @@ class RevenueHandler(BillingHandler):
                 "net": str(finalized + draft - credits),
             }
 
-        self.write_json(await self.blocking(work))
+        self.write_json(await run_blocking(work))
 
 
 class EventsHandler(BillingHandler):

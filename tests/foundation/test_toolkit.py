@@ -1,0 +1,250 @@
+"""The shared toolkit (docs/architecture.md, "Shared toolkit"), on SQLite and PostgreSQL."""
+
+import asyncio
+import logging
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from fedhub import db
+from fedhub.db import InvalidCursor, insert_ignore, keyset_page, parse_iso, tenant_lock
+from fedhub.db.toolkit import decode_cursor, encode_cursor
+from fedhub.jobs import PeriodicJob, run_blocking
+from fedhub.quotas import QuotaNotice
+
+T0 = datetime(2026, 11, 1, 12, 0, 0)
+NOTICES = QuotaNotice.__table__
+
+
+def _notice(key: str, tenant: str = "acme", at: datetime = T0) -> dict:
+    return {"tenant": tenant, "key": key, "created_at": at}
+
+
+# -- insert_ignore -----------------------------------------------------------------------
+
+
+def test_insert_ignore_counts_new_rows_only(migrated_db):
+    with db.session_scope(migrated_db) as s:
+        key = ["tenant", "key"]
+        assert insert_ignore(s, NOTICES, _notice("a"), key, returning=NOTICES.c.id) == 1
+        assert insert_ignore(s, NOTICES, _notice("a"), key, returning=NOTICES.c.id) == 0
+        rows = [_notice("a"), _notice("b"), _notice("c")]
+        assert insert_ignore(s, NOTICES, rows, key, returning=NOTICES.c.id) == 2
+        # by default the count comes from the primary key
+        assert insert_ignore(s, NOTICES, _notice("d"), key) == 1
+        assert insert_ignore(s, NOTICES, _notice("d"), key) == 0
+        assert insert_ignore(s, NOTICES, [], key) == 0
+    with db.session_scope(migrated_db) as s:
+        assert sorted(s.scalars(select(QuotaNotice.key))) == ["a", "b", "c", "d"]
+
+
+# -- tenant_lock -------------------------------------------------------------------------
+
+
+def _hold_lock(url, tenant, locked: threading.Event, release: threading.Event):
+    with db.session_scope(url) as s:
+        tenant_lock(s, tenant)
+        locked.set()
+        assert release.wait(30)
+
+
+def _try_lock(url, tenant, locked: threading.Event):
+    with db.session_scope(url) as s:
+        tenant_lock(s, tenant)
+        locked.set()
+
+
+def test_tenant_lock_serialises_one_tenant(migrated_db):
+    """A second transaction of the same tenant waits until the first ends (on both
+    engines; the tenant needs no row: the experiments service locks by name)."""
+    first, second, release = threading.Event(), threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(migrated_db, "acme", first, release))
+    holder.start()
+    assert first.wait(30)
+    waiter = threading.Thread(target=_try_lock, args=(migrated_db, "acme", second))
+    waiter.start()
+    try:
+        assert not second.wait(0.5), "the second transaction got the lock while it was held"
+    finally:
+        release.set()
+    assert second.wait(30), "the lock was not released at commit"
+    holder.join(30)
+    waiter.join(30)
+
+
+def test_tenant_lock_leaves_other_tenants_alone_on_postgresql(migrated_db):
+    if not migrated_db.startswith("postgresql"):
+        pytest.skip("SQLite's BEGIN IMMEDIATE serialises every writer by design")
+    first, other, release = threading.Event(), threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(migrated_db, "acme", first, release))
+    holder.start()
+    assert first.wait(30)
+    try:
+        _try_lock(migrated_db, "globex", other)  # would block for good if it shared the lock
+        assert other.is_set()
+    finally:
+        release.set()
+        holder.join(30)
+
+
+# -- keyset_page -------------------------------------------------------------------------
+
+
+def test_keyset_page_walks_every_row_once_in_order(migrated_db):
+    # ties on created_at: the id breaks them
+    times = [T0 + timedelta(minutes=i // 3) for i in range(8)]
+    with db.session_scope(migrated_db) as s:
+        insert_ignore(s, NOTICES, [_notice(f"k{i}", at=t) for i, t in enumerate(times)], ["id"])
+    order = [(QuotaNotice.created_at, True), (QuotaNotice.id, True)]
+    with db.session_scope(migrated_db) as s:
+        everything = [
+            n.key
+            for n in s.scalars(
+                select(QuotaNotice).order_by(QuotaNotice.created_at.desc(), QuotaNotice.id.desc())
+            )
+        ]
+        seen, cursor, pages = [], None, 0
+        while True:
+            rows, cursor = keyset_page(s, select(QuotaNotice), order, cursor=cursor, limit=3)
+            seen += [n.key for n in rows]
+            pages += 1
+            if cursor is None:
+                break
+    assert seen == everything and len(seen) == 8
+    assert pages == 3
+
+
+def test_keyset_page_mixed_directions_and_filters(migrated_db):
+    with db.session_scope(migrated_db) as s:
+        rows = [_notice(f"k{i}", tenant=t) for i in range(3) for t in ("b", "a", "c")]
+        insert_ignore(s, NOTICES, rows, ["tenant", "key"])
+    order = [(QuotaNotice.tenant, False), (QuotaNotice.key, True)]
+    q = select(QuotaNotice).where(QuotaNotice.tenant != "c")
+    with db.session_scope(migrated_db) as s:
+        first, cursor = keyset_page(s, q, order, cursor=None, limit=4)
+        rest, end = keyset_page(s, q, order, cursor=cursor, limit=4)
+    got = [(n.tenant, n.key) for n in first + rest]
+    assert got == [("a", "k2"), ("a", "k1"), ("a", "k0"), ("b", "k2"), ("b", "k1"), ("b", "k0")]
+    assert end is None
+
+
+@pytest.mark.parametrize("bad", ["x", "bm90IGpzb24", encode_cursor([1, 2, 3])])
+def test_a_cursor_we_did_not_write_is_a_400(migrated_db, bad):
+    order = [(QuotaNotice.created_at, True), (QuotaNotice.id, True)]
+    with db.session_scope(migrated_db) as s, pytest.raises(InvalidCursor) as e:
+        keyset_page(s, select(QuotaNotice), order, cursor=bad, limit=3)
+    assert e.value.status == 400
+
+
+def test_cursor_round_trips_times():
+    assert decode_cursor(encode_cursor([T0, 7, "acme"])) == [T0, 7, "acme"]
+
+
+# -- parse_iso, sqlite_url ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-01T12:00:00Z",
+        "2026-11-01T12:00:00+00:00",
+        "2026-11-01T13:00:00+01:00",
+        "2026-11-01T12:00:00",
+        " 2026-11-01T12:00:00z ",
+        datetime(2026, 11, 1, 12, tzinfo=UTC),
+        datetime(2026, 11, 1, 7, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_parse_iso_gives_naive_utc(value):
+    assert parse_iso(value) == T0
+
+
+def test_parse_iso_refuses_other_text():
+    with pytest.raises(ValueError):
+        parse_iso("yesterday")
+
+
+def test_sqlite_url(tmp_path):
+    assert db.sqlite_url(tmp_path) == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    url = db.sqlite_url(tmp_path / "new" / "state")
+    db.ensure_sqlite_dir(url)
+    assert (tmp_path / "new" / "state").is_dir()
+
+
+# -- PeriodicJob, run_blocking -----------------------------------------------------------
+
+
+async def _until(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_periodic_job_logs_errors_and_keeps_going(caplog):
+    calls, results = [], []
+
+    def tick():
+        calls.append(threading.get_ident())
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup")
+
+    job = PeriodicJob(
+        "test job", tick, 0.01, blocking=True, first_delay=0, on_result=results.append
+    )
+    with caplog.at_level(logging.ERROR, logger="fedhub.jobs"):
+        job.start()
+        assert job.start() is job  # idempotent
+        await _until(lambda: job.runs >= 3)
+        job.stop()
+    assert not job.running
+    assert results[:3] == [False, True, True]
+    assert job.failures == 1
+    assert "test job failed; retrying in 0.01s" in caplog.text
+    assert threading.get_ident() not in calls  # blocking work ran in a thread
+
+
+async def test_periodic_job_runs_coroutines_on_the_loop():
+    seen = []
+
+    async def tick():
+        seen.append(threading.get_ident())
+
+    job = PeriodicJob("async job", tick, 0.01, first_delay=0).start()
+    await _until(lambda: len(seen) >= 2)
+    job.stop()
+    assert set(seen) == {threading.get_ident()}
+
+
+def test_periodic_job_started_before_the_loop_runs():
+    """A service wires its jobs before it serves: the job starts with the loop."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        ran = []
+        job = PeriodicJob("early job", lambda: ran.append(1), 0.01, first_delay=0).start()
+
+        async def wait():
+            await _until(lambda: ran)
+
+        loop.run_until_complete(wait())
+        job.stop()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert ran
+
+
+def test_periodic_job_refuses_a_zero_interval():
+    with pytest.raises(ValueError):
+        PeriodicJob("never", lambda: None, 0)
+
+
+async def test_run_blocking_runs_in_a_thread():
+    def where(a, b=0):
+        return threading.get_ident(), a + b
+
+    ident, total = await run_blocking(where, 1, b=2)
+    assert total == 3 and ident != threading.get_ident()
