@@ -26,6 +26,7 @@ from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError, NotFound
 from fedhub.extensions.hub import offboarding, session_guard
 from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_state
+from fedhub.jobs import PeriodicJob
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo
@@ -55,12 +56,8 @@ def shared_session(app):
     for obj in list(session.identity_map.values()):
         if isinstance(obj, FedhubBase):
             session.expire(obj)
-    try:
+    with fedhub_db.transaction(session):
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
 
 
 def _default_role(name: str) -> dict:
@@ -453,22 +450,20 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
     # -- the periodic mirror ---------------------------------------------------
 
     def _start_mirror_loop(self) -> None:
-        if self.mirror_interval <= 0 or getattr(self, "_mirror_task", None):
+        if self.mirror_interval <= 0 or getattr(self, "_mirror_job", None):
             return
-        self._mirror_task = asyncio.get_running_loop().create_task(self._mirror_loop())
+        self._mirror_seen = self.store.revision()
+        # on the event loop, not in a thread: the store shares the hub's session; an error
+        # is logged and the next tick retries (a database hiccup must not stop mirroring)
+        self._mirror_job = PeriodicJob(
+            "fedhub mirror", self._mirror_once, self.mirror_interval, logger=self.log
+        ).start()
 
-    async def _mirror_loop(self) -> None:
-        seen = self.store.revision()
-        while True:
-            await asyncio.sleep(self.mirror_interval)
-            try:
-                revision = self.store.revision()
-                if revision != seen:
-                    self._departing |= departed_users(self.parent.db, self.store)
-                    self._suspended_users = self.mirror.sync().suspended_users
-                    seen = revision
-                await self._finish_departures()
-                await self._stop_suspended_servers()
-            except Exception:
-                # keep mirroring: a database hiccup must not stop the loop for good
-                self.log.exception("fedhub mirror failed; retrying in %ss", self.mirror_interval)
+    async def _mirror_once(self) -> None:
+        revision = self.store.revision()
+        if revision != self._mirror_seen:
+            self._departing |= departed_users(self.parent.db, self.store)
+            self._suspended_users = self.mirror.sync().suspended_users
+            self._mirror_seen = revision
+        await self._finish_departures()
+        await self._stop_suspended_servers()

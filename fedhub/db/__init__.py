@@ -33,6 +33,7 @@ __all__ = [
     "upgrade",
     "database_url",
     "sqlite_url",
+    "transaction",
     "ensure_sqlite_dir",
     "InvalidCursor",
     "insert_ignore",
@@ -133,6 +134,18 @@ def share_session(url: str, factory: Callable[[], AbstractContextManager[Session
 
 
 @contextmanager
+def transaction(session: Session) -> Iterator[Session]:
+    """Commit ``session`` when the block succeeds, roll it back when it raises (the session
+    stays open: the hub's shared session outlives every fedhub transaction on it)."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
 def session_scope(url: str | Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
     if not isinstance(url, Engine):
@@ -144,11 +157,8 @@ def session_scope(url: str | Engine | None = None) -> Iterator[Session]:
     engine = url if isinstance(url, Engine) else get_engine(url)
     session = sessionmaker(engine, expire_on_commit=False)()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        with transaction(session):
+            yield session
     finally:
         session.close()
 

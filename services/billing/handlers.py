@@ -40,6 +40,21 @@ class BillingHandler(APIHandler):
         # kept for the ingest handler (EventsHandler), which is being rewritten separately
         return await run_blocking(fn, *args)
 
+    async def write_list(self, key: str, model, order, to_json) -> None:
+        """One page of ``model``'s rows (the caller's tenant, or ``?tenant=``), as ``key``."""
+        tenant = self.tenant_arg(required=False)
+        page = self.page_args()
+
+        def work():
+            with self.billing.session() as s:
+                q = select(model)
+                if tenant is not None:
+                    q = q.where(model.tenant == tenant)
+                rows, cursor = keyset_page(s, q, order, cursor=page.cursor, limit=page.limit)
+                return [to_json(r) for r in rows], cursor
+
+        self.write_page(key, *await run_blocking(work))
+
     def tenant_arg(self, required: bool = True) -> str | None:
         tenant = self.scoped_tenant(self.get_query_argument("tenant", None))
         if tenant is None and required:
@@ -150,38 +165,36 @@ class CostsHandler(BillingHandler):
         )
 
 
+def _invoice_row(i: Invoice) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "number": i.number,
+        "tenant": i.tenant,
+        "period": i.period,
+        "status": i.status,
+        "total": str(i.total),
+        "currency": i.currency,
+    }
+
+
+def _credit_note_row(n: CreditNote) -> dict[str, Any]:
+    return {
+        "number": n.number,
+        "tenant": n.tenant,
+        "invoice": n.invoice_id,
+        "total": str(n.total),
+        "reason": n.reason,
+        "lines": n.lines,
+        "created_at": n.created_at.isoformat(),
+    }
+
+
 class InvoicesHandler(BillingHandler):
     """Invoices, newest period first, a page at a time (``?limit=&cursor=``)."""
 
     async def get(self):
         self.require("billing:read")
-        tenant = self.tenant_arg(required=False)
-        page = self.page_args()
-        b = self.billing
-
-        def work():
-            with b.session() as s:
-                q = select(Invoice)
-                if tenant is not None:
-                    q = q.where(Invoice.tenant == tenant)
-                invoices, cursor = keyset_page(
-                    s, q, INVOICE_ORDER, cursor=page.cursor, limit=page.limit
-                )
-                items = [
-                    {
-                        "id": i.id,
-                        "number": i.number,
-                        "tenant": i.tenant,
-                        "period": i.period,
-                        "status": i.status,
-                        "total": str(i.total),
-                        "currency": i.currency,
-                    }
-                    for i in invoices
-                ]
-                return items, cursor
-
-        self.write_page("invoices", *await run_blocking(work))
+        await self.write_list("invoices", Invoice, INVOICE_ORDER, _invoice_row)
 
 
 class InvoiceHandler(BillingHandler):
@@ -213,33 +226,9 @@ class CreditNotesHandler(BillingHandler):
     async def get(self):
         """Credit notes, oldest first, a page at a time (``?limit=&cursor=``)."""
         self.require("billing:read")
-        tenant = self.tenant_arg(required=False)
-        page = self.page_args()
-        b = self.billing
-
-        def work():
-            with b.session() as s:
-                q = select(CreditNote)
-                if tenant is not None:
-                    q = q.where(CreditNote.tenant == tenant)
-                notes, cursor = keyset_page(
-                    s, q, [(CreditNote.id, False)], cursor=page.cursor, limit=page.limit
-                )
-                items = [
-                    {
-                        "number": n.number,
-                        "tenant": n.tenant,
-                        "invoice": n.invoice_id,
-                        "total": str(n.total),
-                        "reason": n.reason,
-                        "lines": n.lines,
-                        "created_at": n.created_at.isoformat(),
-                    }
-                    for n in notes
-                ]
-                return items, cursor
-
-        self.write_page("credit_notes", *await run_blocking(work))
+        await self.write_list(
+            "credit_notes", CreditNote, [(CreditNote.id, False)], _credit_note_row
+        )
 
     async def post(self, invoice_id: str):
         self.require("billing:manage")

@@ -84,7 +84,7 @@ class ExperimentsHandler(BaseHandler):
         runs, next_cursor = await run_blocking(read)
         self.write_page("experiments", runs, next_cursor)
 
-    def post(self):
+    async def post(self):
         caller = self.require("experiments:run")
         if caller.tenant is None:
             raise InvalidRequest("experiments belong to a tenant; platform admins have none")
@@ -97,7 +97,10 @@ class ExperimentsHandler(BaseHandler):
             )
         tier = self.store.effective_tier(tenant)
         try:
-            run = quota.reserve(self.db_url, caller.tenant, caller.name, tenant.tier, tier, spec)
+            # off the loop: the reservation waits for the tenant's lock
+            run = await run_blocking(
+                quota.reserve, self.db_url, caller.tenant, caller.name, tenant.tier, tier, spec
+            )
         except QuotaExceeded as e:
             self.emit(
                 "experiment.refused",
@@ -117,10 +120,10 @@ class ExperimentsHandler(BaseHandler):
 
 
 class ExperimentHandler(BaseHandler):
-    def get(self, exp_id: str):
+    async def get(self, exp_id: str):
         self.require("experiments:read")
         run = self.load_run(exp_id)
-        self.write_json(run.to_json(rounds=self.rounds(exp_id)))
+        self.write_json(run.to_json(rounds=await run_blocking(self.rounds, exp_id)))
 
 
 class CancelHandler(BaseHandler):

@@ -271,3 +271,20 @@ def test_sigkill_mid_batch_then_retry_counts_every_event_once(bhub):
     # and once more: all duplicates
     again = bhub.api("POST", url, tok, json=big).json()
     assert again["accepted"] == 0 and again["duplicates"] == 20000
+
+
+def test_invoices_are_paged_with_a_cursor(bhub):
+    """``?limit=&cursor=``: every invoice once, in order, with a ``next`` link; a cursor
+    this service did not write is a 400."""
+    admin = bhub.token("admin")
+    everything = bhub.api("GET", f"{API}/invoices", admin).json()
+    assert everything["next"] is None and len(everything["invoices"]) >= 2
+    seen, url = [], f"{API}/invoices?limit=1"
+    while url:
+        page = bhub.api("GET", url, admin).json()
+        assert len(page["invoices"]) == 1
+        seen += page["invoices"]
+        url = page["next"]  # a path on the hub's proxy
+    assert seen == everything["invoices"]
+    r = bhub.api("GET", f"{API}/invoices?cursor=not-ours", admin)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"

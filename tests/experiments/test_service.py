@@ -38,6 +38,14 @@ def test_run_completes_with_metrics_meter_and_audit(exp_hub, api):
     # listed for the tenant, with the quota counting it
     listed = alice.call("GET", "/experiments").json()["experiments"]
     assert exp["id"] in [e["id"] for e in listed]
+    # a page at a time: the newest first, then the rest after the cursor
+    first = alice.call("GET", "/experiments?limit=1").json()
+    assert first["experiments"] == listed[:1]
+    if len(listed) > 1:
+        rest = alice.call("GET", f"/experiments?cursor={first['next_cursor']}").json()
+        assert rest["experiments"] == listed[1:] and rest["next"] is None
+    else:
+        assert first["next"] is None
     q = alice.call("GET", "/quota").json()
     assert q["tenant"] == "acme" and q["tier"] == "professional"
     assert q["usage"]["experiments_this_month"] >= 1 and q["usage"]["fl_rounds_this_month"] >= 4

@@ -11,7 +11,6 @@ thinks are pending. The decisions themselves are the pure :func:`plan`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from fedhub import events, limits, quotas
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.extensions.hub.spawner import metrics
+from fedhub.jobs import PeriodicJob
 from fedhub.tenancy.models import Tenant, TenantStatus
 from fedhub.tenancy.store import TenantStore
 
@@ -103,7 +103,7 @@ class Reconciler:
         self.idle_timeout_override = idle_timeout_override
         self.cull_idle = cull_idle
         self.log = log or logging.getLogger("fedhub.reconciler")
-        self._task: asyncio.Task | None = None
+        self._job: PeriodicJob | None = None
 
     @classmethod
     def ensure_started(cls, app, store: TenantStore, **kwargs) -> Reconciler | None:
@@ -115,19 +115,16 @@ class Reconciler:
         return cls._instance
 
     def start(self) -> None:
-        self._task = asyncio.get_event_loop().create_task(self._loop())
+        # on the event loop (it reads the hub's session); a failed run is logged and counted,
+        # and the next tick retries: a database hiccup must not end enforcement for good
+        self._job = PeriodicJob(
+            "fedhub reconciler run",
+            self.run_once,
+            self.interval,
+            logger=self.log,
+            on_result=lambda ok: metrics.RECONCILER_RUNS.labels("success" if ok else "error").inc(),
+        ).start()
         self.log.info("fedhub reconciler every %ss (grace %ss)", self.interval, self.grace)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-                metrics.RECONCILER_RUNS.labels("success").inc()
-            except Exception:
-                # a database hiccup must not end enforcement for good
-                metrics.RECONCILER_RUNS.labels("error").inc()
-                self.log.exception("fedhub reconciler run failed; retrying in %ss", self.interval)
 
     # -- one run -------------------------------------------------------------
 
