@@ -84,10 +84,11 @@ def tenant_lock(session: Session, tenant: str) -> None:
     database's write lock, so there is nothing more to take.
 
     Why not ``SELECT ... FOR UPDATE`` of the tenant's row (what quotas did): it locks
-    nothing when the row is absent (an experiment run reserved for a tenant the service
-    knows only by name raced freely, tests/experiments/test_quota_db.py), and it makes
-    every update of the tenant row (a plan change, a suspension) wait for the reservation.
-    The advisory lock holds in both cases and touches no table.
+    nothing when the row is absent (the experiments service reserves by tenant name, and
+    with a row lock racing submissions for a tenant without a row all won:
+    tests/experiments/test_quota_db.py), and it makes every update of the tenant row (a
+    plan change, a suspension) wait for the reservation. The advisory lock holds in both
+    cases and touches no table.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
@@ -106,10 +107,10 @@ def parse_iso(value: str | datetime) -> datetime:
     if isinstance(value, datetime):
         dt = value
     else:
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        dt = datetime.fromisoformat(text)
+        raw = value.strip()
+        if raw.endswith(("Z", "z")):
+            raw = raw[:-1] + "+00:00"
+        dt = datetime.fromisoformat(raw)
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
@@ -154,14 +155,17 @@ def keyset_page(
 ) -> tuple[list[Any], str | None]:
     """One page of ``stmt`` in ``order`` after ``cursor``, and the next page's cursor.
 
-    ``order`` is ``[(column, descending), ...]``; together the columns must identify a
-    row (end with the primary key). Keyset, not offset: a page costs the same at any
-    depth and rows inserted meanwhile neither repeat nor vanish. ``stmt`` selects the
-    entity (or rows) whose attributes named like the columns give the cursor values.
+    ``order`` is ``[(column, descending), ...]`` of a mapped entity that ``stmt`` selects;
+    together the columns must identify a row (a unique key, or one ending with the primary
+    key). Keyset, not offset: a page costs the same at any depth, and rows inserted while
+    a client pages make no other row repeat or go missing. A cursor that does not fit
+    ``order`` (count or types of its values) is an :class:`InvalidCursor`, a 400.
     """
     if cursor:
         values = decode_cursor(cursor)
-        if len(values) != len(order):
+        if len(values) != len(order) or not all(
+            _fits(col, v) for (col, _desc), v in zip(order, values, strict=True)
+        ):
             raise InvalidCursor("invalid cursor")
         after = []
         for i, (col, desc) in enumerate(order):
@@ -175,3 +179,12 @@ def keyset_page(
     rows = rows[:limit]
     last = rows[-1]
     return rows, encode_cursor([getattr(last, col.key) for col, _desc in order])
+
+
+def _fits(col: ColumnElement, value: Any) -> bool:
+    """Whether a cursor value can be compared with ``col`` (no 500 from a forged cursor)."""
+    try:
+        expected = col.type.python_type
+    except NotImplementedError:  # a custom type: let the database judge
+        return isinstance(value, str | int | float)
+    return isinstance(value, expected) and not (isinstance(value, bool) and expected is int)

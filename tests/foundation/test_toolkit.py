@@ -130,7 +130,17 @@ def test_keyset_page_mixed_directions_and_filters(migrated_db):
     assert end is None
 
 
-@pytest.mark.parametrize("bad", ["x", "bm90IGpzb24", encode_cursor([1, 2, 3])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x",
+        "bm90IGpzb24",
+        encode_cursor([1, 2, 3]),  # one value too many
+        encode_cursor(["monday", 1]),  # a string where a time belongs
+        encode_cursor([T0, {"id": 1}]),
+        encode_cursor([T0, True]),
+    ],
+)
 def test_a_cursor_we_did_not_write_is_a_400(migrated_db, bad):
     order = [(QuotaNotice.created_at, True), (QuotaNotice.id, True)]
     with db.session_scope(migrated_db) as s, pytest.raises(InvalidCursor) as e:
