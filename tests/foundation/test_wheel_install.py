@@ -55,7 +55,7 @@ def pip_install(venv: Path, requirement: str, cwd: Path) -> float:
 def wheel_venv(tmp_path_factory):
     """A fresh venv with the freshly built wheel and no extra; yields (folder, wheel)."""
     if not Path(SYSTEM_PYTHON).exists():
-        pytest.skip(f"{SYSTEM_PYTHON} not found")
+        pytest.fail(f"{SYSTEM_PYTHON} not found: make installs python3-venv")
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", dist, ROOT],
@@ -163,7 +163,7 @@ def test_fedhub_up_from_the_wheel_and_a_demo_user_logs_in(installed):
     state.mkdir()
     node_bin = ROOT / "node_modules" / ".bin"
     if not (node_bin / "configurable-http-proxy").exists():
-        pytest.skip("configurable-http-proxy not installed: npm ci (make install does it)")
+        pytest.fail("configurable-http-proxy not installed: npm ci (make install does it)")
     hub = HubProcess(
         state,
         command=[str(venv / "bin" / "fedhub")],
