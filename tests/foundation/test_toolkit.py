@@ -74,9 +74,9 @@ def test_tenant_lock_serialises_one_tenant(migrated_db):
     waiter.join(30)
 
 
+# SQLite's BEGIN IMMEDIATE serialises every writer by design: PostgreSQL only
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_tenant_lock_leaves_other_tenants_alone_on_postgresql(migrated_db):
-    if not migrated_db.startswith("postgresql"):
-        pytest.skip("SQLite's BEGIN IMMEDIATE serialises every writer by design")
     first, other, release = threading.Event(), threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_lock, args=(migrated_db, "acme", first, release))
     holder.start()
