@@ -97,3 +97,38 @@ def _admin_token(hub):
         check=True,
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+def _text(r: requests.Response) -> str:
+    return " ".join(html.unescape(r.text).split())
+
+
+# -- issue 10, route 4: the email domain maps a user only when the provider verified it
+
+
+def test_oidc_maps_by_email_domain_only_when_the_address_is_verified(oidc_hub, provider):
+    hub = oidc_hub
+    r = sso_login(hub, provider, "mal", email="mal@acme.example", email_verified=False)
+    assert r.status_code == 403
+    assert "has not verified your email address m***@acme.example" in _text(r)
+    r = sso_login(hub, provider, "mel", email="mel@acme.example")  # no claim at all
+    assert r.status_code == 403
+    users = [line.split()[0] for line in hub.fedhub("user", "list").stdout.splitlines()[2:]]
+    assert "mal" not in users and "mel" not in users
+
+    r = sso_login(hub, provider, "val", email="val@acme.example", email_verified=True)
+    assert r.status_code == 302, _text(r)[-600:]
+    assert any(
+        line.split()[:2] == ["val", "acme"]
+        for line in hub.fedhub("user", "list").stdout.splitlines()
+    )
+    # a tenant claim from the provider works as before, verified address or not
+    r = sso_login(
+        hub,
+        provider,
+        "tim",
+        email="tim@elsewhere.example",
+        email_verified=False,
+        fedhub_tenant="acme",
+    )
+    assert r.status_code == 302, _text(r)[-600:]

@@ -432,64 +432,6 @@ def test_embedded_default_writes_the_message_to_a_private_outbox(hub):
         hub.fedhub("user", "reject", "oscar", check=False)  # the shared hub stays tidy
 
 
-# -- OIDC: email domain only when the provider verified the address ------------------
-
-
-@pytest.fixture(scope="module")
-def provider():
-    import oidc_provider_mock
-
-    with oidc_provider_mock.run_server_in_thread() as server:
-        yield f"http://localhost:{server.server_port}"
-
-
-@pytest.fixture(scope="module")
-def oidc_hub(hub_factory, provider):
-    scopes = [f"--TenantOIDCAuthenticator.scope={s}" for s in ("openid", "profile", "email")]
-    return hub_factory(
-        args=[
-            "--JupyterHub.authenticator_class=fedhub-oidc",
-            "--TenantOIDCAuthenticator.client_id=fedhub",
-            "--TenantOIDCAuthenticator.client_secret=not-a-real-secret",
-            f"--TenantOIDCAuthenticator.authorize_url={provider}/oauth2/authorize",
-            f"--TenantOIDCAuthenticator.token_url={provider}/oauth2/token",
-            f"--TenantOIDCAuthenticator.userdata_url={provider}/userinfo",
-            "--TenantOIDCAuthenticator.username_claim=sub",
-            *scopes,
-        ]
-    )
-
-
-def test_oidc_maps_by_email_domain_only_when_the_address_is_verified(oidc_hub, provider):
-    from tests.foundation.test_oidc import sso_login
-
-    hub = oidc_hub
-    r = sso_login(hub, provider, "mal", email="mal@acme.example", email_verified=False)
-    assert r.status_code == 403
-    assert "has not verified your email address m***@acme.example" in text(r)
-    r = sso_login(hub, provider, "mel", email="mel@acme.example")  # no claim at all
-    assert r.status_code == 403
-    users = [line.split()[0] for line in hub.fedhub("user", "list").stdout.splitlines()[2:]]
-    assert "mal" not in users and "mel" not in users
-
-    r = sso_login(hub, provider, "val", email="val@acme.example", email_verified=True)
-    assert r.status_code == 302, text(r)[-600:]
-    assert any(
-        line.split()[:2] == ["val", "acme"]
-        for line in hub.fedhub("user", "list").stdout.splitlines()
-    )
-    # a tenant claim from the provider works as before, verified address or not
-    r = sso_login(
-        hub,
-        provider,
-        "tim",
-        email="tim@elsewhere.example",
-        email_verified=False,
-        fedhub_tenant="acme",
-    )
-    assert r.status_code == 302, text(r)[-600:]
-
-
 # -- the store on both engines (migration 0007 included) -----------------------------
 
 
