@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.fedhub-installed
 PORT   ?= 8000
 STATE  ?= .fedhub
 
-.PHONY: run test test-fast lint format install bench bench-flower clean browsers
+.PHONY: run test test-fast lint format install traversable bench bench-flower clean browsers
 
 $(BIN)/python:
 	@test -x $(PYTHON) || { echo "$(PYTHON) not found: apt-get install python3-venv (or make PYTHON=...)"; exit 1; }
@@ -44,7 +44,15 @@ $(STAMP): pyproject.toml setup.py constraints.txt | $(BIN)/python $(SYSTEM_STAMP
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-install: $(STAMP) node_modules/.package-lock.json
+# user servers run as their own Unix accounts and must reach the venv: give every folder
+# above the checkout the traverse bit (o+x: enter, not list) when it lacks it
+traversable:
+	@d="$(CURDIR)"; while [ "$$d" != "/" ]; do \
+	  if [ ! -x "$$d" ] || ! stat -c %A "$$d" | grep -q '^d........[xt]'; then \
+	    echo "making $$d traversable (o+x) for the user accounts"; chmod o+x "$$d"; fi; \
+	  d=$$(dirname "$$d"); done
+
+install: $(STAMP) node_modules/.package-lock.json traversable
 
 run: install
 	$(BIN)/fedhub --state-dir $(STATE) up --demo --port $(PORT)
