@@ -129,6 +129,7 @@ EXP_QUOTA = "fedhub.services.experiments.quota"
 RECONCILER = "fedhub.extensions.hub.spawner.reconciler:Reconciler._tenant_states"
 SAMPLERS = "fedhub.billing.samplers"
 PRICEBOOK = "fedhub.billing.pricebook"
+PASSWORDS = "fedhub.tenancy.passwords"
 
 LIMITS: tuple[Limit, ...] = (
     Limit("display_name", LABEL, "Name shown to users"),
@@ -351,6 +352,59 @@ LIMITS: tuple[Limit, ...] = (
         enforced_at=(SERVICE,),
         enforced=False,
         gap="there is no marketplace service yet; the flag is carried for it",
+    ),
+    # the tier's login policy (docs/security-policy.md)
+    Limit(
+        "security.mfa_required",
+        LIMIT,
+        "Local users enrol a TOTP authenticator before their login completes",
+        enforced_at=(LOGIN,),
+        enforcers=(f"{PASSWORDS}:login_steps",),
+    ),
+    Limit(
+        "security.ip_allowlist",
+        ENTITLEMENT,
+        "Tenant admins may restrict logins to their networks (CIDRs)",
+        enforced_at=(LOGIN, SERVICE),
+        enforcers=("fedhub.tenancy.allowlist:check_login_address",),
+    ),
+    *(
+        Limit(
+            f"security.password.{field}",
+            LIMIT,
+            desc,
+            unit,
+            enforced_at=(MEMBERSHIP, LOGIN),
+            enforcers=(f"{PASSWORDS}:check_password",),
+        )
+        for field, desc, unit in (
+            ("min_length", "Fewest characters in a new password", "characters"),
+            ("character_classes", "Of lower case, upper case, digits, symbols", "classes"),
+            ("history", "A new password is none of the last N", "passwords"),
+        )
+    ),
+    Limit(
+        "security.password.max_age_days",
+        LIMIT,
+        "An older password must be changed before the login completes (0: never)",
+        "days",
+        enforced_at=(LOGIN,),
+        enforcers=(f"{PASSWORDS}:login_steps",),
+    ),
+    *(
+        Limit(
+            f"security.sessions.{field}",
+            LIMIT,
+            desc,
+            unit,
+            enforced_at=(LOGIN,),
+            enforced=False,
+            gap="declared for the sessions work, which ends hub sessions; not enforced yet",
+        )
+        for field, desc, unit in (
+            ("idle_minutes", "A hub login unused this long ends (0: no idle limit)", "minutes"),
+            ("absolute_hours", "A hub login ends this long after it began (0: none)", "hours"),
+        )
     ),
     # prices beyond what the monthly price includes (one PriceLine each)
     *(

@@ -62,6 +62,41 @@ class Overage(_Strict):
     fl_round: NonNegativeFloat = 0.0
 
 
+class PasswordPolicy(_Strict):
+    """What a local password must be (fedhub.tenancy.passwords.check_password)."""
+
+    min_length: int = Field(8, ge=8, le=128, description="fewest characters")
+    character_classes: int = Field(
+        1, ge=1, le=4, description="how many of lower case, upper case, digits, symbols"
+    )
+    history: int = Field(0, ge=0, le=24, description="not one of the last N passwords")
+    max_age_days: NonNegativeInt = Field(
+        0, description="days before a password must be changed at login (0: never)"
+    )
+
+
+class SessionPolicy(_Strict):
+    """How long a hub login lasts (enforced by the sessions work)."""
+
+    idle_minutes: NonNegativeInt = Field(0, description="idle minutes before logout (0: none)")
+    absolute_hours: NonNegativeInt = Field(
+        0, description="hours after login before logout (0: the hub cookie's lifetime)"
+    )
+
+
+class SecurityPolicy(_Strict):
+    """The tier's login policy (docs/security-policy.md)."""
+
+    mfa_required: bool = Field(
+        False, description="local users must enrol a TOTP authenticator before logging in"
+    )
+    ip_allowlist: bool = Field(
+        False, description="the tier lets tenant admins restrict logins to CIDRs"
+    )
+    password: PasswordPolicy = Field(PasswordPolicy(), description="local password rules")
+    sessions: SessionPolicy = Field(SessionPolicy(), description="login lifetimes")
+
+
 class Tier(_Strict):
     """One tier's quotas. Every quota is a non-negative number."""
 
@@ -88,6 +123,7 @@ class Tier(_Strict):
     audit_retention_days: NonNegativeInt = 90
     features: Features = Features()
     overage: Overage = Overage()
+    security: SecurityPolicy = SecurityPolicy()
     # billing (fedhub.billing): a negotiated discount on the invoice subtotal, in percent
     discount_percent: NonNegativeFloat = Field(0.0, le=100)
 
@@ -120,14 +156,8 @@ class TierCatalog:
         tier = self.get(name)
         if not overrides:
             return tier
-        merged = tier.model_dump()
-        for key, value in overrides.items():
-            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
         try:
-            result = Tier.model_validate(merged)
+            result = Tier.model_validate(_merge(tier.model_dump(), overrides))
         except ValidationError as e:
             raise ConfigError(_describe(e, f"overrides of tier {name!r}")) from None
         self._check_profiles(name, result, "overrides")
@@ -150,6 +180,18 @@ class TierCatalog:
             "profiles": {k: v.model_dump() for k, v in self.profiles.items()},
             "tiers": {k: self.tiers[k].model_dump() for k in self.names()},
         }
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied key by key, into nested mappings
+    (an override of ``security.password.min_length`` keeps the other password rules)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _describe(error: ValidationError, where: str) -> str:
