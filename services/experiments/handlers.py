@@ -23,12 +23,14 @@ from fedhub import limits as registry
 from fedhub.db import keyset_page, session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
 from fedhub.jobs import run_blocking
+from fedhub.openapi import operation
 from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
 from . import quota
+from .api_models import EventsQuery, Experiment, ExperimentPage, PageQuery, Quota, TenantQuery
 from .models import FINISHED, ExperimentRound, ExperimentRun
-from .spec import parse_spec
+from .spec import ExperimentSpec, parse_spec
 
 
 class BaseHandler(APIHandler):
@@ -68,6 +70,7 @@ NEWEST_FIRST = [(ExperimentRun.created_at, True), (ExperimentRun.id, True)]
 
 
 class ExperimentsHandler(BaseHandler):
+    @operation("The tenant's runs, newest first", query=PageQuery, responses={200: ExperimentPage})
     async def get(self):
         self.require("experiments:read")
         tenant = self.scoped_tenant(self.get_argument("tenant", None))
@@ -84,6 +87,7 @@ class ExperimentsHandler(BaseHandler):
         runs, next_cursor = await run_blocking(read)
         self.write_page("experiments", runs, next_cursor)
 
+    @operation("Submit an experiment", body=ExperimentSpec, responses={201: Experiment})
     async def post(self):
         caller = self.require("experiments:run")
         if caller.tenant is None:
@@ -120,6 +124,7 @@ class ExperimentsHandler(BaseHandler):
 
 
 class ExperimentHandler(BaseHandler):
+    @operation("A run: status, spec and per-round metrics", responses={200: Experiment})
     async def get(self, exp_id: str):
         self.require("experiments:read")
         run = self.load_run(exp_id)
@@ -127,6 +132,7 @@ class ExperimentHandler(BaseHandler):
 
 
 class CancelHandler(BaseHandler):
+    @operation("Stop a run within one round", responses={202: Experiment})
     def post(self, exp_id: str):
         self.require("experiments:run")
         run = self.load_run(exp_id)
@@ -144,6 +150,11 @@ class CancelHandler(BaseHandler):
 class EventsHandler(BaseHandler):
     """Server-sent events; resumes after ``Last-Event-ID`` (the last round received)."""
 
+    @operation(
+        "A run's rounds as server-sent events",
+        query=EventsQuery,
+        responses={200: {"text/event-stream": None}},
+    )
     async def get(self, exp_id: str):
         self.require("experiments:read")
         self.load_run(exp_id)
@@ -177,6 +188,10 @@ class EventsHandler(BaseHandler):
 
 
 class WeightsHandler(BaseHandler):
+    @operation(
+        "The final weights (torch.save of the state dict)",
+        responses={200: {"application/octet-stream": None}},
+    )
     def get(self, exp_id: str):
         self.require("experiments:read")
         run = self.load_run(exp_id)
@@ -188,6 +203,9 @@ class WeightsHandler(BaseHandler):
 
 
 class QuotaHandler(BaseHandler):
+    @operation(
+        "The tenant's tier, experiment limits and usage", query=TenantQuery, responses={200: Quota}
+    )
     def get(self):
         self.require("usage:read")
         slug = self.scoped_tenant(self.get_argument("tenant", None))
