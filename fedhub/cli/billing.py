@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy import select
 
 from fedhub.billing.invoices import issue_credit_note
 from fedhub.billing.models import Invoice
@@ -54,13 +55,11 @@ def close_period(ctx, tenants, period, as_json):
 
 
 @command.command("invoices")
-@click.option("--tenant")
+@click.option("--tenant", help="Only this tenant's invoices.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def invoices(ctx, tenant, as_json):
-    """List invoices."""
-    from sqlalchemy import select
-
+    """List invoices, oldest period first."""
     billing = _billing(ctx)
     with billing.session() as s:
         q = select(Invoice).order_by(Invoice.period_start, Invoice.tenant)
