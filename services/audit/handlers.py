@@ -23,7 +23,10 @@ from fedhub.audit.models import PLATFORM
 from fedhub.audit.query import EventFilter, export_lines, read_events
 from fedhub.audit.verify import verify
 from fedhub.errors import InvalidRequest
+from fedhub.openapi import operation
 from fedhub.web import APIHandler
+
+from .api_models import ChainQuery, Checkpoints, EventsPage, EventsQuery, Index, Verification
 
 FORMATS = ("json", "jsonl", "csv")
 
@@ -37,6 +40,7 @@ class AuditHandler(APIHandler):
         """The chains the caller may read (None: all), or a 403/404."""
         caller = self.caller
         if caller.is_platform_admin:
+            self.require("audit:read-all")  # a platform admin's narrowed token may not
             if requested in ("platform", PLATFORM):
                 return [PLATFORM]
             # any chain, including a deleted tenant's (its log outlives it)
@@ -58,6 +62,13 @@ class AuditHandler(APIHandler):
 
 
 class EventsHandler(AuditHandler):
+    @operation(
+        "Audit events: a page of JSON, or an export as JSON Lines or CSV",
+        query=EventsQuery,
+        responses={
+            200: {"application/json": EventsPage, "application/x-ndjson": None, "text/csv": None}
+        },
+    )
     async def get(self):
         chains = self.chain_arg()
         fmt = self.get_argument("format", "json")
@@ -115,6 +126,9 @@ class EventsHandler(AuditHandler):
 class VerifyHandler(AuditHandler):
     """The verification status of the chains the caller may read."""
 
+    @operation(
+        "Verify the chains the caller may read", query=ChainQuery, responses={200: Verification}
+    )
     async def get(self):
         chains = self.chain_arg()  # the caller's scope, decided here, on the loop
         reports = await asyncio.to_thread(_verify_reports, self.audit, chains)
@@ -132,6 +146,9 @@ def _verify_reports(audit: AuditLog, chains: list[str] | None) -> list[dict]:
 class CheckpointsHandler(AuditHandler):
     """The signed checkpoints of a chain, for an auditor to keep their own copies."""
 
+    @operation(
+        "The signed checkpoints of the chains", query=ChainQuery, responses={200: Checkpoints}
+    )
     async def get(self):
         from sqlalchemy import select
 
@@ -156,6 +173,9 @@ class CheckpointsHandler(AuditHandler):
 class PublicKeyHandler(AuditHandler):
     """The checkpoint signing public key (no tenant data: any logged-in caller)."""
 
+    @operation(
+        "The checkpoint signing public key (PEM)", responses={200: {"application/x-pem-file": None}}
+    )
     async def get(self):
         _ = self.caller
         self.set_header("Content-Type", "application/x-pem-file")
@@ -163,6 +183,7 @@ class PublicKeyHandler(AuditHandler):
 
 
 class IndexHandler(AuditHandler):
+    @operation("Where the API is", responses={200: Index})
     async def get(self):
         self.write_json({"service": "fedhub-audit", "api": "api/v1/events"})
 
