@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Self
 
 from sqlalchemy import (
     DateTime,
@@ -115,23 +116,61 @@ class ProfileNotAllowed(SpawnRefused, InvalidRequest):
     reason = "profile_not_allowed"
 
 
-class UserServerLimit(SpawnRefused, QuotaExceeded):
-    reason = "user_server_limit"
-
-
-class TenantServerLimit(SpawnRefused, QuotaExceeded):
-    reason = "tenant_server_limit"
-
-
-class ComputeBudgetExhausted(SpawnRefused, QuotaExceeded):
-    reason = "compute_hours"
-
-
-class StorageOverQuota(SpawnRefused, QuotaExceeded):
-    reason = "storage_quota"
-
-
 UPGRADE_HINT = "or ask your organisation's administrator to upgrade the tier"
+
+
+class LimitReached(SpawnRefused, QuotaExceeded):
+    """A numeric tier limit is used up. Each kind names its tier key and a message
+    template, so every such refusal carries the same details
+    (:func:`fedhub.limits.details`) and says the usage, the limit and what to do."""
+
+    limit: str  # the tier key (a fedhub.limits entry)
+    template: str  # str.format fields: used, allowed, tier (display name), hint, and extras
+
+    @classmethod
+    def over(cls, tier: Tier, used: float, requested: float | None = None, **extra) -> Self:
+        allowed = getattr(tier, cls.limit)
+        message = cls.template.format(
+            used=used, allowed=allowed, tier=tier.display_name, hint=UPGRADE_HINT, **extra
+        )
+        return cls(message, details=limits.details(cls.limit, allowed, used, requested))
+
+
+class UserServerLimit(LimitReached):
+    reason = "user_server_limit"
+    limit = "max_servers_per_user"
+    template = (
+        "You already have {used} of the {allowed} servers the {tier} tier allows per user. "
+        "Stop one of your servers (Home page) and try again, {hint}."
+    )
+
+
+class TenantServerLimit(LimitReached):
+    reason = "tenant_server_limit"
+    limit = "max_servers_per_tenant"
+    template = (
+        "Your organisation is running {used} of the {allowed} servers its {tier} tier "
+        "allows. Try again when a colleague has stopped a server, {hint}."
+    )
+
+
+class ComputeBudgetExhausted(LimitReached):
+    reason = "compute_hours"
+    limit = "compute_hours_per_month"
+    template = (
+        "Your organisation has used {used:.2f} of the {allowed:g} compute hours (CPU-core "
+        "hours) its {tier} tier includes this month. Servers can start again on {resume} "
+        "(UTC), {hint}."
+    )
+
+
+class StorageOverQuota(LimitReached):
+    reason = "storage_quota"
+    limit = "storage_gb"
+    template = (
+        "Your organisation's home directories use {used:.3f} GB of the {allowed:g} GB its "
+        "{tier} tier allows. Delete files to get under the limit, {hint}."
+    )
 
 
 def check_profile(tier_name: str, tier: Tier, profile: str, spec: Profile | None = None) -> None:
@@ -191,6 +230,17 @@ class Reservation:
     profile: str
     cpu: float
     memory_gb: float
+
+    def row(self, now: datetime) -> ServerReservation:
+        """The pending row that counts this server against its limits from ``now`` on."""
+        fields = ("key", "tenant", "username", "server_name", "profile", "cpu", "memory_gb")
+        return ServerReservation(
+            **{f: getattr(self, f) for f in fields},
+            tier=self.tier_name,
+            state=PENDING,
+            created_at=now,
+            metered_until=now,
+        )
 
 
 def _locked_tenant(session: Session, slug: str) -> Tenant:
@@ -264,28 +314,21 @@ def reserve(
                 )
             )
             spec = catalog.profiles[profile]
-            key = str(uuid.uuid4())
-            s.add(
-                ServerReservation(
-                    key=key,
-                    tenant=tenant,
-                    username=username,
-                    server_name=server_name,
-                    tier=t.tier,
-                    profile=profile,
-                    cpu=spec.cpu,
-                    memory_gb=spec.memory_gb,
-                    state=PENDING,
-                    created_at=now,
-                    metered_until=now,
-                )
+            granted = Reservation(
+                str(uuid.uuid4()),
+                tenant,
+                username,
+                server_name,
+                t.tier,
+                tier,
+                profile,
+                spec.cpu,
+                spec.memory_gb,
             )
-            tier_name = t.tier
+            s.add(granted.row(now))
     if refusal is not None:
         raise refusal
-    return Reservation(
-        key, tenant, username, server_name, tier_name, tier, profile, spec.cpu, spec.memory_gb
-    )
+    return granted
 
 
 def _check_limits(
@@ -309,22 +352,9 @@ def _check_limits(
     check_profile(t.tier, tier, profile, spec)
     used = compute_hours_used(s, t.slug, now)
     if used >= tier.compute_hours_per_month:
-        raise ComputeBudgetExhausted(
-            f"Your organisation has used {used:.2f} of the {tier.compute_hours_per_month:g} "
-            f"compute hours (CPU-core hours) its {tier.display_name} tier includes this month. "
-            f"Servers can start again on {next_month(now)} (UTC), {UPGRADE_HINT}.",
-            details=limits.details(
-                "compute_hours_per_month", tier.compute_hours_per_month, used, None
-            ),
-        )
+        raise ComputeBudgetExhausted.over(tier, used, resume=next_month(now))
     if storage_bytes is not None and storage_bytes > tier.storage_gb * GIB:
-        used_gb = storage_bytes / GIB
-        raise StorageOverQuota(
-            f"Your organisation's home directories use {used_gb:.3f} GB of the "
-            f"{tier.storage_gb:g} GB its {tier.display_name} tier allows. Delete files "
-            f"to get under the limit, {UPGRADE_HINT}.",
-            details=limits.details("storage_gb", tier.storage_gb, used_gb, None),
-        )
+        raise StorageOverQuota.over(tier, storage_bytes / GIB)
     # a row left for this very server is stale (see reserve): it does not count
     mine, theirs = s.execute(
         select(
@@ -339,21 +369,9 @@ def _check_limits(
         )
     ).one()
     if mine >= tier.max_servers_per_user:
-        raise UserServerLimit(
-            f"You already have {mine} of the {tier.max_servers_per_user} servers the "
-            f"{tier.display_name} tier allows per user. Stop one of your servers "
-            f"(Home page) and try again, {UPGRADE_HINT}.",
-            details=limits.details("max_servers_per_user", tier.max_servers_per_user, mine, 1),
-        )
+        raise UserServerLimit.over(tier, mine, requested=1)
     if theirs >= tier.max_servers_per_tenant:
-        raise TenantServerLimit(
-            f"Your organisation is running {theirs} of the {tier.max_servers_per_tenant} "
-            f"servers its {tier.display_name} tier allows. Try again when a colleague has "
-            f"stopped a server, {UPGRADE_HINT}.",
-            details=limits.details(
-                "max_servers_per_tenant", tier.max_servers_per_tenant, theirs, 1
-            ),
-        )
+        raise TenantServerLimit.over(tier, theirs, requested=1)
 
 
 def mark_running(db, key: str) -> None:
