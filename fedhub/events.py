@@ -89,34 +89,15 @@ def spool_dir() -> Path | None:
     return Path(state) / "spool" if state else None
 
 
-def emit(
-    action: str,
-    *,
-    tenant: str | None,
-    actor: str | None = None,
-    target: str | None = None,
-    result: str = "success",
-    severity: str = "info",
-    details: dict[str, Any] | None = None,
-    source_ip: str | None = None,
-    user_agent: str | None = None,
-) -> dict[str, Any]:
+def emit(action: str, **fields: Any) -> dict[str, Any]:
     """Record that something happened. Returns the event (with its id).
 
-    Raises :class:`InvalidEvent` (a ``ValueError``) for an event that does not
-    match the schema: that is a programming error, better found in tests.
+    Takes :func:`make_event`'s arguments (``tenant`` is required, the rest are
+    keywords), so the envelope is defined once. Raises :class:`InvalidEvent` (a
+    ``ValueError``) for an event that does not match the schema: that is a
+    programming error, better found in tests.
     """
-    event = make_event(
-        action,
-        tenant=tenant,
-        actor=actor,
-        target=target,
-        result=result,
-        severity=severity,
-        details=details,
-        source_ip=source_ip,
-        user_agent=user_agent,
-    )
+    event = make_event(action, **fields)
     _spool(event)
     return event
 

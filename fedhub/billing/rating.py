@@ -45,6 +45,9 @@ SHARED = "(shared)"  # attribution of what no single user caused (base fee)
 NO_USER = "(tenant)"  # usage recorded without a username
 FL_KINDS = ("fl_client_seconds", "fl_rounds", "experiments")
 
+#: one usage row as rating reads it: kind, username, quantity, start, attributes (or None)
+UsageRow = tuple[str, str | None, float, datetime, dict | None]
+
 
 class RatingError(FedhubError):
     """One tenant's usage cannot be priced (a quantity out of any sensible range)."""
@@ -66,20 +69,6 @@ class LineSpec:
     included: Decimal | None = None
     usage: Decimal | None = None
     attribution: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.line_type,
-            "meter": self.meter,
-            "description": self.description,
-            "quantity": str(self.quantity),
-            "unit": self.unit,
-            "unit_price": str(self.unit_price),
-            "amount": str(self.amount),
-            "included": None if self.included is None else str(self.included),
-            "usage": None if self.usage is None else str(self.usage),
-            "attribution": self.attribution,
-        }
 
 
 @dataclass
@@ -124,8 +113,8 @@ class _Bucket:
 
 def fetch_usage(
     session: Session, tenant: str, start: datetime, end: datetime
-) -> Iterable[tuple[str, str | None, float, datetime, dict | None]]:
-    """(kind, username, quantity, start, attributes-or-None) of billed events in ``[start, end)``."""
+) -> Iterable[UsageRow]:
+    """The :data:`UsageRow` of each billed event in ``[start, end)``."""
     base = (MeterEvent.tenant == tenant, MeterEvent.start >= start, MeterEvent.start < end)
     plain = [k for k in pricebook.BILLED_KINDS if k not in FL_KINDS]
     q1 = select(MeterEvent.kind, MeterEvent.username, MeterEvent.quantity, MeterEvent.start).where(
@@ -176,7 +165,7 @@ def rate_rows(
     period: Period,
     catalog: TierCatalog,
     segs: list[Segment],
-    rows: Iterable[tuple[str, str | None, float, datetime, dict | None]],
+    rows: Iterable[UsageRow],
 ) -> Rating:
     """The pure part of :func:`rate`: segments and usage rows in, lines out.
 
@@ -185,22 +174,19 @@ def rate_rows(
     """
     try:
         with localcontext(RATING_CONTEXT):
-            return _rate_rows(tenant, period, catalog, segs, _finite_rows(rows, tenant, period))
+            lines = _price_lines(period, catalog, segs, _finite_rows(rows, tenant, period))
     except (DecimalException, OverflowError) as e:
         raise RatingError(
             f"tenant {tenant}'s usage in {period} cannot be rated: a quantity is out of range"
             f" ({type(e).__name__}); correct or delete the meter event, then close again",
             details={"tenant": tenant, "period": period.name},
         ) from None
+    return Rating(tenant, period, lines, segs)
 
 
-def _rate_rows(
-    tenant: str,
-    period: Period,
-    catalog: TierCatalog,
-    segs: list[Segment],
-    rows: Iterable[tuple[str, str | None, float, datetime, dict | None]],
-) -> Rating:
+def _price_lines(
+    period: Period, catalog: TierCatalog, segs: list[Segment], rows: Iterable[UsageRow]
+) -> list[LineSpec]:
     starts = [s.start for s in segs]
     buckets: dict[tuple[int, str], _Bucket] = defaultdict(_Bucket)
     for kind, username, quantity, start, attributes in rows:
@@ -297,7 +283,7 @@ def _rate_rows(
         users = line.attribution.get("users", {})
         if SHARED in users and users[SHARED]["amount"] is None:
             users[SHARED]["amount"] = str(line.amount)
-    return Rating(tenant, period, lines, segs)
+    return lines
 
 
 def _discount_shares(lines: list[LineSpec], amount: Decimal) -> dict[str, dict[str, str]]:
