@@ -20,9 +20,16 @@ from traitlets.config import LoggingConfigurable
 MAX_EVENT_QUANTITY_CEILING = 1e15
 
 
-def _env(name: str, cast, fallback):
-    value = os.environ.get(f"FEDHUB_BILLING_{name.upper()}")
-    return cast(value) if value not in (None, "") else fallback
+def _env_default(name: str, fallback: float):
+    """A trait's default: ``$FEDHUB_BILLING_<NAME>`` (read as the fallback's type), else
+    ``fallback``; ``fedhub_config.py`` overrides both."""
+
+    @default(name)
+    def _default(self):
+        value = os.environ.get(f"FEDHUB_BILLING_{name.upper()}")
+        return type(fallback)(value) if value not in (None, "") else fallback
+
+    return _default
 
 
 class BillingSettings(LoggingConfigurable):
@@ -100,21 +107,13 @@ class BillingSettings(LoggingConfigurable):
                 return self.config[section][key]
         return storage.default_path_template()
 
-    @default("grace_days")
-    def _grace(self):
-        return _env("grace_days", float, 3.0)
-
-    @default("late_window_hours")
-    def _late(self):
-        return _env("late_window_hours", float, 168.0)
-
-    @default("max_batch")
-    def _max_batch(self):
-        return _env("max_batch", int, 10000)
-
-    @default("max_event_quantity")
-    def _max_quantity(self):
-        return _env("max_event_quantity", float, 1e9)
+    _grace_days = _env_default("grace_days", 3.0)
+    _late_window_hours = _env_default("late_window_hours", 168.0)
+    _max_batch = _env_default("max_batch", 10000)
+    _max_event_quantity = _env_default("max_event_quantity", 1e9)
+    _close_interval_seconds = _env_default("close_interval_seconds", 3600.0)
+    _budget_interval_seconds = _env_default("budget_interval_seconds", 300.0)
+    _storage_interval_seconds = _env_default("storage_interval_seconds", 3600.0)
 
     @validate("max_event_quantity")
     def _check_max_quantity(self, proposal):
@@ -124,18 +123,6 @@ class BillingSettings(LoggingConfigurable):
                 f"max_event_quantity must be > 0 and <= {MAX_EVENT_QUANTITY_CEILING:g}, got {value}"
             )
         return value
-
-    @default("close_interval_seconds")
-    def _close(self):
-        return _env("close_interval_seconds", float, 3600.0)
-
-    @default("budget_interval_seconds")
-    def _budget(self):
-        return _env("budget_interval_seconds", float, 300.0)
-
-    @default("storage_interval_seconds")
-    def _storage(self):
-        return _env("storage_interval_seconds", float, 3600.0)
 
     @property
     def grace(self) -> timedelta:
