@@ -22,8 +22,8 @@ from sqlalchemy import delete, select
 from fedhub import events as fedhub_events
 from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import SpoolOffset
-from fedhub.audit.records import _insert
 from fedhub.db.base import utcnow
+from fedhub.db.toolkit import upsert
 
 log = logging.getLogger("fedhub.audit.ingest")
 
@@ -109,14 +109,8 @@ class SpoolIngester:
             return None
 
     def _store_offset(self, s, key: str, offset: int) -> None:
-        stmt = _insert(s, SpoolOffset.__table__).values(
-            name=key, offset=offset, updated_at=utcnow()
-        )
-        s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["name"], set_={"offset": offset, "updated_at": utcnow()}
-            )
-        )
+        row = {"name": key, "offset": offset, "updated_at": utcnow()}
+        upsert(s, SpoolOffset.__table__, row, ["name"], ["offset", "updated_at"])
 
     # -- finished files ----------------------------------------------------------------
 

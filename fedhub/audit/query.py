@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import PLATFORM, AuditRecord
-from fedhub.audit.records import event_time
+from fedhub.db.toolkit import parse_iso
 from fedhub.errors import InvalidRequest
 from fedhub.events import SEVERITIES
 
@@ -47,7 +47,7 @@ class EventFilter:
         if not value:
             return None
         try:
-            return event_time(value.replace("Z", "+00:00"))
+            return parse_iso(value)
         except ValueError:
             raise InvalidRequest(f"{name} must be an ISO 8601 time, got {value!r}") from None
 

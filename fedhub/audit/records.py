@@ -1,28 +1,37 @@
 """How a record is encoded: its time, the fields its hash covers, its batch insert.
 
 Kept apart from :mod:`fedhub.audit.chain` so the verifier and the tests share
-exactly the encoding the writer uses.
+exactly the encoding the writer uses (:data:`HASHED_COLUMNS`, :func:`canonical_record`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fedhub.audit import crypto
 from fedhub.audit.models import AuditRecord
 
-
-def event_time(value: str | datetime) -> datetime:
-    """An event's time as naive UTC with microseconds (how it is stored and hashed)."""
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
+# The stored columns a record hash covers, in the order canonical_record takes them.
+HASHED_COLUMNS = (
+    "tenant",
+    "seq",
+    "event_id",
+    "time",
+    "action",
+    "result",
+    "severity",
+    "schema_version",
+    "details",
+    "actor_key",
+    "actor_enc",
+    "target_key",
+    "target_enc",
+    "prev_hash",
+)
 
 
 def time_text(dt: datetime | str) -> str:
@@ -170,59 +179,19 @@ def canonical_record(
                 ).encode()
             except TypeError:
                 pass
-    return crypto.canonical(
-        hashed_fields(
-            {
-                "tenant": tenant,
-                "seq": seq,
-                "event_id": event_id,
-                "time": time,
-                "action": action,
-                "result": result,
-                "severity": severity,
-                "schema_version": schema_version,
-                "details": details,
-                "actor_key": actor_key,
-                "actor_enc": actor_enc,
-                "target_key": target_key,
-                "target_enc": target_enc,
-                "prev_hash": prev_hash,
-            }
-        )
-    )
+    values = (tenant, seq, event_id, time, action, result, severity, schema_version, details)
+    values += (actor_key, actor_enc, target_key, target_enc, prev_hash)
+    return crypto.canonical(hashed_fields(dict(zip(HASHED_COLUMNS, values, strict=True))))
 
 
 def record_hash(row: dict[str, Any]) -> str:
-    return crypto.sha256_hex(
-        canonical_record(
-            row["tenant"],
-            row["seq"],
-            row["event_id"],
-            row["time"],
-            row["action"],
-            row["result"],
-            row["severity"],
-            row["schema_version"],
-            row["details"],
-            row["actor_key"],
-            row["actor_enc"],
-            row["target_key"],
-            row["target_enc"],
-            row["prev_hash"],
-        )
-    )
-
-
-def _insert(session: Session, table):
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(
-        table
-    )
+    return crypto.sha256_hex(canonical_record(*[row[c] for c in HASHED_COLUMNS]))
 
 
 _RECORD_COLUMNS = [c.name for c in AuditRecord.__table__.columns if c.name != "id"]
 
 
-def _insert_rows(s: Session, rows: list[dict[str, Any]]) -> None:
+def insert_records(s: Session, rows: list[dict[str, Any]]) -> None:
     """Insert a batch of records: ``COPY`` on PostgreSQL (psycopg 3), else one DBAPI
     ``executemany``; no ``RETURNING``, nothing read back.
 

@@ -43,27 +43,12 @@ from fedhub import db as fedhub_db
 from fedhub.audit import crypto
 from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import AuditRecord, ChainHead, Checkpoint
-from fedhub.audit.records import canonical_record
+from fedhub.audit.records import HASHED_COLUMNS, canonical_record
 
-# the stored columns a span check reads, in the order canonical_record takes them
-COLUMNS = [
-    "seq",
-    "tenant",
-    "event_id",
-    "time",
-    "action",
-    "result",
-    "severity",
-    "schema_version",
-    "details",
-    "actor_key",
-    "actor_enc",
-    "target_key",
-    "target_enc",
-    "prev_hash",
-    "hash",
-    "mac",
-]
+# the stored columns a span check reads: the hashed ones in canonical_record's order,
+# then the stored hash and MAC
+COLUMNS = (*HASHED_COLUMNS, "hash", "mac")
+_SEQ, _PREV_HASH, _HASH, _MAC = (COLUMNS.index(c) for c in ("seq", "prev_hash", "hash", "mac"))
 _PG_TIME = "to_char(time, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
 SPAN_RECORDS = 100_000  # at most this many records per unit of work
 MIN_SPAN_RECORDS = 10_000
@@ -199,52 +184,21 @@ def check_span(
         out.update(records=records, bad_seq=seq, problem=problem)
         return out
 
+    hashed = len(HASHED_COLUMNS)
     for rows in _span_rows(url, tenant, lo, hi, own_connection):
-        for (
-            seq,
-            tenant_,
-            event_id,
-            time,
-            action,
-            result,
-            severity,
-            version,
-            details,
-            actor_key,
-            actor_enc,
-            target_key,
-            target_enc,
-            prev_hash,
-            stored,
-            stored_mac,
-        ) in rows:
+        for row in rows:
+            seq = row[_SEQ]
+            prev_hash = row[_PREV_HASH]
             if expected is None:
                 out["first"] = (seq, prev_hash)
             elif seq != expected:
                 return bad(expected, f"record seq {expected} is missing (deleted or renumbered)")
             elif prev_hash != prev:
                 return bad(seq, f"record seq {seq} does not follow seq {seq - 1} (prev_hash)")
-            computed = sha256(
-                canonical_record(
-                    tenant_,
-                    seq,
-                    event_id,
-                    time,
-                    action,
-                    result,
-                    severity,
-                    version,
-                    details,
-                    actor_key,
-                    actor_enc,
-                    target_key,
-                    target_enc,
-                    prev_hash,
-                )
-            ).hexdigest()
-            if computed != stored:
+            computed = sha256(canonical_record(*row[:hashed])).hexdigest()
+            if computed != row[_HASH]:
                 return bad(seq, f"record seq {seq} was modified (hash mismatch)")
-            if mac is not None and stored_mac != mac(computed):
+            if mac is not None and row[_MAC] != mac(computed):
                 return bad(seq, f"record seq {seq} has a bad MAC (written without the key)")
             if seq in checkpoints and any(h != computed for h in checkpoints[seq]):
                 return bad(seq, f"record seq {seq} differs from the signed checkpoint")

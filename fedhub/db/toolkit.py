@@ -1,7 +1,7 @@
 """The database helpers every part of fedhub shares (docs/architecture.md, "Shared toolkit").
 
 Each concern is written once here, so a fix (a dialect quirk, a lock order) lands
-everywhere: an insert that ignores duplicates, the per-tenant lock, keyset (cursor)
+everywhere: an insert that ignores duplicates, an upsert, the per-tenant lock, keyset (cursor)
 pagination, and reading an ISO 8601 time into the naive UTC that fedhub stores.
 """
 
@@ -29,10 +29,21 @@ __all__ = [
     "keyset_page",
     "parse_iso",
     "tenant_lock",
+    "upsert",
 ]
 
 #: the first key of fedhub's tenant advisory locks (PostgreSQL), apart from other users' locks
 TENANT_LOCK_NAMESPACE = 0x46454448  # "FEDH"
+
+
+def _dialect_insert(session: Session, tbl: Table) -> Insert:
+    """The session's dialect's ``insert`` (the one with ``on_conflict_*``)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(tbl)
+    if dialect == "sqlite":
+        return sqlite.insert(tbl)
+    raise NotImplementedError(f"fedhub supports SQLite and PostgreSQL, not {dialect}")
 
 
 def insert_ignore_stmt(session: Session, tbl: Table, conflict_cols: Sequence[str]) -> Insert:
@@ -40,12 +51,25 @@ def insert_ignore_stmt(session: Session, tbl: Table, conflict_cols: Sequence[str
 
     For callers that add ``.values()`` or ``.returning()`` themselves.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(tbl).on_conflict_do_nothing(index_elements=list(conflict_cols))
-    if dialect == "sqlite":
-        return sqlite.insert(tbl).on_conflict_do_nothing(index_elements=list(conflict_cols))
-    raise NotImplementedError(f"fedhub supports SQLite and PostgreSQL, not {dialect}")
+    return _dialect_insert(session, tbl).on_conflict_do_nothing(index_elements=list(conflict_cols))
+
+
+def upsert(
+    session: Session,
+    tbl: Table,
+    row: Mapping[str, Any],
+    conflict_cols: Sequence[str],
+    update_cols: Sequence[str],
+) -> None:
+    """Insert ``row``, or where it collides on ``conflict_cols`` set ``update_cols`` to its
+    values (``INSERT ... ON CONFLICT ... DO UPDATE``): one statement, no read-then-write
+    race. The caller commits."""
+    stmt = _dialect_insert(session, tbl).values(dict(row))
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=list(conflict_cols), set_={c: row[c] for c in update_cols}
+        )
+    )
 
 
 def insert_ignore(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from tornado import ioloop
 from traitlets import Float, default
 
 from fedhub.audit import AuditLog
 from fedhub.audit.ingest import SpoolIngester
 from fedhub.config import Fedhub
+from fedhub.jobs import PeriodicJob
 from fedhub.services.audit.handlers import routes
 from fedhub.web import ServiceApp, make_app
 
@@ -59,39 +58,37 @@ class AuditApp(ServiceApp):
         audit = AuditLog(parent=self)
         ingester = SpoolIngester(audit)
         app = make_app(routes(), fedhub_audit=audit)
-        lock = asyncio.Lock()
 
-        async def deliver():
-            # one pass at a time, off the event loop (it is blocking database work)
-            if lock.locked():
-                return
-            async with lock:
-                try:
-                    loop = asyncio.get_running_loop()
-                    n = await loop.run_in_executor(None, ingester.ingest_once)
-                    await loop.run_in_executor(None, audit.checkpoints_due)
-                    if n:
-                        log.info("audit: ingested %d events", n)
-                except Exception:
-                    log.exception("audit: ingestion failed; retrying in %ss", self.ingest_seconds)
+        def deliver():
+            n = ingester.ingest_once()
+            audit.checkpoints_due()
+            if n:
+                log.info("audit: ingested %d events", n)
 
-        async def purge():
-            try:
-                done = await asyncio.get_running_loop().run_in_executor(None, audit.purge)
-                for p in done:
-                    log.info(
-                        "audit: purged %s seq %s-%s", p["tenant"], p["from_seq"], p["through_seq"]
-                    )
-            except Exception:
-                log.exception("audit: retention purge failed")
+        def purge():
+            for p in audit.purge():
+                log.info("audit: purged %s seq %s-%s", p["tenant"], p["from_seq"], p["through_seq"])
 
-        loop = ioloop.IOLoop.current()
-        loop.add_callback(deliver)
-        ioloop.PeriodicCallback(deliver, self.ingest_seconds * 1000).start()
-        ioloop.PeriodicCallback(purge, self.purge_seconds * 1000).start()
+        # each in a thread (blocking database work), one run at a time; an error is
+        # logged and the job keeps its schedule
+        jobs = [
+            PeriodicJob(
+                "audit ingestion",
+                deliver,
+                self.ingest_seconds,
+                blocking=True,
+                first_delay=0,
+                logger=log,
+            ).start(),
+            PeriodicJob(
+                "audit retention purge", purge, self.purge_seconds, blocking=True, logger=log
+            ).start(),
+        ]
 
         def on_stop():
             # deliver what was spooled up to the stop (the next start would, too)
+            for job in jobs:
+                job.stop()
             try:
                 ingester.ingest_once()
             except Exception:
