@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: F401
 
-DEMO_PASSWORD = "fedhub-test-password"
+DEMO_PASSWORD = "Fedhub-test-password-1"
 SESSION_GUARD_MARK = "FEDHUB-SESSION-THREAD-VIOLATION"
 
 

@@ -29,8 +29,11 @@ def command():
 )
 @click.pass_context
 def add(ctx, username, tenant, role, email, password):
-    """Add a user to a tenant with a role."""
-    store(ctx).add_user(username, tenant, role, password=password, email=email, actor=ACTOR)
+    """Add a user to a tenant with a role (a password must keep the tier's policy)."""
+    tenants = store(ctx)
+    if password is not None:
+        tenants.security.check_new_account(tenant, username, email, password)
+    tenants.add_user(username, tenant, role, password=password, email=email, actor=ACTOR)
     click.echo(f"Added {username} ({role}{' of ' + tenant if tenant else ''}).")
 
 
@@ -102,8 +105,8 @@ def list_(ctx, tenant, as_json):
 @click.password_option()
 @click.pass_context
 def password(ctx, username, password):
-    """Set a user's local password (and unlock the account)."""
-    store(ctx).set_password(username, password)
+    """Set a user's local password under the tier's policy (and unlock the account)."""
+    store(ctx).security.change_password(username, password, actor=ACTOR)
     click.echo(f"Password of {username} changed.")
 
 

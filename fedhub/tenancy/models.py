@@ -1,4 +1,5 @@
-"""Tenancy tables: tenants, memberships, local credentials, invitations, sign-up requests."""
+"""Tenancy tables: tenants, memberships, local credentials (with password history and
+MFA recovery codes), invitations, sign-up requests."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ class Tenant(Base):
     allowed_email_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     suspended_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # networks its members may log in from (fedhub.tenancy.allowlist); empty: anywhere
+    ip_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     signup_policy: Mapped[SignupPolicy] = mapped_column(
         _enum(SignupPolicy, "signup_policy"),
         default=SignupPolicy.VERIFY_EMAIL,
@@ -109,7 +112,44 @@ class LocalCredential(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(255), default=None)  # sealed: totp.py
     totp_enabled: Mapped[bool] = mapped_column(default=False)
     totp_last_counter: Mapped[int | None] = mapped_column(Integer, default=None)
+    # an enrolment shown but not confirmed with a code yet (sealed like totp_secret)
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(255), default=None)
+    # the tier's security.password.max_age_days counts from here
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    # deleted with the credential, so a name given to someone new carries none of them
+    previous_passwords: Mapped[list[PasswordHistory]] = relationship(
+        cascade="all, delete-orphan", order_by="PasswordHistory.id.desc()"
+    )
+    recovery_codes: Mapped[list[RecoveryCode]] = relationship(cascade="all, delete-orphan")
+
+
+class PasswordHistory(Base):
+    """A password a user had before (argon2 hash): the tier's ``security.password.history``."""
+
+    __tablename__ = "fedhub_password_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(
+        ForeignKey("fedhub_local_credentials.username", ondelete="CASCADE"), index=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(255))
+    replaced_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RecoveryCode(Base):
+    """A one-time MFA recovery code; only its SHA-256 is stored (the code is random)."""
+
+    __tablename__ = "fedhub_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(
+        ForeignKey("fedhub_local_credentials.username", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
 class Invitation(Base):

@@ -388,6 +388,13 @@ class TenantStore(SignupMixin):
             raise NotFound(f"no user {username!r}")
         return m
 
+    @property
+    def security(self):
+        """Passwords, MFA enrolment and IP allowlists under the tier's security policy."""
+        from fedhub.tenancy.security import AccountSecurity
+
+        return AccountSecurity(self)
+
 
 def lockout_state(cred: LocalCredential, now: datetime | None = None) -> datetime | None:
     """When the account is locked until, or None when it is not locked."""

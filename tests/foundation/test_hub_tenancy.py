@@ -74,9 +74,9 @@ def test_tenant_admin_starts_and_stops_member_server(tenancy_hub):
 def test_suspended_tenant_users_cannot_log_in(tenancy_hub):
     hub = tenancy_hub
     hub.fedhub("tenant", "create", "stark", "--name", "Stark", "--tier", "starter")
-    hub.fedhub("user", "add", "tony", "--tenant", "stark", "--password", "tony-password-1")
-    assert hub.login("tony", "tony-password-1").status_code == 302
+    hub.fedhub("user", "add", "tony", "--tenant", "stark", "--password", "Suspended-login-1")
+    assert hub.login("tony", "Suspended-login-1").status_code == 302
     hub.fedhub("tenant", "suspend", "stark")
-    r = hub.login("tony", "tony-password-1")
+    r = hub.login("tony", "Suspended-login-1")
     assert r.status_code == 403
     assert "organisation 'Stark' is suspended" in html.unescape(r.text)

@@ -32,16 +32,16 @@ def test_demo_users_log_in(auth_hub):
 
 def test_five_wrong_passwords_lock_the_account_for_a_while(auth_hub):
     hub = auth_hub
-    hub.fedhub("user", "add", "lucy", "--tenant", "acme", "--password", "lucy-password-1")
+    hub.fedhub("user", "add", "lucy", "--tenant", "acme", "--password", "Lockout-test-pw-1")
     for _ in range(5):
         assert hub.login("lucy", "wrong-password").status_code == 403
     # now even the right password is refused, with a message that says why
-    r = hub.login("lucy", "lucy-password-1")
+    r = hub.login("lucy", "Lockout-test-pw-1")
     assert r.status_code == 403
     assert "locked after 5 failed logins" in r.text
     # after lockout_seconds it works again
     wait_for(
-        lambda: hub.login("lucy", "lucy-password-1").status_code == 302,
+        lambda: hub.login("lucy", "Lockout-test-pw-1").status_code == 302,
         15,
         interval=0.5,
         what="lockout to expire",
@@ -50,34 +50,34 @@ def test_five_wrong_passwords_lock_the_account_for_a_while(auth_hub):
 
 def test_totp_second_factor(auth_hub):
     hub = auth_hub
-    hub.fedhub("user", "add", "tom", "--tenant", "globex", "--password", "tom-password-1")
+    hub.fedhub("user", "add", "tom", "--tenant", "globex", "--password", "Second-factor-1")
     out = hub.fedhub("user", "totp", "tom").stdout
     uri = next(line for line in out.splitlines() if line.startswith("otpauth://"))
     totp = pyotp.parse_uri(uri)
-    assert hub.login("tom", "tom-password-1").status_code == 403  # code missing
+    assert hub.login("tom", "Second-factor-1").status_code == 403  # code missing
     assert (
         hub.login(
-            "tom", "tom-password-1", otp="000000" if totp.now() != "000000" else "111111"
+            "tom", "Second-factor-1", otp="000000" if totp.now() != "000000" else "111111"
         ).status_code
         == 403
     )
-    r = hub.login("tom", "tom-password-1", otp=totp.now())
+    r = hub.login("tom", "Second-factor-1", otp=totp.now())
     assert r.status_code == 302
     # the same code cannot be replayed
-    assert hub.login("tom", "tom-password-1", otp=totp.now()).status_code == 403
+    assert hub.login("tom", "Second-factor-1", otp=totp.now()).status_code == 403
 
 
 def test_suspended_tenant_cannot_log_in(auth_hub):
     hub = auth_hub
     hub.fedhub("tenant", "create", "umbrella", "--name", "Umbrella Corp", "--tier", "starter")
-    hub.fedhub("user", "add", "ursula", "--tenant", "umbrella", "--password", "ursula-password")
-    assert hub.login("ursula", "ursula-password").status_code == 302
+    hub.fedhub("user", "add", "ursula", "--tenant", "umbrella", "--password", "Suspension-pw-1")
+    assert hub.login("ursula", "Suspension-pw-1").status_code == 302
     hub.fedhub("tenant", "suspend", "umbrella", "--reason", "unpaid")
-    r = hub.login("ursula", "ursula-password")
+    r = hub.login("ursula", "Suspension-pw-1")
     assert r.status_code == 403
     assert "Your organisation 'Umbrella Corp' is suspended" in html.unescape(r.text)
     hub.fedhub("tenant", "resume", "umbrella")
-    assert hub.login("ursula", "ursula-password").status_code == 302
+    assert hub.login("ursula", "Suspension-pw-1").status_code == 302
 
 
 def test_cli_changes_are_mirrored_into_the_running_hub(auth_hub):
@@ -93,9 +93,9 @@ def test_cli_changes_are_mirrored_into_the_running_hub(auth_hub):
         "--role",
         "tenant-admin",
         "--password",
-        "gavin-password",
+        "Mirror-admin-pw-1",
     )
-    hub.fedhub("user", "add", "jared", "--tenant", "hooli", "--password", "jared-password")
+    hub.fedhub("user", "add", "jared", "--tenant", "hooli", "--password", "Mirror-member-pw-1")
 
     def mirrored():
         r = hub.api("GET", "/hub/api/groups/tenant-hooli", admin)
@@ -103,7 +103,7 @@ def test_cli_changes_are_mirrored_into_the_running_hub(auth_hub):
 
     group = wait_for(mirrored, 10, what="tenant-hooli group")
     assert group["properties"]["tier"] == "professional"
-    gavin = hub.token("gavin", "gavin-password")
+    gavin = hub.token("gavin", "Mirror-admin-pw-1")
     assert sorted(u["name"] for u in hub.api("GET", "/hub/api/users", gavin).json()) == [
         "gavin",
         "jared",

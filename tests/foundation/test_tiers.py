@@ -119,3 +119,54 @@ def test_broken_tiers_stop_hub_start_up(tmp_path, tiers_doc):
     assert r.returncode != 0
     assert f"{path}: tier 'professional', key 'experiments_per_month'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("tier", "security", "key", "expected"),
+    [
+        ("enterprise", {"password": {"min_length": 6}}, "security.password.min_length", ">= 8"),
+        ("starter", {"password": {"character_classes": 5}}, "character_classes", "<= 4"),
+        ("professional", {"password": {"history": 30}}, "security.password.history", "<= 24"),
+        ("free", {"password": {"max_age_days": -1}}, "max_age_days", ">= 0"),
+        ("free", {"sessions": {"idle_minutes": -5}}, "security.sessions.idle_minutes", ">= 0"),
+        ("starter", {"mfa_required": "sometimes"}, "security.mfa_required", "valid boolean"),
+        ("starter", {"mfa": True}, "security.mfa", "unknown key"),
+    ],
+)
+def test_invalid_security_policy_names_file_tier_and_key(
+    tmp_path, tiers_doc, tier, security, key, expected
+):
+    tiers_doc["tiers"][tier]["security"] = security
+    path = write(tmp_path, tiers_doc)
+    with pytest.raises(ConfigError) as info:
+        load_tiers(path)
+    message = info.value.message
+    assert str(path) in message and f"tier '{tier}'" in message
+    assert key in message
+    assert (
+        expected.replace(">= ", "greater than or equal to ").replace(
+            "<= ", "less than or equal to "
+        )
+        in message
+    )
+
+
+def test_security_policy_grows_with_the_tier():
+    catalog = load_tiers()
+    policies = [catalog.get(t).security for t in catalog.names()]
+    lengths = [p.password.min_length for p in policies]
+    assert lengths == sorted(lengths) and lengths[0] == 8
+    assert [p.mfa_required for p in policies] == [False, False, False, True]
+    assert [p.ip_allowlist for p in policies] == [False, False, True, True]
+    enterprise = catalog.get("enterprise").security
+    assert (enterprise.password.history, enterprise.password.max_age_days) == (10, 90)
+    assert (enterprise.sessions.idle_minutes, enterprise.sessions.absolute_hours) == (60, 12)
+
+
+def test_a_tenant_override_of_one_password_rule_keeps_the_others():
+    catalog = load_tiers()
+    tier = catalog.effective("enterprise", {"security": {"password": {"min_length": 20}}})
+    assert tier.security.password.min_length == 20
+    assert tier.security.password.history == 10 and tier.security.mfa_required
+    with pytest.raises(ConfigError, match=r"security.password.min_length"):
+        catalog.effective("enterprise", {"security": {"password": {"min_length": 4}}})

@@ -28,7 +28,7 @@ from tests.experiments.conftest import SERVICE, TINY, ExperimentsAPI, spooled_ev
 from tests.harness import wait_for
 
 BILLING = "/services/billing/api/v1"
-ERIN_PASSWORD = "erin-test-password-1"
+ERIN_PASSWORD = "Bounds-test-password-1"
 
 
 @pytest.fixture(scope="module")

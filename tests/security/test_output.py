@@ -300,14 +300,14 @@ def _stored_secret(hub, username: str) -> str:
 
 def test_totp_secret_is_encrypted_and_login_still_works(ohub):
     hub = ohub
-    hub.fedhub("user", "add", "tess", "--tenant", "globex", "--password", "tess-password-1")
+    hub.fedhub("user", "add", "tess", "--tenant", "globex", "--password", "Output-test-pw-1")
     out = hub.fedhub("user", "totp", "tess").stdout
     uri = next(line for line in out.splitlines() if line.startswith("otpauth://"))
     totp = pyotp.parse_uri(uri)
     stored = _stored_secret(hub, "tess")
     assert totp.secret not in stored and stored.startswith("enc:v1:")
-    assert hub.login("tess", "tess-password-1").status_code == 403  # the code is required
-    assert hub.login("tess", "tess-password-1", otp=totp.now()).status_code == 302
+    assert hub.login("tess", "Output-test-pw-1").status_code == 403  # the code is required
+    assert hub.login("tess", "Output-test-pw-1", otp=totp.now()).status_code == 302
     # the key is a file outside the database, private to the hub's account
     key = hub.state_dir / "keys" / "totp.key"
     assert _mode(key) == 0o600 and _mode(key.parent) == 0o700
@@ -316,7 +316,7 @@ def test_totp_secret_is_encrypted_and_login_still_works(ohub):
 
 def test_a_secret_stored_in_clear_is_sealed_and_keeps_working(ohub):
     hub = ohub
-    hub.fedhub("user", "add", "lena", "--tenant", "globex", "--password", "lena-password-1")
+    hub.fedhub("user", "add", "lena", "--tenant", "globex", "--password", "Output-test-pw-2")
     hub.fedhub("user", "totp", "lena")
     secret = pyotp.random_base32()
     path = hub.db_url.removeprefix("sqlite:///")
@@ -329,7 +329,7 @@ def test_a_secret_stored_in_clear_is_sealed_and_keeps_working(ohub):
     assert "re-encrypted" in out
     stored = _stored_secret(hub, "lena")
     assert secret not in stored and stored.startswith("enc:v1:")
-    assert hub.login("lena", "lena-password-1", otp=pyotp.TOTP(secret).now()).status_code == 302
+    assert hub.login("lena", "Output-test-pw-2", otp=pyotp.TOTP(secret).now()).status_code == 302
 
 
 def test_migration_seals_clear_secrets(tmp_path, monkeypatch):

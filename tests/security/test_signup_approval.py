@@ -120,7 +120,7 @@ def test_a_tenant_admin_approves_on_the_hub_page(smtp_hub, inbox):
         "--role",
         "tenant-admin",
         "--password",
-        "norman-password",
+        "Approver-pw-1",
     )
     password = "harry-password-1"
     assert sign_up(hub, username="harry", email="harry@oscorp.example", password=password).ok
@@ -141,9 +141,9 @@ def test_a_tenant_admin_approves_on_the_hub_page(smtp_hub, inbox):
     assert review("alice").status_code == 403
     assert hub.login("harry", password).status_code == 403
 
-    r = review("norman", "norman-password")
+    r = review("norman", "Approver-pw-1")
     assert r.status_code == 200 and "harry@oscorp.example" in r.text
-    r = review("norman", "norman-password", username="harry", action="approve")
+    r = review("norman", "Approver-pw-1", username="harry", action="approve")
     assert r.status_code == 200 and "harry is now a member of Oscorp" in text(r)
     assert hub.login("harry", password).status_code == 302
     inbox.wait_message("harry@oscorp.example", "approved your sign-up")
