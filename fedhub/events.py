@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -117,7 +118,7 @@ def make_event(
     """A validated event envelope, not spooled (the audit service appends its own
     events, such as purges, directly to the chain)."""
     event = {
-        "id": str(uuid.uuid4()),
+        "id": new_event_id(),
         "time": datetime.now(UTC).isoformat(),
         "tenant": tenant,
         # client-supplied values (a typed username, a User-Agent header) are
@@ -133,6 +134,17 @@ def make_event(
     }
     validate(event)
     return event
+
+
+def new_event_id() -> str:
+    """A UUID version 7 (RFC 9562): milliseconds since the epoch, then 74 random bits.
+
+    Time-ordered, so the audit log's unique index on event ids grows at its right
+    edge instead of taking every insert on a random page (docs/benchmarks.md, "Audit").
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, variant
+    return str(uuid.UUID(int=value))
 
 
 def _clip(value: str | None, limit: int) -> str | None:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import delete, select
 
@@ -67,35 +70,51 @@ class SpoolIngester:
         return f"{path.name.removeprefix('retired-').split('.')[0]}@{st.st_ino}"
 
     def _ingest_file(self, path: Path) -> int:
+        """Append a file's complete lines from its stored offset, a batch per transaction.
+
+        The next batch is read and parsed in a second thread while this one is
+        appended: parsing holds the GIL, but the database work (SQLite's and
+        psycopg's calls, the PostgreSQL server's share) releases it, so the two
+        overlap instead of adding up.
+        """
         try:
             f = open(path, "rb")  # noqa: SIM115 (closed below)
         except FileNotFoundError:
             return 0
         appended = 0
-        with f:
+        with f, ThreadPoolExecutor(1, thread_name_prefix="audit-spool-reader") as reader:
             key = self._key(path, os.fstat(f.fileno()))
             with self.audit.session() as s:
                 offset = s.scalar(select(SpoolOffset.offset).where(SpoolOffset.name == key)) or 0
             f.seek(offset)
-            while True:
-                lines = []
-                consumed = 0
-                for raw in f:
-                    if not raw.endswith(b"\n"):  # a line still being written: next time
-                        break
-                    consumed += len(raw)
-                    lines.append(raw)
-                    if len(lines) >= self.batch_size:
-                        break
-                if not lines:
-                    break
-                batch = [e for e in (self._parse(path, raw) for raw in lines) if e]
+            batches = self._batches(path, f)
+            pending = reader.submit(next, batches, None)
+            while (batch := pending.result()) is not None:
+                pending = reader.submit(next, batches, None)
+                events, consumed = batch
                 with self.audit.session() as s:
-                    appended += self.audit.append_in(s, batch)
+                    appended += self.audit.append_in(s, events)
                     offset += consumed
                     self._store_offset(s, key, offset)
-                f.seek(offset)
         return appended
+
+    def _batches(self, path: Path, f: BinaryIO) -> Iterator[tuple[list[dict], int]]:
+        """(valid events, bytes consumed) of up to ``batch_size`` complete lines at a time;
+        a line still being written (no newline yet) is left for the next pass."""
+        while True:
+            lines = []
+            consumed = 0
+            while len(lines) < self.batch_size:
+                raw = f.readline()
+                if not raw.endswith(b"\n"):
+                    break
+                consumed += len(raw)
+                lines.append(raw)
+            if not lines:
+                return
+            yield [e for e in (self._parse(path, raw) for raw in lines) if e], consumed
+            if len(lines) < self.batch_size:
+                return
 
     def _parse(self, path: Path, raw: bytes) -> dict | None:
         try:

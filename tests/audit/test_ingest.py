@@ -139,3 +139,48 @@ def test_concurrent_ingesters_neither_lose_nor_duplicate(audit, tmp_path, monkey
     stored = stored_ids(audit)
     assert len(stored) == len(set(stored)) and set(stored) == ids
     assert all(r.ok for r in verify(audit))
+
+
+def test_batches_read_ahead_stop_at_a_partial_line(audit, tmp_path, monkeypatch):
+    """Batches smaller than the file (read and parsed one ahead, in a second thread)
+    store the offset of each appended batch and never pass a line being written."""
+    from fedhub import events
+
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", str(spool))
+    ids = [events.emit("auth.login", tenant="acme", actor=f"u{i}")["id"] for i in range(11)]
+    [path] = spool.glob("events-*.jsonl")
+    data = path.read_bytes()
+    path.write_bytes(data[:-30])  # the 11th line still being written
+    ingester = SpoolIngester(audit, spool, batch_size=3)
+    assert ingester.ingest_once() == 10
+    with audit.session() as s:
+        [offset] = s.scalars(select(SpoolOffset.offset))
+    assert offset == data.rindex(b"\n", 0, len(data) - 1) + 1
+    path.write_bytes(data)
+    assert ingester.ingest_once() == 1
+    with audit.session() as s:
+        stored = list(s.scalars(select(AuditRecord.event_id).order_by(AuditRecord.seq)))
+    assert stored == ids  # in spool order, every one once
+
+
+def test_event_ids_are_time_ordered_uuid7():
+    """Ids sort by the millisecond they were made in, so the unique index on them grows
+    at its right edge (a random UUID4 put every insert on a random page)."""
+    import time
+    import uuid
+
+    from fedhub import events
+
+    before = time.time_ns() // 1_000_000
+    first = events.new_event_id()
+    while time.time_ns() // 1_000_000 <= uuid.UUID(first).int >> 80:
+        pass  # until the next millisecond (a busy wait of at most 1 ms)
+    second = events.new_event_id()
+    after = time.time_ns() // 1_000_000
+    for made in (first, second):
+        u = uuid.UUID(made)
+        assert (u.version, u.variant) == (7, uuid.RFC_4122)
+        assert before <= u.int >> 80 <= after
+    assert first < second
+    events.validate(events.make_event("auth.login", tenant=None) | {"id": second})
