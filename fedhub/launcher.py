@@ -25,6 +25,7 @@ from fedhub import accounts
 from fedhub import db as fedhub_db
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
+from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
 from fedhub.web import free_port
@@ -123,6 +124,8 @@ def build_config(ctx: LaunchContext) -> Config:
     c.JupyterHub.authenticate_prometheus = True
     # every user may open fedhub's services; the services decide what they see
     c.JupyterHub.extra_user_scopes = ["access:services"]
+    # fedhub's permissions, granted by the roles the tenant mirror keeps (docs/access.md)
+    c.JupyterHub.custom_scopes = fedhub_scopes.custom_scopes()
     c.ConfigurableHTTPProxy.api_url = f"http://{ctx.ip}:{free_port()}"
     c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")

@@ -31,7 +31,7 @@ from traitlets.config import Application
 from fedhub import events, metering
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
-from fedhub.tenancy import roles as fedhub_roles
+from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.store import TenantStore
 
@@ -59,6 +59,8 @@ class Caller:
     role: Role | None
     tenant: str | None
     tenant_status: TenantStatus | None = None
+    #: the fedhub scopes of the caller's token, with their filters, as the hub reports them
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_platform_admin(self) -> bool:
@@ -70,11 +72,24 @@ class Caller:
         return self.tenant_status == TenantStatus.SUSPENDED and not self.is_platform_admin
 
     def can(self, permission: str) -> bool:
-        return self.role is not None and fedhub_roles.can(self.role, permission)
+        """Both the caller's fedhub role (read from fedhub's tables) and their token's
+        scopes allow ``permission`` here: a token made with fewer scopes does less."""
+        return self.role_allows(permission) and self.token_allows(permission)
+
+    def role_allows(self, permission: str) -> bool:
+        return self.role is not None and fedhub_scopes.allows(self.role, permission)
+
+    def token_allows(self, permission: str) -> bool:
+        return fedhub_scopes.granted(permission, self.scopes, self.tenant)
 
 
 class FedhubHubOAuth(HubOAuth):
-    """HubOAuth that re-asks the hub about a token every few seconds, not every 5 minutes.
+    """HubOAuth that admits fedhub's scopes and re-asks the hub about a token every few seconds.
+
+    A key made with only ``custom:fedhub:usage:read`` has no ``access:services``; it
+    must still reach the service, which then lets it do what its scopes allow
+    (:meth:`APIHandler.require`). A token with ``access:services`` and no fedhub
+    scope gets in too, and is refused by ``require``.
 
     A deleted user's tokens die with the hub's user row; a service that cached
     the hub's answer for JupyterHub's default 300 s would keep accepting them
@@ -85,6 +100,17 @@ class FedhubHubOAuth(HubOAuth):
     @default("cache_max_age")
     def _default_cache_max_age(self):
         return 5
+
+    @default("access_scopes")
+    def _default_access_scopes(self):
+        return set(super()._default_scopes()) | set(fedhub_scopes.ALL_SCOPES)
+
+    def check_scopes(self, required_scopes, user):
+        """JupyterHub's check, plus fedhub's scopes whatever their filter: JupyterHub
+        matches filters exactly, and a tenant's scopes are filtered to its group."""
+        held = super().check_scopes(required_scopes, user)
+        names = {s.partition("!")[0] for s in fedhub_scopes.fedhub_scopes(user["scopes"])}
+        return held | (names & set(required_scopes))
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
@@ -156,6 +182,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                     role=info.role,
                     tenant=info.tenant,
                     tenant_status=info.tenant_status,
+                    scopes=fedhub_scopes.fedhub_scopes(model.get("scopes", ())),
                 )
         if self._caller.suspended and not getattr(self, "_suspension_waived", False):
             self.deny_suspended()
@@ -168,8 +195,14 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                 self._suspension_waived = False
                 self.deny_suspended()
         caller = self.caller
-        if not caller.can(permission):
+        if not caller.role_allows(permission):
             self.deny("permission", f"your role ({caller.role}) does not allow {permission}")
+        if not caller.token_allows(permission):
+            self.deny(
+                "scope",
+                f"this token does not hold the scope {fedhub_scopes.scope(permission)} "
+                f"for your organisation (its scopes decide, whatever your role allows)",
+            )
         return caller
 
     def deny_suspended(self):
@@ -474,5 +507,8 @@ def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = Non
         "command": [sys.executable, "-m", module],
         "environment": env,
         "oauth_no_confirm": True,
+        # a browser session's token gets the user's fedhub scopes (as JupyterHub filters
+        # them), so the service answers it as it answers the user's own API token
+        "oauth_client_allowed_scopes": list(fedhub_scopes.ALL_SCOPES),
         "display": True,
     }

@@ -16,6 +16,11 @@
 # the same file
 c.Fedhub.tiers_file = "/etc/fedhub/tiers.yaml"  # EDIT
 
+# --- service accounts' API keys (docs/access.md) ------------------------------------------
+# how long a key lives when its creator names no expiry, and the longest it may (seconds)
+c.ServiceAccountKeys.default_expires_in = 30 * 86400
+c.ServiceAccountKeys.max_expires_in = 365 * 86400
+
 # --- mail: sign-up verification links and notices -------------------------------------
 # empty smtp_host: messages are written to <state>/outbox/ and the link is logged
 c.Mailer.smtp_host = "smtp.example.org"  # EDIT

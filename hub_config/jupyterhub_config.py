@@ -21,6 +21,39 @@ c.JupyterHub.cookie_secret_file = "/srv/fedhub/jupyterhub_cookie_secret"
 c.JupyterHub.cleanup_servers = False  # keep user servers running across hub restarts
 # every user may open fedhub's services; each service decides what they see
 c.JupyterHub.extra_user_scopes = ["access:services"]
+# fedhub's permissions (docs/access.md): the tenant mirror grants them through roles
+# filtered to each tenant's group. Copied from fedhub/tenancy/scopes.py, the one definition;
+# tests/access/test_scopes.py fails when the two differ.
+c.JupyterHub.custom_scopes = {
+    "custom:fedhub:tenants:manage": {"description": "Create, change and suspend any tenant."},
+    "custom:fedhub:tenant:read": {"description": "Read the tenant's name, tier and status."},
+    "custom:fedhub:tenant:admin": {
+        "description": "Set the tenant's budget and send its usage events."
+    },
+    "custom:fedhub:usage:read": {
+        "description": "Read the tenant's usage, costs and quota (members: their own)."
+    },
+    "custom:fedhub:usage:read-all": {
+        "description": "See every user's share of the tenant's usage and costs."
+    },
+    "custom:fedhub:billing:read": {
+        "description": "Read the tenant's invoices, credit notes and budget."
+    },
+    "custom:fedhub:billing:manage": {"description": "Issue credit notes; read revenue."},
+    "custom:fedhub:audit:read": {"description": "Read, verify and export the tenant's audit log."},
+    "custom:fedhub:audit:read-if-tier": {
+        "description": "Read the tenant's audit log if its tier lets analysts (features.analyst_audit_read)."
+    },
+    "custom:fedhub:audit:read-all": {"description": "Read every audit chain, the platform's too."},
+    "custom:fedhub:experiments:run": {
+        "description": "Submit and cancel federated-learning experiments."
+    },
+    "custom:fedhub:experiments:read": {
+        "description": "Read experiments, their rounds, events and weights."
+    },
+    "custom:fedhub:marketplace:publish": {"description": "Publish to the marketplace."},
+    "custom:fedhub:servers:start": {"description": "Start notebook servers."},
+}
 
 # --- who logs in: tenants, roles, the mirror -------------------------------------
 # "fedhub-oidc": single sign-on (oauthenticator's GenericOAuthenticator + tenants);
@@ -96,6 +129,8 @@ c.JupyterHub.services = [
             "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
+        # a browser session's token gets the user's fedhub scopes
+        "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
     },
     {
         "name": "billing",
@@ -107,6 +142,8 @@ c.JupyterHub.services = [
             "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
+        # a browser session's token gets the user's fedhub scopes
+        "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
     },
     {
         "name": "experiments",
@@ -118,9 +155,16 @@ c.JupyterHub.services = [
             "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
         },
         "oauth_no_confirm": True,
+        # a browser session's token gets the user's fedhub scopes
+        "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
     },
 ]
 # user servers find the experiments service here (fedhub.experiments in notebooks)
 c.Spawner.environment = {"FEDHUB_EXPERIMENTS_URL": "http://127.0.0.1:10103/services/experiments/"}
-# the server's token may call fedhub's services as its user
-c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services"]
+# the server's token may call fedhub's services as its user, with the user's fedhub scopes
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services",
+    *c.JupyterHub.custom_scopes,
+]

@@ -2,7 +2,10 @@
 
 Each tenant becomes the group ``tenant-<slug>`` (its ``properties`` carry the
 tier and status) and its tenant admins get the role ``tenant-admin-<slug>``,
-whose scopes are filtered to that group. The mirror runs inside the hub process,
+whose scopes are filtered to that group. Every user also gets the hub role that
+carries their fedhub role's custom scopes (``fedhub-<role>-<slug>``, or
+``fedhub-platform-admin``; :mod:`fedhub.tenancy.scopes`); such a role exists
+while someone holds it. The mirror runs inside the hub process,
 on the hub's own database session, so the hub sees every change at once:
 at start-up, after each login, and whenever the tenancy revision changes.
 It is idempotent: running it twice changes nothing the second time.
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 from jupyterhub import orm, roles
 
+from fedhub.tenancy import scopes
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import (
     GROUP_PREFIX,
@@ -25,25 +29,44 @@ from fedhub.tenancy.roles import (
 from fedhub.tenancy.store import TenantStore
 
 MANAGED_PROPERTY = "fedhub_tenant"
+#: the roles the mirror owns: a tenant's admins' hub role, and the fedhub scope roles
+MANAGED_ROLE_PREFIXES = (TENANT_ADMIN_ROLE_PREFIX, scopes.HUB_ROLE_PREFIX)
 
 
 @dataclass
 class DesiredState:
     groups: dict[str, dict] = field(default_factory=dict)  # name -> properties
     members: dict[str, set[str]] = field(default_factory=dict)  # group -> usernames
-    admin_roles: dict[str, dict] = field(default_factory=dict)  # role name -> spec
+    roles: dict[str, dict] = field(default_factory=dict)  # role name -> spec
     role_users: dict[str, set[str]] = field(default_factory=dict)  # role name -> usernames
     platform_admins: set[str] = field(default_factory=set)
     suspended_users: set[str] = field(default_factory=set)  # members of suspended tenants
 
     def role_specs(self) -> list[dict]:
         """Role specs in ``load_roles`` format, with their user assignments."""
+        check_custom_scopes()
         specs = [
-            dict(spec, users=sorted(self.role_users[name]))
-            for name, spec in self.admin_roles.items()
+            dict(spec, users=sorted(self.role_users[name])) for name, spec in self.roles.items()
         ]
         specs.append({"name": "admin", "users": sorted(self.platform_admins)})
         return specs
+
+
+def check_custom_scopes() -> None:
+    """Stop the hub with one clear line if fedhub's scopes are not defined in it.
+
+    fedhub's roles carry them; JupyterHub would refuse the roles with a traceback.
+    """
+    from jupyterhub.scopes import scope_definitions
+
+    missing = [s for s in scopes.ALL_SCOPES if s not in scope_definitions]
+    if missing:
+        logging.getLogger("fedhub.mirror").critical(
+            "fedhub cannot start: jupyterhub_config.py must define fedhub's scopes in "
+            "c.JupyterHub.custom_scopes (missing: %s; see docs/access.md)",
+            ", ".join(missing),
+        )
+        raise SystemExit(1)
 
 
 def desired_state(store: TenantStore) -> DesiredState:
@@ -58,7 +81,7 @@ def desired_state(store: TenantStore) -> DesiredState:
         }
         state.members[name] = {m.username for m in tenant.memberships}
         spec = tenant_admin_role(tenant.slug)
-        state.admin_roles[spec["name"]] = spec
+        state.roles[spec["name"]] = spec
         state.role_users[spec["name"]] = {
             m.username
             for m in tenant.memberships
@@ -66,9 +89,19 @@ def desired_state(store: TenantStore) -> DesiredState:
         }
         if tenant.status == TenantStatus.SUSPENDED:
             state.suspended_users |= state.members[name]
+    # fedhub's scopes stay while a tenant is suspended: the hub refuses its users anyway,
+    # and the services refuse them too, except a tenant admin reading invoices
+    platform = scopes.hub_role(Role.PLATFORM_ADMIN, None)
+    state.roles[platform["name"]] = platform
+    state.role_users[platform["name"]] = set()
     for m in store.memberships():
         if m.role == Role.PLATFORM_ADMIN:
             state.platform_admins.add(m.username)
+        if m.tenant is None and m.role != Role.PLATFORM_ADMIN:
+            continue
+        spec = scopes.hub_role(m.role, m.tenant.slug if m.tenant else None)
+        state.roles.setdefault(spec["name"], spec)
+        state.role_users.setdefault(spec["name"], set()).add(m.username)
     return state
 
 
@@ -141,8 +174,9 @@ class TenantMirror:
 
     def _sync_roles(self, state: DesiredState) -> None:
         association = orm._role_associations["user"]
-        for name, spec in state.admin_roles.items():
-            role = orm.Role.find(self.db, name)
+        managed = {role.name: role for role in self._managed_roles()}
+        for name, spec in state.roles.items():
+            role = managed.get(name)
             if role is None or sorted(role.scopes) != sorted(spec["scopes"]):
                 role = roles.create_role(
                     self.db, dict(spec, managed_by_auth=True), commit=False, reset_to_defaults=False
@@ -153,12 +187,24 @@ class TenantMirror:
                 self.db.flush()
                 for row in self.db.query(association).filter(association.role_id == role.id):
                     row.managed_by_auth = True
-        for role in self.db.query(orm.Role).filter(
-            orm.Role.name.like(f"{TENANT_ADMIN_ROLE_PREFIX}%")
-        ):
-            if role.name not in state.admin_roles:
-                self.log.info("fedhub mirror: deleting role %s of a deleted tenant", role.name)
+        for name, role in managed.items():
+            if name not in state.roles:
+                self.log.info("fedhub mirror: deleting role %s (nobody holds it)", name)
                 self.db.delete(role)
+        self._sync_platform_admins(state)
+
+    def _managed_roles(self) -> list[orm.Role]:
+        """The hub roles the mirror owns, with their users, in one query."""
+        from sqlalchemy import or_
+        from sqlalchemy.orm import selectinload
+
+        return list(
+            self.db.query(orm.Role)
+            .options(selectinload(orm.Role.users))
+            .filter(or_(*(orm.Role.name.like(f"{p}%") for p in MANAGED_ROLE_PREFIXES)))
+        )
+
+    def _sync_platform_admins(self, state: DesiredState) -> None:
         admin_role = orm.Role.find(self.db, "admin")
         for user in self.db.query(orm.User).filter(orm.User.admin == True):  # noqa: E712
             if user.name not in state.platform_admins and self.store.user(user.name) is not None:

@@ -27,6 +27,7 @@ from fedhub.errors import ConfigError, NotFound
 from fedhub.extensions.hub import offboarding, session_guard
 from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_state
 from fedhub.jobs import PeriodicJob
+from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import group_name, tenant_admin_role
 from fedhub.tenancy.store import TenantStore, UserInfo
@@ -225,10 +226,15 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return state.role_specs()
 
     def get_handlers(self, app):
+        from fedhub.extensions.hub import keys_api
         from fedhub.extensions.hub.hub_api import USER_API_PATTERN, TenantUserAPIHandler
 
         # before the hub's own handlers: this one refuses renames (hub_api.py)
-        return [(USER_API_PATTERN, TenantUserAPIHandler), *super().get_handlers(app)]
+        return [
+            (USER_API_PATTERN, TenantUserAPIHandler),
+            *keys_api.handlers(),  # service accounts and their API keys (docs/access.md)
+            *super().get_handlers(app),
+        ]
 
     async def delete_user(self, user):
         """``DELETE /hub/api/users/<name>``: the user leaves fedhub for good.
@@ -321,20 +327,20 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         info = self.store.user(username)
         if info is None:
             return None
+        if info.role == Role.SERVICE_ACCOUNT:
+            self._refuse_login(
+                info,
+                handler,
+                "service_account",
+                "This is a service account: it has no login. Use one of its API keys "
+                "(docs/access.md).",
+            )
         if info.tenant_status == TenantStatus.SUSPENDED and not info.is_platform_admin:
             tenant = self.store.get_tenant(info.tenant)
-            events.emit(
-                "auth.login_refused",
-                tenant=info.tenant,
-                actor=username,
-                target=username,
-                result="denied",
-                severity="warning",
-                details={"reason": "tenant_suspended"},
-                **client_info(handler),
-            )
-            raise web.HTTPError(
-                403,
+            self._refuse_login(
+                info,
+                handler,
+                "tenant_suspended",
                 f"Your organisation '{tenant.name}' is suspended, so you cannot log in. "
                 "Contact your organisation's administrator or the platform team.",
             )
@@ -345,11 +351,27 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             "roles": self.roles_for(info),
         }
 
+    def _refuse_login(self, info: UserInfo, handler, reason: str, message: str):
+        """A login refused after the password (or the identity provider) said yes."""
+        events.emit(
+            "auth.login_refused",
+            tenant=info.tenant,
+            actor=info.username,
+            target=info.username,
+            result="denied",
+            severity="warning",
+            details={"reason": reason},
+            **client_info(handler),
+        )
+        raise web.HTTPError(403, message)
+
     def groups_for(self, info: UserInfo) -> list[str]:
         return [group_name(info.tenant)] if info.tenant else []
 
     def roles_for(self, info: UserInfo) -> list[dict]:
-        roles = [self._hub_role("user")]
+        """The user's hub roles: JupyterHub's ``user``, their fedhub role's custom scopes
+        (:mod:`fedhub.tenancy.scopes`), and a tenant admin's or platform admin's hub powers."""
+        roles = [self._hub_role("user"), fedhub_scopes.hub_role(info.role, info.tenant)]
         if info.role == Role.TENANT_ADMIN and info.tenant:
             roles.append(tenant_admin_role(info.tenant))
         if info.is_platform_admin:

@@ -1,13 +1,12 @@
-"""fedhub roles, their JupyterHub scopes, and the permission matrix of the services.
+"""Tenants as JupyterHub groups, and what a tenant admin may do in the hub itself.
 
 A tenant is the JupyterHub group ``tenant-<slug>``. A tenant admin gets a
 JupyterHub role whose scopes are filtered to that group, so the hub itself
-(not fedhub code) refuses them anything outside their tenant.
+(not fedhub code) refuses them anything outside their tenant. What each fedhub
+role may do in fedhub's own services is in :mod:`fedhub.tenancy.scopes`.
 """
 
 from __future__ import annotations
-
-from fedhub.tenancy.models import Role
 
 GROUP_PREFIX = "tenant-"
 TENANT_ADMIN_ROLE_PREFIX = "tenant-admin-"
@@ -24,49 +23,6 @@ TENANT_ADMIN_SCOPES = (
     "read:groups",
     "list:groups",
 )
-
-# What each role may do in fedhub's own services (billing, audit, experiments,
-# marketplace). Services check these; JupyterHub checks the scopes above.
-PERMISSIONS: dict[Role, frozenset[str]] = {
-    Role.PLATFORM_ADMIN: frozenset(
-        {
-            "tenants:manage",
-            "tenant:read",
-            "tenant:admin",
-            "usage:read",
-            "usage:read-all",
-            "billing:read",
-            "billing:manage",
-            "audit:read",
-            "audit:read-all",
-            "experiments:run",
-            "experiments:read",
-            "marketplace:publish",
-            "servers:start",
-        }
-    ),
-    Role.TENANT_ADMIN: frozenset(
-        {
-            "tenant:read",
-            "tenant:admin",
-            "usage:read",
-            "usage:read-all",
-            "billing:read",
-            "audit:read",
-            "experiments:run",
-            "experiments:read",
-            "marketplace:publish",
-            "servers:start",
-        }
-    ),
-    Role.MEMBER: frozenset(
-        {"tenant:read", "usage:read", "experiments:run", "experiments:read", "servers:start"}
-    ),
-    Role.ANALYST: frozenset(
-        {"tenant:read", "usage:read", "experiments:read", "audit:read-if-tier"}
-    ),
-    Role.SERVICE_ACCOUNT: frozenset({"tenant:read", "experiments:run", "experiments:read"}),
-}
 
 
 def group_name(slug: str) -> str:
@@ -85,7 +41,3 @@ def tenant_admin_role(slug: str) -> dict:
         "description": f"Administer the users and servers of tenant {slug}",
         "scopes": [f"{scope}!group={group}" for scope in TENANT_ADMIN_SCOPES],
     }
-
-
-def can(role: Role | str, permission: str) -> bool:
-    return permission in PERMISSIONS[Role(role)]

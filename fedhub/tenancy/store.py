@@ -367,6 +367,31 @@ class TenantStore(SignupMixin):
         )
         return secret
 
+    # -- service accounts ----------------------------------------------------
+
+    def add_service_account(self, name: str, tenant: str, *, actor: str | None = None) -> None:
+        """A pipeline's account in ``tenant``: no password and no login, only API keys
+        (``fedhub keys``, :mod:`fedhub.extensions.hub.keys_api`). It counts as a user."""
+        self.add_user(name, tenant, Role.SERVICE_ACCOUNT, actor=actor)
+
+    def service_accounts(self, tenant: str) -> list[str]:
+        with self.session() as s:
+            t = self._tenant(s, tenant)
+            return sorted(
+                s.scalars(
+                    select(Membership.username).where(
+                        Membership.tenant_id == t.id, Membership.role == Role.SERVICE_ACCOUNT
+                    )
+                )
+            )
+
+    def service_account(self, name: str, tenant: str | None = None) -> UserInfo:
+        """The service account ``name`` (of ``tenant``, if named), else 404."""
+        info = self.user(name)
+        if info is None or info.role != Role.SERVICE_ACCOUNT or tenant not in (None, info.tenant):
+            raise NotFound(f"no service account {name!r}")
+        return info
+
     # -- helpers -----------------------------------------------------------
 
     def _tenant(self, s: Session, slug: str, load_members: bool = False) -> Tenant:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from fedhub.tenancy import scopes
 from fedhub.web import managed_service
 
 NAME = "experiments"
@@ -37,7 +38,12 @@ def service_url(ctx) -> str:
 #: The hub's default ``server`` role plus access to fedhub's services, so that the token in
 #: a user's server (``JUPYTERHUB_API_TOKEN``) can call them as that user. JupyterHub gives
 #: the token only the subset the user holds (``extra_user_scopes`` grants access:services).
-SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "access:services"]
+SERVER_TOKEN_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services",
+    *scopes.ALL_SCOPES,  # the user's own fedhub scopes, as JupyterHub filters them
+]
 
 
 def extra_config(ctx, c) -> None:

@@ -1,0 +1,115 @@
+"""A real hub with two tenants, every fedhub role in each, and their tokens.
+
+Shared by the access tests (scopes, keys, and those of rate limits and sessions): one
+hub for the package. Tokens of people come from a real login (``hub.token``, a token
+that inherits the user's scopes); a service account's come from the keys API, as a
+tenant admin makes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fedhub import db
+from fedhub.billing import subscriptions
+from fedhub.billing.operations import Billing
+from fedhub.billing.periods import containing
+from fedhub.db.base import utcnow
+from fedhub.metering import Usage, record
+from fedhub.tenancy import scopes
+from fedhub.tenancy.models import Role
+from tests.harness import wait_for
+
+MIRROR_INTERVAL = 1.0
+KEYS_API = "/hub/api/fedhub/service-accounts"
+SERVICES = {
+    "billing": "/services/billing/",
+    "audit": "/services/audit/",
+    "experiments": "/services/experiments/",
+}
+#: the demo's people of each role in the two tenants (the analyst of globex is added here)
+PEOPLE = {
+    Role.PLATFORM_ADMIN: {"acme": "admin", "globex": "admin"},
+    Role.TENANT_ADMIN: {"acme": "acme-admin", "globex": "globex-admin"},
+    Role.MEMBER: {"acme": "alice", "globex": "bob"},
+    Role.ANALYST: {"acme": "dave", "globex": "gina"},
+}
+
+
+@pytest.fixture(scope="package")
+def access_hub(hub_factory):
+    hub = hub_factory(args=[f"--TenantAuthenticatorMixin.mirror_interval={MIRROR_INTERVAL}"])
+    hub.fedhub(
+        "user", "add", "gina", "--tenant", "globex", "--role", "analyst", "--password", hub.password
+    )
+    admin = hub.token("admin")
+    for probe in ("billing/api/v1/invoices", "audit/api/v1/events", "experiments/api/v1/quota"):
+        path = f"/services/{probe}?tenant=acme"
+        wait_for(lambda p=path: hub.api("GET", p, admin).status_code == 200, 60, what=path)
+    hub.records = seed_records(hub)
+    return hub
+
+
+def seed_records(hub) -> dict:
+    """An invoice (last month, closed) and a finished experiment of each tenant."""
+    from fedhub.services.experiments.models import CANCELLED, ExperimentRun
+
+    last = containing(utcnow()).previous()
+    with db.session_scope(hub.db_url) as s:
+        for tenant, tier, user in (("acme", "professional", "alice"), ("globex", "starter", "bob")):
+            subscriptions.record_change(s, tenant, tier, at=last.start)
+            key = f"access-{tenant}"
+            record(s, [Usage(tenant, "cpu_seconds", 3600, last.start, last.start, "t", key, user)])
+    Billing(hub.db_url).close(last)
+    records = {"period": last.name}
+    admin = hub.token("admin")
+    for tenant in ("acme", "globex"):
+        r = hub.api("GET", f"/services/billing/api/v1/invoices?tenant={tenant}", admin)
+        [invoice] = [i for i in r.json()["invoices"] if i["period"] == last.name]
+        run_id = uuid.uuid4().hex
+        with db.session_scope(hub.db_url) as s:
+            s.add(
+                ExperimentRun(
+                    id=run_id,
+                    tenant=tenant,
+                    username=PEOPLE[Role.MEMBER][tenant],
+                    name="seeded",
+                    status=CANCELLED,
+                    spec={},
+                    clients=2,
+                    rounds=1,
+                )
+            )
+        records[tenant] = {"invoice": invoice["id"], "experiment": run_id}
+    return records
+
+
+def make_key(hub, admin: str, account: str, key_scopes, **body) -> dict:
+    """A key of ``account`` made by the tenant admin ``admin`` through the hub API (201)."""
+    r = hub.api(
+        "POST", f"{KEYS_API}/{account}/keys", hub.token(admin), json={"scopes": key_scopes, **body}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def new_service_account(hub, tenant: str) -> str:
+    """A fresh service account of ``tenant``, made by its tenant admin through the hub API."""
+    name = f"{tenant}-sa-{uuid.uuid4().hex[:6]}"
+    r = hub.api("POST", KEYS_API, hub.token(PEOPLE[Role.TENANT_ADMIN][tenant]), json={"name": name})
+    assert r.status_code == 201, r.text
+    return name
+
+
+@pytest.fixture(scope="package")
+def service_accounts(access_hub):
+    """One service account per tenant, with a key holding all of the role's scopes."""
+    accounts = {}
+    for tenant in ("acme", "globex"):
+        name = new_service_account(access_hub, tenant)
+        full = sorted(scopes.scope(p) for p in scopes.ROLE_PERMISSIONS[Role.SERVICE_ACCOUNT])
+        key = make_key(access_hub, PEOPLE[Role.TENANT_ADMIN][tenant], name, full)
+        accounts[tenant] = {"name": name, "token": key["token"]}
+    return accounts
