@@ -398,8 +398,11 @@ LIMITS: tuple[Limit, ...] = (
             desc,
             unit,
             enforced_at=(LOGIN,),
-            enforced=False,
-            gap="declared for the sessions work, which ends hub sessions; not enforced yet",
+            # checked on every cookie-authenticated hub request (docs/sessions.md)
+            enforcers=(
+                "fedhub.extensions.hub.sessions:SessionTracker.admits",
+                "fedhub.tenancy.sessions:expiry_reason",
+            ),
         )
         for field, desc, unit in (
             ("idle_minutes", "A hub login unused this long ends (0: no idle limit)", "minutes"),

@@ -226,13 +226,14 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return state.role_specs()
 
     def get_handlers(self, app):
-        from fedhub.extensions.hub import keys_api
+        from fedhub.extensions.hub import keys_api, sessions
         from fedhub.extensions.hub.hub_api import USER_API_PATTERN, TenantUserAPIHandler
 
         # before the hub's own handlers: this one refuses renames (hub_api.py)
         return [
             (USER_API_PATTERN, TenantUserAPIHandler),
             *keys_api.handlers(),  # service accounts and their API keys (docs/access.md)
+            *sessions.install(self),  # session rows, lifetimes, /hub/fedhub/sessions
             *super().get_handlers(app),
         ]
 

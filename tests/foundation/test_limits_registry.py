@@ -35,9 +35,6 @@ KNOWN_GAPS = {
     "features.marketplace_publishing",
     # retired price: compute hours are core-hours, priced by overage.compute_hour
     "overage.cpu_core_hour",
-    # session lifetimes: the sessions work enforces them
-    "security.sessions.idle_minutes",
-    "security.sessions.absolute_hours",
 }
 
 
@@ -117,8 +114,6 @@ def test_the_known_gaps_and_no_others():
     assert [k for k in limits.gaps() if limits.get(k).role == limits.LIMIT] == [
         "api_calls_per_day",
         "api_calls_per_hour",
-        "security.sessions.idle_minutes",  # the sessions work enforces these
-        "security.sessions.absolute_hours",
     ]
     api = limits.get("api_calls_per_day")
     assert api.enforced_at[0] == limits.PROXY and api.kind == limits.API_CALLS and api.price
