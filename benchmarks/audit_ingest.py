@@ -1,27 +1,33 @@
-"""Audit log throughput: chained appends vs plain inserts, spool ingestion, verify, export, emit().
+"""Audit log throughput: chained appends and spool ingestion vs plain inserts, verify vs a
+raw read, export memory, emit().
 
-    .venv/bin/python benchmarks/audit_ingest.py [--append 50000] [--verify 1000000] [--export] [--engines sqlite,postgresql]
+    .venv/bin/python benchmarks/audit_ingest.py --verify 0                     # appends and ingest
+    .venv/bin/python benchmarks/audit_ingest.py --append 0 --verify 1000000    # verify
+    .venv/bin/python benchmarks/audit_ingest.py --append 0 --verify 1000000 --export
 
-Same run, same machine, same batches (one transaction per batch):
+Every rate is printed with its baseline, measured in the same run on the same
+database, and their ratio; every rate both per wall second and per CPU second
+(this process, its child processes, and on PostgreSQL the server's processes:
+the machine is shared, and CPU seconds are what load does not inflate):
 
-- plain: the event envelopes inserted as rows of a table with no chain, no
-  encryption (SQLAlchemy Core, batches of --batch);
+- plain (baseline of ingest): the event envelopes inserted as rows of a table with
+  no chain, no encryption (SQLAlchemy Core, batches of --batch);
 - chained: ``AuditLog.append_in`` (dedup by event id, per-user AES-GCM of the
-  personal fields, SHA-256 chain, HMAC, head row lock), what the service's
-  ingester calls per batch;
-- spool: ``SpoolIngester`` (what the audit service runs) from JSON-lines files
-  written by ``emit()``;
-- verify, on a chain of --verify records, interleaved twice (best of each): the
-  raw baseline (the columns verify reads, plain DBAPI cursor, one process, no
-  checks), ``verify_chain`` in one process and in ``AuditLog.verify_processes``
-  worker processes, and ``fedhub audit verify`` in a new process (start-up included);
+  personal fields, SHA-256 chain, HMAC, chain lock), batches of --batch;
+- spool: ``SpoolIngester`` (what the audit service runs: read, parse, validate,
+  chained append, offset) from JSON-lines files written by ``emit()``;
+- verify, on a chain of --verify records, interleaved twice (best of each): the raw
+  baselines (every column of the chain's rows, and only the columns verify reads,
+  through a plain DBAPI cursor, server-side on PostgreSQL, one process, no checks),
+  ``verify_chain`` in one process and in ``AuditLog.verify_processes`` worker
+  processes, and ``fedhub audit verify`` in a new process (start-up included);
 - export (--export): ``fedhub audit export`` JSONL of 100,000 records and of the
   --verify chain, each in a new process: records/s and peak RSS (``ru_maxrss``);
 - emit: µs per ``emit()`` call (validate + append one line), and what the
   jsonschema validator that ``EventLogger.emit`` uses would cost instead.
 
 PostgreSQL is a throwaway cluster (tests.harness.PostgresCluster, fsync off
-like the tests). Prints a Markdown table and writes benchmarks/results/audit_ingest.json.
+like the tests). Prints Markdown tables and writes benchmarks/results/audit_ingest.json.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,6 +57,53 @@ from fedhub.audit.ingest import SpoolIngester  # noqa: E402
 from fedhub.audit.verify import verify_chain  # noqa: E402
 
 USERS = [f"user{i}" for i in range(200)]
+
+
+def _server_cpu(cluster) -> float:
+    """CPU seconds of a PostgreSQL cluster's processes so far: the postmaster (with the
+    backends it has reaped) and its live children."""
+    if cluster is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    master = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry.name}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == master:
+            total += sum(int(x) for x in fields[11:15]) / tick  # its own and reaped children
+        elif ppid == master:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class Meter:
+    """Wall seconds and CPU seconds (this process, reaped children, the database
+    server) of a ``with`` block; ``rates(n)`` gives n per wall second and per CPU second."""
+
+    cluster = None  # the PostgreSQL cluster under test, if any
+
+    def __enter__(self) -> Meter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._now()
+        self.wall, self.cpu = (e - s for e, s in zip(end[:2], self._start[:2], strict=True))
+        self.cpu += end[2] - self._start[2]
+
+    def _now(self) -> tuple[float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = time.process_time() + children.ru_utime + children.ru_stime
+        return time.perf_counter(), own, _server_cpu(self.cluster)
+
+    def rates(self, n: int) -> dict:
+        return {"per_s": n / self.wall, "per_cpu_s": n / self.cpu, "seconds": self.wall}
 
 
 def make_events(n: int, tenant: str = "bench") -> list[dict]:
@@ -93,54 +147,53 @@ def plain_table(engine) -> sa.Table:
     return t
 
 
-def bench_plain(url: str, evs: list[dict], batch: int) -> float:
+def bench_plain(url: str, evs: list[dict], batch: int) -> dict:
     engine = fedhub_db.get_engine(url)
     t = plain_table(engine)
-    tic = time.perf_counter()
-    for i in range(0, len(evs), batch):
-        rows = [
-            {
-                "event_id": e["id"],
-                "tenant": e["tenant"],
-                "time": datetime.fromisoformat(e["time"]).replace(tzinfo=None),
-                "actor": e["actor"],
-                "action": e["action"],
-                "target": e["target"],
-                "result": e["result"],
-                "severity": e["severity"],
-                "source_ip": e["source_ip"],
-                "user_agent": e["user_agent"],
-                "details": e["details"],
-            }
-            for e in evs[i : i + batch]
-        ]
-        with engine.begin() as conn:
-            conn.execute(sa.insert(t), rows)
-    return len(evs) / (time.perf_counter() - tic)
+    with Meter() as m:
+        for i in range(0, len(evs), batch):
+            rows = [
+                {
+                    "event_id": e["id"],
+                    "tenant": e["tenant"],
+                    "time": datetime.fromisoformat(e["time"]).replace(tzinfo=None),
+                    "actor": e["actor"],
+                    "action": e["action"],
+                    "target": e["target"],
+                    "result": e["result"],
+                    "severity": e["severity"],
+                    "source_ip": e["source_ip"],
+                    "user_agent": e["user_agent"],
+                    "details": e["details"],
+                }
+                for e in evs[i : i + batch]
+            ]
+            with engine.begin() as conn:
+                conn.execute(sa.insert(t), rows)
+    return m.rates(len(evs))
 
 
-def bench_chained(audit: AuditLog, evs: list[dict], batch: int) -> tuple[float, float]:
-    """Events per wall second and per CPU second of this process (the machine is shared)."""
-    tic, cpu = time.perf_counter(), time.process_time()
-    for i in range(0, len(evs), batch):
-        with audit.session() as s:
-            audit.append_in(s, evs[i : i + batch])
-    return len(evs) / (time.perf_counter() - tic), len(evs) / (time.process_time() - cpu)
+def bench_chained(audit: AuditLog, evs: list[dict], batch: int) -> dict:
+    with Meter() as m:
+        for i in range(0, len(evs), batch):
+            with audit.session() as s:
+                audit.append_in(s, evs[i : i + batch])
+    return m.rates(len(evs))
 
 
-def bench_spool(audit: AuditLog, n: int, batch: int, tmp: Path) -> float:
+def bench_spool(audit: AuditLog, n: int, batch: int, tmp: Path) -> dict:
     spool = tmp / f"spool-{uuid.uuid4().hex[:6]}"
     os.environ["FEDHUB_EVENTS_SPOOL"] = str(spool)
     for e in make_events(n, tenant="spooled"):
         events._spool(e)
-    tic = time.perf_counter()
-    got = SpoolIngester(audit, spool, batch_size=batch).ingest_once()
+    with Meter() as m:
+        got = SpoolIngester(audit, spool, batch_size=batch).ingest_once()
     assert got == n, got
-    return n / (time.perf_counter() - tic)
+    return m.rates(n)
 
 
-def raw_read(url: str, tenant: str) -> int:
-    """The baseline: the columns verify reads, in the same order, through a plain
+def raw_read(url: str, tenant: str, columns: str) -> int:
+    """A baseline: ``columns`` of the chain's rows in sequence order through a plain
     DBAPI cursor (server-side on PostgreSQL), one process, no checks."""
     engine = fedhub_db.get_engine(url)
     conn = engine.raw_connection()
@@ -148,12 +201,11 @@ def raw_read(url: str, tenant: str) -> int:
     mark = "%s" if postgres else "?"
     cur = conn.cursor(name="bench_raw_read") if postgres else conn.cursor()
     cur.execute(
-        f"SELECT {', '.join(verify_mod.COLUMNS)} FROM fedhub_audit_records "
-        f"WHERE tenant = {mark} ORDER BY seq",
+        f"SELECT {columns} FROM fedhub_audit_records WHERE tenant = {mark} ORDER BY seq",
         (tenant,),
     )
     n = 0
-    while rows := cur.fetchmany(5000):
+    while rows := cur.fetchmany(verify_mod.FETCH_ROWS):
         n += len(rows)
     cur.close()
     conn.rollback()
@@ -161,74 +213,59 @@ def raw_read(url: str, tenant: str) -> int:
     return n
 
 
-def cli_verify(audit: AuditLog, tenant: str, tmp: Path) -> float:
-    """Seconds of ``fedhub audit verify --tenant T`` in a new process (start-up included)."""
+def cli_verify(audit: AuditLog, tenant: str, tmp: Path) -> None:
+    """``fedhub audit verify --tenant T`` in a new process."""
     env = {**os.environ, "FEDHUB_AUDIT_DIR": audit.audit_dir}
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "fedhub"),
-        "--db-url",
-        audit.db_url,
-        "--state-dir",
-        str(tmp / "cli-state"),
-        "audit",
-        "verify",
-        "--tenant",
-        tenant,
-    ]
-    tic = time.perf_counter()
+    cmd = [str(ROOT / ".venv" / "bin" / "fedhub"), "--db-url", audit.db_url]
+    cmd += ["--state-dir", str(tmp / "cli-state"), "audit", "verify", "--tenant", tenant]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    elapsed = time.perf_counter() - tic
     assert done.returncode == 0, done.stdout + done.stderr
-    return elapsed
+
+
+def build_chain(audit: AuditLog, total: int, batch: int) -> dict:
+    with Meter() as m:
+        have = 0
+        while have < total:
+            chunk = make_events(min(50_000, total - have), tenant="big")
+            for i in range(0, len(chunk), batch):
+                with audit.session() as s:
+                    audit.append_in(s, chunk[i : i + batch])
+            have += len(chunk)
+            print(f"  big chain: {have} appended", file=sys.stderr, flush=True)
+    audit.checkpoint("big")
+    return m.rates(total)
 
 
 def bench_verify(audit: AuditLog, total: int, batch: int, tmp: Path) -> dict:
-    have = 0
-    tic = time.perf_counter()
-    while have < total:
-        chunk = make_events(min(50_000, total - have), tenant="big")
-        for i in range(0, len(chunk), batch):
-            with audit.session() as s:
-                audit.append_in(s, chunk[i : i + batch])
-        have += len(chunk)
-        print(f"  big chain: {have} appended", file=sys.stderr, flush=True)
-    append_rate = total / (time.perf_counter() - tic)
-    audit.checkpoint("big")
-    out = {"append_1m_per_s": append_rate}
-    # interleaved: raw read, verify in one process, verify in parallel, the CLI; twice,
-    # keeping each one's best, so a burst of load on the shared machine hits both sides
-    runs: dict[str, list[float]] = {"read": [], "verify_1": [], "verify_n": [], "cli": []}
-    cpu_1 = 0.0
+    """Raw reads, verify in one and in N processes, the CLI: interleaved twice, the best
+    of each kept, so a burst of load on the shared machine hits every side."""
+    out = {"append_big": build_chain(audit, total, batch)}
+    verified = ", ".join(verify_mod.COLUMNS)
+
+    def checked(processes: int | None):
+        report = verify_chain(audit, "big", processes=processes)
+        assert report.ok and report.records == total, report.as_dict()
+
+    def read(columns: str):
+        assert raw_read(audit.db_url, "big", columns) == total
+
+    runs = {
+        "read_all": lambda: read("*"),
+        "read_verified": lambda: read(verified),
+        "verify_1": lambda: checked(1),
+        "verify_n": lambda: checked(None),
+        "cli": lambda: cli_verify(audit, "big", tmp),
+    }
+    best: dict[str, dict] = {}
     for _ in range(2):
-        tic = time.perf_counter()
-        assert raw_read(audit.db_url, "big") == total
-        runs["read"].append(time.perf_counter() - tic)
-        tic, cpu = time.perf_counter(), time.process_time()
-        report = verify_chain(audit, "big", processes=1)
-        runs["verify_1"].append(time.perf_counter() - tic)
-        cpu_1 = time.process_time() - cpu
-        assert report.ok and report.records == total, report.as_dict()
-        tic = time.perf_counter()
-        report = verify_chain(audit, "big")
-        runs["verify_n"].append(time.perf_counter() - tic)
-        assert report.ok and report.records == total, report.as_dict()
-        runs["cli"].append(cli_verify(audit, "big", tmp))
-    best = {k: min(v) for k, v in runs.items()}
-    out.update(
-        {
-            "read_per_s": total / best["read"],
-            "verify_1proc_per_s": total / best["verify_1"],
-            "verify_1proc_per_cpu_s": total / cpu_1,
-            "verify_per_s": total / best["verify_n"],
-            "verify_processes": audit.verify_processes or os.cpu_count(),
-            "verify_seconds": best["verify_n"],
-            "cli_verify_per_s": total / best["cli"],
-            "cli_verify_seconds": best["cli"],
-            "verify_over_read": best["read"] / best["verify_n"],
-            "cli_over_read": best["read"] / best["cli"],
-            "runs_seconds": runs,
-        }
-    )
+        for name, run in runs.items():
+            with Meter() as m:
+                run()
+            rates = m.rates(total)
+            if name not in best or rates["per_s"] > best[name]["per_s"]:
+                best[name] = rates
+    out.update(best)
+    out["verify_processes"] = audit.verify_processes or os.cpu_count()
     return out
 
 
@@ -311,6 +348,60 @@ def bench_emit(tmp: Path, n: int = 20000) -> dict:
     }
 
 
+# (measure, its baseline, goal in measures per wall second, goal as a share of the baseline)
+COMPARISONS = [
+    ("chained", "plain", 25_000, None),
+    ("spool", "plain", 25_000, None),
+    ("verify_n", "read_all", 300_000, 0.5),
+    ("verify_n", "read_verified", None, None),
+    ("verify_1", "read_all", None, None),
+    ("cli", "read_all", None, None),
+]
+LABELS = {
+    "plain": "plain batched INSERT",
+    "chained": "chained append (AuditLog.append_in)",
+    "spool": "spool ingestion (SpoolIngester)",
+    "read_all": "raw read, every column",
+    "read_verified": "raw read, verify's columns",
+    "verify_1": "verify, 1 process",
+    "verify_n": "verify, worker processes",
+    "cli": "fedhub audit verify (CLI)",
+}
+
+
+def print_table(engines: list[str], results: dict) -> None:
+    """One row per measure: its rate, its same-run baseline's, the ratios, the goal."""
+    print(
+        "| engine | measure | per s (per CPU-s) | baseline | per s (per CPU-s) "
+        "| ratio wall (CPU) | goal |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for engine in engines:
+        r = results[engine]
+        for what, base, goal_rate, goal_ratio in COMPARISONS:
+            if what not in r or base not in r:
+                continue
+            m, b = r[what], r[base]
+            ratio = m["per_s"] / b["per_s"]
+            goal = []
+            if goal_rate:
+                goal.append(f"≥ {goal_rate:,}/s: {'met' if m['per_s'] >= goal_rate else 'NOT met'}")
+            if goal_ratio:
+                goal.append(
+                    f"≥ {goal_ratio} of baseline: {'met' if ratio >= goal_ratio else 'NOT met'}"
+                )
+            print(
+                f"| {engine} | {LABELS[what]} | {m['per_s']:,.0f} ({m['per_cpu_s']:,.0f}) "
+                f"| {LABELS[base]} | {b['per_s']:,.0f} ({b['per_cpu_s']:,.0f}) "
+                f"| {ratio:.2f} ({m['per_cpu_s'] / b['per_cpu_s']:.2f}) | {'; '.join(goal)} |"
+            )
+    print(
+        "\nper CPU-s: this process, its child processes and (PostgreSQL) the server's "
+        f"processes; load average before {results['load_before'][0]:.1f}, after "
+        f"{results['load_after'][0]:.1f}, {results['cpus']} CPUs"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--append", type=int, default=50_000)
@@ -336,19 +427,14 @@ def main() -> None:
             url = cluster.create_database(f"bench_{uuid.uuid4().hex[:8]}")
         fedhub_db.upgrade(url)
         audit = AuditLog(db_url=url, audit_dir=str(tmp / f"audit-{engine}"))
+        Meter.cluster = cluster if engine == "postgresql" else None
         r: dict = {}
         if args.append:
             evs = make_events(args.append)
-            plain = bench_plain(url, evs, args.batch)
-            chained, chained_cpu = bench_chained(audit, evs, args.batch)
-            r = {
-                "plain_per_s": plain,
-                "chained_per_s": chained,
-                "chained_per_cpu_s": chained_cpu,
-                "chained_over_plain": chained / plain,
-                "spool_ingest_per_s": bench_spool(audit, args.append, args.batch, tmp),
-            }
-        print(engine, json.dumps(r), file=sys.stderr, flush=True)
+            r["plain"] = bench_plain(url, evs, args.batch)
+            r["chained"] = bench_chained(audit, evs, args.batch)
+            r["spool"] = bench_spool(audit, args.append, args.batch, tmp)
+            print(engine, json.dumps(r), file=sys.stderr, flush=True)
         if args.verify:
             r.update(bench_verify(audit, args.verify, 5000, tmp))
             if args.export:
@@ -362,22 +448,7 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "audit_ingest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(
-        "| engine | plain inserts/s | chained appends/s (per CPU-s) | spool ingest/s "
-        "| 1M append/s | raw read/s | verify/s 1 proc (per CPU-s) | verify/s N procs "
-        "| CLI verify/s | verify / read | CLI / read |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for engine in args.engines.split(","):
-        r = results[engine]
-        print(
-            f"| {engine} | {r.get('plain_per_s', 0):,.0f} | {r.get('chained_per_s', 0):,.0f} "
-            f"({r.get('chained_per_cpu_s', 0):,.0f}) | {r.get('spool_ingest_per_s', 0):,.0f} | "
-            f"{r.get('append_1m_per_s', 0):,.0f} | {r.get('read_per_s', 0):,.0f} | "
-            f"{r.get('verify_1proc_per_s', 0):,.0f} ({r.get('verify_1proc_per_cpu_s', 0):,.0f}) | "
-            f"{r.get('verify_per_s', 0):,.0f} | {r.get('cli_verify_per_s', 0):,.0f} | "
-            f"{r.get('verify_over_read', 0):.2f} | {r.get('cli_over_read', 0):.2f} |"
-        )
+    print_table(args.engines.split(","), results)
     for engine in args.engines.split(","):
         r = results[engine]
         if "export_big" in r:
