@@ -7,22 +7,20 @@ is validated straight from its bytes by one pydantic ``TypeAdapter``
 (:func:`batch_adapter`, over a list of :class:`ExternalEvent`); the first error, in
 event order, becomes one 400 naming the event and field (``events[1].quantity: ...``).
 
-The write is one transaction per batch of ``INSERT ... ON CONFLICT DO NOTHING`` on
-the meter's unique (tenant, source, idempotency key), counted by the statement's
-row count (no per-row ``RETURNING``): on PostgreSQL the rows are ``COPY``'d into a
-temporary staging table and moved with one ``INSERT ... SELECT``; on SQLite one
-``executemany``. Both live in :func:`ingest`'s two small helpers; nothing else here
-knows the dialect. A batch killed mid-way leaves nothing, a retried batch counts
-every event once, and duplicates inside one batch count once too.
+The write is one transaction per batch of the shared toolkit's bulk insert-or-ignore
+(:func:`fedhub.db.insert_ignore_many`) on the meter's unique (tenant, source,
+idempotency key), counted by the statement's row count (no per-row ``RETURNING``:
+``COPY`` into a staging table on PostgreSQL, one ``executemany`` on SQLite); nothing
+here knows the dialect. A batch killed mid-way leaves nothing, a retried batch
+counts every event once, and duplicates inside one batch count once too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -39,8 +37,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
+from fedhub.db.toolkit import insert_ignore_many, parse_iso
 from fedhub.errors import FedhubError, InvalidRequest
-from fedhub.metering import Usage
+from fedhub.metering import MeterEvent, Usage
 from fedhub.tenancy.store import SLUG_RE
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -48,6 +47,7 @@ SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,50}$")
 MAX_ATTRIBUTES_BYTES = 4096
 DEFAULT_MAX_QUANTITY = 1e9  # BillingSettings.max_event_quantity's default
 DEFAULT_MAX_BATCH = 10000  # BillingSettings.max_batch's default
+METER_KEY = ("tenant", "source", "idempotency_key")  # uq_meter_idempotency: one event once
 
 #: What each field must be, as the 400 says it (``events[3].kind: lowercase ...``).
 FIELD_RULES = {
@@ -63,11 +63,8 @@ FIELD_RULES = {
 _FIELD_ORDER = {name: n for n, name in enumerate(FIELD_RULES)}
 
 
-class LateEvent(FedhubError):
+class LateEvent(FedhubError, code="late_event", status=422):
     """An event older than the late window: it can no longer be billed through the API."""
-
-    code = "late_event"
-    status = 422
 
 
 def _refuse(reason: str, field: str | None = None) -> PydanticCustomError:
@@ -101,12 +98,9 @@ def _time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
         raise _refuse("expected an ISO 8601 time string", field)
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise _refuse(f"{value!r} is not an ISO 8601 time", field) from None
-    if t.tzinfo is not None:
-        t = t.astimezone(UTC).replace(tzinfo=None)
-    return t
 
 
 class ExternalEvent(BaseModel):
@@ -287,110 +281,11 @@ def parse_batch(
     return usages
 
 
-# -- the write: one statement's row count, no RETURNING -------------------------------
-
-_COLUMNS = (
-    "tenant",
-    "username",
-    "kind",
-    "quantity",
-    "start",
-    "end",
-    "source",
-    "idempotency_key",
-    "attributes",
-)
-_STAGE = "fedhub_billing_ingest_stage"
-_CONFLICT = "ON CONFLICT (tenant, source, idempotency_key) DO NOTHING"
-
-
-def _insert_postgresql(session: Session, usages: list[Usage], now: datetime) -> int:
-    """``COPY`` into a temporary staging table, then one statement moves the rows.
-
-    ``DELETE ... RETURNING`` feeds the ``INSERT``, so the staging table is empty again
-    for a later batch in the same transaction. It is created, if missing, in the batch's
-    own transaction (any pooled connection works) and emptied at every commit.
-
-    Rows go in key order: two concurrent batches that share keys then wait for each
-    other's keys in the same order, never in a cycle (unsorted, they deadlocked).
-    """
-    cols = ", ".join(f'"{c}"' for c in _COLUMNS)
-    cursor = session.connection().connection.driver_connection.cursor()
-    with cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (tenant text, username text,"
-            ' kind text, quantity float8, start timestamp, "end" timestamp, source text,'
-            " idempotency_key text, attributes json) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
-            dumps = json.dumps
-            for u in usages:
-                copy.write_row(
-                    (
-                        u.tenant,
-                        u.username,
-                        u.kind,
-                        u.quantity,
-                        u.start,
-                        u.end,
-                        u.source,
-                        u.idempotency_key,
-                        dumps(u.attributes) if u.attributes else "{}",
-                    )
-                )
-        cursor.execute(
-            f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {cols})"
-            f" INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
-            f" SELECT {cols}, %s FROM staged ORDER BY tenant, source, idempotency_key"
-            f" {_CONFLICT}",
-            (now,),
-        )
-        return cursor.rowcount
-
-
-def _insert_sqlite(session: Session, usages: list[Usage], now: datetime) -> int:
-    """One ``executemany`` on the bare driver; SQLite's row count is the sum over its rows.
-
-    Times are written as SQLAlchemy's SQLite ``DateTime`` writes them (the text that
-    every query here compares), attributes as its ``JSON`` type writes them.
-    """
-    cols = ", ".join(f'"{c}"' for c in _COLUMNS)
-    stamp = "%Y-%m-%d %H:%M:%S.%f"
-    recorded_at = now.strftime(stamp)
-    dumps = json.dumps
-    rows = [
-        (
-            u.tenant,
-            u.username,
-            u.kind,
-            u.quantity,
-            u.start.strftime(stamp),
-            u.end.strftime(stamp),
-            u.source,
-            u.idempotency_key,
-            dumps(u.attributes) if u.attributes else "{}",
-            recorded_at,
-        )
-        for u in usages
-    ]
-    cursor = session.connection().connection.driver_connection.cursor()
-    try:
-        cursor.executemany(
-            f"INSERT INTO fedhub_meter_events ({cols}, recorded_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {_CONFLICT}",
-            rows,
-        )
-        return cursor.rowcount
-    finally:
-        cursor.close()
+# -- the write --------------------------------------------------------------------
 
 
 def ingest(session: Session, usages: list[Usage], *, now: datetime) -> dict[str, int]:
     """Record a validated batch in the caller's one transaction; duplicates count once."""
-    if not usages:
-        inserted = 0
-    elif session.get_bind().dialect.name == "postgresql":
-        inserted = _insert_postgresql(session, usages, now)
-    else:
-        inserted = _insert_sqlite(session, usages, now)
+    rows = [u.row(now) for u in usages]
+    inserted = insert_ignore_many(session, MeterEvent.__table__, rows, METER_KEY)
     return {"received": len(usages), "accepted": inserted, "duplicates": len(usages) - inserted}

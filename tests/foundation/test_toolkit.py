@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from fedhub import db
 from fedhub.db import InvalidCursor, insert_ignore, keyset_page, parse_iso, tenant_lock
-from fedhub.db.toolkit import decode_cursor, encode_cursor
+from fedhub.db.toolkit import decode_cursor, encode_cursor, insert_ignore_many
 from fedhub.jobs import PeriodicJob, run_blocking
+from fedhub.metering import MeterEvent, Usage
 from fedhub.quotas import QuotaNotice
 
 T0 = datetime(2026, 11, 1, 12, 0, 0)
@@ -38,6 +39,34 @@ def test_insert_ignore_counts_new_rows_only(migrated_db):
         assert insert_ignore(s, NOTICES, [], key) == 0
     with db.session_scope(migrated_db) as s:
         assert sorted(s.scalars(select(QuotaNotice.key))) == ["a", "b", "c", "d"]
+
+
+def test_insert_ignore_many_counts_new_rows_and_stores_what_sqlalchemy_would(migrated_db):
+    """The bulk form: the count by row count, values through the columns' types (times,
+    JSON), rows in any key order, several batches in one transaction, any column order."""
+    events = MeterEvent.__table__
+    key = ["tenant", "source", "idempotency_key"]
+
+    def usage(k, **attributes):
+        t = T0 - timedelta(minutes=len(k))
+        return Usage("acme", "api_calls", 2.5, t, t, "bulk", k, attributes=attributes).row(T0)
+
+    with db.session_scope(migrated_db) as s:
+        first = [usage("b"), usage("a", experiment="e1"), usage("b")]
+        assert insert_ignore_many(s, events, first, key) == 2
+        later = [{**usage("c"), "username": "alice"}, usage("a")]
+        assert insert_ignore_many(s, events, [dict(reversed(r.items())) for r in later], key) == 1
+        assert insert_ignore_many(s, events, [], key) == 0
+    with db.session_scope(migrated_db) as s:
+        stored = {e.idempotency_key: e for e in s.scalars(select(MeterEvent))}
+        assert sorted(stored) == ["a", "b", "c"]
+        assert stored["a"].attributes == {"experiment": "e1"} and stored["b"].attributes == {}
+        assert stored["c"].start == T0 - timedelta(minutes=1) and stored["c"].recorded_at == T0
+        assert (stored["c"].username, stored["c"].quantity) == ("alice", 2.5)
+        # the same rows again, in a new transaction: nothing is new
+        assert insert_ignore_many(s, events, first + later, key) == 0
+    with db.session_scope(migrated_db) as s:  # other tables work the same
+        assert insert_ignore_many(s, NOTICES, [_notice("x"), _notice("x")], ["tenant", "key"]) == 1
 
 
 # -- tenant_lock -------------------------------------------------------------------------
