@@ -40,8 +40,10 @@ class _SessionsAccess:
     def subject(self, user_name: str | None, *, end: bool) -> orm.User:
         """The hub user whose sessions are asked for (the caller's own by default)."""
         caller = self.current_user
+        if caller is None:
+            raise Forbidden("log in, or send a token (Authorization: token ...)")
         if not isinstance(caller, User):
-            raise NotFound("no such user")  # a service token has no sessions
+            raise NotFound("no such user")  # a service has no sessions
         orm_user = orm.User.find(self.db, user_name) if user_name else caller.orm_user
         if orm_user is None or not (self._may("read:tokens", orm_user) or self._admin(orm_user)):
             raise NotFound(f"no such user: {user_name}")
@@ -138,7 +140,8 @@ class SessionsPage(_SessionsAccess, BaseHandler):
         else:
             ended = self.end_sessions(orm_user, only={target})
         if current in ended:
-            # this browser's own session: it is logged out now
+            # this browser's own session: log it out now, not at its next request
+            self.clear_login_cookie()
             self.redirect(self.get_login_url())
             return
         await self._page(notice=f"Ended {len(ended)} session(s).")

@@ -200,6 +200,8 @@ def test_ending_a_session_logs_that_browser_out_at_its_next_request(hub):
     # the same cookies, replayed by whoever copied them: refused by the API
     r = requests.get(f"{hub.url}/hub/api/user", cookies=b_cookies, timeout=30)
     assert r.status_code == 403
+    r = requests.get(f"{hub.url}{SESSIONS}", cookies=b_cookies, timeout=30)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     # A is untouched
     r = call(hub, a, "GET", "/hub/api/user")
     assert r.status_code == 200 and r.json()["name"] == "alice"
@@ -247,6 +249,15 @@ def test_the_sessions_page_lists_and_ends(hub):
     assert r.status_code == 200 and "Ended" in r.text
     assert logged_out(hub, b)
     assert a.get(f"{hub.url}/hub/fedhub/sessions", timeout=30).status_code == 200
+    # "Log out" on this browser's own row: logged out in this very response
+    r = a.post(
+        f"{hub.url}/hub/fedhub/sessions",
+        data={"session": session_id(a), "_xsrf": a.cookies.get("_xsrf")},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 302 and "/hub/login" in r.headers["Location"]
+    assert "jupyterhub-hub-login" not in a.cookies
 
 
 # -- a tenant admin and everybody else -------------------------------------------------------
