@@ -1,4 +1,11 @@
-"""``fedhub-local``: username and password (argon2), lockout, optional TOTP, sign-up.
+"""``fedhub-local``: username and password (argon2), lockout, TOTP, sign-up, and the
+tier's security policy (docs/security-policy.md).
+
+After the right password (and code), a login may still have steps to do before it
+completes: change an expired password, enrol MFA when the tier requires it
+(:mod:`fedhub.extensions.hub.login_policy`, pages in
+:mod:`fedhub.extensions.hub.security_pages`). A recovery code works once in place of
+the TOTP code. The tenant's IP allowlist is checked once the credentials are right.
 
 The embedded default. Production deployments usually put an OIDC provider in
 front instead (:mod:`fedhub.extensions.hub.oidc`); both share the tenant logic
@@ -18,6 +25,12 @@ from traitlets import Bool, Integer, default
 from fedhub import events
 from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
+from fedhub.extensions.hub.login_policy import (
+    LoginPending,
+    PolicyLoginHandler,
+    refuse_outside_allowlist,
+)
+from fedhub.extensions.hub.security_pages import SECURITY_HANDLERS
 from fedhub.extensions.hub.signup_pages import (
     SignupHandler,
     SignupRequestsHandler,
@@ -27,6 +40,7 @@ from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin, client_i
 from fedhub.mail import Mailer, mask_email
 from fedhub.tenancy import passwords
 from fedhub.tenancy.models import LocalCredential, SignupStatus
+from fedhub.tenancy.security import AccountSecurity
 from fedhub.tenancy.store import lockout_state
 
 
@@ -92,14 +106,19 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
 
     @default("otp_prompt")
     def _default_otp_prompt(self):
-        return "One-time code (only if you turned on two-factor login):"
+        return "One-time code or recovery code (only if you turned on two-factor login):"
 
     @default("login_service")
     def _default_login_service(self):
         return ""
 
     def get_handlers(self, app):
-        return super().get_handlers(app) + [
+        handlers = [
+            (pattern, PolicyLoginHandler if pattern == "/login" else handler)
+            for pattern, handler in super().get_handlers(app)
+        ]
+        return handlers + [
+            *SECURITY_HANDLERS,
             (r"/signup", SignupHandler),
             (r"/signup/verify", SignupVerifyHandler),
             (r"/signup/requests", SignupRequestsHandler),
@@ -154,24 +173,7 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
                 return fail("credentials_changed")  # changed while we checked: try again
             self._refuse_if_locked(cred, fail)
             if ok and cred.totp_enabled:
-                counter = passwords.verify_totp(
-                    cred.totp_secret, otp, last_counter=cred.totp_last_counter
-                )
-                if counter is None:
-                    ok = False
-                    reason = "totp_missing" if not otp else "totp_wrong"
-                    events.emit(
-                        "auth.totp_failed",
-                        tenant=tenant,
-                        actor=username,
-                        target=username,
-                        result="failure",
-                        severity="warning",
-                        details={"reason": reason},
-                        **info,
-                    )
-                else:
-                    cred.totp_last_counter = counter
+                ok = self._second_factor(s, cred, otp, tenant, info)
             if not ok:
                 cred.failed_attempts += 1
                 if self.lockout_threshold and cred.failed_attempts >= self.lockout_threshold:
@@ -193,9 +195,50 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             if rehashed is not None:
                 cred.password_hash = rehashed
 
-        model = self.tenant_auth_model(username, handler)
+        refuse_outside_allowlist(self.store, username, handler)
+        model = self.tenant_auth_model(username, handler)  # refuses a suspended tenant
+        steps = self.store.security.login_steps(username)
+        if steps:
+            events.emit(
+                "auth.login_pending",
+                tenant=tenant,
+                actor=username,
+                target=username,
+                details={"steps": steps},
+                **info,
+            )
+            raise LoginPending(username, steps)
         events.emit("auth.login", tenant=tenant, actor=username, target=username, **info)
         return model
+
+    def _second_factor(self, s, cred: LocalCredential, otp: str, tenant, info: dict) -> bool:
+        """The TOTP code (not replayed), or one unused recovery code in its place."""
+        username = cred.username
+        counter = passwords.verify_totp(cred.totp_secret, otp, last_counter=cred.totp_last_counter)
+        if counter is not None:
+            cred.totp_last_counter = counter
+            return True
+        if AccountSecurity.redeem_recovery_code(s, username, otp):
+            events.emit(
+                "auth.recovery_code_used",
+                tenant=tenant,
+                actor=username,
+                target=username,
+                severity="warning",
+                **info,
+            )
+            return True
+        events.emit(
+            "auth.totp_failed",
+            tenant=tenant,
+            actor=username,
+            target=username,
+            result="failure",
+            severity="warning",
+            details={"reason": "totp_missing" if not otp else "totp_wrong"},
+            **info,
+        )
+        return False
 
     def _refuse_if_locked(self, cred: LocalCredential, fail) -> None:
         locked = lockout_state(cred)

@@ -10,6 +10,11 @@ An email address places a user in a tenant only when the provider says it
 verified it (``email_verified`` is true): anyone can type any address into an
 account at many providers. A tenant whose ``signup_policy`` is not
 ``verify_email`` takes nobody by email domain here either.
+
+The tier's security policy: the tenant's IP allowlist applies to these logins as to
+local ones. Passwords and MFA are the identity provider's job; with
+``require_mfa_claim`` a tenant whose tier requires MFA is refused unless the provider's
+``amr`` claim says a second factor was used (docs/security-policy.md).
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from traitlets import Bool, Unicode
 
 from fedhub import events
 from fedhub.errors import FedhubError
+from fedhub.extensions.hub.login_policy import refuse_outside_allowlist
+from fedhub.extensions.hub.security_pages import SECURITY_HANDLERS
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 from fedhub.mail import mask_email
 from fedhub.tenancy.models import Role, SignupPolicy, TenantStatus
 
 # roles an identity provider may grant; platform admins are made with the CLI
 CLAIMABLE_ROLES = {Role.TENANT_ADMIN, Role.MEMBER, Role.ANALYST, Role.SERVICE_ACCOUNT}
+# RFC 8176 authentication method references that mean more than a password
+MFA_METHODS = {"mfa", "otp", "hwk", "swk", "sc", "fpt", "face", "iris", "retina", "vbm"}
 
 
 class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
@@ -66,6 +75,27 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
         ``fedhub user add`` may log in.""",
     )
 
+    require_mfa_claim = Bool(
+        False,
+        config=True,
+        help="""Refuse the logins of tenants whose tier requires MFA
+        (``security.mfa_required``) unless the userinfo's ``amr`` claim (RFC 8176)
+        names a second factor (``mfa``, ``otp``, ``hwk``, ...). Off by default: many
+        providers leave ``amr`` out of userinfo; turn it on when yours sends it.
+
+            c.TenantOIDCAuthenticator.require_mfa_claim = True
+        """,
+    )
+
+    def get_handlers(self, app):
+        return super().get_handlers(app) + SECURITY_HANDLERS
+
+    async def authenticate(self, handler, data=None, **kwargs):
+        model = await super().authenticate(handler, data, **kwargs)
+        if model:
+            refuse_outside_allowlist(self.store, model["name"], handler)
+        return model
+
     async def get_user_groups(self, auth_state: dict) -> set[str]:
         # groups come from the tenant, never from the identity provider
         info = self.store.user(self.user_info_to_username(auth_state[self.user_auth_state_key]))
@@ -90,8 +120,25 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
                     f"Single sign-on is not part of {tenant.name}'s {tenant.tier} tier. "
                     "Log in with your fedhub password, or ask your administrator to upgrade.",
                 )
+            self._check_mfa_claim(username, tenant, claims)
         model = self.tenant_auth_model(username)
         return {**auth_model, **model}
+
+    def _check_mfa_claim(self, username: str, tenant, claims: dict) -> None:
+        if not self.require_mfa_claim:
+            return
+        if not self.store.effective_tier(tenant).security.mfa_required:
+            return
+        amr = claims.get("amr")
+        methods = {amr} if isinstance(amr, str) else set(amr if isinstance(amr, list) else [])
+        if not methods & MFA_METHODS:
+            self._refuse(
+                username,
+                tenant.slug,
+                "mfa_not_used",
+                f"{tenant.name} requires two-factor login, and your identity provider did not "
+                "report one for this login. Log in again with your second factor.",
+            )
 
     def _provision(self, username: str, claims: dict):
         if not self.auto_provision:

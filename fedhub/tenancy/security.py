@@ -17,20 +17,16 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from fedhub import events
 from fedhub.db.base import utcnow
-from fedhub.errors import Forbidden, InvalidRequest, NotFound
+from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fedhub.tenancy import allowlist, passwords
 from fedhub.tenancy.models import LocalCredential, Membership, PasswordHistory, RecoveryCode
 from fedhub.tiers import SecurityPolicy
-
-if TYPE_CHECKING:
-    from fedhub.tenancy.store import TenantStore
 
 #: Recovery codes handed out at once; each works once in place of a TOTP code.
 RECOVERY_CODES = 10
@@ -69,8 +65,8 @@ class PasswordContext:
 class AccountSecurity:
     """The security-policy operations of one :class:`TenantStore`."""
 
-    def __init__(self, store: TenantStore):
-        self.store = store
+    def __init__(self, store):
+        self.store = store  # the TenantStore (not imported: the store imports this module)
 
     # -- the policy ------------------------------------------------------------------
 
@@ -235,8 +231,17 @@ class AccountSecurity:
         with self.store.session() as s:
             return list(self.store._tenant(s, slug).ip_allowlist or [])
 
-    def set_allowlist(self, slug: str, cidrs: list[str], *, actor: str | None = None) -> list[str]:
-        """Store ``cidrs`` (validated, canonical); refused unless the tier allows allowlists.
+    def set_allowlist(
+        self,
+        slug: str,
+        cidrs: list[str],
+        *,
+        actor: str | None = None,
+        keep_address: str | None = None,
+    ) -> list[str]:
+        """Store ``cidrs`` (validated, canonical); refused unless the tier allows allowlists,
+        and (409) when the list leaves out ``keep_address``, the address of the tenant admin
+        setting it, who would lock themselves out.
 
         An empty list is always accepted: it lifts the restriction (e.g. after a downgrade).
         """
@@ -247,6 +252,12 @@ class AccountSecurity:
                 raise Forbidden(
                     f"IP allowlists are not part of {tenant.name}'s {tenant.tier} tier",
                     details={"limit": "security.ip_allowlist", "tier": tenant.tier},
+                )
+            if keep_address is not None and not allowlist.address_allowed(networks, keep_address):
+                raise Conflict(
+                    f"this list leaves out your own address {keep_address}: you would lock"
+                    " yourself out of the hub; add it (or a network containing it)",
+                    details={"address": keep_address},
                 )
             old, tenant.ip_allowlist = list(tenant.ip_allowlist or []), networks
         events.emit(

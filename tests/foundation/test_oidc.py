@@ -18,21 +18,24 @@ def provider():
         yield f"http://localhost:{server.server_port}"
 
 
+def oidc_hub_args(provider: str) -> list[str]:
+    """The hub's command line for fedhub-oidc against ``provider``."""
+    scopes = [f"--TenantOIDCAuthenticator.scope={s}" for s in ("openid", "profile", "email")]
+    return [
+        "--JupyterHub.authenticator_class=fedhub-oidc",
+        "--TenantOIDCAuthenticator.client_id=fedhub",
+        "--TenantOIDCAuthenticator.client_secret=not-a-real-secret",
+        f"--TenantOIDCAuthenticator.authorize_url={provider}/oauth2/authorize",
+        f"--TenantOIDCAuthenticator.token_url={provider}/oauth2/token",
+        f"--TenantOIDCAuthenticator.userdata_url={provider}/userinfo",
+        "--TenantOIDCAuthenticator.username_claim=sub",
+        *scopes,
+    ]
+
+
 @pytest.fixture(scope="module")
 def oidc_hub(hub_factory, provider):
-    scopes = [f"--TenantOIDCAuthenticator.scope={s}" for s in ("openid", "profile", "email")]
-    return hub_factory(
-        args=[
-            "--JupyterHub.authenticator_class=fedhub-oidc",
-            "--TenantOIDCAuthenticator.client_id=fedhub",
-            "--TenantOIDCAuthenticator.client_secret=not-a-real-secret",
-            f"--TenantOIDCAuthenticator.authorize_url={provider}/oauth2/authorize",
-            f"--TenantOIDCAuthenticator.token_url={provider}/oauth2/token",
-            f"--TenantOIDCAuthenticator.userdata_url={provider}/userinfo",
-            "--TenantOIDCAuthenticator.username_claim=sub",
-            *scopes,
-        ]
-    )
+    return hub_factory(args=oidc_hub_args(provider))
 
 
 def sso_login(hub, provider, sub, **claims):

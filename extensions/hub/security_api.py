@@ -1,0 +1,86 @@
+"""``/hub/api/fedhub/tenants/<slug>/ip-allowlist``: a tenant's allowlisted networks.
+
+GET reads the list, PUT ``{"networks": ["10.0.0.0/8", ...]}`` replaces it (``[]``
+lifts the restriction). Only the tenant's admins and platform admins may; anyone else
+gets 404, as for a tenant that does not exist. A tier without ``security.ip_allowlist``
+refuses a non-empty list (403 naming the tier). A tenant admin cannot lock themselves
+out: a list that leaves out the address of the request that sets it is refused (409)
+(platform admins belong to no tenant and are never restricted, so they are the way
+back in if the admins' addresses change).
+
+It is a hub API handler (the hub's token and cookie authentication, its XSRF checks);
+errors leave in fedhub's shape, ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from fedhub import web as fedhub_web
+from fedhub.errors import FedhubError, InvalidRequest, NotFound
+from fedhub.tenancy.models import Role
+
+ALLOWLIST_API_PATTERN = r"/api/fedhub/tenants/([^/]+)/ip-allowlist"
+
+
+class AllowlistAPIHandler(APIHandler):
+    """Read and replace a tenant's IP allowlist."""
+
+    # fedhub's JSON error body (it uses nothing of its class but the request)
+    write_error = fedhub_web.APIHandler.write_error
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, FedhubError):
+            if not self._finished:
+                self.send_error(e.status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
+    @property
+    def security(self):
+        return self.authenticator.store.security
+
+    def _admin_of(self, slug: str):
+        """The caller's membership, if they administer ``slug``; 404 otherwise."""
+        user = self.current_user
+        if user is None:
+            raise web.HTTPError(403, "authentication required")
+        name = getattr(user, "name", None) if getattr(user, "kind", "user") == "user" else None
+        info = self.authenticator.store.user(name) if name else None
+        allowed = info is not None and (
+            info.is_platform_admin or (info.role == Role.TENANT_ADMIN and info.tenant == slug)
+        )
+        if not allowed:
+            raise NotFound(f"no tenant {slug!r}")
+        return info
+
+    def _answer(self, slug: str, networks: list[str]) -> None:
+        tenant = self.authenticator.store.get_tenant(slug)
+        tier = self.authenticator.store.effective_tier(tenant)
+        self.finish(
+            {
+                "tenant": slug,
+                "networks": networks,
+                "tier_allows": tier.security.ip_allowlist,
+                "your_address": self.request.remote_ip,
+            }
+        )
+
+    def get(self, slug: str):
+        self._admin_of(slug)
+        self._answer(slug, self.security.allowlist(slug))
+
+    def put(self, slug: str):
+        info = self._admin_of(slug)
+        body = self.get_json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("networks"), list):
+            raise InvalidRequest('expected {"networks": ["10.0.0.0/8", ...]}')
+        # platform admins belong to no tenant: its list never locks them out
+        keep = None if info.is_platform_admin else self.request.remote_ip
+        stored = self.security.set_allowlist(
+            slug, body["networks"], actor=info.username, keep_address=keep
+        )
+        self._answer(slug, stored)
