@@ -42,8 +42,19 @@ class IID(Partitioner):
         return [np.sort(part) for part in np.array_split(order, num_clients)]
 
 
+class _DirichletSkew(Partitioner):
+    """Base of the partitioners that draw proportions from Dir(``alpha``) and give every
+    client at least ``min_size`` examples."""
+
+    def __init__(self, alpha: float = 0.5, min_size: int = 2) -> None:
+        if alpha <= 0:
+            raise ValueError("alpha must be positive")
+        self.alpha = alpha
+        self.min_size = min_size
+
+
 @registry.register("dirichlet", params={"alpha": _ALPHA, "min_size": _MIN_SIZE})
-class Dirichlet(Partitioner):
+class Dirichlet(_DirichletSkew):
     """Label skew: each class is spread over clients with proportions ~ Dir(alpha).
 
     Small ``alpha`` (0.1) gives clients dominated by one or two classes; large ``alpha``
@@ -52,12 +63,6 @@ class Dirichlet(Partitioner):
     """
 
     name = "dirichlet"
-
-    def __init__(self, alpha: float = 0.5, min_size: int = 2) -> None:
-        if alpha <= 0:
-            raise ValueError("alpha must be positive")
-        self.alpha = alpha
-        self.min_size = min_size
 
     def split(self, labels, num_clients, seed=0):
         labels = np.asarray(labels)
@@ -100,16 +105,10 @@ class Shards(Partitioner):
 
 
 @registry.register("quantity", params={"alpha": _ALPHA, "min_size": _MIN_SIZE})
-class QuantitySkew(Partitioner):
+class QuantitySkew(_DirichletSkew):
     """Quantity skew: client sizes ~ Dir(alpha) over clients, labels IID within each."""
 
     name = "quantity"
-
-    def __init__(self, alpha: float = 0.5, min_size: int = 2) -> None:
-        if alpha <= 0:
-            raise ValueError("alpha must be positive")
-        self.alpha = alpha
-        self.min_size = min_size
 
     def split(self, labels, num_clients, seed=0):
         n = len(labels)
