@@ -34,6 +34,7 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import define_custom_scopes, scope_definitions
 from jupyterhub.utils import isoformat, maybe_future
+from sqlalchemy import inspect
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
@@ -102,8 +103,15 @@ def key_model(token: orm.APIToken) -> dict:
     }
 
 
+def keys_of(user: orm.User) -> list[orm.APIToken]:
+    """The account's tokens, read from the database (not the hub's cached relationship:
+    the CLI adds and removes keys from another process)."""
+    db = inspect(user).session
+    return db.query(orm.APIToken).filter_by(user_id=user.id).order_by(orm.APIToken.id).all()
+
+
 def list_keys(user: orm.User) -> list[dict]:
-    return [key_model(t) for t in sorted(user.api_tokens, key=lambda t: t.id)]
+    return [key_model(t) for t in keys_of(user)]
 
 
 def create_key(
@@ -128,7 +136,7 @@ def create_key(
         )
     except ValueError as e:  # JupyterHub: more than the account holds
         raise InvalidRequest(f"the key would hold more than its account: {e}") from None
-    model = key_model(orm.APIToken.find(orm_session(user), token))
+    model = key_model(orm.APIToken.find(inspect(user).session, token))
     events.emit(
         "key.created",
         tenant=account.tenant,
@@ -140,10 +148,10 @@ def create_key(
 
 
 def revoke_key(user: orm.User, account: UserInfo, key_id: str, actor: str) -> None:
-    token = next((t for t in user.api_tokens if t.api_id == key_id), None)
+    token = next((t for t in keys_of(user) if t.api_id == key_id), None)
     if token is None:
         raise NotFound(f"no key {key_id!r} of {account.username}")
-    db = orm_session(user)
+    db = inspect(user).session
     db.delete(token)
     db.commit()
     events.emit(
@@ -153,12 +161,6 @@ def revoke_key(user: orm.User, account: UserInfo, key_id: str, actor: str) -> No
         target=account.username,
         details={"key_id": key_id},
     )
-
-
-def orm_session(obj):
-    from sqlalchemy import inspect
-
-    return inspect(obj).session
 
 
 # -- the hub API ------------------------------------------------------------------------
@@ -242,7 +244,7 @@ class ServiceAccountsHandler(FedhubAPIHandler):
         tenant = self.tenant(self.get_argument("tenant", None))
         accounts = self.store.service_accounts(tenant)
         keys = {
-            u.name: len(u.api_tokens)
+            u.name: len(keys_of(u))
             for u in self.db.query(orm.User).filter(orm.User.name.in_(accounts))
         }
         listing = [{"name": a, "tenant": tenant, "keys": keys.get(a, 0)} for a in accounts]
