@@ -7,20 +7,21 @@ runs in a thread, off the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
 from fedhub.billing import budgets
-from fedhub.billing.ingest import check_window, ingest, validate_events
+from fedhub.billing.ingest import ingest, parse_batch
 from fedhub.billing.invoices import invoice_document, issue_credit_note
 from fedhub.billing.models import CreditNote, Invoice
 from fedhub.billing.money import ZERO
 from fedhub.billing.operations import Billing
-from fedhub.billing.periods import containing, parse
-from fedhub.billing.rating import rate
+from fedhub.billing.periods import Period, containing, parse
+from fedhub.billing.rating import Rating, rate
 from fedhub.billing.render import render_html, render_pdf
 from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
@@ -30,30 +31,40 @@ from fedhub.web import APIHandler
 #: the invoice list's order: newest period first, then by tenant (together unique)
 INVOICE_ORDER = [(Invoice.period_start, True), (Invoice.tenant, False)]
 
+T = TypeVar("T")
+
 
 class BillingHandler(APIHandler):
     @property
     def billing(self) -> Billing:
         return self.settings["fedhub_billing"]
 
-    async def blocking(self, fn, *args):
-        # kept for the ingest handler (EventsHandler), which is being rewritten separately
-        return await run_blocking(fn, *args)
+    async def in_session(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(session, *args)`` in one billing transaction, in a thread (off the loop)."""
+
+        def work():
+            with self.billing.session() as s:
+                return fn(s, *args)
+
+        return await run_blocking(work)
+
+    def rate(self, session, tenant: str, period: Period) -> Rating:
+        """The period's rating so far (the clock's now), as usage and budgets show it."""
+        return rate(session, tenant, period, self.billing.catalog, until=self.billing.clock.now())
 
     async def write_list(self, key: str, model, order, to_json) -> None:
         """One page of ``model``'s rows (the caller's tenant, or ``?tenant=``), as ``key``."""
         tenant = self.tenant_arg(required=False)
         page = self.page_args()
 
-        def work():
-            with self.billing.session() as s:
-                q = select(model)
-                if tenant is not None:
-                    q = q.where(model.tenant == tenant)
-                rows, cursor = keyset_page(s, q, order, cursor=page.cursor, limit=page.limit)
-                return [to_json(r) for r in rows], cursor
+        def work(s):
+            q = select(model)
+            if tenant is not None:
+                q = q.where(model.tenant == tenant)
+            rows, cursor = keyset_page(s, q, order, cursor=page.cursor, limit=page.limit)
+            return [to_json(r) for r in rows], cursor
 
-        self.write_page(key, *await run_blocking(work))
+        self.write_page(key, *await self.in_session(work))
 
     def tenant_arg(self, required: bool = True) -> str | None:
         tenant = self.scoped_tenant(self.get_query_argument("tenant", None))
@@ -92,43 +103,42 @@ class UsageHandler(BillingHandler):
     async def get(self):
         self.require("usage:read")
         tenant = self.tenant_arg()
-        period = self.period_arg()
-        whole = self.sees_whole_tenant
-        me = self.caller.name
-        b = self.billing
+        r = await self.in_session(self.rate, tenant, self.period_arg())
+        if self.sees_whole_tenant:
+            self.write_json(_tenant_usage(r))
+        else:
+            self.write_json(_user_usage(r, self.caller.name))
 
-        def work():
-            with b.session() as s:
-                r = rate(s, tenant, period, b.catalog, until=b.clock.now())
-            if whole:
-                meters = {
-                    m: {k: (v if k == "unit" else str(v)) for k, v in vals.items()}
-                    for m, vals in r.usage_summary().items()
-                }
-                return {
-                    "tenant": tenant,
-                    "period": period.name,
-                    "meters": meters,
-                    "estimated_total": str(r.total),
-                    "by_user": _money(r.by_user()),
-                }
-            mine: dict[str, dict[str, Any]] = {}
-            for line in r.lines:
-                share = line.attribution.get("users", {}).get(me)
-                if line.line_type == "usage" and share:
-                    m = mine.setdefault(line.meter, {"usage": ZERO, "unit": line.unit})
-                    m["usage"] += Decimal(share["usage"])
-            return {
-                "tenant": tenant,
-                "period": period.name,
-                "user": me,
-                "meters": {
-                    k: {"usage": str(v["usage"]), "unit": v["unit"]} for k, v in mine.items()
-                },
-                "cost": str(r.by_user().get(me, ZERO)),
-            }
 
-        self.write_json(await run_blocking(work))
+def _tenant_usage(r: Rating) -> dict[str, Any]:
+    meters = {
+        m: {k: (v if k == "unit" else str(v)) for k, v in vals.items()}
+        for m, vals in r.usage_summary().items()
+    }
+    return {
+        "tenant": r.tenant,
+        "period": r.period.name,
+        "meters": meters,
+        "estimated_total": str(r.total),
+        "by_user": _money(r.by_user()),
+    }
+
+
+def _user_usage(r: Rating, me: str) -> dict[str, Any]:
+    """A member's own share of each meter and of the cost, nobody else's."""
+    mine: dict[str, dict[str, Any]] = {}
+    for line in r.lines:
+        share = line.attribution.get("users", {}).get(me)
+        if line.line_type == "usage" and share:
+            m = mine.setdefault(line.meter, {"usage": ZERO, "unit": line.unit})
+            m["usage"] += Decimal(share["usage"])
+    return {
+        "tenant": r.tenant,
+        "period": r.period.name,
+        "user": me,
+        "meters": {k: {"usage": str(v["usage"]), "unit": v["unit"]} for k, v in mine.items()},
+        "cost": str(r.by_user().get(me, ZERO)),
+    }
 
 
 class CostsHandler(BillingHandler):
@@ -138,26 +148,23 @@ class CostsHandler(BillingHandler):
         self.require("usage:read")
         tenant = self.tenant_arg()
         period = self.period_arg()
-        b = self.billing
 
-        def work():
-            with b.session() as s:
-                inv = s.scalar(
-                    select(Invoice).where(
-                        Invoice.tenant == tenant, Invoice.period_start == period.start
-                    )
+        def work(s):
+            inv = s.scalar(
+                select(Invoice).where(
+                    Invoice.tenant == tenant, Invoice.period_start == period.start
                 )
-                if inv is not None:
-                    doc = invoice_document(s, inv)
-                    users: dict[str, Decimal] = {}
-                    for line in doc["lines"]:
-                        for u, share in line["attribution"].get("users", {}).items():
-                            users[u] = users.get(u, ZERO) + Decimal(share["amount"])
-                    return users, doc["status"]
-                r = rate(s, tenant, period, b.catalog, until=b.clock.now())
-                return r.by_user(), "estimate"
+            )
+            if inv is None:
+                return self.rate(s, tenant, period).by_user(), "estimate"
+            doc = invoice_document(s, inv)
+            users: dict[str, Decimal] = {}
+            for line in doc["lines"]:
+                for u, share in line["attribution"].get("users", {}).items():
+                    users[u] = users.get(u, ZERO) + Decimal(share["amount"])
+            return users, doc["status"]
 
-        users, basis = await run_blocking(work)
+        users, basis = await self.in_session(work)
         if not self.sees_whole_tenant:
             users = {self.caller.name: users.get(self.caller.name, ZERO)}
         self.write_json(
@@ -200,14 +207,12 @@ class InvoicesHandler(BillingHandler):
 class InvoiceHandler(BillingHandler):
     async def get(self, invoice_id: str, fmt: str | None):
         self.require("billing:read")
-        b = self.billing
 
-        def load():
-            with b.session() as s:
-                inv = s.get(Invoice, int(invoice_id))
-                return None if inv is None else invoice_document(s, inv)
+        def load(s):
+            inv = s.get(Invoice, int(invoice_id))
+            return None if inv is None else invoice_document(s, inv)
 
-        doc = await run_blocking(load)
+        doc = await self.in_session(load)
         self.check_owner(doc and doc["tenant"], "invoice")
         if fmt == ".html":
             self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -233,23 +238,21 @@ class CreditNotesHandler(BillingHandler):
     async def post(self, invoice_id: str):
         self.require("billing:manage")
         body = self.get_json_body() or {}
-        b = self.billing
 
-        def work():
-            with b.session() as s:
-                inv = s.get(Invoice, int(invoice_id))
-                self.check_owner(inv and inv.tenant, "invoice")
-                note = issue_credit_note(
-                    s,
-                    inv.id,
-                    body.get("amount", "0"),
-                    str(body.get("reason", "")),
-                    now=b.clock.now(),
-                    actor=self.caller.name,
-                )
-                return {"number": note.number, "total": str(note.total), "tenant": note.tenant}
+        def work(s):
+            inv = s.get(Invoice, int(invoice_id))
+            self.check_owner(inv and inv.tenant, "invoice")
+            note = issue_credit_note(
+                s,
+                inv.id,
+                body.get("amount", "0"),
+                str(body.get("reason", "")),
+                now=self.billing.clock.now(),
+                actor=self.caller.name,
+            )
+            return {"number": note.number, "total": str(note.total), "tenant": note.tenant}
 
-        result = await run_blocking(work)
+        result = await self.in_session(work)
         self.emit(
             "billing.credit_note_issued",
             tenant=result["tenant"],
@@ -263,18 +266,15 @@ class BudgetHandler(BillingHandler):
     async def get(self):
         self.require("billing:read")
         tenant = self.tenant_arg()
-        b = self.billing
 
-        def work():
-            with b.session() as s:
-                budget = budgets.get_budget(s, tenant)
-                if budget is None:
-                    return {"tenant": tenant, "monthly_limit": None, "thresholds": [], "alerts": []}
-                now = b.clock.now()
-                spent = rate(s, tenant, containing(now), b.catalog, until=now).total
-                return budgets.budget_document(s, budget, spent)
+        def work(s):
+            budget = budgets.get_budget(s, tenant)
+            if budget is None:
+                return {"tenant": tenant, "monthly_limit": None, "thresholds": [], "alerts": []}
+            spent = self.rate(s, tenant, containing(self.billing.clock.now())).total
+            return budgets.budget_document(s, budget, spent)
 
-        self.write_json(await run_blocking(work))
+        self.write_json(await self.in_session(work))
 
     async def put(self):
         self.require("tenant:admin")
@@ -282,24 +282,22 @@ class BudgetHandler(BillingHandler):
         body = self.get_json_body()
         if not isinstance(body, dict):
             raise InvalidRequest('expected {"monthly_limit": 500, "thresholds": [80, 100]}')
-        b = self.billing
         actor = self.caller.name
 
-        def work():
-            with b.session() as s:
-                budget = budgets.set_budget(
-                    s,
-                    tenant,
-                    body.get("monthly_limit"),
-                    body.get("thresholds"),
-                    actor=actor,
-                    now=b.clock.now(),
-                )
-                return {"monthly_limit": str(budget.monthly_limit), "thresholds": budget.thresholds}
+        def work(s):
+            budget = budgets.set_budget(
+                s,
+                tenant,
+                body.get("monthly_limit"),
+                body.get("thresholds"),
+                actor=actor,
+                now=self.billing.clock.now(),
+            )
+            return {"monthly_limit": str(budget.monthly_limit), "thresholds": budget.thresholds}
 
-        result = await run_blocking(work)
+        result = await self.in_session(work)
         self.emit("billing.budget_set", tenant=tenant, target=tenant, details=result)
-        await run_blocking(b.check_budgets, [tenant])
+        await run_blocking(self.billing.check_budgets, [tenant])
         self.write_json({"tenant": tenant, **result})
 
 
@@ -309,16 +307,12 @@ class RevenueHandler(BillingHandler):
     async def get(self):
         self.require("billing:manage")
         period = self.period_arg()
-        b = self.billing
 
-        def work():
-            with b.session() as s:
-                invoices = s.scalars(
-                    select(Invoice).where(Invoice.period_start == period.start)
-                ).all()
-                notes = s.scalars(
-                    select(CreditNote).where(CreditNote.invoice_id.in_([i.id for i in invoices]))
-                ).all()
+        def work(s):
+            invoices = s.scalars(select(Invoice).where(Invoice.period_start == period.start)).all()
+            notes = s.scalars(
+                select(CreditNote).where(CreditNote.invoice_id.in_([i.id for i in invoices]))
+            ).all()
             finalized = sum((i.total for i in invoices if i.status == "finalized"), ZERO)
             draft = sum((i.total for i in invoices if i.status != "finalized"), ZERO)
             credits = sum((n.total for n in notes), ZERO)
@@ -333,15 +327,15 @@ class RevenueHandler(BillingHandler):
                 "net": str(finalized + draft - credits),
             }
 
-        self.write_json(await run_blocking(work))
+        self.write_json(await self.in_session(work))
 
 
 class EventsHandler(BillingHandler):
     """``POST /api/v1/events``: external usage, idempotent per event id, one transaction.
 
     The body is validated from its raw bytes (no ``json.loads`` first) and written with
-    one ``INSERT ... ON CONFLICT DO NOTHING`` (see :mod:`fedhub.billing.ingest`); both
-    run in a thread, so a 10,000-event batch never stalls the event loop.
+    the toolkit's bulk insert-or-ignore (see :mod:`fedhub.billing.ingest`), in one
+    thread hop, so a 10,000-event batch never stalls the event loop.
     """
 
     async def post(self):
@@ -350,29 +344,21 @@ class EventsHandler(BillingHandler):
             self.deny("permission", f"your role ({caller.role}) may not send usage events")
         b = self.billing
         now = b.clock.now()
+        # tenant admins send their own tenant's usage only (another tenant's: 404)
+        check_tenant = None if caller.kind == "service" else self.scoped_tenant
 
-        def validate():
-            usages = validate_events(
+        def work():
+            usages = parse_batch(
                 self.request.body,
-                max_batch=b.settings.max_batch,
-                max_quantity=b.settings.max_event_quantity,
-            )
-            if caller.kind != "service":
-                for tenant in sorted({u.tenant for u in usages}):
-                    self.scoped_tenant(tenant)  # tenant admins: their own tenant only (else 404)
-            check_window(
-                usages,
                 now=now,
                 late_window=b.settings.late_window,
                 future_skew=timedelta(seconds=b.settings.future_skew_seconds),
+                max_batch=b.settings.max_batch,
+                max_quantity=b.settings.max_event_quantity,
+                check_tenant=check_tenant,
             )
-            return usages
-
-        usages = await self.blocking(validate)
-
-        def work():
             with b.session() as s:
                 return ingest(s, usages, now=now)
 
-        result = await self.blocking(work)
+        result = await run_blocking(work)
         self.write_json({**result, "received_at": now.isoformat() + "Z"})
