@@ -130,6 +130,7 @@ RECONCILER = "fedhub.extensions.hub.spawner.reconciler:Reconciler._tenant_states
 SAMPLERS = "fedhub.billing.samplers"
 PRICEBOOK = "fedhub.billing.pricebook"
 PASSWORDS = "fedhub.tenancy.passwords"
+LOCAL_LOGIN = "fedhub.extensions.hub.local_auth:LocalTenantAuthenticator.authenticate"
 
 LIMITS: tuple[Limit, ...] = (
     Limit("display_name", LABEL, "Name shown to users"),
@@ -359,14 +360,18 @@ LIMITS: tuple[Limit, ...] = (
         LIMIT,
         "Local users enrol a TOTP authenticator before their login completes",
         enforced_at=(LOGIN,),
-        enforcers=(f"{PASSWORDS}:login_steps",),
+        enforcers=(f"{PASSWORDS}:login_steps", LOCAL_LOGIN),
     ),
     Limit(
         "security.ip_allowlist",
         ENTITLEMENT,
         "Tenant admins may restrict logins to their networks (CIDRs)",
         enforced_at=(LOGIN, SERVICE),
-        enforcers=("fedhub.tenancy.allowlist:check_login_address",),
+        enforcers=(
+            "fedhub.tenancy.allowlist:check_login_address",
+            "fedhub.extensions.hub.login_policy:refuse_outside_allowlist",
+            "fedhub.tenancy.security:AccountSecurity.set_allowlist",
+        ),
     ),
     *(
         Limit(
@@ -389,7 +394,7 @@ LIMITS: tuple[Limit, ...] = (
         "An older password must be changed before the login completes (0: never)",
         "days",
         enforced_at=(LOGIN,),
-        enforcers=(f"{PASSWORDS}:login_steps",),
+        enforcers=(f"{PASSWORDS}:login_steps", LOCAL_LOGIN),
     ),
     *(
         Limit(

@@ -195,7 +195,7 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             if rehashed is not None:
                 cred.password_hash = rehashed
 
-        refuse_outside_allowlist(self.store, username, handler)
+        refuse_outside_allowlist(self, username, handler)
         model = self.tenant_auth_model(username, handler)  # refuses a suspended tenant
         steps = self.store.security.login_steps(username)
         if steps:

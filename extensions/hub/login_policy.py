@@ -46,24 +46,13 @@ class LoginPending(web.HTTPError):
         self.steps = steps
 
 
-def refuse_outside_allowlist(store, username: str, handler) -> None:
+def refuse_outside_allowlist(authenticator, username: str, handler) -> None:
     """Refuse (403, audited) a login to a tenant from outside its allowlisted networks."""
-    info = client_info(handler)
+    store = authenticator.store
     try:
-        store.security.check_login_address(username, info.get("source_ip"))
+        store.security.check_login_address(username, client_info(handler).get("source_ip"))
     except FedhubError as e:
-        member = store.user(username)
-        events.emit(
-            "auth.login_refused",
-            tenant=member.tenant if member else None,
-            actor=username,
-            target=username,
-            result="denied",
-            severity="warning",
-            details={"reason": e.code},
-            **info,
-        )
-        raise web.HTTPError(e.status, e.message) from None
+        authenticator._refuse_login(store.user(username), handler, e.code, e.message)
 
 
 def set_pending(handler, username: str) -> None:
@@ -92,7 +81,7 @@ def pending_user(handler) -> str | None:
 async def finish_login(handler, username: str):
     """Log ``username`` in (the hub's cookie) once every step is done; returns the user."""
     auth = handler.authenticator
-    refuse_outside_allowlist(auth.store, username, handler)
+    refuse_outside_allowlist(auth, username, handler)
     model = auth.tenant_auth_model(username, handler)  # refuses suspended tenants
     if model is None:
         raise web.HTTPError(403, f"{username} is no longer a member of fedhub")

@@ -93,7 +93,7 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
     async def authenticate(self, handler, data=None, **kwargs):
         model = await super().authenticate(handler, data, **kwargs)
         if model:
-            refuse_outside_allowlist(self.store, model["name"], handler)
+            refuse_outside_allowlist(self, model["name"], handler)
         return model
 
     async def get_user_groups(self, auth_state: dict) -> set[str]:
