@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -82,11 +85,23 @@ def save(name: str, payload: dict) -> Path:
     return path
 
 
-def shared_cluster(n_workers: int = 2):
-    """A LocalCluster for benchmarks that do not measure start-up."""
+@contextmanager
+def shared_cluster(n_workers: int = 2) -> Iterator:
+    """A LocalCluster's client for benchmarks that do not measure start-up; both are
+    closed when the block ends, however it ends."""
     from distributed import Client, LocalCluster
 
     from fedhub.fl.runtime import local_cluster_kwargs
 
-    cluster = LocalCluster(**local_cluster_kwargs(n_workers))
-    return cluster, Client(cluster, set_as_default=False)
+    with (
+        LocalCluster(**local_cluster_kwargs(n_workers)) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def command_line(main: Callable[[bool], dict], doc: str | None) -> None:
+    """A benchmark script's command line: ``main(quick)``, ``--quick`` for a short run."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="fewer rounds (and seeds)")
+    main(p.parse_args().quick)

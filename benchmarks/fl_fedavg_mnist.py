@@ -8,9 +8,7 @@ needs fewer rounds, and non-IID needs more rounds than IID.
 
 from __future__ import annotations
 
-import argparse
-
-from fl_common import save, shared_cluster
+from fl_common import command_line, save, shared_cluster
 
 from fedhub import fl
 
@@ -38,9 +36,8 @@ def rounds_to_target(client, data, epochs, batch, max_rounds):
 def main(quick: bool = False) -> dict:
     max_rounds = 100 if quick else 300
     out = {"target": TARGET, "max_rounds": max_rounds, "results": {}}
-    cluster, client = shared_cluster()
-    try:
-        print(f"== FedAvg MNIST-5k, 2NN, rounds to {TARGET:.0%} test accuracy (cap {max_rounds})")
+    print(f"== FedAvg MNIST-5k, 2NN, rounds to {TARGET:.0%} test accuracy (cap {max_rounds})")
+    with shared_cluster() as client:
         for part in ["iid", "shards"]:
             data = fl.datasets.mnist5k(num_clients=100, partition=fl.partition.get(part), seed=0)
             for epochs in [1, 5]:
@@ -50,14 +47,9 @@ def main(quick: bool = False) -> dict:
                     out["results"][key] = {"rounds": n, "best_accuracy": best}
                     shown = n if n is not None else f">{max_rounds}"
                     print(f"{key:<24} rounds to target: {shown:>5}  (best {best:.3f})")
-    finally:
-        client.close()
-        cluster.close()
     save("fl_fedavg_mnist", out)
     return out
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    command_line(main, __doc__)

@@ -8,11 +8,10 @@ The paper's ordering in final test accuracy: mu=1 >= mu=0 partial > FedAvg drop.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from fl_common import save, shared_cluster
+from fl_common import command_line, save, shared_cluster
 
 from fedhub import fl
 
@@ -27,9 +26,8 @@ def main(quick: bool = False) -> dict:
     rounds = 50 if quick else 200
     seeds = [0] if quick else [0, 1, 2]
     out = {"rounds": rounds, "seeds": seeds, "results": {}}
-    cluster, client = shared_cluster()
-    try:
-        print(f"== FedProx reproduction: Synthetic(1,1), 90% stragglers, {rounds} rounds")
+    print(f"== FedProx reproduction: Synthetic(1,1), 90% stragglers, {rounds} rounds")
+    with shared_cluster() as client:
         for name, (cls, kw, policy) in CONFIGS.items():
             accs, losses = [], []
             t0 = time.perf_counter()
@@ -50,9 +48,6 @@ def main(quick: bool = False) -> dict:
                 f"(per seed {', '.join(f'{a:.3f}' for a in accs)}) "
                 f"[{time.perf_counter() - t0:.0f} s]"
             )
-    finally:
-        client.close()
-        cluster.close()
     means = [statistics.fmean(v["final_accuracy"]) for v in out["results"].values()]
     out["paper_ordering_holds"] = means[2] >= means[1] > means[0]
     print(f"paper ordering mu=1 >= mu=0 partial > FedAvg drop: {out['paper_ordering_holds']}")
@@ -61,6 +56,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    command_line(main, __doc__)

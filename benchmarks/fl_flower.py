@@ -8,13 +8,12 @@ invocation. "Until round 1 done" = start-up + first round, for both engines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from fl_common import round_stats, save
+from fl_common import command_line, round_stats, save
 from fl_overhead import compare
 
 from fedhub import fl
@@ -72,6 +71,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    command_line(main, __doc__)

@@ -7,11 +7,10 @@ LocalCluster on this 2-core machine), so its start-up is measured too.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from fl_common import round_stats, save, sequential_fedavg
+from fl_common import command_line, round_stats, save, sequential_fedavg
 
 from fedhub import fl
 
@@ -76,6 +75,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    command_line(main, __doc__)

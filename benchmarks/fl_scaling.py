@@ -6,9 +6,7 @@ the workers and only the sampled clients' ids travel each round.
 
 from __future__ import annotations
 
-import argparse
-
-from fl_common import round_stats, save, shared_cluster
+from fl_common import command_line, round_stats, save, shared_cluster
 
 from fedhub import fl
 
@@ -24,9 +22,8 @@ def one(client, data, cpr, rounds):
 def main(quick: bool = False) -> dict:
     rounds = 4 if quick else 8
     out = {"vs_clients_per_round": {}, "vs_total_clients": {}}
-    cluster, client = shared_cluster()
-    try:
-        print(f"== scaling ({rounds} rounds each, 2-worker LocalCluster)")
+    print(f"== scaling ({rounds} rounds each, 2-worker LocalCluster)")
+    with shared_cluster() as client:
         big = fl.datasets.synthetic(1.0, 1.0, num_clients=1000, seed=0)
         for cpr in [10, 25, 50, 100, 200]:
             st = one(client, big, cpr, rounds)
@@ -37,14 +34,9 @@ def main(quick: bool = False) -> dict:
             st = one(client, data, 10, rounds)
             out["vs_total_clients"][total] = st
             print(f"{total:>5} clients, 10/round: {st['mean_s']:.4f} s/round")
-    finally:
-        client.close()
-        cluster.close()
     save("fl_scaling", out)
     return out
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    command_line(main, __doc__)

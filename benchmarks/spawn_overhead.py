@@ -171,14 +171,19 @@ def populate(url: str, tenants: int, users: int, events_per_user: int, reserved:
             s.execute(insert(MeterEvent), rows[i : i + 5000])
     catalog = load_tiers()
     for j in range(reserved):
-        quotas.reserve(
-            url,
-            tenant=f"t{j % tenants}",
-            username=f"u{j}",
-            server_name="",
-            profile=None,
-            catalog=catalog,
-        )
+        _reserve(url, catalog, j, tenants, server_name="")
+
+
+def _reserve(url: str, catalog, user: int, tenants: int, server_name: str) -> None:
+    """Reserve the default profile for ``u<user>`` of tenant ``t<user % tenants>``."""
+    quotas.reserve(
+        url,
+        tenant=f"t{user % tenants}",
+        username=f"u{user}",
+        server_name=server_name,
+        profile=None,
+        catalog=catalog,
+    )
 
 
 def bench_quota(url: str, samples: int, users: int, tenants: int) -> dict:
@@ -188,14 +193,7 @@ def bench_quota(url: str, samples: int, users: int, tenants: int) -> dict:
     for _ in range(samples):
         j = rng.randrange(users)
         tic = time.perf_counter()
-        quotas.reserve(
-            url,
-            tenant=f"t{j % tenants}",
-            username=f"u{j}",
-            server_name="bench",
-            profile=None,
-            catalog=catalog,
-        )
+        _reserve(url, catalog, j, tenants, server_name="bench")
         lat.append(time.perf_counter() - tic)
         quotas.release(url, f"u{j}", "bench", meter=False)
     return {
