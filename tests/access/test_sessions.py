@@ -10,6 +10,7 @@ secret and the database are in the state dir).
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 
 import psutil
@@ -338,3 +339,23 @@ def test_idle_and_absolute_lifetimes_expire_sessions(hub):
     assert ended_event(hub, ids["brief"])["details"]["why"] == "absolute"
     assert ended_event(hub, ids["idle"])["actor"] == "fedhub"
     assert not [e for e in ended_events(hub) if e["details"]["session"] == ids["busy"]]
+
+
+@pytest.mark.slow
+def test_on_postgresql_a_member_is_logged_out_by_their_tenant_admin(hub_factory, postgres):
+    """The hub's own session on PostgreSQL: the row, the tier join and the token revocation."""
+    pg_hub = hub_factory(
+        db_url=postgres.create_database(f"sessions_{uuid.uuid4().hex[:8]}"),
+        env={"FEDHUB_BILLING_NOW": T0.isoformat()},
+    )
+    kept, ended = browser(pg_hub, "alice", "kept"), browser(pg_hub, "alice", "ended")
+    ended_id = session_id(ended)
+    token = oauth_token(pg_hub, ended, "billing")
+    admin = pg_hub.token("acme-admin")
+    path = f"/hub/api/fedhub/users/alice/sessions/{ended_id}"
+    assert pg_hub.api("DELETE", path, pg_hub.token("globex-admin")).status_code == 404
+    assert pg_hub.api("DELETE", path, admin).status_code == 200
+    assert logged_out(pg_hub, ended)
+    assert call(pg_hub, kept, "GET", "/hub/api/user").status_code == 200
+    assert pg_hub.api("GET", "/hub/api/user", token).status_code == 403
+    assert ended_event(pg_hub, ended_id)["details"]["why"] == "admin"
