@@ -35,6 +35,7 @@ def _plugin(value, group: str, fallback: str):
 
 def hub_classes(effective: Config) -> list[type]:
     """The hub-side fedhub classes of this configuration."""
+    from fedhub.extensions.hub.keys_api import ServiceAccountKeys
     from fedhub.extensions.hub.tier_spawner import TierSpawner
     from fedhub.mail import Mailer
     from fedhub.tenancy.totp import TotpSecretBox
@@ -50,7 +51,7 @@ def hub_classes(effective: Config) -> list[type]:
         backend = effective.get("TierSpawner", {}).get("backend_class")
         if backend:
             classes.append(import_item(backend) if isinstance(backend, str) else backend)
-    return [*classes, Mailer, TotpSecretBox]
+    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys]
 
 
 def service_classes() -> dict[str, list[type]]:
