@@ -26,6 +26,7 @@ def test_production_config_names_only_real_options():
     from jupyterhub.spawner import Spawner
 
     from fedhub.cli.config import service_classes
+    from fedhub.extensions.hub.keys_api import ServiceAccountKeys
     from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
     from fedhub.extensions.hub.tier_spawner import TierSpawner
     from fedhub.mail import Mailer
@@ -41,6 +42,7 @@ def test_production_config_names_only_real_options():
         "TenantAuthenticatorMixin": TenantOIDCAuthenticator,
         "Mailer": Mailer,
         "TotpSecretBox": TotpSecretBox,
+        "ServiceAccountKeys": ServiceAccountKeys,
     }
     for parts in service_classes().values():
         classes.update({cls.__name__: cls for cls in parts})
