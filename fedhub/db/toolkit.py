@@ -125,7 +125,8 @@ def insert_ignore_many(
 
     Counted by the statement's row count, not by ``RETURNING`` a row per row. Values are
     converted by the columns' own types (what SQLAlchemy would bind); every row has the
-    first row's keys. The caller commits.
+    first row's keys (column names). SQLAlchemy's Python-side column defaults are not
+    applied, so rows carry those columns; server defaults are. The caller commits.
 
     PostgreSQL: ``COPY`` into a temporary staging table, then one ``INSERT ... SELECT
     ... ORDER BY conflict_cols ON CONFLICT DO NOTHING``; in that order two concurrent
