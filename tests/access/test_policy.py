@@ -317,6 +317,27 @@ def test_weak_and_reused_passwords_are_refused_naming_the_rule(policy_hub):
 
 
 @pytest.mark.slow
+def test_users_enrol_and_renew_recovery_codes_on_their_security_page(policy_hub):
+    hub = policy_hub
+    hub.fedhub("user", "add", "yara", "--tenant", "midco", "--password", STRONG)
+    s, page = hub.login("yara", STRONG).session, f"{hub.url}/hub/fedhub/security"
+    assert "Off." in s.get(page).text
+    r = _form(s, page, action="enrol_mfa", current_password="wrong")
+    assert _error(r) == (403, "your current password is not right")
+    r = _form(s, page, action="enrol_mfa", current_password=STRONG)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', r.text).group(1)
+    r = _form(s, page, action="confirm_mfa", code=pyotp.TOTP(secret).now())
+    old = re.findall(r'class="recovery-code">([a-z0-9-]+)<', r.text)
+    assert len(old) == 10 and "On, with 10 unused recovery code(s)" in r.text
+    assert hub.login("yara", STRONG).status_code == 403  # the code is required now
+    r = _form(s, page, action="recovery_codes", current_password=STRONG)
+    new = re.findall(r'class="recovery-code">([a-z0-9-]+)<', r.text)
+    assert len(new) == 10 and not set(new) & set(old)
+    assert hub.login("yara", STRONG, otp=old[0]).status_code == 403  # replaced
+    assert hub.login("yara", STRONG, otp=new[0]).status_code == 302
+
+
+@pytest.mark.slow
 def test_an_expired_password_is_changed_before_the_login_completes(policy_hub):
     hub = policy_hub
     hub.fedhub("user", "add", "xavi", "--tenant", "bigco", "--password", STRONG)
