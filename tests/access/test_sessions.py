@@ -32,11 +32,13 @@ def hub(hub_factory):
     return hub_factory(env={"FEDHUB_BILLING_NOW": T0.isoformat()})
 
 
-def browser(hub, username: str, agent: str = "test-browser") -> requests.Session:
-    """A logged-in browser of ``username`` (stopping short of the spawn the form leads to)."""
-    s = requests.Session()
-    s.headers["User-Agent"] = agent
-    s.get(f"{hub.url}/hub/login", timeout=10)
+def browser(hub, username: str, agent: str = "test-browser", s=None) -> requests.Session:
+    """A browser (new, or ``s``) logged in as ``username`` through the form, stopping short
+    of the spawn the form leads to."""
+    if s is None:
+        s = requests.Session()
+        s.headers["User-Agent"] = agent
+    s.get(f"{hub.url}/hub/login", allow_redirects=False, timeout=10)  # never to /hub/spawn
     r = s.post(
         f"{hub.url}/hub/login",
         data={"username": username, "password": hub.password, "_xsrf": s.cookies.get("_xsrf")},
@@ -232,6 +234,13 @@ def test_end_all_my_other_sessions_and_logout(hub):
     assert ended_event(hub, a_id)["details"]["why"] == "logout"
     d = browser(hub, "bob", "D")
     assert a_id not in {s["id"] for s in call(hub, d, "GET", SESSIONS).json()["sessions"]}
+    # logging in again in the same browser: a new session id, the old one ended
+    d_id = session_id(d)
+    browser(hub, "bob", s=d)
+    assert session_id(d) != d_id
+    assert ended_event(hub, d_id)["details"]["why"] == "replaced"
+    live = {s["id"] for s in call(hub, d, "GET", SESSIONS).json()["sessions"]}
+    assert session_id(d) in live and d_id not in live
 
 
 @pytest.mark.slow
