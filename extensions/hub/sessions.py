@@ -105,7 +105,9 @@ class SessionTracker:
         """The browser logs out: its session ends (the hub revokes its tokens itself)."""
         session_id = signed_session_id(handler)
         if user is not None and session_id:
-            self.end(user.name, by=user.name, why=EndReason.LOGOUT, only={session_id})
+            self.end(
+                user.name, by=user.name, why=EndReason.LOGOUT, only={session_id}, handler=handler
+            )
 
     # -- ending -------------------------------------------------------------------
 
