@@ -25,6 +25,7 @@ from traitlets import Bool, Integer, default
 from fedhub import events
 from fedhub.audit.hub_hooks import AUDITED_LOGOUT
 from fedhub.db.base import utcnow
+from fedhub.errors import Forbidden
 from fedhub.extensions.hub.login_policy import (
     LoginPending,
     PolicyLoginHandler,
@@ -175,20 +176,7 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             if ok and cred.totp_enabled:
                 ok = self._second_factor(s, cred, otp, tenant, info)
             if not ok:
-                cred.failed_attempts += 1
-                if self.lockout_threshold and cred.failed_attempts >= self.lockout_threshold:
-                    cred.locked_until = utcnow() + timedelta(seconds=self.lockout_seconds)
-                    cred.failed_attempts = 0
-                    events.emit(
-                        "auth.lockout",
-                        tenant=tenant,
-                        actor=username,
-                        target=username,
-                        result="failure",
-                        severity="error",
-                        details={"locked_seconds": self.lockout_seconds},
-                        **info,
-                    )
+                self._count_failure(cred, tenant, info)
                 return fail("wrong_credentials")
             cred.failed_attempts = 0
             cred.locked_until = None
@@ -210,6 +198,44 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
             raise LoginPending(username, steps)
         events.emit("auth.login", tenant=tenant, actor=username, target=username, **info)
         return model
+
+    def _count_failure(self, cred: LocalCredential, tenant: str | None, info: dict) -> None:
+        """One more wrong password; ``lockout_threshold`` of them in a row lock the account."""
+        cred.failed_attempts += 1
+        if self.lockout_threshold and cred.failed_attempts >= self.lockout_threshold:
+            cred.locked_until = utcnow() + timedelta(seconds=self.lockout_seconds)
+            cred.failed_attempts = 0
+            events.emit(
+                "auth.lockout",
+                tenant=tenant,
+                actor=cred.username,
+                target=cred.username,
+                result="failure",
+                severity="error",
+                details={"locked_seconds": self.lockout_seconds},
+                **info,
+            )
+
+    async def confirm_password(self, handler, username: str, password: str) -> None:
+        """The current password, asked again before a change on the security page: a wrong
+        one counts towards the lockout like a failed login (and a locked account is refused),
+        so a borrowed browser cannot be used to guess it."""
+        member = self.store.user(username)
+        tenant = member.tenant if member else None
+        with self.store.session() as s:
+            cred = s.get(LocalCredential, username)
+            stored = cred.password_hash if cred is not None else None
+            if cred is not None and lockout_state(cred):
+                raise Forbidden("this account is locked after failed logins; try again later")
+        ok = stored is not None and await asyncio.to_thread(
+            passwords.verify_password, stored, password
+        )
+        if not ok:
+            if stored is not None:
+                with self.store.session() as s:
+                    cred = s.get(LocalCredential, username, with_for_update=True)
+                    self._count_failure(cred, tenant, client_info(handler))
+            raise Forbidden("your current password is not right")
 
     def _second_factor(self, s, cred: LocalCredential, otp: str, tenant, info: dict) -> bool:
         """The TOTP code (not replayed), or one unused recovery code in its place."""

@@ -132,12 +132,11 @@ class AccountSecurityHandler(_SecurityPage):
             await self.render_page(username, error=e.message, enrolment=enrolment)
 
     async def _check_current_password(self, username: str) -> None:
-        with self.authenticator.store.session() as s:
-            cred = s.get(LocalCredential, username)
-            stored = cred.password_hash if cred is not None else None
         given = self.get_body_argument("current_password", "")
-        if stored is None or not await asyncio.to_thread(passwords.verify_password, stored, given):
-            raise Forbidden("your current password is not right")
+        confirm = getattr(self.authenticator, "confirm_password", None)
+        if confirm is None:  # single sign-on: no password here to change or confirm
+            raise Forbidden("your password is managed by your identity provider")
+        await confirm(self, username, given)
 
 
 class PendingLoginHandler(_SecurityPage):

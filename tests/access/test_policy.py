@@ -438,3 +438,16 @@ def test_oidc_logins_keep_the_allowlist_and_need_an_mfa_claim(mfa_oidc_hub, prov
     assert r.status_code == 403
     assert "SsoCo requires two-factor login" in unescape(r.text)
     assert sso_login(hub, provider, "olga", **claims).status_code == 302
+
+
+@pytest.mark.slow
+def test_wrong_current_passwords_on_the_security_page_lock_the_account(policy_hub):
+    hub = policy_hub
+    hub.fedhub("user", "add", "zoe", "--tenant", "midco", "--password", STRONG)
+    s, page = hub.login("zoe", STRONG).session, f"{hub.url}/hub/fedhub/security"
+    for _ in range(5):  # the hub's default lockout_threshold
+        r = _form(s, page, action="recovery_codes", current_password="guess")
+        assert _error(r) == (403, "your current password is not right")
+    r = _form(s, page, action="enrol_mfa", current_password=STRONG)
+    assert _error(r)[0] == 403 and "locked" in _error(r)[1]
+    assert "locked after 5 failed logins" in hub.login("zoe", STRONG).text
