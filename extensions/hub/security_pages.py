@@ -144,7 +144,7 @@ class PendingLoginHandler(_SecurityPage):
 
     def _username(self) -> str:
         username = pending_user(self)
-        if username is None:
+        if username is None or self.authenticator.store.user(username) is None:
             raise web.HTTPError(403, "This login has expired: log in again.")
         return username
 

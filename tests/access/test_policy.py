@@ -262,6 +262,11 @@ def test_an_enterprise_user_without_mfa_is_sent_to_enrolment(policy_hub):
     r = hub.login("erik", STRONG)
     assert r.status_code == 302 and "/hub/fedhub/login/continue" in r.headers["Location"]
     assert not _logged_in(hub, r.session, "erik")  # nothing is logged in before enrolment
+    # the pending login is the hub's signed cookie: without it, or with a forged one, nothing
+    url = hub.url + r.headers["Location"]
+    for cookies in ({}, {"fedhub-login-pending": '{"user": "erik"}'}):
+        refused = requests.get(url, cookies=cookies, timeout=10)
+        assert refused.status_code == 403 and "This login has expired" in refused.text
     s, _, codes = _enrol(hub, r)
     assert _logged_in(hub, s, "erik")
     # from now on: the password and a code, or the password and a recovery code, once
