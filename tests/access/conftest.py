@@ -113,3 +113,15 @@ def service_accounts(access_hub):
         key = make_key(access_hub, PEOPLE[Role.TENANT_ADMIN][tenant], name, full)
         accounts[tenant] = {"name": name, "token": key["token"]}
     return accounts
+
+
+def service_env(hub, service: str) -> dict:
+    """The environment the hub gave a running service (its OAuth client id, secret, callback)."""
+    import psutil
+
+    proc = next(
+        p
+        for p in psutil.Process(hub.proc.pid).children(recursive=True)
+        if f"fedhub.services.{service}" in " ".join(p.cmdline())
+    )
+    return proc.environ()

@@ -14,12 +14,14 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 
 from fedhub.tenancy import scopes
 from fedhub.tenancy.models import Role
-from tests.access.conftest import PEOPLE, SERVICES, make_key
+from tests.access.conftest import PEOPLE, SERVICES, make_key, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -370,3 +372,40 @@ def test_a_token_with_access_services_but_no_fedhub_scope_is_refused(access_hub)
             assert re.search(r"custom:fedhub:[a-z-]+:[a-z-]+", r.json()["error"]["message"]) or (
                 "role" in r.json()["error"]["message"]
             )
+
+
+@pytest.mark.slow
+def test_a_browser_session_of_a_service_holds_the_users_fedhub_scopes(access_hub):
+    """The OAuth exchange a browser makes with the billing service, step by step: the token
+    it ends with holds the user's fedhub scopes (filtered), and the service answers it."""
+    hub = access_hub
+    env = service_env(hub, "billing")
+    client = {"client_id": env["JUPYTERHUB_CLIENT_ID"]}
+    callback = env["JUPYTERHUB_OAUTH_CALLBACK_URL"]
+    session = hub.login("alice").session
+    r = session.get(
+        f"{hub.url}/hub/api/oauth2/authorize",
+        params={**client, "redirect_uri": callback, "response_type": "code", "state": "s"},
+        allow_redirects=False,
+    )
+    assert r.status_code == 302, r.text
+    code = parse_qs(urlparse(r.headers["Location"]).query)["code"][0]
+    r = requests.post(
+        f"{hub.url}/hub/api/oauth2/token",
+        data={
+            **client,
+            "client_secret": env["JUPYTERHUB_API_TOKEN"],
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": callback,
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    held = hub.api("GET", "/hub/api/user", token).json()["scopes"]
+    member = scopes.role_scopes(Role.MEMBER, "acme")
+    assert set(member) <= set(held)
+    assert not {s for s in scopes.fedhub_scopes(held)} - set(member)
+    assert hub.api("GET", SERVICES["billing"] + "api/v1/usage", token).status_code == 200
+    assert hub.api("GET", SERVICES["billing"] + "api/v1/invoices", token).status_code == 403
