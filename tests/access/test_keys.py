@@ -208,3 +208,35 @@ def test_a_service_account_cannot_log_in(access_hub):
     account = new_service_account(access_hub, "acme")
     r = access_hub.login(account, "any-password-at-all")
     assert r.status_code != 302
+
+
+@pytest.fixture(scope="module")
+def pg_hub(hub_factory, postgres):
+    hub = hub_factory(
+        db_url=postgres.create_database(f"keys_{uuid.uuid4().hex[:8]}"),
+        args=["--TenantAuthenticatorMixin.mirror_interval=1"],
+    )
+    admin = hub.token("admin")
+    wait_for(lambda: hub.api("GET", USAGE + "?tenant=acme", admin).status_code == 200, 60)
+    return hub
+
+
+def test_keys_on_postgresql(pg_hub):
+    """The hub API and the CLI (which writes into the hub's database itself) on PostgreSQL."""
+    hub = pg_hub
+    account = new_service_account(hub, "acme")
+    key = make_key(hub, "acme-admin", account, ["custom:fedhub:usage:read"])
+    assert hub.api("GET", USAGE, key["token"]).status_code == 200
+    done = hub.fedhub(
+        "keys", "create", "--account", account, "--scope", "custom:fedhub:experiments:read"
+    )
+    token = done.stdout.strip().splitlines()[-1]
+    assert hub.api("GET", EXPERIMENTS, token).status_code == 200
+    assert hub.api("GET", USAGE, token).status_code == 403  # not one of its scopes
+    listed = hub.api("GET", f"{KEYS_API}/{account}/keys", hub.token("acme-admin")).json()["keys"]
+    assert len(listed) == 2
+    cli_key = next(k for k in listed if k["id"] != key["id"])
+    r = hub.api("DELETE", f"{KEYS_API}/{account}/keys/{cli_key['id']}", hub.token("acme-admin"))
+    assert r.status_code == 204, r.text
+    wait_for(lambda: refused(hub, token, EXPERIMENTS), WITHIN_ONE_INTERVAL, what="revoked")
+    assert not refused(hub, key["token"])
