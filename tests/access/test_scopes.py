@@ -181,18 +181,35 @@ TABLE = [
 ]
 
 
-def service_routes() -> set[tuple[str, str]]:
-    """Every (service, route) of the three services' route tables."""
+#: (service, route, method) a handler class defines but the route cannot serve: billing's
+#: CreditNotesHandler answers two routes, and tornado calls each method with the route's
+#: groups, so these two raise TypeError (a 500). Billing's to fix; reported in issue 12.
+NOT_SERVED = {
+    ("billing", r"api/v1/invoices/(\d+)/credit-notes", "GET"),
+    ("billing", r"api/v1/credit-notes", "POST"),
+}
+
+
+def service_endpoints() -> set[tuple[str, str, str]]:
+    """Every (service, route, method) of the three services' route tables."""
+    from tornado.web import RequestHandler
+
     from fedhub.services.audit.handlers import routes
     from fedhub.services.billing.app import ROUTES
     from fedhub.services.experiments.handlers import handlers
 
     tables = {"billing": ROUTES, "audit": routes(), "experiments": handlers()}
-    return {(service, route[0]) for service, table in tables.items() for route in table}
+    return {
+        (service, route, method.upper())
+        for service, table in tables.items()
+        for route, handler, *_ in table
+        for method in ("get", "post", "put", "patch", "delete")
+        if getattr(handler, method) is not getattr(RequestHandler, method)
+    }
 
 
-def test_the_table_covers_every_route():
-    assert {(e.service, e.route) for e in TABLE} == service_routes()
+def test_the_table_covers_every_endpoint():
+    assert {(e.service, e.route, e.method) for e in TABLE} == service_endpoints() - NOT_SERVED
 
 
 def test_every_permission_a_service_checks_is_a_scope():
