@@ -91,10 +91,9 @@ class _SecurityPage(BaseHandler):
         self.security.store_password(username, new_hash)
 
     def enrolment(self, username: str) -> dict:
-        """The enrolment in progress (or a new one): QR code, secret, URI."""
+        """The enrolment in progress (or a new one): its QR code and secret."""
         secret = self.security.pending_secret(username) or self.security.start_enrolment(username)
-        uri = passwords.totp_uri(secret, username)
-        return {"secret": secret, "uri": uri, "qr": qr_svg(uri)}
+        return {"secret": secret, "qr": qr_svg(passwords.totp_uri(secret, username))}
 
     def confirm_enrolment(self, username: str) -> list[str]:
         return self.security.confirm_enrolment(username, self.get_body_argument("code", ""))
@@ -128,7 +127,8 @@ class AccountSecurityHandler(_SecurityPage):
             raise InvalidRequest(f"unknown action {action!r}")
         except FedhubError as e:
             self.set_status(e.status)
-            enrolment = self.enrolment(username) if action == "confirm_mfa" else None
+            in_progress = action == "confirm_mfa" and self.security.pending_secret(username)
+            enrolment = self.enrolment(username) if in_progress else None
             await self.render_page(username, error=e.message, enrolment=enrolment)
 
     async def _check_current_password(self, username: str) -> None:

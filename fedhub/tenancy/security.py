@@ -156,8 +156,10 @@ class AccountSecurity:
         return secret
 
     def pending_secret(self, username: str) -> str | None:
+        """The secret of the enrolment in progress, if there is one."""
         with self.store.session() as s:
-            sealed = self._credential(s, username).totp_pending_secret
+            cred = s.get(LocalCredential, username)
+            sealed = cred.totp_pending_secret if cred is not None else None
         return self.store.totp_box.reveal(sealed) if sealed else None
 
     def confirm_enrolment(self, username: str, code: str) -> list[str]:

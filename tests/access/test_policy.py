@@ -164,6 +164,16 @@ def test_recovery_codes_work_once_and_are_replaced(store):
     assert security.unused_recovery_codes("ivana") == 0
 
 
+def test_a_user_without_a_local_password_has_no_enrolment(store):
+    from fedhub.errors import NotFound
+
+    store.add_user("sso-sam", "bigco")  # an identity provider's user
+    assert store.security.pending_secret("sso-sam") is None
+    with pytest.raises(NotFound, match="identity provider"):
+        store.security.confirm_enrolment("sso-sam", "123456")
+    assert store.security.login_steps("sso-sam") == []  # MFA is the provider's job
+
+
 def test_allowlist_needs_the_tier_and_names_it(store):
     security = store.security
     assert security.set_allowlist("bigco", ["10.1.0.0/16"]) == ["10.1.0.0/16"]
