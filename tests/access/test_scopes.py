@@ -350,6 +350,10 @@ def test_a_usage_key_reads_its_tenants_usage_only(access_hub, tokens, service_ac
     assert r.status_code == 200, r.text
     usage = r.json()
     assert usage["tenant"] == "acme" and "by_user" not in usage  # its own share only
+    # the tenant's usage against its limits, tenant-wide
+    r = access_hub.api("GET", SERVICES["experiments"] + "api/v1/quota", token)
+    assert r.status_code == 200 and r.json()["tenant"] == "acme", r.text
+    assert r.json()["meters"] and r.json()["limits"]
     # with usage:read-all as well, the whole tenant's
     wide = make_key(
         access_hub,
