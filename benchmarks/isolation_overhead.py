@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from fedhub import accounts  # noqa: E402
 from tests.harness import HubProcess, wait_for  # noqa: E402
 
-PASSWORD = "fedhub-bench-password"
+PASSWORD = "Fedhub-bench-password-1"  # keeps the enterprise tier's password policy
 SHARED_CONFIG = """# the pre-isolation layout: every server as the hub's own account
 c.TierSpawner.backend_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
 c.SimpleLocalProcessSpawner.home_dir_template = {homes!r}
