@@ -26,7 +26,10 @@ from fedhub.billing.render import render_html, render_pdf
 from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
 from fedhub.jobs import run_blocking
+from fedhub.openapi import operation
 from fedhub.web import APIHandler
+
+from . import api_models as api
 
 #: the invoice list's order: newest period first, then by tenant (together unique)
 INVOICE_ORDER = [(Invoice.period_start, True), (Invoice.tenant, False)]
@@ -100,6 +103,11 @@ def _money(d: dict[str, Decimal]) -> dict[str, str]:
 class UsageHandler(BillingHandler):
     """Current usage against what the plan includes (members: their own usage)."""
 
+    @operation(
+        "Usage this period against the plan (members: their own)",
+        query=api.TenantPeriodQuery,
+        responses={200: api.Usage},
+    )
     async def get(self):
         self.require("usage:read")
         tenant = self.tenant_arg()
@@ -144,6 +152,11 @@ def _user_usage(r: Rating, me: str) -> dict[str, Any]:
 class CostsHandler(BillingHandler):
     """Chargeback: each user's share of the period's amount."""
 
+    @operation(
+        "Chargeback: each user's share of the period",
+        query=api.TenantPeriodQuery,
+        responses={200: api.Costs},
+    )
     async def get(self):
         self.require("usage:read")
         tenant = self.tenant_arg()
@@ -199,12 +212,25 @@ def _credit_note_row(n: CreditNote) -> dict[str, Any]:
 class InvoicesHandler(BillingHandler):
     """Invoices, newest period first, a page at a time (``?limit=&cursor=``)."""
 
+    @operation(
+        "Invoices, newest period first", query=api.PageQuery, responses={200: api.InvoicePage}
+    )
     async def get(self):
         self.require("billing:read")
         await self.write_list("invoices", Invoice, INVOICE_ORDER, _invoice_row)
 
 
 class InvoiceHandler(BillingHandler):
+    @operation(
+        "An invoice: JSON, or rendered as HTML or PDF",
+        responses={
+            200: {
+                "application/json": api.InvoiceDocument,
+                "text/html": None,
+                "application/pdf": None,
+            }
+        },
+    )
     async def get(self, invoice_id: str, fmt: str | None):
         self.require("billing:read")
 
@@ -228,6 +254,9 @@ class InvoiceHandler(BillingHandler):
 
 
 class CreditNotesHandler(BillingHandler):
+    @operation(
+        "Credit notes, oldest first", query=api.PageQuery, responses={200: api.CreditNotePage}
+    )
     async def get(self):
         """Credit notes, oldest first, a page at a time (``?limit=&cursor=``)."""
         self.require("billing:read")
@@ -235,6 +264,11 @@ class CreditNotesHandler(BillingHandler):
             "credit_notes", CreditNote, [(CreditNote.id, False)], _credit_note_row
         )
 
+    @operation(
+        "Issue a credit note on a finalized invoice",
+        body=api.CreditNoteRequest,
+        responses={201: api.CreditNoteIssued},
+    )
     async def post(self, invoice_id: str):
         self.require("billing:manage")
         body = self.get_json_body() or {}
@@ -263,6 +297,9 @@ class CreditNotesHandler(BillingHandler):
 
 
 class BudgetHandler(BillingHandler):
+    @operation(
+        "The tenant's budget and its alerts", query=api.TenantQuery, responses={200: api.Budget}
+    )
     async def get(self):
         self.require("billing:read")
         tenant = self.tenant_arg()
@@ -276,6 +313,12 @@ class BudgetHandler(BillingHandler):
 
         self.write_json(await self.in_session(work))
 
+    @operation(
+        "Set the tenant's monthly budget",
+        query=api.TenantQuery,
+        body=api.BudgetRequest,
+        responses={200: api.BudgetSet},
+    )
     async def put(self):
         self.require("tenant:admin")
         tenant = self.tenant_arg()
@@ -304,6 +347,11 @@ class BudgetHandler(BillingHandler):
 class RevenueHandler(BillingHandler):
     """Platform admins: invoiced totals per tenant and overall for a period."""
 
+    @operation(
+        "Platform admins: invoiced totals for a period",
+        query=api.PeriodQuery,
+        responses={200: api.Revenue},
+    )
     async def get(self):
         self.require("billing:manage")
         period = self.period_arg()
@@ -338,6 +386,11 @@ class EventsHandler(BillingHandler):
     thread hop, so a 10,000-event batch never stalls the event loop.
     """
 
+    @operation(
+        "Send external usage events (idempotent per event id)",
+        body=api.UsageEvents,
+        responses={200: api.IngestResult},
+    )
     async def post(self):
         caller = self.caller
         if caller.kind != "service" and not caller.can("tenant:admin"):
