@@ -54,6 +54,14 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class OpenAPIDocument(BaseModel):
+    """An OpenAPI 3.1 document (its full schema is the OpenAPI specification's)."""
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+
+
 #: A response value: a pydantic model (``application/json``), or ``{media type: model or None}``
 #: for endpoints that answer with other media (``None``: no schema, e.g. a PDF).
 Response = type[BaseModel] | dict[str, type[BaseModel] | None]

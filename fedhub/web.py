@@ -11,6 +11,7 @@ errors are logged with a traceback and leave as a 500 without details.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -28,9 +29,11 @@ from tornado import ioloop, web
 from traitlets import List, Unicode, default
 from traitlets.config import Application
 
+import fedhub
 from fedhub import events, metering
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
+from fedhub.openapi import OpenAPIDocument, build_spec, operation, render_html
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.store import TenantStore
@@ -347,6 +350,7 @@ def make_app(
     ``handlers`` are ``(relative_path, Handler[, kwargs])`` tuples, relative to the prefix.
     """
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    handlers = [*handlers, *description_routes()]
     routes = [(url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler)]
     for path, *rest in handlers:
         routes.append((url_path_join(prefix, path), *rest))
@@ -355,9 +359,51 @@ def make_app(
         cookie_secret=cookie_secret(),
         default_handler_class=NotFoundHandler,
         fedhub_store=store or TenantStore(),
+        fedhub_openapi=service_description(handlers, prefix),
         xsrf_cookies=False,
         **settings,
     )
+
+
+class OpenAPIHandler(APIHandler):
+    """The service's description. No token needed: it is the same for every deployment
+    and names no tenant, user or record (docs/api.md), so clients can read it first."""
+
+    @operation(
+        "This service's OpenAPI 3.1 description", responses={200: OpenAPIDocument}, public=True
+    )
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.settings["fedhub_openapi"]["json"])
+
+
+class APIDocsHandler(APIHandler):
+    @operation(
+        "This service's API description as an HTML page",
+        responses={200: {"text/html": None}},
+        public=True,
+    )
+    def get(self):
+        """Rendered on the server from the same document: no script, nothing fetched."""
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(self.settings["fedhub_openapi"]["html"])
+
+
+def description_routes() -> list[tuple]:
+    """Where every service serves its OpenAPI description (relative to its prefix)."""
+    return [("api/v1/openapi.json", OpenAPIHandler), ("api/v1/docs", APIDocsHandler)]
+
+
+def service_description(handlers: list[tuple], prefix: str) -> dict[str, str]:
+    """The service's OpenAPI document (JSON text) and its page, built once at start.
+
+    The description is the docstring of the module of the service's first handler.
+    """
+    name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "fedhub")
+    about = inspect.getdoc(sys.modules[handlers[0][1].__module__]) or ""
+    spec = build_spec(f"fedhub {name} service", fedhub.__version__, handlers, description=about)
+    spec["servers"] = [{"url": prefix.rstrip("/") or "/"}]
+    return {"json": json.dumps(spec), "html": render_html(spec)}
 
 
 def listen_address() -> tuple[str, int]:
