@@ -89,20 +89,27 @@ def desired_state(store: TenantStore) -> DesiredState:
         }
         if tenant.status == TenantStatus.SUSPENDED:
             state.suspended_users |= state.members[name]
-    # fedhub's scopes stay while a tenant is suspended: the hub refuses its users anyway,
-    # and the services refuse them too, except a tenant admin reading invoices
+    memberships = store.memberships()
+    state.platform_admins = {m.username for m in memberships if m.role == Role.PLATFORM_ADMIN}
+    _add_scope_roles(state, memberships)
+    return state
+
+
+def _add_scope_roles(state: DesiredState, memberships) -> None:
+    """Each user's ``fedhub-<role>-<slug>`` (``fedhub-platform-admin``, which always exists).
+
+    They stay while a tenant is suspended: the hub refuses its users anyway, and the
+    services refuse them too, except a tenant admin reading invoices.
+    """
     platform = scopes.hub_role(Role.PLATFORM_ADMIN, None)
     state.roles[platform["name"]] = platform
     state.role_users[platform["name"]] = set()
-    for m in store.memberships():
-        if m.role == Role.PLATFORM_ADMIN:
-            state.platform_admins.add(m.username)
+    for m in memberships:
         if m.tenant is None and m.role != Role.PLATFORM_ADMIN:
-            continue
+            continue  # no tenant, no tenant role (the store does not make such users)
         spec = scopes.hub_role(m.role, m.tenant.slug if m.tenant else None)
         state.roles.setdefault(spec["name"], spec)
         state.role_users.setdefault(spec["name"], set()).add(m.username)
-    return state
 
 
 def departed_users(db, store: TenantStore) -> set[str]:
