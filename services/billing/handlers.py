@@ -18,7 +18,7 @@ from fedhub.billing import budgets
 from fedhub.billing.ingest import ingest, parse_batch
 from fedhub.billing.invoices import invoice_document, issue_credit_note
 from fedhub.billing.models import CreditNote, Invoice
-from fedhub.billing.money import ZERO
+from fedhub.billing.money import ZERO, cents, dec
 from fedhub.billing.operations import Billing
 from fedhub.billing.periods import Period, containing, parse
 from fedhub.billing.rating import Rating, rate
@@ -94,6 +94,28 @@ class BillingHandler(APIHandler):
         caller = self.caller
         if not caller.is_platform_admin and tenant != caller.tenant:
             self.deny("cross_tenant", f"no such {what}", status=404)
+
+
+#: the largest id SQLite's INTEGER holds (it refuses a larger one with an overflow)
+MAX_ID = 2**63 - 1
+
+
+def load_invoice(s, invoice_id: str) -> Invoice | None:
+    """The invoice of a route's id, or None: an id no database integer holds is no invoice
+    (asking the database for it fails with an overflow, not a miss)."""
+    key = int(invoice_id)
+    return s.get(Invoice, key) if key <= MAX_ID else None
+
+
+def credit_amount(raw: Any) -> Decimal:
+    """A credit note's amount from a request: a finite number, to the cent; else a 400."""
+    try:
+        amount = cents(dec(raw))
+        if amount.is_finite():
+            return amount
+    except (ArithmeticError, ValueError):  # not a number, or too many digits to round
+        pass
+    raise InvalidRequest(f"amount must be a number, got {str(raw)[:40]!r}")
 
 
 def _money(d: dict[str, Decimal]) -> dict[str, str]:
@@ -235,7 +257,7 @@ class InvoiceHandler(BillingHandler):
         self.require("billing:read")
 
         def load(s):
-            inv = s.get(Invoice, int(invoice_id))
+            inv = load_invoice(s, invoice_id)
             return None if inv is None else invoice_document(s, inv)
 
         doc = await self.in_session(load)
@@ -272,14 +294,17 @@ class CreditNotesHandler(BillingHandler):
     async def post(self, invoice_id: str):
         self.require("billing:manage")
         body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise InvalidRequest('expected {"amount": "25.00", "reason": "..."}')
+        amount = credit_amount(body.get("amount", "0"))
 
         def work(s):
-            inv = s.get(Invoice, int(invoice_id))
+            inv = load_invoice(s, invoice_id)
             self.check_owner(inv and inv.tenant, "invoice")
             note = issue_credit_note(
                 s,
                 inv.id,
-                body.get("amount", "0"),
+                amount,
                 str(body.get("reason", "")),
                 now=self.billing.clock.now(),
                 actor=self.caller.name,

@@ -288,3 +288,26 @@ def test_invoices_are_paged_with_a_cursor(bhub):
     assert seen == everything["invoices"]
     r = bhub.api("GET", f"{API}/invoices?cursor=not-ours", admin)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_odd_invoice_ids_and_credit_amounts_are_refused_not_500(bhub):
+    """Both were 500s, found by tests/access/test_fuzz.py: an invoice id beyond SQLite's
+    integers (an overflow in the database driver) and a credit amount that is no number."""
+    admin = bhub.token("admin")
+    huge = "9" * 20
+    for path in (f"{API}/invoices/{huge}", f"{API}/invoices/{huge}.pdf"):
+        r = bhub.api("GET", path, admin)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    note = {"amount": 1, "reason": "goodwill"}
+    r = bhub.api("POST", f"{API}/invoices/{huge}/credit-notes", admin, json=note)
+    assert r.status_code == 404, r.text
+    invoice = _invoice(bhub, "acme")["id"]
+    for body in (
+        {"amount": "\u00a2", "reason": "goodwill"},
+        {"amount": "NaN", "reason": "goodwill"},
+        {"amount": None, "reason": "goodwill"},
+        ["amount", 1],
+    ):
+        r = bhub.api("POST", f"{API}/invoices/{invoice}/credit-notes", admin, json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["code"] == "invalid_request"
