@@ -26,7 +26,9 @@ class PageQuery(TenantQuery):
 
 
 class EventsQuery(QueryModel):
-    after: int | None = Field(None, description="resume after this round (or Last-Event-ID)")
+    after: int | None = Field(
+        None, ge=0, description="resume after this round (or the Last-Event-ID header)"
+    )
 
 
 class Experiment(BaseModel):

@@ -161,7 +161,7 @@ class EventsHandler(BaseHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        last = int(self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0"))
+        last = self.resume_after()
         idle = 0.0
         while True:
             # database reads off the event loop: many open streams must not stall the API
@@ -185,6 +185,24 @@ class EventsHandler(BaseHandler):
             await asyncio.sleep(0.5)
             idle += 0.5
         self.finish()
+
+    def resume_after(self) -> int:
+        """The last round the client has: ``Last-Event-ID``, else ``?after=``, else 0.
+
+        A negative one would never reach a finished run's last round (0 when it was
+        cancelled before its first) and the stream would never end; it is refused, like
+        text that is no number.
+        """
+        raw = self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0")
+        try:
+            last = int(raw)
+        except ValueError:  # not a number, or one of thousands of digits
+            last = -1
+        if last < 0:
+            raise InvalidRequest(
+                f"after (or Last-Event-ID) must be a round number, not {raw[:20]!r}"
+            )
+        return last
 
 
 class WeightsHandler(BaseHandler):
