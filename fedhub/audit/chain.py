@@ -193,8 +193,8 @@ class AuditLog(Retention, LoggingConfigurable):
         gives what the head row's ``SELECT ... FOR UPDATE`` gave before: every
         writer of a chain (append, checkpoint, purge) takes it first, and the head
         is read after it is held, so under READ COMMITTED each writer sees the head
-        its predecessor committed. It also holds for a chain without a head row yet
-        (a row lock locks nothing there: two first appends both inserted seq 1).
+        its predecessor committed; it needs no head row to exist first, and takes
+        one statement fewer than an insert-or-ignore of the row plus its lock.
         On PostgreSQL it is the tenant's advisory lock, so a chain's append also
         queues behind that tenant's quota reservations (each a short transaction);
         on SQLite ``BEGIN IMMEDIATE`` already serialises every writer.

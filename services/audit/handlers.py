@@ -8,7 +8,7 @@ need the tier's ``features.audit_export`` and are themselves audited. The CSV
 export neutralises formula prefixes (``defusedcsv``): actors, targets and details
 come from users.
 
-Database work runs off the event loop (``asyncio.to_thread``, given plain values:
+Database work runs off the event loop (``fedhub.jobs.run_blocking``, given plain values:
 the chains the caller may read, decided on the loop first). Exports stream: one
 page of events is read at a time and flushed to the client before the next, so
 a million-record export holds one page in memory, not the file.
@@ -16,13 +16,12 @@ a million-record export holds one page in memory, not the file.
 
 from __future__ import annotations
 
-import asyncio
-
 from fedhub.audit import AuditLog
 from fedhub.audit.models import PLATFORM
 from fedhub.audit.query import EventFilter, export_lines, read_events
 from fedhub.audit.verify import verify
 from fedhub.errors import InvalidRequest
+from fedhub.jobs import run_blocking
 from fedhub.openapi import operation
 from fedhub.web import APIHandler
 
@@ -88,7 +87,7 @@ class EventsHandler(AuditHandler):
                 limit = int(self.get_argument("limit", "100"))
             except ValueError:
                 raise InvalidRequest("limit must be an integer") from None
-            events, cursor = await asyncio.to_thread(
+            events, cursor = await run_blocking(
                 read_events,
                 self.audit,
                 flt,
@@ -117,7 +116,7 @@ class EventsHandler(AuditHandler):
         # one chunk (a page of events, read and encoded in a thread) at a time: the
         # next is read only once this one is handed to the client
         chunks = export_lines(self.audit, flt, fmt)
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        while (chunk := await run_blocking(next, chunks, None)) is not None:
             self.write(chunk)
             await self.flush()
         self.finish()
@@ -131,7 +130,7 @@ class VerifyHandler(AuditHandler):
     )
     async def get(self):
         chains = self.chain_arg()  # the caller's scope, decided here, on the loop
-        reports = await asyncio.to_thread(_verify_reports, self.audit, chains)
+        reports = await run_blocking(_verify_reports, self.audit, chains)
         self.write_json({"ok": all(r["ok"] for r in reports), "chains": reports})
 
 
@@ -167,7 +166,7 @@ class CheckpointsHandler(AuditHandler):
                     for c in s.scalars(q)
                 ]
 
-        self.write_json({"checkpoints": await asyncio.to_thread(read)})
+        self.write_json({"checkpoints": await run_blocking(read)})
 
 
 class PublicKeyHandler(AuditHandler):
