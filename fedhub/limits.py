@@ -129,6 +129,8 @@ EXP_QUOTA = "fedhub.services.experiments.quota"
 RECONCILER = "fedhub.extensions.hub.spawner.reconciler:Reconciler._tenant_states"
 SAMPLERS = "fedhub.billing.samplers"
 PRICEBOOK = "fedhub.billing.pricebook"
+#: the hub API and every service: fedhub.extensions.hub.rate_limit, fedhub.web.APIHandler.prepare
+RATE_LIMITER = "fedhub.ratelimit:TenantRateLimiter.check"
 PASSWORDS = "fedhub.tenancy.passwords"
 LOCAL_LOGIN = "fedhub.extensions.hub.local_auth:LocalTenantAuthenticator.authenticate"
 
@@ -219,26 +221,23 @@ LIMITS: tuple[Limit, ...] = (
     Limit(
         "api_calls_per_day",
         LIMIT,
-        "Requests to fedhub's service APIs",
+        "API calls (hub REST API and fedhub's services, counted together)",
         "calls",
         DAY,
         API_CALLS,
         enforced_at=(PROXY, BILLING),
-        enforced=False,
-        gap="metered and billed beyond the allowance, but no rate limiter refuses a call yet"
-        " (the limiter belongs to the access-control work)",
+        enforcers=(RATE_LIMITER,),
         price="api_calls_1k",
     ),
     Limit(
         "api_calls_per_hour",
         LIMIT,
-        "Requests to fedhub's service APIs in one hour (burst cap; unset: none)",
+        "API calls in one hour (burst cap; unset: none)",
         "calls",
         HOUR,
         API_CALLS,
         enforced_at=(PROXY,),
-        enforced=False,
-        gap="the contract for the rate limiter, which is not built yet; not billed",
+        enforcers=(RATE_LIMITER,),
     ),
     Limit(
         "experiments_per_month",
@@ -466,7 +465,8 @@ METER_KINDS: tuple[MeterKind, ...] = (
     MeterKind(
         API_CALLS,
         "call",
-        "Finished requests to fedhub's service APIs",
+        "Requests of a tenant's users to the hub API and the services that the rate limiter"
+        " let through (fedhub.ratelimit)",
         ("fedhub.metering:flush_api_calls",),
     ),  # fmt: skip
     MeterKind(

@@ -156,10 +156,13 @@ def month_usage(
     return usage_total(session, tenant, kind, start, end, username=username)
 
 
-# API calls: every service counts its own. fedhub.web.APIHandler calls count_api_call when a
-# request finishes (an in-process counter per service, tenant, user and hour); flush_api_calls
-# writes the deltas as ``api_calls`` events keyed by process and flush sequence. A process
-# killed between flushes loses at most one interval of counts (they are never counted twice).
+# API calls: one definition, fedhub.limits.API_CALLS: every request of a tenant's user or
+# service account to the hub's REST API or a fedhub service that the rate limiter let through
+# (fedhub.ratelimit; a 429 is not a call). The hub (extensions/hub/rate_limit.py) and
+# fedhub.web.APIHandler call count_api_call (an in-process counter per service, tenant, user
+# and hour); flush_api_calls writes the deltas as ``api_calls`` events keyed by process and
+# flush sequence. A process killed between flushes loses at most one interval of counts
+# (they are never counted twice).
 _calls: Counter = Counter()
 _calls_lock = threading.Lock()
 _process = uuid.uuid4().hex[:12]
@@ -168,10 +171,11 @@ _seq = 0
 
 FLUSH_SECONDS = 60
 _flusher = None
+_flush_url: str | None = None  # None: fedhub.db.database_url() of this process
 
 
 def count_api_call(service: str, tenant: str | None, username: str | None) -> None:
-    """Count one finished API request (cheap: a dict increment; flushed every minute)."""
+    """Count one API call (cheap: a dict increment; flushed every minute)."""
     if not tenant:
         return
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
@@ -180,12 +184,22 @@ def count_api_call(service: str, tenant: str | None, username: str | None) -> No
     _start_flusher()
 
 
+def flush_to(db_url: str) -> None:
+    """Write this process's counts to ``db_url`` (the hub: fedhub's, not the environment's)."""
+    global _flush_url
+    _flush_url = db_url
+
+
 def _start_flusher() -> None:
     global _flusher
     if _flusher is not None:
         return
     _flusher = PeriodicJob(
-        "API-call counter flush", flush_api_calls, FLUSH_SECONDS, blocking=True, logger=log
+        "API-call counter flush",
+        lambda: flush_api_calls(_flush_url),
+        FLUSH_SECONDS,
+        blocking=True,
+        logger=log,
     ).start()
 
 

@@ -110,7 +110,9 @@ class Tier(_Strict):
     compute_hours_per_month: NonNegativeFloat
     storage_gb: NonNegativeFloat
     api_calls_per_day: NonNegativeInt
-    # the rate limiter's hourly contract (fedhub.limits: not enforced yet); None: no hourly cap
+    # hard caps of the rate limiter (fedhub.ratelimit), hub API and services together; the
+    # daily one is a cap only where overage.api_calls_1k is 0, else an allowance billed beyond.
+    # None: no hourly cap
     api_calls_per_hour: NonNegativeInt | None = None
     experiments_per_month: NonNegativeInt
     max_clients_per_experiment: NonNegativeInt

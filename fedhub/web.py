@@ -30,7 +30,7 @@ from traitlets import List, Unicode, default
 from traitlets.config import Application
 
 import fedhub
-from fedhub import events, metering
+from fedhub import events, metering, ratelimit
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.openapi import OpenAPIDocument, build_spec, operation, render_html
@@ -129,12 +129,27 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def store(self) -> TenantStore:
         return self.settings["fedhub_store"]
 
-    def on_finish(self):
-        # metering: API calls per service, tenant, user and hour (fedhub.metering)
-        caller = getattr(self, "_caller", None)
-        if caller is not None and caller.tenant:
-            service = os.environ.get("JUPYTERHUB_SERVICE_NAME", "?")
-            metering.count_api_call(service, caller.tenant, caller.name)
+    def prepare(self):
+        """Count the request as an API call of the caller's tenant, before the handler runs.
+
+        Over a rate limit of its tier the request is refused with 429 (:mod:`fedhub.ratelimit`,
+        the same count as the hub's and every other service's); else it is metered as one
+        ``api_calls`` (:mod:`fedhub.metering`). Platform admins, hub services and anonymous
+        requests belong to no tenant: not counted.
+        """
+        model = self.get_current_user()
+        if not model or model.get("kind") != "user":
+            return
+        info = self.store.user(model["name"])
+        if info is None or not info.tenant or info.is_platform_admin:
+            return
+        limiter = ratelimit.current()
+        if limiter is not None:
+            window = limiter.check(info.tenant, actor=info.username, request=self.request)
+            for name, value in (window.headers() if window else {}).items():
+                self.set_header(name, value)
+        service = os.environ.get("JUPYTERHUB_SERVICE_NAME", "?")
+        metering.count_api_call(service, info.tenant, info.username)
 
     def check_xsrf_cookie(self):
         # Only a request that a token actually authenticated may skip the check.
@@ -317,6 +332,8 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                     "message": "internal error; the service logged it",
                 }
             }
+        for name, value in getattr(exc, "headers", {}).items():  # RateLimited: Retry-After
+            self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
@@ -479,7 +496,7 @@ class ServiceApp(Application):
     """
 
     name = "fedhub-service"
-    classes = List([Fedhub])
+    classes = List([Fedhub, ratelimit.RateLimits])
     aliases = {"config": "ServiceApp.config_file", "f": "ServiceApp.config_file"}
 
     config_file = Unicode(
@@ -510,6 +527,7 @@ class ServiceApp(Application):
                 self.log.info("configuration from %s", self.config_file)
             self.fedhub = Fedhub(parent=self)
             self.tiers = self.fedhub.apply()
+            ratelimit.configure_service(self)
         except FedhubError as e:  # a configuration error: one clear line, no traceback
             self.log.critical("the %s service cannot start: %s", self.name, e.message)
             sys.exit(1)

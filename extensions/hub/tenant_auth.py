@@ -24,7 +24,7 @@ from fedhub import events
 from fedhub.config import Fedhub
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError, NotFound
-from fedhub.extensions.hub import offboarding, session_guard
+from fedhub.extensions.hub import offboarding, rate_limit, session_guard
 from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_state
 from fedhub.jobs import PeriodicJob
 from fedhub.tenancy import scopes as fedhub_scopes
@@ -210,6 +210,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         from jupyterhub import orm
 
         session_guard.install(getattr(self.parent, "db", None), self.check_session_thread, self.log)
+        rate_limit.install(self)  # counts and limits tenants' hub API calls (rate_limit.py)
         if self.audit_hub_requests and self.parent is not None:
             from fedhub.audit.hub_hooks import log_request
 

@@ -38,6 +38,7 @@ def hub_classes(effective: Config) -> list[type]:
     from fedhub.extensions.hub.keys_api import ServiceAccountKeys
     from fedhub.extensions.hub.tier_spawner import TierSpawner
     from fedhub.mail import Mailer
+    from fedhub.ratelimit import RateLimits
     from fedhub.tenancy.totp import TotpSecretBox
 
     hub = effective.get("JupyterHub", {})
@@ -51,7 +52,7 @@ def hub_classes(effective: Config) -> list[type]:
         backend = effective.get("TierSpawner", {}).get("backend_class")
         if backend:
             classes.append(import_item(backend) if isinstance(backend, str) else backend)
-    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys]
+    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys, RateLimits]
 
 
 def service_classes() -> dict[str, list[type]]:

@@ -28,9 +28,6 @@ CATALOG = load_tiers(DEFAULT_TIERS_PATH)
 #: The keys the registry declares but nothing enforces, and nothing else. A new gap must be
 #: added here on purpose (and is printed in docs/quotas.md and `fedhub tiers limits`).
 KNOWN_GAPS = {
-    # the limiter is the access-control issue's; here the contract and the meter
-    "api_calls_per_day",
-    "api_calls_per_hour",
     # no marketplace service exists yet
     "features.marketplace_publishing",
     # retired price: compute hours are core-hours, priced by overage.compute_hour
@@ -109,14 +106,16 @@ def test_each_entry_is_enforced_somewhere_that_exists_or_says_why_not(lim):
 
 
 def test_the_known_gaps_and_no_others():
-    """The one list of what is declared but not enforced: api_calls_per_day is the limit."""
+    """The one list of what is declared but not enforced; the API-call limits are enforced
+    by the rate limiter (fedhub.ratelimit) on the hub API and every service."""
     assert set(limits.gaps()) == KNOWN_GAPS
     assert [k for k in limits.gaps() if limits.get(k).role == limits.LIMIT] == [
-        "api_calls_per_day",
-        "api_calls_per_hour",
     ]
     api = limits.get("api_calls_per_day")
     assert api.enforced_at[0] == limits.PROXY and api.kind == limits.API_CALLS and api.price
+    for key in ("api_calls_per_day", "api_calls_per_hour"):
+        assert limits.get(key).enforced
+        assert limits.get(key).enforcers == ("fedhub.ratelimit:TenantRateLimiter.check",)
 
 
 # -- prices: one definition shared with the quotas ------------------------------------------
@@ -416,7 +415,7 @@ def test_quota_panel_shows_the_registry_rows(url):
     with db.session_scope(url) as s:
         rows = limits.usage_rows(s, "acme", tier)
         usage = quota.usage(s, "acme")
-    assert {r["limit"] for r in rows} == {  # api_calls_per_hour: unset in the bundled tiers
+    assert {r["limit"] for r in rows} == {  # the optional limits a tier leaves unset are not shown
         lim.key
         for lim in limits.LIMITS
         if lim.role == limits.LIMIT and lim.kind and lim.value(tier) is not None
@@ -432,7 +431,7 @@ def test_quota_panel_shows_the_registry_rows(url):
     )
     labels = [w.children[1].value for w in panel.children[1:]]
     assert len(labels) == len(rows) + 1
-    assert any("not enforced" in label for label in labels)  # api_calls_per_day
+    assert not any("not enforced" in label for label in labels)  # every metered limit is
 
 
 def test_cli_prints_every_key_and_the_gaps():
@@ -445,4 +444,4 @@ def test_cli_prints_every_key_and_the_gaps():
     for lim in limits.LIMITS:
         if lim.role != limits.LABEL:
             assert lim.key in result.output
-    assert "api_calls_per_day: metered and billed" in result.output
+    assert "features.marketplace_publishing: there is no marketplace" in result.output
