@@ -456,7 +456,9 @@ def main() -> None:
             print(
                 f"\n{engine} JSONL export through the CLI: {a['records']:,} records "
                 f"{a['per_s']:,.0f}/s, peak RSS {a['peak_rss_mb']:.0f} MB; {b['records']:,} "
-                f"records {b['per_s']:,.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB"
+                f"records {b['per_s']:,.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB "
+                f"({b['peak_rss_mb'] / a['peak_rss_mb']:.2f} times the small export's: "
+                "constant memory is 1.00)"
             )
     e = results["emit"]
     print(
