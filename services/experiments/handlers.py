@@ -157,11 +157,11 @@ class EventsHandler(BaseHandler):
     )
     async def get(self, exp_id: str):
         self.require("experiments:read")
-        self.load_run(exp_id)
+        rounds = self.load_run(exp_id).rounds
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        last = self.resume_after()
+        last = min(self.resume_after(), rounds)  # no round comes after the run's last
         idle = 0.0
         while True:
             # database reads off the event loop: many open streams must not stall the API

@@ -211,13 +211,19 @@ def test_resume_after_the_service_is_killed(exp_hub, api):
 
 def test_event_stream_resumes_after_a_round_and_refuses_other_positions(api):
     """A negative position kept the stream of a run cancelled before its first round open
-    forever, and one that is no number was a 500 (found by tests/access/test_fuzz.py)."""
+    forever, one that is no number was a 500 and so was one beyond SQLite's integers
+    (found by tests/access/test_fuzz.py)."""
     alice = api("alice")
     exp_id = alice.submit(**{**TINY, "rounds": 2}).json()["id"]
     assert alice.wait_done(exp_id)["status"] == "completed"
     r = alice.call("GET", f"/experiments/{exp_id}/events?after=1", stream=True)
     lines = [line for line in r.iter_lines(decode_unicode=True) if line.startswith(("id", "event"))]
     assert lines == ["id: 2", "event: round", "event: status"]
+    # past the run's last round (beyond any database integer too): only the status
+    r = alice.call("GET", f"/experiments/{exp_id}/events?after={'9' * 30}", stream=True)
+    assert [line for line in r.iter_lines(decode_unicode=True) if line.startswith("event")] == [
+        "event: status"
+    ]
     for query, headers in (("?after=-1", {}), ("?after=two", {}), ("", {"Last-Event-ID": "x"})):
         r = alice.call("GET", f"/experiments/{exp_id}/events{query}", headers=headers)
         assert r.status_code == 400, (query, headers, r.status_code)
