@@ -1,6 +1,6 @@
 """Rate limits per tenant on a real hub: one count for the hub API and every service.
 
-A tiers file gives Acme's tier (professional) an hourly cap of :data:`HOURLY` calls. Acme's
+On SQLite and PostgreSQL, a tiers file gives Acme's tier (professional) an hourly cap of :data:`HOURLY` calls. Acme's
 tenant admin spends it across the hub's REST API and the billing, audit and experiments
 services (separate processes): every answer's ``RateLimit-Remaining`` goes down by one,
 whichever process answered. At the cap each of them answers 429 with ``Retry-After`` and the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,16 @@ def tiny_tiers(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def hub(hub_state_root):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request, hub_state_root):
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
     tiers = tiny_tiers(state / "tiny-tiers.yaml")
+    db_url = None
+    if request.param == "postgresql":
+        db_url = request.getfixturevalue("postgres").create_database(f"rl_{uuid.uuid4().hex[:8]}")
     hub = HubProcess(
         state,
+        db_url=db_url,
         password=DEMO_PASSWORD,
         fedhub_config=f"c.Fedhub.tiers_file = {str(tiers)!r}\n",
         env={"FEDHUB_AUDIT_INGEST_SECONDS": "0.5"},
