@@ -106,13 +106,11 @@ class SpawnRefused(FedhubError):
     reason = "refused"
 
 
-class TenantSuspendedRefusal(SpawnRefused, Forbidden):
-    code = "tenant_suspended"
+class TenantSuspendedRefusal(SpawnRefused, Forbidden, code="tenant_suspended"):
     reason = "tenant_suspended"
 
 
-class ProfileNotAllowed(SpawnRefused, InvalidRequest):
-    code = "profile_not_allowed"
+class ProfileNotAllowed(SpawnRefused, InvalidRequest, code="profile_not_allowed"):
     reason = "profile_not_allowed"
 
 

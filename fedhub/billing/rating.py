@@ -49,11 +49,8 @@ FL_KINDS = ("fl_client_seconds", "fl_rounds", "experiments")
 UsageRow = tuple[str, str | None, float, datetime, dict | None]
 
 
-class RatingError(FedhubError):
+class RatingError(FedhubError, code="unratable_usage", status=422):
     """One tenant's usage cannot be priced (a quantity out of any sensible range)."""
-
-    code = "unratable_usage"
-    status = 422
 
 
 @dataclass
