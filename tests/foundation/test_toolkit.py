@@ -69,6 +69,30 @@ def test_insert_ignore_many_counts_new_rows_and_stores_what_sqlalchemy_would(mig
         assert insert_ignore_many(s, NOTICES, [_notice("x"), _notice("x")], ["tenant", "key"]) == 1
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_insert_ignore_many_falls_back_to_text_copy_for_jsonb(db_url):
+    """``jsonb``'s binary form is not its text: such a table takes the text ``COPY``."""
+    from sqlalchemy import Column, DateTime, MetaData, String, Table
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    docs = Table(
+        "bulk_docs",
+        MetaData(),
+        Column("key", String(20), primary_key=True),
+        Column("doc", JSONB),
+        Column("at", DateTime),
+    )
+    docs.create(db.get_engine(db_url))
+    rows = [{"key": "a", "doc": {"n": [1, 2]}, "at": T0}, {"key": "b", "doc": {}, "at": T0}]
+    with db.session_scope(db_url) as s:
+        assert insert_ignore_many(s, docs, rows, ["key"]) == 2
+        assert insert_ignore_many(s, docs, rows[:1], ["key"]) == 0
+    with db.session_scope(db_url) as s:
+        stored = s.execute(select(docs.c.key, docs.c.doc, docs.c.at).order_by(docs.c.key)).all()
+    assert [tuple(r) for r in stored] == [("a", {"n": [1, 2]}, T0), ("b", {}, T0)]
+    db.dispose_engines()
+
+
 # -- tenant_lock -------------------------------------------------------------------------
 
 
