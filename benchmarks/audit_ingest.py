@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -444,6 +445,7 @@ def main() -> None:
         fedhub_db.dispose_engines()
     if cluster:
         cluster.stop()
+    shutil.rmtree(tmp, ignore_errors=True)  # a 1M-record chain is ~1 GB of SQLite and keys
     results["load_after"] = os.getloadavg()
     out = Path(__file__).parent / "results" / "audit_ingest.json"
     out.parent.mkdir(exist_ok=True)
