@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlparse
 
@@ -29,7 +30,6 @@ from tornado import ioloop, web
 from traitlets import List, Unicode, default
 from traitlets.config import Application
 
-import fedhub
 from fedhub import events, metering, ratelimit
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
@@ -418,7 +418,7 @@ def service_description(handlers: list[tuple], prefix: str) -> dict[str, str]:
     """
     name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "fedhub")
     about = inspect.getdoc(sys.modules[handlers[0][1].__module__]) or ""
-    spec = build_spec(f"fedhub {name} service", fedhub.__version__, handlers, description=about)
+    spec = build_spec(f"fedhub {name} service", version("fedhub"), handlers, description=about)
     spec["servers"] = [{"url": prefix.rstrip("/") or "/"}]
     return {"json": json.dumps(spec), "html": render_html(spec)}
 
