@@ -7,6 +7,7 @@ before it can ship undescribed.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import defaultdict
@@ -21,6 +22,7 @@ from fedhub.services.audit.handlers import routes as audit_routes
 from fedhub.services.billing.app import ROUTES as billing_routes
 from fedhub.services.experiments.handlers import handlers as experiments_routes
 from fedhub.web import description_routes, service_description
+from tests.harness import wait_for
 
 SERVICES = {
     "audit": audit_routes(),
@@ -68,6 +70,33 @@ def test_every_route_and_method_has_an_operation(service):
 
 def _shape(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+#: an endpoint of each service that needs a token
+PROTECTED = {"audit": "events", "billing": "usage", "experiments": "quota"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", SERVICES)
+def test_served_without_a_token_and_rendered(hub, service):
+    """What a running service serves is the document of its routes; the description and
+    its page need no token (they hold no tenant data), the API itself does."""
+    base = f"/services/{service}/api/v1"
+
+    def served():
+        r = hub.api("GET", f"{base}/openapi.json")
+        return r.status_code == 200 and r.json()
+
+    spec = wait_for(served, 120, 0.3, f"{service}'s OpenAPI document")
+    OpenAPIV31SpecValidator(spec).validate()
+    assert spec["servers"] == [{"url": f"/services/{service}"}]
+    assert spec["paths"] == served_document(SERVICES[service])["paths"]
+    page = hub.api("GET", f"{base}/docs")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert all(html.escape(path) in page.text for path in spec["paths"])
+    assert "<script" not in page.text and "http" not in page.text.split("<body>")[0]
+    r = hub.api("GET", f"{base}/{PROTECTED[service]}")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "http_403"
 
 
 def test_an_undescribed_method_fails_the_build():
