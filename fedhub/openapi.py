@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
+from tornado.web import RequestHandler
 
 from fedhub.errors import ConfigError
 
@@ -157,19 +158,24 @@ def _accepts(method: Callable, groups: int) -> bool:
 
 
 def route_operations(handler: type, groups: int) -> dict[str, Callable]:
-    """The handler's HTTP methods that this route reaches, each checked for a declaration."""
-    from tornado.web import RequestHandler
+    """The handler's HTTP methods, each checked for a declaration and for the route.
 
+    A method that cannot take the route's path arguments would answer every request
+    with a 500 (tornado's ``TypeError``), so it is refused here, like an undescribed one.
+    """
     found = {}
     for verb in HTTP_METHODS:
         method = getattr(handler, verb)
-        if method is getattr(RequestHandler, verb) or not _accepts(method, groups):
+        if method is getattr(RequestHandler, verb):
             continue
+        where = f"{handler.__qualname__}.{verb}"
         if not hasattr(method, "__openapi__"):
             raise ConfigError(
-                f"{handler.__qualname__}.{verb} has no @operation: every endpoint of a fedhub "
-                "service is described in its OpenAPI document (fedhub.openapi)"
+                f"{where} has no @operation: every endpoint of a fedhub service is described "
+                "in its OpenAPI document (fedhub.openapi)"
             )
+        if not _accepts(method, groups):
+            raise ConfigError(f"{where} cannot take its route's {groups} path arguments")
         found[verb] = method
     return found
 

@@ -19,7 +19,7 @@ ROUTES = [
     (r"api/v1/costs", handlers.CostsHandler),
     (r"api/v1/invoices", handlers.InvoicesHandler),
     (r"api/v1/invoices/(\d+)(\.html|\.pdf)?", handlers.InvoiceHandler),
-    (r"api/v1/invoices/(\d+)/credit-notes", handlers.CreditNotesHandler),
+    (r"api/v1/invoices/(\d+)/credit-notes", handlers.InvoiceCreditNotesHandler),
     (r"api/v1/credit-notes", handlers.CreditNotesHandler),
     (r"api/v1/budget", handlers.BudgetHandler),
     (r"api/v1/revenue", handlers.RevenueHandler),

@@ -286,6 +286,11 @@ class CreditNotesHandler(BillingHandler):
             "credit_notes", CreditNote, [(CreditNote.id, False)], _credit_note_row
         )
 
+
+class InvoiceCreditNotesHandler(BillingHandler):
+    """``POST /invoices/<id>/credit-notes`` (the list is ``GET /credit-notes``: a route
+    reaching a method that cannot take its path arguments would be a 500, not a 405)."""
+
     @operation(
         "Issue a credit note on a finalized invoice",
         body=api.CreditNoteRequest,

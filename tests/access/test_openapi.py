@@ -17,7 +17,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from tornado.web import RequestHandler
 
 from fedhub.errors import ConfigError
-from fedhub.openapi import HTTP_METHODS, build_spec, route_paths
+from fedhub.openapi import HTTP_METHODS, ErrorBody, build_spec, operation, route_paths
 from fedhub.services.audit.handlers import routes as audit_routes
 from fedhub.services.billing.app import ROUTES as billing_routes
 from fedhub.services.experiments.handlers import handlers as experiments_routes
@@ -48,7 +48,7 @@ def test_document_is_valid_openapi_31(service):
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_route_and_method_has_an_operation(service):
     """Every route is in the document, and every HTTP method a handler implements is an
-    operation at one of its routes (``CreditNotesHandler.get`` lists, ``.post`` issues)."""
+    operation at one of its routes."""
     spec = served_document(SERVICES[service])
     documented = {_shape(path): set(ops) for path, ops in spec["paths"].items()}
     described = defaultdict(set)
@@ -106,6 +106,20 @@ def test_an_undescribed_method_fails_the_build():
 
     with pytest.raises(ConfigError, match=r"Undescribed\.get has no @operation"):
         build_spec("t", "1", [("api/v1/thing", Undescribed)])
+
+
+def test_a_method_its_route_cannot_call_fails_the_build():
+    """Tornado passes a route's groups as arguments: ``get(self)`` at ``things/(\\d+)``
+    would answer every request with a 500."""
+
+    class ListOnly(RequestHandler):
+        @operation("list", responses={200: ErrorBody})
+        def get(self):
+            pass
+
+    build_spec("t", "1", [("api/v1/things", ListOnly)])
+    with pytest.raises(ConfigError, match=r"ListOnly\.get cannot take its route's 1 path"):
+        build_spec("t", "1", [(r"api/v1/things/(\d+)", ListOnly)])
 
 
 def test_route_regex_becomes_paths_with_parameters():

@@ -311,3 +311,17 @@ def test_odd_invoice_ids_and_credit_amounts_are_refused_not_500(bhub):
         r = bhub.api("POST", f"{API}/invoices/{invoice}/credit-notes", admin, json=body)
         assert r.status_code == 400, (body, r.text)
         assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_credit_note_routes_answer_other_methods_with_405(bhub):
+    """One handler served both routes: GET on an invoice's credit notes and POST on the
+    list reached methods that cannot take those routes' arguments, a 500 each."""
+    admin = bhub.token("admin")
+    invoice = _invoice(bhub, "acme")["id"]
+    for method, path in (
+        ("GET", f"{API}/invoices/{invoice}/credit-notes"),
+        ("POST", f"{API}/credit-notes"),
+    ):
+        r = bhub.api(method, path, admin, json={"amount": 1, "reason": "goodwill"})
+        assert r.status_code == 405, (method, path, r.status_code)
+        assert r.json()["error"]["code"] == "http_405"
