@@ -299,8 +299,8 @@ def render_html(spec: dict) -> str:
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{e(info['title'])}</title>",
         "<style>body{font-family:sans-serif;max-width:60rem;margin:auto}"
-        "pre{background:#f4f4f4;padding:.5rem;overflow:auto}code{font-size:90%}"
-        "td,th{text-align:left;padding:0 .5rem}</style></head><body>",
+        "pre{background:#f4f4f4;padding:.5rem;overflow:auto}"
+        "td,th{text-align:left;padding:0 .5rem;vertical-align:top}</style></head><body>",
         f"<h1>{e(info['title'])} <small>{e(info['version'])}</small></h1>",
         f"<pre>{e(info.get('description', ''))}</pre>",
         "<p>The machine-readable description: <a href='openapi.json'>openapi.json</a>. "
@@ -308,38 +308,44 @@ def render_html(spec: dict) -> str:
     ]
     for path, methods in spec["paths"].items():
         for verb, op in methods.items():
-            parts.append(
-                f"<h2 id='{e(op['operationId'])}'><code>{verb.upper()} {e(path)}</code></h2>"
-            )
-            parts.append(f"<p><strong>{e(op['summary'])}</strong></p>")
-            if op.get("description"):
-                parts.append(f"<pre>{e(op['description'])}</pre>")
-            if op["parameters"]:
-                rows = "".join(
-                    f"<tr><td><code>{e(p['name'])}</code></td><td>{e(p['in'])}</td>"
-                    f"<td>{'required' if p['required'] else ''}</td>"
-                    f"<td><code>{e(json.dumps(p['schema']))}</code></td></tr>"
-                    for p in op["parameters"]
-                )
-                parts.append(
-                    f"<table><tr><th>parameter</th><th>in</th><th></th><th>schema</th></tr>{rows}</table>"
-                )
-            if "requestBody" in op:
-                parts.append(
-                    f"<p>Body:</p><pre>{e(json.dumps(op['requestBody']['content'], indent=1))}</pre>"
-                )
-            for status, response in op["responses"].items():
-                kinds = ", ".join(
-                    f"{kind} {json.dumps(media.get('schema', {}))}"
-                    for kind, media in response["content"].items()
-                )
-                parts.append(
-                    f"<p>{e(status)} {e(response['description'])}: <code>{e(kinds)}</code></p>"
-                )
+            parts += _operation_html(verb, path, op)
     parts.append("<h2>Schemas</h2>")
     for name, schema in spec["components"]["schemas"].items():
-        parts.append(
-            f"<h3 id='{e(name)}'>{e(name)}</h3><pre>{e(json.dumps(schema, indent=1))}</pre>"
-        )
+        parts.append(f"<h3 id='{e(name)}'>{e(name)}</h3><pre>{_schema_html(schema, 1)}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _operation_html(verb: str, path: str, op: dict) -> list[str]:
+    e = html.escape
+    rows = [
+        (f"<code>{e(p['name'])}</code>", f"{p['in']}{', required' if p['required'] else ''}",
+         _schema_html(p["schema"]))
+        for p in op["parameters"]
+    ]  # fmt: skip
+    for kind, media in op.get("requestBody", {}).get("content", {}).items():
+        rows.append(("body", e(kind), _schema_html(media["schema"])))
+    for status, response in op["responses"].items():
+        for kind, media in response["content"].items():
+            answer = f"{e(status)} {e(response['description'])}"
+            rows.append((answer, e(kind), _schema_html(media.get("schema", {}))))
+    table = "".join(
+        f"<tr><td>{a}</td><td>{b}</td><td><code>{c}</code></td></tr>" for a, b, c in rows
+    )
+    out = [
+        f"<h2 id='{e(op['operationId'])}'><code>{verb.upper()} {e(path)}</code></h2>",
+        f"<p><strong>{e(op['summary'])}</strong></p>",
+    ]
+    if op.get("description"):
+        out.append(f"<pre>{e(op['description'])}</pre>")
+    return [*out, f"<table>{table}</table>"]
+
+
+def _schema_html(schema: dict, indent: int | None = None) -> str:
+    """A schema as escaped JSON whose references link to the schema they name."""
+    text = html.escape(json.dumps(schema, indent=indent))
+    return re.sub(
+        r"\{\s*&quot;\$ref&quot;: &quot;#/components/schemas/(\w+)&quot;\s*\}",
+        r"<a href='#\1'>\1</a>",
+        text,
+    )
