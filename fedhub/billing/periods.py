@@ -50,9 +50,12 @@ def containing(moment: datetime | date) -> Period:
 def parse(name: str) -> Period:
     """``2026-10`` → the October 2026 period; a clear 400 for anything else."""
     m = PERIOD_RE.match(name or "")
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise InvalidRequest(f"invalid billing period {name!r}: use YYYY-MM, e.g. 2026-10")
-    return containing(datetime(int(m.group(1)), int(m.group(2)), 1))
+    try:
+        if m:
+            return containing(datetime(int(m.group(1)), int(m.group(2)), 1))
+    except ValueError:  # month 00 or 13, year 0000, or 9999-12 (it ends after year 9999)
+        pass
+    raise InvalidRequest(f"invalid billing period {name!r}: use YYYY-MM, e.g. 2026-10")
 
 
 def day_start(moment: datetime) -> datetime:

@@ -325,3 +325,17 @@ def test_credit_note_routes_answer_other_methods_with_405(bhub):
         r = bhub.api(method, path, admin, json={"amount": 1, "reason": "goodwill"})
         assert r.status_code == 405, (method, path, r.status_code)
         assert r.json()["error"]["code"] == "http_405"
+
+
+def test_periods_outside_the_calendar_are_refused_not_500(bhub):
+    """``?period=0000-01`` was a 500 on usage, costs and revenue (found by
+    tests/access/test_fuzz.py); the first and last months datetime holds still answer."""
+    admin = bhub.token("admin")
+    for endpoint in ("usage?tenant=acme&", "costs?tenant=acme&", "revenue?"):
+        for period in ("0000-01", "9999-12", "2026-13", "2026-00"):
+            r = bhub.api("GET", f"{API}/{endpoint}period={period}", admin)
+            assert r.status_code == 400, (endpoint, period, r.status_code)
+            assert "invalid billing period" in r.json()["error"]["message"]
+        for period in ("0001-01", "9999-11"):
+            r = bhub.api("GET", f"{API}/{endpoint}period={period}", admin)
+            assert r.status_code == 200, (endpoint, period, r.status_code, r.text)
