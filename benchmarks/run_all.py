@@ -35,12 +35,14 @@ def commands(quick: bool) -> list[list[str]]:
             [py, str(HERE / "audit_ingest.py"), "--append", "5000", "--verify", "20000"],
             [py, str(HERE / "billing_ingest.py"), "--events", "5000", "--tenants", "20"],
             [py, str(HERE / "run_fl.py"), "--quick"],
+            [py, str(HERE / "rate_limit.py"), "--tenants", "50", "--requests", "300"],
         ]
     return [
         [py, str(HERE / "spawn_overhead.py"), "--spawns", "4"],
         [py, str(HERE / "audit_ingest.py")],
         [py, str(HERE / "billing_ingest.py")],
         [py, str(HERE / "run_fl.py")],
+        [py, str(HERE / "rate_limit.py")],
     ]
 
 
