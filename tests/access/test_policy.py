@@ -28,6 +28,7 @@ from fedhub.tiers import PasswordPolicy, SecurityPolicy, load_tiers
 from tests.audit.test_service import wait_actions
 from tests.foundation import test_oidc
 from tests.foundation.test_oidc import oidc_hub_args, sso_login
+from tests.security.signup_mail import sign_up
 
 CATALOG = load_tiers()
 ENTERPRISE = CATALOG.get("enterprise").security
@@ -350,6 +351,22 @@ def test_users_enrol_and_renew_recovery_codes_on_their_security_page(policy_hub)
     assert len(new) == 10 and not set(new) & set(old)
     assert hub.login("yara", STRONG, otp=old[0]).status_code == 403  # replaced
     assert hub.login("yara", STRONG, otp=new[0]).status_code == 302
+
+
+@pytest.mark.slow
+def test_sign_up_keeps_the_tiers_password_policy(policy_hub):
+    hub = policy_hub
+    # the demo tenant acme (professional) takes members of acme.example
+    form = {"username": "ines", "email": "ines@acme.example"}
+    for password, rule in (
+        ("Short-pw-1", "at least 12 characters"),
+        ("longbutonlylowercase", "3 of: lower case, upper case, digits, symbols"),
+        ("Ines-is-signing-up-1", "must not contain your user name or email"),
+    ):
+        r = sign_up(hub, **form, password=password)
+        assert r.status_code == 400 and f"password refused: {rule}" in unescape(r.text)
+    r = sign_up(hub, **form, password=STRONG)
+    assert r.status_code == 200 and "Check your email" in r.text
 
 
 @pytest.mark.slow

@@ -146,9 +146,9 @@ def test_sign_up_by_invitation_and_by_email_domain(auth_hub):
     assert r.status_code == 400 and "needs an invitation" in r.text
     # acme allows acme.example: the account works once the link sent there is followed
     # (no SMTP server here: the hub logs the link; tests/security/test_signup.py has the rest)
-    r = sign_up(username="erin", email="erin@acme.example", password="erin-password-1")
+    r = sign_up(username="erin", email="erin@acme.example", password="Acme-domain-pw-1")
     assert r.status_code == 200 and "Check your email" in r.text
-    assert hub.login("erin", "erin-password-1").status_code == 403
+    assert hub.login("erin", "Acme-domain-pw-1").status_code == 403
     link = wait_for(
         lambda: re.search(r"sign-up link for erin <erin@acme.example>: (\S+)", hub.log()),
         10,
@@ -159,10 +159,10 @@ def test_sign_up_by_invitation_and_by_email_domain(auth_hub):
     s.get(link)
     r = s.post(
         link.split("?")[0],
-        data={"token": token, "password": "erin-password-1", "_xsrf": s.cookies.get("_xsrf")},
+        data={"token": token, "password": "Acme-domain-pw-1", "_xsrf": s.cookies.get("_xsrf")},
     )
     assert r.status_code == 200 and "is ready" in r.text
-    assert hub.login("erin", "erin-password-1").status_code == 302
+    assert hub.login("erin", "Acme-domain-pw-1").status_code == 302
     # invitation: the code works once, for its email only
     out = hub.fedhub(
         "user", "invite", "frank@elsewhere.example", "--tenant", "globex", "--role", "analyst"
@@ -171,21 +171,21 @@ def test_sign_up_by_invitation_and_by_email_domain(auth_hub):
     r = sign_up(
         username="frank",
         email="other@elsewhere.example",
-        password="frank-password",
+        password="Globex-invite-pw-1",
         invitation=code,
     )
     assert r.status_code == 400
     r = sign_up(
         username="frank",
         email="frank@elsewhere.example",
-        password="frank-password",
+        password="Globex-invite-pw-1",
         invitation=code,
     )
     assert r.status_code == 200, r.text
     r = sign_up(
         username="frank2",
         email="frank@elsewhere.example",
-        password="frank-password",
+        password="Globex-invite-pw-1",
         invitation=code,
     )
     assert r.status_code == 400 and "not valid" in r.text

@@ -38,7 +38,7 @@ def experiments_status(hub, username: str, password: str) -> int | None:
 
 def test_domain_sign_up_cannot_log_in_until_the_emailed_link_is_followed(smtp_hub, inbox):
     hub = smtp_hub
-    password = "mallory-password-1"
+    password = "Acme-signup-pass-1"
     r = sign_up(hub, username="mallory", email="mallory@acme.example", password=password)
     assert r.status_code == 200, text(r)
     page = text(r)
@@ -97,7 +97,7 @@ def test_domain_sign_up_cannot_log_in_until_the_emailed_link_is_followed(smtp_hu
 
 def test_expired_replaced_and_wrong_links_are_refused(smtp_hub, inbox):
     hub = smtp_hub
-    password = "olive-password-1"
+    password = "Green-tree-grove-9"
     assert sign_up(hub, username="olive", email="olive@acme.example", password=password).ok
     first = inbox.wait_link("olive@acme.example")
     # asking again at once is refused (nobody floods a mailbox through us) ...
@@ -136,19 +136,23 @@ def test_a_request_replaced_by_someone_else_cannot_be_confirmed_for_them(smtp_hu
     newest link would then make mallet's account. Confirming needs the sign-up password,
     which quinn does not know, so it makes nothing."""
     hub = smtp_hub
-    assert sign_up(hub, username="quinn", email="quinn@acme.example", password="quinn-pw-1").ok
+    assert sign_up(
+        hub, username="quinn", email="quinn@acme.example", password="First-choice-pw-1"
+    ).ok
     inbox.wait_link("quinn@acme.example")
     sql(hub, "UPDATE fedhub_signup_requests SET sent_at = '2000-01-01 00:00:00'")
-    assert sign_up(hub, username="mallet", email="quinn@acme.example", password="mallet-pw-1").ok
+    assert sign_up(
+        hub, username="mallet", email="quinn@acme.example", password="Second-choice-pw-2"
+    ).ok
     newest = inbox.wait_link("quinn@acme.example", count=2)
     r = requests.get(newest, timeout=10)
     assert "mallet" in text(r) and "someone else asked with your address" in text(r)
     for _ in range(5):  # quinn tries her own password
-        r = follow(newest, "quinn-pw-1")
+        r = follow(newest, "First-choice-pw-1")
     assert r.status_code in (400, 403)
     # after five wrong tries the link is dead, even with mallet's password
-    assert follow(newest, "mallet-pw-1").status_code == 400
-    assert hub.login("mallet", "mallet-pw-1").status_code == 403
+    assert follow(newest, "Second-choice-pw-2").status_code == 400
+    assert hub.login("mallet", "Second-choice-pw-2").status_code == 403
     assert "mallet" not in hub.fedhub("user", "list").stdout
 
 
@@ -158,7 +162,7 @@ def test_a_request_replaced_by_someone_else_cannot_be_confirmed_for_them(smtp_hu
 def test_embedded_default_writes_the_message_to_a_private_outbox(hub):
     """No SMTP server configured: the message is a 0600 file in <state>/outbox, and the
     link is in the hub's log for the operator."""
-    r = sign_up(hub, username="oscar", email="oscar@globex.example", password="oscar-password")
+    r = sign_up(hub, username="oscar", email="oscar@globex.example", password="Globex-signup-pw-1")
     assert r.status_code == 200 and "Check your email" in text(r), text(r)
     outbox = hub.state_dir / "outbox"
     files = wait_for(lambda: list(outbox.glob("*.eml")), 10, what="a message in the outbox")
@@ -174,7 +178,7 @@ def test_embedded_default_writes_the_message_to_a_private_outbox(hub):
         assert stat.S_IMODE(mine[0].stat().st_mode) == 0o600
         link = link_in(email.message_from_bytes(mine[0].read_bytes(), policy=policy.default))
         wait_for(lambda: link in hub.log(), 10, what="the link in the hub's log")
-        assert hub.login("oscar", "oscar-password").status_code == 403
+        assert hub.login("oscar", "Globex-signup-pw-1").status_code == 403
     finally:
         hub.fedhub("user", "reject", "oscar", check=False)  # the shared hub stays tidy
 

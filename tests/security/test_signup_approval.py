@@ -30,10 +30,10 @@ def test_invitation_only_tenant_refuses_domain_sign_up_but_takes_invitations(smt
         "--signup-policy",
         "invitation_only",
     )
-    r = sign_up(hub, username="bruce", email="bruce@wayne.example", password="bruce-password")
+    r = sign_up(hub, username="bruce", email="bruce@wayne.example", password="Wayne-signup-pw-1")
     assert r.status_code == 403
     assert "accepts new members by invitation only" in text(r)
-    assert hub.login("bruce", "bruce-password").status_code == 403
+    assert hub.login("bruce", "Wayne-signup-pw-1").status_code == 403
     assert not inbox.to("bruce@wayne.example")
 
     out = hub.fedhub("user", "invite", "bruce@wayne.example", "--tenant", "wayne").stdout
@@ -42,11 +42,11 @@ def test_invitation_only_tenant_refuses_domain_sign_up_but_takes_invitations(smt
         hub,
         username="bruce",
         email="bruce@wayne.example",
-        password="bruce-password",
+        password="Wayne-signup-pw-1",
         invitation=code,
     )
     assert r.status_code == 200 and "is ready" in text(r)
-    assert hub.login("bruce", "bruce-password").status_code == 302
+    assert hub.login("bruce", "Wayne-signup-pw-1").status_code == 302
     assert "invitation_only" in hub.fedhub("tenant", "show", "wayne").stdout
 
 
@@ -64,7 +64,7 @@ def test_admin_approval_waits_for_a_tenant_admin(smtp_hub, inbox):
         "stark.example",
     )
     hub.fedhub("tenant", "update", "stark", "--signup-policy", "admin_approval")
-    password = "tony-password-1"
+    password = "Stark-signup-pw-1"
     r = sign_up(hub, username="tony", email="tony@stark.example", password=password)
     assert r.status_code == 200 and "Check your email" in text(r)
     # the address first: an admin cannot approve an address nobody has proven
@@ -122,7 +122,7 @@ def test_a_tenant_admin_approves_on_the_hub_page(smtp_hub, inbox):
         "--password",
         "Approver-pw-1",
     )
-    password = "harry-password-1"
+    password = "Oscorp-signup-pw-1"
     assert sign_up(hub, username="harry", email="harry@oscorp.example", password=password).ok
     assert follow(inbox.wait_link("harry@oscorp.example"), password).ok
 
@@ -161,24 +161,24 @@ def test_sign_up_requests_on_both_engines(migrated_db):
     store = TenantStore(migrated_db)
     store.create_tenant("acme", "Acme", "professional", email_domains=["acme.example"])
     assert store.get_tenant("acme").signup_policy == "verify_email"
-    first = store.sign_up("mallory", "Mallory@acme.example", "mallory-password")
+    first = store.sign_up("mallory", "Mallory@acme.example", "Store-signup-pw-1")
     assert first.status == "awaiting_email" and first.token
     assert store.user("mallory") is None
-    again = store.sign_up("mallory", "mallory@acme.example", "mallory-password")
+    again = store.sign_up("mallory", "mallory@acme.example", "Store-signup-pw-1")
     assert again.resent and again.token != first.token
     with pytest.raises(FedhubError, match="not valid"):
-        store.verify_signup(first.token, "mallory-password")
+        store.verify_signup(first.token, "Store-signup-pw-1")
     with pytest.raises(FedhubError, match="already exists"):  # the username is held
-        store.sign_up("mallory", "someone-else@acme.example", "mallory-password")
+        store.sign_up("mallory", "someone-else@acme.example", "Store-signup-pw-1")
     with pytest.raises(FedhubError, match="not the password"):
         store.verify_signup(again.token, "wrong-password")
-    assert store.verify_signup(again.token, "mallory-password").active
+    assert store.verify_signup(again.token, "Store-signup-pw-1").active
     assert store.user("mallory").tenant == "acme"
     assert store.pending_signup("mallory") is None
 
     store.set_signup_policy("acme", "admin_approval")
-    nina = store.sign_up("nina", "nina@acme.example", "nina-password")
-    assert store.verify_signup(nina.token, "nina-password").status == "awaiting_approval"
+    nina = store.sign_up("nina", "nina@acme.example", "Store-signup-pw-2")
+    assert store.verify_signup(nina.token, "Store-signup-pw-2").status == "awaiting_approval"
     assert store.user("nina") is None
     assert [p.username for p in store.signup_requests("acme")] == ["nina"]
     store.approve_signup("nina", tenant="acme", actor="acme-admin")

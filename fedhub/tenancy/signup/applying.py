@@ -74,6 +74,7 @@ class ApplicantMixin(MembershipMixin):
                 raise InvalidRequest("this invitation was sent to another email address")
             tenant = s.get(Tenant, inv.tenant_id)
             check_open(tenant)
+            self._check_tier_password(tenant, username, email, password)
             self._check_username_free(s, username, email)
             inv.used_at = utcnow()
             role = inv.role
@@ -122,6 +123,7 @@ class ApplicantMixin(MembershipMixin):
                     f"We sent a link to {email} moments ago: look for it (and in your spam "
                     f"folder), or ask for a new one in {wait} second(s)."
                 )
+            self._check_tier_password(tenant, username, email, password)
             self._check_username_free(s, username, email)
             self._check_user_quota(s, tenant)
             token = secrets.token_urlsafe(32)
@@ -151,6 +153,11 @@ class ApplicantMixin(MembershipMixin):
         details = {"by": "email_domain", "policy": str(policy), "resent": resent}
         emit("user.signup_requested", result, username, details=details)
         return result
+
+    def _check_tier_password(self, tenant: Tenant, username: str, email: str, password: str):
+        """The password must keep the tenant's tier's policy (docs/security-policy.md)."""
+        policy = self.effective_tier(tenant).security.password
+        passwords.check_password(policy, password, username, email)
 
     def signup_for_token(self, token: str) -> PendingSignup | None:
         """The request a link's token belongs to, if the link can still be used."""
