@@ -264,6 +264,9 @@ class TenantRateLimiter:
         self.where = where  # "hub" or the service's name: the metric's label
         self.cache_seconds = cache_seconds
         self.clock = clock
+        base = storage.base_exceptions
+        # what a failing storage or tier lookup raises: logged, and the call goes through
+        self._failures = (*(base if isinstance(base, tuple) else (base,)), SQLAlchemyError)
         self._limits: dict[str, tuple[float, str, tuple[tuple[str, RateLimitItem], ...]]] = {}
         self._lock = threading.Lock()
 
@@ -312,8 +315,16 @@ class TenantRateLimiter:
         """Count a request of ``tenant``; raise :class:`RateLimited` when a limit refuses it.
 
         ``request`` is the tornado request (method, path, client for the audit event).
+        When the storage (or the tier lookup) fails, the call goes through and the failure
+        is logged: a limiter that cannot count must not turn every API call into a 500.
         """
-        window = self.hit(tenant)
+        try:
+            window = self.hit(tenant)
+        except self._failures as e:
+            log.warning(
+                "Rate limit not checked for tenant %s (%s: %s)", tenant, type(e).__name__, e
+            )
+            return None
         if window is None or not window.refused:
             return window
         REFUSALS.labels(window.key, self.where).inc()

@@ -193,6 +193,14 @@ def test_the_bundled_tiers_cap_the_hour_and_only_the_free_tier_caps_the_day():
         assert caps[paid]["api_calls_per_day"] is None  # an allowance, billed beyond
 
 
+def test_a_storage_that_fails_lets_the_call_through(tmp_path, caplog):
+    unmigrated = SQLStorage.for_url(f"sqlite:///{tmp_path / 'empty.sqlite'}")  # no table
+    limiter = limiter_for({"api_calls_per_hour": 1, "api_calls_per_day": None}, unmigrated)
+    for _ in range(3):
+        assert limiter.check("acme", actor="a", request=REQUEST) is None
+    assert "Rate limit not checked for tenant acme (OperationalError" in caplog.text
+
+
 def test_configuration_picks_the_storage(migrated_db):
     settings = RateLimits(storage_uri="memory://")
     assert isinstance(settings.make_storage(migrated_db), MemoryStorage)
