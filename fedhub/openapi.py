@@ -20,7 +20,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -75,7 +75,7 @@ class Operation:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     public: bool = False
-    description: str = field(default="", compare=False)
+    description: str = ""
 
 
 def operation(
