@@ -1,8 +1,9 @@
 """``/hub/api/fedhub/tenants/<slug>/ip-allowlist``: a tenant's allowlisted networks.
 
 GET reads the list, PUT ``{"networks": ["10.0.0.0/8", ...]}`` replaces it (``[]``
-lifts the restriction). Only the tenant's admins and platform admins may; anyone else
-gets 404, as for a tenant that does not exist. A tier without ``security.ip_allowlist``
+lifts the restriction). Only the tenant's admins and platform admins may, with a token
+holding ``custom:fedhub:tenant:admin`` for the tenant; anyone else gets 404, as for a
+tenant that does not exist. A tier without ``security.ip_allowlist``
 refuses a non-empty list (403 naming the tier). A tenant admin cannot lock themselves
 out: a list that leaves out the address of the request that sets it is refused (409)
 (platform admins belong to no tenant and are never restricted, so they are the way
@@ -20,7 +21,8 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from fedhub import web as fedhub_web
-from fedhub.errors import FedhubError, InvalidRequest, NotFound
+from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound
+from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 
 ALLOWLIST_API_PATTERN = r"/api/fedhub/tenants/([^/]+)/ip-allowlist"
@@ -44,7 +46,9 @@ class AllowlistAPIHandler(APIHandler):
         return self.authenticator.store.security
 
     def _admin_of(self, slug: str):
-        """The caller's membership, if they administer ``slug``; 404 otherwise."""
+        """The caller's membership, if they administer ``slug`` (404 otherwise) with a token
+        that holds ``custom:fedhub:tenant:admin`` for it (403 otherwise: a key made with
+        fewer scopes can do less)."""
         user = self.current_user
         if user is None:
             raise web.HTTPError(403, "authentication required")
@@ -55,6 +59,10 @@ class AllowlistAPIHandler(APIHandler):
         )
         if not allowed:
             raise NotFound(f"no tenant {slug!r}")
+        if not fedhub_scopes.granted("tenant:admin", self.expanded_scopes, slug):
+            raise Forbidden(
+                "this token does not hold the scope custom:fedhub:tenant:admin for the tenant"
+            )
         return info
 
     def _answer(self, slug: str, networks: list[str]) -> None:

@@ -423,6 +423,13 @@ def test_a_login_from_outside_the_allowlist_is_refused_and_audited(policy_hub):
     refused = [e for e in seen if e["action"] == "auth.login_refused" and e["target"] == "mo"]
     assert refused[-1]["details"]["reason"] == "ip_not_allowed"
     assert refused[-1]["source_ip"] == here and refused[-1]["tenant"] == "midco"
+    # a key of the admin's made without the tenant-admin scope cannot change it
+    narrow_scopes = ["custom:fedhub:tenant:read!group=tenant-midco"]
+    r = hub.api("POST", "/hub/api/users/alma/tokens", admin, json={"scopes": narrow_scopes})
+    assert r.status_code == 201, r.text
+    narrow = r.json()["token"]
+    r = hub.api("PUT", api, narrow, json={"networks": []})
+    assert r.status_code == 403 and "custom:fedhub:tenant:admin" in r.json()["error"]["message"]
     r = hub.api("PUT", api, admin, json={"networks": ["10.0.0.0/8", f"{here}/32"]})
     assert r.status_code == 200 and r.json()["networks"] == ["10.0.0.0/8", f"{here}/32"]
     assert hub.login("mo", STRONG).status_code == 302
