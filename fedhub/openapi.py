@@ -64,8 +64,9 @@ class OpenAPIDocument(BaseModel):
 
 
 #: A response value: a pydantic model (``application/json``), or ``{media type: model or None}``
-#: for endpoints that answer with other media (``None``: no schema, e.g. a PDF).
-Response = type[BaseModel] | dict[str, type[BaseModel] | None]
+#: for endpoints that answer with other media (``None``: no schema, e.g. a PDF). Every 4xx
+#: is documented with :class:`ErrorBody`; ``{404: None}`` names one for the reader.
+Response = type[BaseModel] | dict[str, type[BaseModel] | None] | None
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,8 @@ def _operation_object(op: Operation, params: list[dict], op_id: str, refs: dict)
         schema = refs[op.body, "validation"]
         out["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     for status, response in sorted(op.responses.items()):
+        if response is None and status >= 400:  # a refusal named for the reader
+            response = ErrorBody
         media = response if isinstance(response, dict) else {"application/json": response}
         content = {
             kind: ({"schema": refs[model, "serialization"]} if model else {})

@@ -17,7 +17,14 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from tornado.web import RequestHandler
 
 from fedhub.errors import ConfigError
-from fedhub.openapi import HTTP_METHODS, ErrorBody, build_spec, operation, route_paths
+from fedhub.openapi import (
+    HTTP_METHODS,
+    ErrorBody,
+    ErrorDetail,
+    build_spec,
+    operation,
+    route_paths,
+)
 from fedhub.services.audit.handlers import routes as audit_routes
 from fedhub.services.billing.app import ROUTES as billing_routes
 from fedhub.services.experiments.handlers import handlers as experiments_routes
@@ -120,6 +127,18 @@ def test_a_method_its_route_cannot_call_fails_the_build():
     build_spec("t", "1", [("api/v1/things", ListOnly)])
     with pytest.raises(ConfigError, match=r"ListOnly\.get cannot take its route's 1 path"):
         build_spec("t", "1", [(r"api/v1/things/(\d+)", ListOnly)])
+
+
+def test_a_named_refusal_carries_the_error_body():
+    class Thing(RequestHandler):
+        @operation("a thing", responses={200: ErrorDetail, 404: None})
+        def get(self):
+            pass
+
+    spec = build_spec("t", "1", [("api/v1/thing", Thing)])
+    responses = spec["paths"]["/api/v1/thing"]["get"]["responses"]
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    assert responses["404"]["content"] == responses["4XX"]["content"] == error
 
 
 def test_route_regex_becomes_paths_with_parameters():
