@@ -17,10 +17,13 @@ the machine is shared, and CPU seconds are what load does not inflate):
 - spool: ``SpoolIngester`` (what the audit service runs: read, parse, validate,
   chained append, offset) from JSON-lines files written by ``emit()``;
 - verify, on a chain of --verify records, interleaved twice (best of each): the raw
-  baselines (every column of the chain's rows, and only the columns verify reads,
-  through a plain DBAPI cursor, server-side on PostgreSQL, one process, no checks),
+  baselines (every column of the chain's rows, and only the columns verify reads
+  as verify reads them, in binary format on PostgreSQL, through a plain DBAPI
+  cursor, server-side on PostgreSQL, one process, no checks),
   ``verify_chain`` in one process and in ``AuditLog.verify_processes`` worker
-  processes, and ``fedhub audit verify`` in a new process (start-up included);
+  processes (the default check: hashes of the stored canonical bytes), the same
+  with ``deep`` (every column checked against the bytes too), and ``fedhub audit
+  verify`` in a new process (start-up included);
 - export (--export): ``fedhub audit export`` JSONL of 100,000 records and of the
   --verify chain, each in a new process: records/s and peak RSS (``ru_maxrss``);
 - emit: µs per ``emit()`` call (validate + append one line), and what the
@@ -193,14 +196,15 @@ def bench_spool(audit: AuditLog, n: int, batch: int, tmp: Path) -> dict:
     return m.rates(n)
 
 
-def raw_read(url: str, tenant: str, columns: str) -> int:
+def raw_read(url: str, tenant: str, columns: str, binary: bool = False) -> int:
     """A baseline: ``columns`` of the chain's rows in sequence order through a plain
-    DBAPI cursor (server-side on PostgreSQL), one process, no checks."""
+    DBAPI cursor (server-side on PostgreSQL, in binary format if ``binary``, as verify
+    reads), one process, no checks."""
     engine = fedhub_db.get_engine(url)
     conn = engine.raw_connection()
     postgres = url.startswith("postgresql")
     mark = "%s" if postgres else "?"
-    cur = conn.cursor(name="bench_raw_read") if postgres else conn.cursor()
+    cur = conn.cursor(name="bench_raw_read", binary=binary) if postgres else conn.cursor()
     cur.execute(
         f"SELECT {columns} FROM fedhub_audit_records WHERE tenant = {mark} ORDER BY seq",
         (tenant,),
@@ -243,18 +247,19 @@ def bench_verify(audit: AuditLog, total: int, batch: int, tmp: Path) -> dict:
     out = {"append_big": build_chain(audit, total, batch)}
     verified = ", ".join(verify_mod.COLUMNS)
 
-    def checked(processes: int | None):
-        report = verify_chain(audit, "big", processes=processes)
+    def checked(processes: int | None, deep: bool = False):
+        report = verify_chain(audit, "big", processes=processes, deep=deep)
         assert report.ok and report.records == total, report.as_dict()
 
-    def read(columns: str):
-        assert raw_read(audit.db_url, "big", columns) == total
+    def read(columns: str, binary: bool = False):
+        assert raw_read(audit.db_url, "big", columns, binary) == total
 
     runs = {
         "read_all": lambda: read("*"),
-        "read_verified": lambda: read(verified),
+        "read_verified": lambda: read(verified, binary=True),
         "verify_1": lambda: checked(1),
         "verify_n": lambda: checked(None),
+        "verify_deep": lambda: checked(None, deep=True),
         "cli": lambda: cli_verify(audit, "big", tmp),
     }
     best: dict[str, dict] = {}
@@ -356,6 +361,7 @@ COMPARISONS = [
     ("verify_n", "read_all", 300_000, 0.5),
     ("verify_n", "read_verified", None, None),
     ("verify_1", "read_all", None, None),
+    ("verify_deep", "read_all", None, None),
     ("cli", "read_all", None, None),
 ]
 LABELS = {
@@ -366,6 +372,7 @@ LABELS = {
     "read_verified": "raw read, verify's columns",
     "verify_1": "verify, 1 process",
     "verify_n": "verify, worker processes",
+    "verify_deep": "verify --deep, worker processes",
     "cli": "fedhub audit verify (CLI)",
 }
 

@@ -2,7 +2,8 @@
 
 Every tenant has its own chain (``_platform`` for events with no tenant).
 Record ``n`` stores ``prev_hash`` (record ``n-1``'s hash, or 64 zeros) and
-``hash = sha256(canonical(stored fields))`` (:mod:`fedhub.audit.records`);
+``hash = sha256(canonical(stored fields))`` (:mod:`fedhub.audit.records`), and
+those canonical bytes themselves (what verify hashes and reads render);
 personal fields are hashed as ciphertext (:mod:`fedhub.audit.personal`).
 Appends to a chain serialise on the tenant lock (:meth:`AuditLog.lock_chain`),
 one transaction per batch. Purges and erasure: :mod:`fedhub.audit.retention`.
@@ -10,6 +11,7 @@ one transaction per batch. Purges and erasure: :mod:`fedhub.audit.retention`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -28,7 +30,7 @@ from fedhub import db as fedhub_db
 from fedhub.accounts import make_private_dir, write_private
 from fedhub.audit import crypto, personal
 from fedhub.audit.models import PLATFORM, AuditRecord, ChainHead, Checkpoint
-from fedhub.audit.records import insert_records, record_hash, time_text
+from fedhub.audit.records import insert_records, record_canonical, time_text
 from fedhub.audit.retention import Retention
 from fedhub.db.base import utcnow
 from fedhub.db.toolkit import insert_ignore, parse_iso, tenant_lock
@@ -134,13 +136,15 @@ class AuditLog(Retention, LoggingConfigurable):
         mac = crypto.record_mac_function(mac_key) if mac_key else None
         count = 0
         now = utcnow()
+        sha256 = hashlib.sha256
         for tenant in sorted(by_tenant):
             seq, prev = heads[tenant]
             rows = []
             for e in by_tenant[tenant]:
                 seq += 1
                 row = self._row(e, tenant, seq, prev, keys)
-                row["hash"] = prev = record_hash(row)
+                row["canonical"] = canonical = record_canonical(row)
+                row["hash"] = prev = sha256(canonical).hexdigest()
                 row["mac"] = mac(prev) if mac else None
                 row["ingested_at"] = now
                 rows.append(row)

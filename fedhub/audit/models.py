@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fedhub.db.base import Base, utcnow
@@ -47,6 +56,9 @@ class AuditRecord(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str | None] = mapped_column(String(64))
+    # exactly the bytes ``hash`` covers (records.canonical_record): verify hashes them as
+    # stored, reads render records from them; the columns above are for filtering
+    canonical: Mapped[bytes | None] = mapped_column(LargeBinary)
     ingested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

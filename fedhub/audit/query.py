@@ -1,16 +1,17 @@
 """Filtered, paginated reads of the audit log, personal fields decrypted where possible.
 
 Used by the service API, the CLI and the compliance report, so all three
-apply the same filters the same way. Pages are ordered by the record's row id
-(ingestion order); the cursor is the last row id seen, so a page boundary
-never skips or repeats a record while new ones arrive.
+apply the same filters the same way and show records as their hashes cover
+them (rendered from the stored canonical bytes, :func:`read_events`). Pages are
+keyset pages in row id order (ingestion order, :func:`fedhub.db.keyset_page`), so
+a page boundary never skips or repeats a record while new ones arrive.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,14 +21,17 @@ from typing import Any
 # quote, so a spreadsheet opening the export shows text instead of running a formula
 from defusedcsv import csv
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from fedhub.audit.chain import AuditLog
 from fedhub.audit.models import PLATFORM, AuditRecord
-from fedhub.db.toolkit import parse_iso
+from fedhub.audit.records import time_text
+from fedhub.db.toolkit import keyset_page, parse_iso
 from fedhub.errors import InvalidRequest
 from fedhub.events import SEVERITIES
 
 MAX_LIMIT = 1000
+log = logging.getLogger("fedhub.audit.query")
 
 
 @dataclass
@@ -51,59 +55,81 @@ class EventFilter:
         except ValueError:
             raise InvalidRequest(f"{name} must be an ISO 8601 time, got {value!r}") from None
 
+    def chains(self) -> list[str]:
+        return [x or PLATFORM for x in self.tenants or ()]
+
+    def severities(self) -> tuple[str, ...]:
+        return SEVERITIES[SEVERITIES.index(self.min_severity) :]
+
+    def matches(self, hashed: dict[str, Any], actor_key: str | None) -> bool:
+        """Whether a record's hashed fields (not its columns) pass the filter;
+        ``actor_key`` is the actor's key id when filtering by actor."""
+        return (
+            (self.tenants is None or hashed["tenant"] in self.chains())
+            and (not self.action or hashed["action"].startswith(self.action))
+            and (not self.min_severity or hashed["severity"] in self.severities())
+            and (not self.result or hashed["result"] == self.result)
+            and (not self.since or hashed["time"] >= time_text(self.since))
+            and (not self.until or hashed["time"] < time_text(self.until))
+            and (not self.actor or hashed["actor_key"] == actor_key)
+        )
+
     def validate(self) -> EventFilter:
         if self.min_severity and self.min_severity not in SEVERITIES:
             raise InvalidRequest(f"severity must be one of {', '.join(SEVERITIES)}")
         return self
 
 
-def encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("r"):
-            raise ValueError(text)
-        return int(text[1:])
-    except ValueError:
-        raise InvalidRequest("invalid cursor") from None
-
-
 def read_events(
     audit: AuditLog, flt: EventFilter, *, cursor: str | None = None, limit: int = 100
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of events and the cursor of the next page (None at the end)."""
+    """One page of events and the cursor of the next page (None at the end).
+
+    The columns only choose the rows (indexes); each event is rendered from the
+    record's canonical bytes, the ones its hash covers, and rows whose bytes do not
+    match the filter are dropped. So a column changed behind the code's back can
+    hide a record from a filtered read (``verify --deep`` finds that), never show a
+    record other than it was hashed, nor show one outside the caller's chains. A
+    page may then hold fewer than ``limit`` events; ``next_cursor`` still goes on.
+    """
     limit = max(1, min(int(limit), MAX_LIMIT))
-    t = AuditRecord.__table__
-    q = select(t).where(t.c.id > decode_cursor(cursor)).order_by(t.c.id).limit(limit + 1)
+    t = AuditRecord
+    q = select(t).options(load_only(t.id, t.canonical))
     if flt.tenants is not None:
-        q = q.where(t.c.tenant.in_([x or PLATFORM for x in flt.tenants]))
+        q = q.where(t.tenant.in_(flt.chains()))
     if flt.action:
-        q = q.where(t.c.action.startswith(flt.action, autoescape=True))
+        q = q.where(t.action.startswith(flt.action, autoescape=True))
     if flt.min_severity:
-        q = q.where(t.c.severity.in_(SEVERITIES[SEVERITIES.index(flt.min_severity) :]))
+        q = q.where(t.severity.in_(flt.severities()))
     if flt.result:
-        q = q.where(t.c.result == flt.result)
+        q = q.where(t.result == flt.result)
     if flt.since:
-        q = q.where(t.c.time >= flt.since)
+        q = q.where(t.time >= flt.since)
     if flt.until:
-        q = q.where(t.c.time < flt.until)
+        q = q.where(t.time < flt.until)
     with audit.session() as s:
+        actor_key = None
         if flt.actor:
-            key_id = audit.subject_key_id(s, flt.actor)
-            if key_id is None:  # never seen, or erased: nothing to find
+            actor_key = audit.subject_key_id(s, flt.actor)
+            if actor_key is None:  # never seen, or erased: nothing to find
                 return [], None
-            q = q.where(t.c.actor_key == key_id)
-        rows = [r._asdict() for r in s.execute(q)]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        ciphers = audit.ciphers(s, [r["actor_key"] for r in rows] + [r["target_key"] for r in rows])
-    events = [audit.reveal(r, ciphers) for r in rows]
-    return events, (encode_cursor(rows[-1]["id"]) if more else None)
+            q = q.where(t.actor_key == actor_key)
+        rows, next_cursor = keyset_page(s, q, [(t.id, False)], cursor=cursor, limit=limit)
+        hashed = [h for h in map(_hashed, rows) if h is not None and flt.matches(h, actor_key)]
+        ciphers = audit.ciphers(
+            s, [h["actor_key"] for h in hashed] + [h["target_key"] for h in hashed]
+        )
+    return [audit.reveal(h, ciphers) for h in hashed], next_cursor
+
+
+def _hashed(row: AuditRecord) -> dict[str, Any] | None:
+    """The fields a record's hash covers, from its canonical bytes, named as stored."""
+    if row.canonical is None:
+        log.warning("audit record %s has no canonical bytes: run fedhub audit verify", row.id)
+        return None
+    hashed = json.loads(row.canonical)
+    hashed["event_id"] = hashed["id"]
+    return hashed
 
 
 def iter_events(audit: AuditLog, flt: EventFilter, page: int = 1000):

@@ -184,8 +184,13 @@ def canonical_record(
     return crypto.canonical(hashed_fields(dict(zip(HASHED_COLUMNS, values, strict=True))))
 
 
+def record_canonical(row: dict[str, Any]) -> bytes:
+    """A record's canonical bytes, from its hashed fields."""
+    return canonical_record(*[row[c] for c in HASHED_COLUMNS])
+
+
 def record_hash(row: dict[str, Any]) -> str:
-    return crypto.sha256_hex(canonical_record(*[row[c] for c in HASHED_COLUMNS]))
+    return crypto.sha256_hex(record_canonical(row))
 
 
 _RECORD_COLUMNS = [c.name for c in AuditRecord.__table__.columns if c.name != "id"]
@@ -196,8 +201,10 @@ def insert_records(s: Session, rows: list[dict[str, Any]]) -> None:
     ``executemany``; no ``RETURNING``, nothing read back.
 
     SQLAlchemy's per-row parameter processing cost as much as everything
-    else in an append; the values here are already plain (str, int, datetime),
-    except that SQLite stores a DateTime as SQLAlchemy's fixed text format.
+    else in an append; the values here are already plain (str, int, datetime,
+    bytes), except that SQLite stores a DateTime as SQLAlchemy's fixed text format.
+    The ``COPY`` is in binary format: the canonical bytes go as they are, where the
+    text format would write each of them out in hex and the server parse it back.
     """
     conn = s.connection()
     dialect = conn.dialect
@@ -205,7 +212,9 @@ def insert_records(s: Session, rows: list[dict[str, Any]]) -> None:
     if dialect.name == "postgresql":
         cur = conn.connection.cursor()
         if hasattr(cur, "copy"):  # psycopg 3
-            with cur.copy(f"COPY {table} ({', '.join(_RECORD_COLUMNS)}) FROM STDIN") as copy:
+            columns = ", ".join(_RECORD_COLUMNS)
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_PG_TYPES)
                 for row in rows:
                     copy.write_row([row[c] for c in _RECORD_COLUMNS])
             return
@@ -229,5 +238,17 @@ def insert_records(s: Session, rows: list[dict[str, Any]]) -> None:
     conn.exec_driver_sql(sql, params)
 
 
+# the PostgreSQL type of each column, for a binary COPY (which must name them exactly)
+_PG_TYPE_NAMES = {
+    "BigInteger": "int8",
+    "Integer": "int4",
+    "String": "varchar",
+    "Text": "text",
+    "DateTime": "timestamp",
+    "LargeBinary": "bytea",
+}
+_PG_TYPES = [
+    _PG_TYPE_NAMES[type(AuditRecord.__table__.c[c].type).__name__] for c in _RECORD_COLUMNS
+]
 _TIME_INDEX = _RECORD_COLUMNS.index("time")
 _INGESTED_INDEX = _RECORD_COLUMNS.index("ingested_at")

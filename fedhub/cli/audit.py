@@ -40,8 +40,9 @@ def command():
     help="Ed25519 public key (PEM) to check signatures with (default: the audit dir's).",
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--deep", is_flag=True, help="Also check every record's columns against its hash.")
 @click.pass_context
-def verify_cmd(ctx, tenant, public_key, as_json):
+def verify_cmd(ctx, tenant, public_key, as_json, deep):
     """Recompute the chains and check them against the signed checkpoints.
 
     Exits 0 when every chain is intact, 1 naming the first bad record otherwise.
@@ -51,7 +52,7 @@ def verify_cmd(ctx, tenant, public_key, as_json):
 
     log = audit_log(ctx)
     public = crypto.load_public_key(Path(public_key).read_bytes()) if public_key else None
-    reports = verify(log, _chain(tenant), public)
+    reports = verify(log, _chain(tenant), public, deep=deep)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     for r in reports if not as_json else ():

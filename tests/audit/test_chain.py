@@ -14,6 +14,8 @@ from fedhub.audit.models import PLATFORM, AuditRecord, Checkpoint
 from fedhub.audit.query import EventFilter, read_events
 from fedhub.audit.verify import verify
 from fedhub.db.base import utcnow
+from fedhub.db.toolkit import encode_cursor
+from fedhub.errors import InvalidRequest
 from fedhub.tenancy.store import TenantStore
 from tests.audit.conftest import sample_events
 
@@ -178,3 +180,74 @@ def test_emit_validates_against_the_registered_schema(tmp_path, monkeypatch):
     e = events.emit("a.b", tenant="acme", actor="x")
     [spooled] = list(tmp_path.glob("events-*.jsonl"))
     assert e["id"] in spooled.read_text()
+
+
+def test_a_changed_canonical_byte_fails_the_default_verify(audit):
+    audit.append(sample_events(6, tenants=("acme",)))
+    with audit.session() as s:
+        stored = s.scalar(
+            select(AuditRecord.canonical).where(AuditRecord.tenant == "acme", AuditRecord.seq == 3)
+        )
+        forged = stored.replace(b'"action":"user.created"', b'"action":"user.removed"')
+        assert forged != stored
+        s.execute(
+            update(AuditRecord)
+            .where(AuditRecord.tenant == "acme", AuditRecord.seq == 3)
+            .values(canonical=forged)
+        )
+    [report] = verify(audit, "acme")
+    assert (report.ok, report.bad_seq) == (False, 3) and "hash mismatch" in report.problem
+
+
+def test_a_changed_filter_column_fails_deep_verify_and_reads_show_the_record(audit):
+    """A column only queries filter on, changed behind the code's back: reads still
+    render the record as hashed and never put it under a filter it does not match;
+    a filter on its true value may miss it; ``--deep`` names it."""
+    audit.append(sample_events(6, tenants=("acme",)))
+    where = (AuditRecord.tenant == "acme", AuditRecord.seq == 2)  # auth.login_failed, warning
+    [true] = [e for e in read_events(audit, EventFilter(tenants=["acme"]))[0] if e["seq"] == 2]
+    with audit.session() as s:
+        s.execute(update(AuditRecord).where(*where).values(action="user.removed", severity="info"))
+    shown = {e["seq"]: e for e in read_events(audit, EventFilter(tenants=["acme"]))[0]}
+    assert shown[2] == true and true["action"] == "auth.login_failed"
+    removed = read_events(audit, EventFilter(tenants=["acme"], action="user.removed"))[0]
+    assert removed == []  # not shown under a filter its hashed fields do not match
+    as_failed = read_events(audit, EventFilter(tenants=["acme"], action="auth.login_failed"))[0]
+    assert 2 not in {e["seq"] for e in as_failed}  # hidden from its own filter: --deep's job
+    [fast] = verify(audit, "acme")
+    assert fast.ok  # the default verify checks the bytes and the chain, not this column
+    [deep] = verify(audit, "acme", deep=True)
+    assert (deep.ok, deep.bad_seq) == (False, 2), deep.as_dict()
+    assert deep.problem == (
+        "record seq 2 was modified (column action, severity differs from its hashed bytes)"
+    )
+
+
+def test_a_record_moved_to_another_tenant_is_not_shown_there(audit):
+    """The tenant column decides whose reads a row reaches; the hashed tenant decides
+    whether it is shown: a row moved into acme's chain is not shown to acme."""
+    audit.append(sample_events(4, tenants=("acme", "globex")))
+    with audit.session() as s:
+        s.execute(
+            update(AuditRecord)
+            .where(AuditRecord.tenant == "globex", AuditRecord.seq == 1)
+            .values(tenant="acme", seq=99)
+        )
+    shown = read_events(audit, EventFilter(tenants=["acme"]))[0]
+    assert shown and {e["tenant"] for e in shown} == {"acme"}
+    [report] = verify(audit, "globex")
+    assert not report.ok and report.bad_seq == 1
+
+
+def test_pages_are_keyset_pages_and_forged_cursors_are_refused(audit):
+    audit.append(sample_events(25, tenants=("acme",)))
+    seen, cursor = [], None
+    while True:
+        page, cursor = read_events(audit, EventFilter(tenants=["acme"]), cursor=cursor, limit=10)
+        seen += [e["seq"] for e in page]
+        if cursor is None:
+            break
+    assert seen == list(range(1, 26))
+    for forged in ("r12", "not base64!", encode_cursor(["twelve"]), encode_cursor([1, 2])):
+        with pytest.raises(InvalidRequest, match="invalid cursor"):
+            read_events(audit, EventFilter(), cursor=forged)

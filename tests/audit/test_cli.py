@@ -40,9 +40,21 @@ def test_verify_exit_codes_name_the_first_bad_record(tmp_path):
         conn.execute(
             "UPDATE fedhub_audit_records SET severity='debug' WHERE tenant='globex' AND seq=4"
         )
+    # a column reads filter on: the default verify checks the hashed bytes, --deep the columns
     r = _cli(tmp_path, "verify")
+    assert r.exit_code == 0, r.output
+    r = _cli(tmp_path, "verify", "--deep")
     assert r.exit_code == 1
     assert "first bad record seq 4" in r.output and "'globex'" in r.output
+    assert "column severity differs from its hashed bytes" in r.output
+    with sqlite3.connect(tmp_path / "jupyterhub.sqlite") as conn:  # what the hash covers
+        conn.execute(
+            "UPDATE fedhub_audit_records SET canonical=CAST(replace(CAST(canonical AS TEXT),"
+            " '\"seq\":5', '\"seq\":6') AS BLOB) WHERE tenant='globex' AND seq=5"
+        )
+    r = _cli(tmp_path, "verify")
+    assert r.exit_code == 1
+    assert "first bad record seq 5" in r.output and "hash mismatch" in r.output
     r = _cli(tmp_path, "verify", "--tenant", "acme")
     assert r.exit_code == 0, r.output
     r = _cli(tmp_path, "public-key")

@@ -91,9 +91,9 @@ def _three_chains(audit):
         audit.checkpoint(t)
 
 
-def _both(audit) -> tuple[list, list]:
-    parallel = [r.as_dict() for r in verify(audit, processes=2)]
-    single = [r.as_dict() for r in verify(audit, processes=1)]
+def _both(audit, deep: bool = False) -> tuple[list, list]:
+    parallel = [r.as_dict() for r in verify(audit, processes=2, deep=deep)]
+    single = [r.as_dict() for r in verify(audit, processes=1, deep=deep)]
     return parallel, single
 
 
@@ -101,6 +101,7 @@ TAMPERS = {
     # (what, seq): seq 41 is the first record of the second span, 40 the last of the first
     "modify first of a span": ("modify", 41),
     "modify inside a span": ("modify", 77),
+    "modify a column of a span's last (--deep)": ("column", 80),
     "delete first of a span": ("delete", 41),
     "delete last of a span": ("delete", 40),
     "swap across spans": ("swap", 40),
@@ -123,7 +124,11 @@ def test_parallel_verify_finds_a_tamper_in_any_chain(audit, spans, tamper, chain
     t = AuditRecord.__table__
     where = (t.c.tenant == chain, t.c.seq == seq)
     with audit.session() as s:
-        if what == "modify":
+        if what == "modify":  # what the hash covers: the stored canonical bytes
+            stored = s.scalar(select(t.c.canonical).where(*where))
+            forged = stored.replace(b'"action":"', b'"action":"tenant.deleted ', 1)
+            s.execute(update(t).where(*where).values(canonical=forged))
+        elif what == "column":  # a column only reads filter on
             s.execute(update(t).where(*where).values(action="tenant.deleted"))
         elif what == "delete":
             s.execute(delete(t).where(*where))
@@ -135,7 +140,7 @@ def test_parallel_verify_finds_a_tamper_in_any_chain(audit, spans, tamper, chain
         else:  # the tail, and the head rolled back to match: the checkpoint still tells
             s.execute(delete(t).where(t.c.tenant == chain, t.c.seq > seq))
             s.execute(update(ChainHead).where(ChainHead.tenant == chain).values(seq=seq))
-    parallel, single = _both(audit)
+    parallel, single = _both(audit, deep=what == "column")
     assert parallel == single
     bad = {r["tenant"]: r for r in parallel if not r["ok"]}
     assert list(bad) == [chain], parallel
@@ -151,8 +156,13 @@ def test_parallel_verify_finds_a_rehashed_forgery(audit, spans):
     with audit.session() as s:
         row = s.execute(select(t).where(t.c.tenant == "globex", t.c.seq == 121)).one()._asdict()
         row["action"] = "tenant.deleted"
-        new_hash = crypto.sha256_hex(canonical_record(*[row[f] for f in FIELDS]))
-        s.execute(update(t).where(t.c.id == row["id"]).values(action=row["action"], hash=new_hash))
+        forged = canonical_record(*[row[f] for f in FIELDS])
+        new_hash = crypto.sha256_hex(forged)
+        s.execute(
+            update(t)
+            .where(t.c.id == row["id"])
+            .values(action=row["action"], canonical=forged, hash=new_hash)
+        )
         s.execute(
             update(t).where(t.c.tenant == "globex", t.c.seq == 122).values(prev_hash=new_hash)
         )
@@ -291,7 +301,7 @@ def test_parallel_verify_from_a_thread(audit, spans):
 
     def run():
         out.append(verify_mod._mp_context().get_start_method())
-        out.append(verify(audit, processes=2))
+        out.append(verify(audit, processes=2, deep=True))
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -300,4 +310,5 @@ def test_parallel_verify_from_a_thread(audit, spans):
     assert method == "forkserver"
     [bad] = [r for r in reports if not r.ok]
     assert (bad.tenant, bad.bad_seq) == ("acme", 200), bad.as_dict()
-    assert [r.as_dict() for r in reports] == [r.as_dict() for r in verify(audit, processes=1)]
+    single = verify(audit, processes=1, deep=True)
+    assert [r.as_dict() for r in reports] == [r.as_dict() for r in single]

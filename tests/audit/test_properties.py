@@ -1,6 +1,11 @@
 """Must-show 2: any single modification, deletion, insertion, reordering or
 truncation of stored records is detected by ``verify``; an untouched log verifies.
 
+A change to what the hash covers (the stored canonical bytes), to the chain's
+links or to the MAC fails the default verify; a change to a column that is only
+there to filter on fails ``verify --deep``, and reads still show the record as
+it was hashed (they render it from the bytes).
+
 A pristine log (one chain of N records, signed checkpoints in the middle and at
 the head) is built once; every example copies it, tampers with the copy the
 way a database owner could (raw SQL), and verifies the copy.
@@ -20,7 +25,8 @@ from hypothesis import strategies as st
 
 from fedhub import db as fedhub_db
 from fedhub.audit import AuditLog, crypto
-from fedhub.audit.records import record_hash
+from fedhub.audit.query import EventFilter, iter_events
+from fedhub.audit.records import record_canonical, record_hash
 from fedhub.audit.verify import verify
 from tests.audit.conftest import sample_events
 
@@ -67,21 +73,34 @@ class Copy:
             )
         ]
 
-    def verify(self, tenant="acme"):
+    def verify(self, tenant="acme", *, deep=False):
         self.sql.close()
         try:
-            [report] = verify(self.audit, tenant)
-            return report
+            [fast] = verify(self.audit, tenant)
+            [thorough] = verify(self.audit, tenant, deep=True)
+            return thorough if deep else fast
         finally:
             fedhub_db.dispose_engines()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def events(self, **filters):
+        return iter_events(self.audit, EventFilter(**filters))
 
 
 def _flip(hexstr: str) -> str:
     return ("1" if hexstr[0] != "1" else "2") + hexstr[1:]
 
 
-MODIFICATIONS = {
+# columns the default verify reads: a change fails it
+CHAIN_MODIFICATIONS = {
+    "prev_hash": _flip,
+    "hash": _flip,
+    "mac": _flip,
+    "tenant": lambda v: "globex-2",
+    "canonical": lambda v: None,
+}
+# columns that are only there to filter on: a change fails verify --deep
+FILTER_MODIFICATIONS = {
     "action": lambda v: "auth.logout" if v != "auth.logout" else "auth.login",
     "result": lambda v: "denied" if v != "denied" else "success",
     "severity": lambda v: "critical" if v != "critical" else "info",
@@ -90,30 +109,61 @@ MODIFICATIONS = {
     "event_id": lambda v: str(uuid.uuid4()),
     "actor_enc": lambda v: ("A" if v[0] != "A" else "B") + v[1:],
     "target_key": lambda v: str(uuid.uuid4()),
-    "prev_hash": _flip,
-    "hash": _flip,
-    "mac": _flip,
-    "tenant": lambda v: "globex-2",
     "schema_version": lambda v: 2,
 }
 
 
 def test_untouched_log_verifies(pristine):
-    report = Copy(pristine).verify()
-    assert report.ok and report.records == N and report.checkpoints == 2
+    for deep in (False, True):
+        report = Copy(pristine).verify(deep=deep)
+        assert report.ok and report.records == N and report.checkpoints == 2
+
+
+def _modify(c: Copy, seq: int, field: str, change) -> dict:
+    row = next(r for r in c.rows() if r["seq"] == seq)
+    c.sql.execute(
+        f"UPDATE fedhub_audit_records SET {field}=? WHERE id=?", (change(row[field]), row["id"])
+    )
+    return row
 
 
 @SETTINGS
-@given(seq=st.integers(1, N), field=st.sampled_from(sorted(MODIFICATIONS)))
-def test_any_modification_is_detected(pristine, seq, field):
+@given(seq=st.integers(1, N), field=st.sampled_from(sorted(CHAIN_MODIFICATIONS)))
+def test_any_modification_of_the_chain_is_detected(pristine, seq, field):
+    c = Copy(pristine)
+    _modify(c, seq, field, CHAIN_MODIFICATIONS[field])
+    report = c.verify()
+    assert not report.ok and report.bad_seq == seq, report.as_dict()
+
+
+@SETTINGS
+@given(seq=st.integers(1, N), data=st.data())
+def test_any_changed_canonical_byte_is_detected(pristine, seq, data):
     c = Copy(pristine)
     row = next(r for r in c.rows() if r["seq"] == seq)
+    stored = bytearray(row["canonical"])
+    at = data.draw(st.integers(0, len(stored) - 1))
+    stored[at] = data.draw(st.integers(0, 255).filter(lambda b: b != stored[at]))
     c.sql.execute(
-        f"UPDATE fedhub_audit_records SET {field}=? WHERE id=?",
-        (MODIFICATIONS[field](row[field]), row["id"]),
+        "UPDATE fedhub_audit_records SET canonical=? WHERE id=?", (bytes(stored), row["id"])
     )
     report = c.verify()
     assert not report.ok and report.bad_seq == seq, report.as_dict()
+
+
+@SETTINGS
+@given(seq=st.integers(1, N), field=st.sampled_from(sorted(FILTER_MODIFICATIONS)))
+def test_any_modification_of_a_column_is_detected_deep_and_reads_show_the_truth(
+    pristine, seq, field
+):
+    c = Copy(pristine)
+    before = [e for e in c.events(tenants=["acme"]) if e["seq"] == seq]
+    _modify(c, seq, field, FILTER_MODIFICATIONS[field])
+    after = [e for e in c.events(tenants=["acme"]) if e["seq"] == seq]
+    assert after == before and len(after) == 1  # rendered from the bytes the hash covers
+    report = c.verify(deep=True)
+    assert not report.ok and report.bad_seq == seq, report.as_dict()
+    assert "differs from its hashed bytes" in report.problem
 
 
 @SETTINGS
@@ -145,6 +195,7 @@ def test_any_insertion_is_detected(pristine, position, careful):
     forged.pop("id")
     if careful:
         forged["prev_hash"] = rows[position - 2]["hash"] if position > 1 else crypto.GENESIS
+        forged["canonical"] = record_canonical(forged)
         forged["hash"] = record_hash(forged)
     cols = ",".join(forged)
     c.sql.execute(
@@ -197,11 +248,13 @@ def test_rewriting_history_with_recomputed_hashes_is_detected(pristine, seq, sto
         if r["seq"] == seq:
             parsed["action"] = "auth.logout" if r["action"] != "auth.logout" else "auth.login"
         parsed["prev_hash"] = prev
+        canonical = record_canonical(parsed)
         prev = record_hash(parsed)
         mac = crypto.record_mac(mac_key, prev) if stolen_master_key else r["mac"]
         c.sql.execute(
-            "UPDATE fedhub_audit_records SET action=?, prev_hash=?, hash=?, mac=? WHERE id=?",
-            (parsed["action"], parsed["prev_hash"], prev, mac, r["id"]),
+            "UPDATE fedhub_audit_records SET action=?, prev_hash=?, canonical=?, hash=?, mac=? "
+            "WHERE id=?",
+            (parsed["action"], parsed["prev_hash"], canonical, prev, mac, r["id"]),
         )
     c.sql.execute("UPDATE fedhub_audit_heads SET hash=? WHERE tenant='acme'", (prev,))
     report = c.verify()
