@@ -39,6 +39,8 @@ $(STAMP): pyproject.toml setup.py constraints.txt | $(BIN)/python $(SYSTEM_STAMP
 	@# where a wheel install would (it enables the extension in every user server)
 	install -D -m 644 extensions/server/jupyter_server_config.d/fedhub.json \
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/fedhub.json
+	install -D -m 644 extensions/server/launcher/jp_app_launcher_fedhub.yaml \
+	  $(VENV)/share/jupyter/jupyter_app_launcher/jp_app_launcher_fedhub.yaml
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json

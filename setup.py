@@ -47,6 +47,11 @@ setup(
         (
             "etc/jupyter/jupyter_server_config.d",
             ["extensions/server/jupyter_server_config.d/fedhub.json"],
-        )
+        ),
+        # JupyterLab launcher entries of the bundled dashboards (jupyter-app-launcher)
+        (
+            "share/jupyter/jupyter_app_launcher",
+            ["extensions/server/launcher/jp_app_launcher_fedhub.yaml"],
+        ),
     ],
 )
