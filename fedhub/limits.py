@@ -133,6 +133,7 @@ PRICEBOOK = "fedhub.billing.pricebook"
 RATE_LIMITER = "fedhub.ratelimit:TenantRateLimiter.check"
 PASSWORDS = "fedhub.tenancy.passwords"
 LOCAL_LOGIN = "fedhub.extensions.hub.local_auth:LocalTenantAuthenticator.authenticate"
+SCHEDULER = "fedhub.scheduler.claims"
 
 LIMITS: tuple[Limit, ...] = (
     Limit("display_name", LABEL, "Name shown to users"),
@@ -302,6 +303,33 @@ LIMITS: tuple[Limit, ...] = (
         enforcers=(f"{EXP_QUOTA}:check_size",),
     ),
     Limit(
+        "scheduled_jobs_per_tenant",
+        LIMIT,
+        "Scheduled notebook jobs in the organisation",
+        "jobs",
+        LEVEL,
+        enforced_at=(SERVICE,),
+        enforcers=(f"{SCHEDULER}:check_new_job",),
+    ),
+    Limit(
+        "min_schedule_interval_minutes",
+        LIMIT,
+        "Shortest time between two runs of a scheduled job",
+        "minutes",
+        REQUEST,
+        enforced_at=(SERVICE,),
+        enforcers=(f"{SCHEDULER}:check_interval",),
+    ),
+    Limit(
+        "max_concurrent_scheduled_runs",
+        LIMIT,
+        "Scheduled runs executing at once (more wait, queued)",
+        "runs",
+        LEVEL,
+        enforced_at=(RUNTIME,),
+        enforcers=(f"{SCHEDULER}:claim",),
+    ),
+    Limit(
         "idle_timeout_minutes",
         LIMIT,
         "Idle servers are stopped after",
@@ -442,19 +470,19 @@ METER_KINDS: tuple[MeterKind, ...] = (
         SERVER_SECONDS,
         "second",
         "Time a server was reserved (reports, not priced)",
-        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release"),
+        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release", f"{SCHEDULER}:record_compute"),
     ),  # fmt: skip
     MeterKind(
         CPU_SECONDS,
         "core-second",
         "Reserved CPU cores x time",
-        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release"),
+        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release", f"{SCHEDULER}:record_compute"),
     ),  # fmt: skip
     MeterKind(
         MEMORY_GB_SECONDS,
         "GB-second",
         "Reserved memory x time",
-        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release"),
+        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release", f"{SCHEDULER}:record_compute"),
     ),  # fmt: skip
     MeterKind(
         STORAGE_GB_DAYS,

@@ -122,6 +122,11 @@ class Tier(_Strict):
     max_rounds_per_experiment: int = Field(100, ge=1, le=10_000)
     max_local_epochs: int = Field(5, ge=1, le=1_000)
     idle_timeout_minutes: NonNegativeInt = 60
+    # scheduled notebooks (fedhub.scheduler): jobs per tenant, how often one may fire
+    # (a float: a sixth cron field counts seconds), runs executing at once per tenant
+    scheduled_jobs_per_tenant: NonNegativeInt = 10
+    min_schedule_interval_minutes: NonNegativeFloat = 60.0
+    max_concurrent_scheduled_runs: NonNegativeInt = 1
     audit_retention_days: NonNegativeInt = 90
     features: Features = Features()
     overage: Overage = Overage()

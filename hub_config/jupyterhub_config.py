@@ -51,6 +51,12 @@ c.JupyterHub.custom_scopes = {
     "custom:fedhub:experiments:read": {
         "description": "Read experiments, their rounds, events and weights."
     },
+    "custom:fedhub:scheduler:run": {
+        "description": "Schedule notebooks, run them now, pause, cancel, delete."
+    },
+    "custom:fedhub:scheduler:read": {
+        "description": "Read scheduled jobs, their runs and the runs' outputs."
+    },
     "custom:fedhub:marketplace:publish": {"description": "Publish to the marketplace."},
     "custom:fedhub:servers:start": {"description": "Start notebook servers."},
 }
@@ -158,9 +164,31 @@ c.JupyterHub.services = [
         # a browser session's token gets the user's fedhub scopes
         "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
     },
+    {
+        # scheduled notebooks, run as their owners (root: it switches to their accounts)
+        "name": "scheduler",
+        "url": "http://127.0.0.1:10104",
+        "command": ["python", "-m", "fedhub.services.scheduler"],
+        "environment": {
+            "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
+            "FEDHUB_STATE_DIR": "/srv/fedhub",
+            "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
+            "FEDHUB_SCHEDULER_URL": "http://127.0.0.1:10104/services/scheduler/",
+        },
+        "oauth_no_confirm": True,
+        # a browser session's token gets the user's fedhub scopes
+        "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
+    },
+]
+# the scheduler asks the hub for a short-lived token of a run's owner
+c.JupyterHub.load_roles = [
+    {"name": "scheduler-service", "scopes": ["tokens"], "services": ["scheduler"]},
 ]
 # user servers find the experiments service here (fedhub.experiments in notebooks)
-c.Spawner.environment = {"FEDHUB_EXPERIMENTS_URL": "http://127.0.0.1:10103/services/experiments/"}
+c.Spawner.environment = {
+    "FEDHUB_EXPERIMENTS_URL": "http://127.0.0.1:10103/services/experiments/",
+    "FEDHUB_SCHEDULER_URL": "http://127.0.0.1:10104/services/scheduler/",
+}
 # the server's token may call fedhub's services as its user, with the user's fedhub scopes
 c.Spawner.server_token_scopes = [
     "users:activity!user",

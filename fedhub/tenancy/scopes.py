@@ -62,6 +62,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("audit:read-all", "Read every audit chain, the platform's too.", platform_only=True),
     Permission("experiments:run", "Submit and cancel federated-learning experiments."),
     Permission("experiments:read", "Read experiments, their rounds, events and weights."),
+    Permission("scheduler:run", "Schedule notebooks, run them now, pause, cancel, delete."),
+    Permission("scheduler:read", "Read scheduled jobs, their runs and the runs' outputs."),
     Permission("marketplace:publish", "Publish to the marketplace."),
     Permission("servers:start", "Start notebook servers."),
 )
@@ -81,15 +83,18 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "audit:read",
             "experiments:run",
             "experiments:read",
+            "scheduler:run",
+            "scheduler:read",
             "marketplace:publish",
             "servers:start",
         }
     ),
     Role.MEMBER: frozenset(
         {"tenant:read", "usage:read", "experiments:run", "experiments:read", "servers:start"}
+        | {"scheduler:run", "scheduler:read"}
     ),
     Role.ANALYST: frozenset(
-        {"tenant:read", "usage:read", "experiments:read", "audit:read-if-tier"}
+        {"tenant:read", "usage:read", "experiments:read", "audit:read-if-tier", "scheduler:read"}
     ),
     # a pipeline's account: its keys get a subset of these (a usage exporter reads the
     # whole tenant's usage, so usage:read-all is here, for a tenant admin to grant or not)

@@ -1,0 +1,223 @@
+"""The scheduler loop of the service process: queue due runs, claim them, execute them.
+
+A :class:`fedhub.jobs.PeriodicJob` ticks every ``poll_seconds``. Each tick, in a worker
+thread: fail the runs whose service died (no heartbeat), queue the due ones, claim what
+the tenants' ``max_concurrent_scheduled_runs`` allows (:mod:`fedhub.scheduler.claims`),
+and start each claimed run in its own thread, which waits for the child process that runs
+as the owner (:mod:`fedhub.scheduler.runner`) and then records, meters, audits and mails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from fedhub import events, storage
+from fedhub.clock import get_clock
+from fedhub.jobs import PeriodicJob
+from fedhub.scheduler import claims, runner
+from fedhub.scheduler.models import FINISHED, ScheduledJob, ScheduledRun
+
+from .notebooks import resolve_notebook
+from .notify import Notifier
+
+
+class Scheduler(LoggingConfigurable):
+    """Runs scheduled notebooks as their owners (``c.Scheduler.*`` in fedhub_config.py)."""
+
+    poll_seconds = Float(
+        10.0,
+        config=True,
+        help="""Seconds between two looks for due runs. A run starts at most this late.
+
+            c.Scheduler.poll_seconds = 10
+        """,
+    )
+    stale_after_seconds = Float(
+        60.0,
+        config=True,
+        help="""A run whose service has not said it is alive for this long (the service was
+        killed) is marked failed, never re-run: its notebook may have had effects.
+
+            c.Scheduler.stale_after_seconds = 60
+        """,
+    )
+    catch_up = Bool(
+        True,
+        config=True,
+        help="""Times a job missed while the service was down run once when it is back
+        (one run, however many were missed). False: skip them, wait for the next time.
+
+            c.Scheduler.catch_up = False
+        """,
+    )
+    default_timeout_seconds = Integer(
+        1800, config=True, help="""A job's timeout when it names none (seconds).
+
+            c.Scheduler.default_timeout_seconds = 1800
+        """
+    )  # fmt: skip
+    max_timeout_seconds = Integer(
+        6 * 3600, config=True, help="""The longest timeout a job may ask for (seconds).
+
+            c.Scheduler.max_timeout_seconds = 21600
+        """
+    )  # fmt: skip
+    kernel = Unicode(
+        "python3",
+        config=True,
+        help="""The kernel runs use when their notebook names none (a kernel spec every
+        server has; the tier's own kernels are installed per server, not system-wide).
+
+            c.Scheduler.kernel = "python3"
+        """,
+    )
+    homes_template = Unicode(
+        config=True,
+        help="""Each owner's home, ``{username}`` filled in; outputs go to
+        ``<home>/reports/<job>/<run>/``. Default: where the spawner puts homes
+        (``$FEDHUB_STORAGE_PATH_TEMPLATE``, else ``$FEDHUB_STATE_DIR/homes/{username}``).
+
+            c.Scheduler.homes_template = "/home/{username}"
+        """,
+    )
+
+    @default("homes_template")
+    def _default_homes_template(self):
+        return storage.default_path_template() or "/home/{username}"
+
+    def __init__(self, db_url: str, tier_of: Callable, profile_of: Callable, tokens, mailer,
+                 **kw):  # fmt: skip
+        super().__init__(**kw)
+        self.db_url = db_url
+        self.tier_of = tier_of  # tenant slug -> Tier (overrides applied)
+        self.profile_of = profile_of  # Tier -> Profile a run is sized and metered as
+        self.tokens = tokens
+        self.notifier = Notifier(db_url, mailer, log=self.log)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.job: PeriodicJob | None = None
+        self._procs: dict[str, object] = {}
+        self._cancel: set[str] = set()
+        self._lock = threading.Lock()
+
+    def home(self, username: str) -> Path:
+        return Path(storage.home_path(self.homes_template, username))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.job = PeriodicJob(
+            "scheduler", self.tick, self.poll_seconds, blocking=True, first_delay=0.1,
+            logger=self.log,
+        )  # fmt: skip
+        self.job.start()
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+        with self._lock:
+            for proc in self._procs.values():
+                runner.kill(proc)
+
+    def tick(self) -> None:
+        now = get_clock().now()
+        claims.heartbeat(self.db_url, self.worker, now)
+        for run in claims.reap_stale(self.db_url, now, timedelta(seconds=self.stale_after_seconds)):
+            self.log.warning("run %s was left running by a stopped service: failed", run.id)
+            self.audit_end(run)
+        claims.enqueue_due(self.db_url, now, catch_up=self.catch_up)
+        limit = lambda tenant: self.tier_of(tenant).max_concurrent_scheduled_runs  # noqa: E731
+        for run in claims.claim(self.db_url, self.worker, now, limit):
+            threading.Thread(target=self.execute, args=(run,), name=f"run-{run.id}",
+                             daemon=True).start()  # fmt: skip
+
+    def wake(self) -> None:
+        """Look for work now (a run was queued by hand)."""
+        threading.Thread(target=self._tick_logged, daemon=True).start()
+
+    def _tick_logged(self) -> None:
+        try:
+            self.tick()
+        except Exception:
+            self.log.exception("scheduler tick failed")
+
+    def request_cancel(self, run_id: str) -> None:
+        self._cancel.add(run_id)
+
+    # -- one run -----------------------------------------------------------------------
+
+    def execute(self, run: ScheduledRun) -> None:
+        """Run it, record the result whatever happens (a failed start is a failed run)."""
+        from fedhub.db import session_scope
+
+        with session_scope(self.db_url) as s:
+            job = s.get(ScheduledJob, run.job_id)
+            s.expunge(job)
+        tier = self.tier_of(run.tenant)
+        profile = self.profile_of(tier)
+        events.emit("scheduler.run_started", tenant=run.tenant, actor=run.username,
+                    target=f"scheduled-run:{run.id}", details={"job": job.id})  # fmt: skip
+        try:
+            req, token_id = self.request(job, run, profile)
+            proc = runner.start(req)
+            with self._lock:
+                self._procs[run.id] = proc
+            try:
+                result = runner.wait(req, proc, cancelled=lambda: run.id in self._cancel)
+            finally:
+                with self._lock:
+                    self._procs.pop(run.id, None)
+                self.tokens.revoke(token_id, run.username)
+        except Exception as e:  # could not even start: say why, as the run's error
+            self.log.exception("run %s could not start", run.id)
+            result = runner.RunResult("failed", f"the run could not start: {e}", None, 0.0, [])
+        claims.finish(self.db_url, run.id, result, get_clock().now(), profile.cpu,
+                      profile.memory_gb)  # fmt: skip
+        self._cancel.discard(run.id)
+        with session_scope(self.db_url) as s:
+            done = s.get(ScheduledRun, run.id)
+            s.expunge(done)
+        self.audit_end(done)
+        if done.status != "succeeded" and done.status != "cancelled" and job.notify:
+            self.notifier.failed(job, done)
+
+    def request(self, job: ScheduledJob, run: ScheduledRun, profile):
+        """The run's request for :mod:`fedhub.scheduler.runner`, and its token's id."""
+        home = self.home(job.username)
+        timeout = min(job.timeout_seconds, self.max_timeout_seconds)
+        env, token_id = self.tokens.env_for(job.username, run.tenant, timeout)
+        return runner.RunRequest(
+            run_id=run.id,
+            username=job.username,
+            home=home,
+            notebook=resolve_notebook(job.notebook, home),
+            outdir=home / "reports" / job.id / run.id,
+            parameters=job.parameters,
+            timeout=timeout,
+            memory_bytes=int(profile.memory_gb * 1024**3) or None,
+            cpu_seconds=int(timeout * max(profile.cpu, 1)) + 1,
+            kernel=self.kernel,
+            env=env,
+        ), token_id
+
+    def audit_end(self, run: ScheduledRun) -> None:
+        failed = run.status not in ("succeeded", "cancelled")
+        assert run.status in FINISHED
+        events.emit(
+            f"scheduler.run_{run.status}",
+            tenant=run.tenant,
+            actor=run.username,
+            target=f"scheduled-run:{run.id}",
+            result="failure" if failed else "success",
+            severity="warning" if failed else "info",
+            details={"job": run.job_id, "error": (run.error or "")[:500],
+                     "compute_seconds": round(run.compute_seconds, 3)},
+        )  # fmt: skip
