@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from fedhub.launcher import service_modules
 from fedhub.tenancy import scopes
 from fedhub.tenancy.models import Role
 from tests.access.conftest import PEOPLE, make_key, new_service_account, seed_records
@@ -33,7 +34,8 @@ from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
 
-SERVICES = ("audit", "billing", "experiments")
+#: every managed service `fedhub up` runs (each serves its OpenAPI description)
+SERVICES = tuple(module.rsplit(".", 1)[1] for module in service_modules())
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -148,3 +150,11 @@ def seeded(operation) -> list[str]:
     """The operation's path parameters that name a seeded record."""
     names = [p.name for p in operation.path_parameters]
     return [n for n in names if n in RECORD_PARAMETERS]
+
+
+def test_every_service_that_describes_its_api_is_fuzzed(fuzz_hub, callers):
+    """The services fuzzed are the hub's, each with its description."""
+    r = fuzz_hub.api("GET", "/hub/api/services", callers["platform-admin"])
+    assert r.status_code == 200, r.text
+    described = {s for s in r.json() if fuzz_hub.api("GET", spec_path(s)).status_code == 200}
+    assert described == set(SERVICES)
