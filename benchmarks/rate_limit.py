@@ -11,13 +11,14 @@ each with one member and an API token of theirs:
 ``GET /hub/api/users/<self>`` is sent straight to each hub (not through the proxy, whose
 own jitter would hide a millisecond), one request at a time, each from the next tenant's
 user in turn, so every request counts for a different tenant as in a busy deployment.
-The hubs alternate every ``--batch`` requests (interleaved: both see the same machine
-load), after a warm-up that fills the tier caches. It prints p50/p99 of each, the added
+The hubs alternate request by request (``--batch 1``: both see the same moments of
+machine load, which on a shared machine moves more than the limiter costs), after a
+warm-up that fills the tier caches. It prints p50/p99 of each, the added
 p99 and the ratio. Run from the repository root:
 
     .venv/bin/python benchmarks/rate_limit.py
 
-(``--tenants 1000 --requests 3000 --batch 100``: about three minutes on 2 cores.)
+(``--tenants 1000 --requests 3000 --batch 1``: about three minutes on 2 cores.)
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tenants", type=int, default=1000)
     p.add_argument("--requests", type=int, default=3000, help="measured requests per hub")
-    p.add_argument("--batch", type=int, default=100, help="requests before switching hubs")
+    p.add_argument("--batch", type=int, default=1, help="requests before switching hubs")
     args = p.parse_args()
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="fedhub-bench-ratelimit-"))
