@@ -40,12 +40,13 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidRequest(f"override {pair!r} must look like key=value")
-        parsed = yaml.safe_load(value) if value else None
-        if "." in key:
-            outer, inner = key.split(".", 1)
-            result.setdefault(outer, {})[inner] = parsed
-        else:
-            result[key] = parsed
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:  # security.password.min_length nests at any depth
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InvalidRequest(f"override {pair!r} sets inside {part!r}, which is a value")
+        node[leaf] = yaml.safe_load(value) if value else None
     return result
 
 

@@ -174,11 +174,21 @@ def test_cli_tenant_lifecycle(tmp_path):
     assert fedhub("user", "add", "u10", "--tenant", "acme", state_dir=tmp_path).returncode == 0
     r = fedhub("tenant", "update", "acme", "--override", "max_users=-1", state_dir=tmp_path)
     assert r.returncode != 0 and "max_users" in r.stderr
+    # a dotted key nests at any depth and keeps the tier's other rules at that level
+    deep = "security.password.min_length=16"
+    assert (
+        fedhub("tenant", "update", "acme", "--override", deep, state_dir=tmp_path).returncode == 0
+    )
+    both = ("--override", "max_users=11", "--override", "max_users.x=1")
+    r = fedhub("tenant", "update", "acme", *both, state_dir=tmp_path)
+    assert r.returncode != 0 and "'max_users', which is a value" in r.stderr
     show = fedhub("tenant", "show", "acme", "--json", state_dir=tmp_path)
     import json
 
     data = json.loads(show.stdout)
     assert data["effective_tier"]["max_users"] == 11 and data["tier"] == "starter"
+    password = data["effective_tier"]["security"]["password"]
+    assert password["min_length"] == 16 and password["character_classes"] == 2  # starter's
     assert fedhub("tenant", "suspend", "acme", state_dir=tmp_path).returncode == 0
     assert "suspended" in fedhub("tenant", "list", state_dir=tmp_path).stdout
     assert fedhub("tenant", "delete", "acme", "--yes", state_dir=tmp_path).returncode == 0
