@@ -18,7 +18,6 @@ account's only once a code from it is entered. Recovery codes are shown once.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import segno
 from jupyterhub.handlers import BaseHandler
@@ -31,7 +30,6 @@ from fedhub.tenancy import passwords
 from fedhub.tenancy.models import LocalCredential
 from fedhub.tiers import PasswordPolicy
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "security.html"
 SECURITY_PATH = "fedhub/security"
 
 
@@ -67,11 +65,9 @@ class _SecurityPage(BaseHandler):
             cred = s.get(LocalCredential, username)
             local, mfa = cred is not None, bool(cred and cred.totp_enabled)
         policy = self.security.policy_of(username)
-        env = self.settings["jinja2_env"]
-        template = env.from_string(TEMPLATE.read_text())
         defaults = {"error": None, "notice": None, "enrolment": None, "codes": None}
-        html = await template.render_async(
-            **self.template_namespace,
+        html = await self.render_template(
+            "security.html",
             **{**defaults, **ns},
             subject=username,
             local=local,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
@@ -30,8 +29,6 @@ from tornado import web
 from fedhub.errors import FedhubError, Forbidden, NotFound
 from fedhub.extensions.hub.sessions import signed_session_id
 from fedhub.tenancy.sessions import EndReason
-
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "sessions.html"
 
 
 class _SessionsAccess:
@@ -151,9 +148,8 @@ class SessionsPage(_SessionsAccess, BaseHandler):
         current = self.current_session()
         sessions = self.fedhub_sessions.book.list(user.name)
         tokens = [t for t in user.orm_user.api_tokens if t.session_id is None]
-        template = self.settings["jinja2_env"].from_string(TEMPLATE.read_text())
-        html = await template.render_async(
-            **self.template_namespace,
+        html = await self.render_template(
+            "sessions.html",
             sessions=sessions,
             current=current,
             tokens=tokens,

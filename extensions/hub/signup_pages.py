@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlparse
 
 from jupyterhub.handlers import BaseHandler
@@ -30,7 +29,6 @@ from fedhub.mail import MailError, mask_email
 from fedhub.tenancy.models import Role, SignupStatus
 from fedhub.tenancy.signup import SignupResult
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 VERIFY_PATH = "signup/verify"
 
 
@@ -43,10 +41,7 @@ class _SignupPage(BaseHandler):
             raise web.HTTPError(404)
 
     async def _render(self, **ns) -> str:
-        # JupyterHub's Jinja environment is async; our templates extend its page.html
-        env = self.settings["jinja2_env"]
-        template = env.from_string((TEMPLATES / self.template_file).read_text())
-        return await template.render_async(**self.template_namespace, **ns)
+        return await self.render_template(self.template_file, **ns)  # extensions/hub/pages.py
 
 
 class SignupHandler(_SignupPage):

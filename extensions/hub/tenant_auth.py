@@ -24,7 +24,7 @@ from fedhub import events
 from fedhub.config import Fedhub
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError, NotFound
-from fedhub.extensions.hub import offboarding, rate_limit, session_guard
+from fedhub.extensions.hub import offboarding, pages, rate_limit, session_guard
 from fedhub.extensions.hub.mirror import TenantMirror, departed_users, desired_state
 from fedhub.jobs import PeriodicJob
 from fedhub.tenancy import scopes as fedhub_scopes
@@ -72,6 +72,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        pages.add_template_path(self.parent)  # the pages get_handlers adds render by name
         self._departing: set[str] = set()  # hub users to retire (offboarding.py)
         self._suspended_users: set[str] = set()  # members of suspended tenants
 

@@ -251,6 +251,9 @@ def test_the_sessions_page_lists_and_ends(hub):
     assert page.status_code == 200
     assert "page-A" in page.text and "page-B" in page.text and "this browser" in page.text
     assert "/hub/token" in page.text  # API tokens are managed on the hub's token page
+    # every hub page links to the sessions and security pages (extensions/hub/templates/page.html)
+    home = a.get(f"{hub.url}/hub/home", timeout=30).text
+    assert 'href="/hub/fedhub/sessions"' in home and 'href="/hub/fedhub/security"' in home
     r = a.post(
         f"{hub.url}/hub/fedhub/sessions",
         data={"session": "others", "_xsrf": a.cookies.get("_xsrf")},
