@@ -77,13 +77,13 @@ def preexec(req: RunRequest, entry):
     switch = set_user_setuid(entry.pw_name, chdir=False) if entry is not None else None
 
     def run():
-        _die_with_parent()
         if req.memory_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (req.memory_bytes, req.memory_bytes))
         if req.cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (req.cpu_seconds, req.cpu_seconds))
         if switch is not None:
             switch()
+        _die_with_parent()  # after the switch: changing credentials clears the setting
         os.umask(RUN_UMASK)
         os.chdir(req.home)
 
