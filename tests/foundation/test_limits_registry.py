@@ -109,8 +109,7 @@ def test_the_known_gaps_and_no_others():
     """The one list of what is declared but not enforced; the API-call limits are enforced
     by the rate limiter (fedhub.ratelimit) on the hub API and every service."""
     assert set(limits.gaps()) == KNOWN_GAPS
-    assert [k for k in limits.gaps() if limits.get(k).role == limits.LIMIT] == [
-    ]
+    assert [k for k in limits.gaps() if limits.get(k).role == limits.LIMIT] == []
     api = limits.get("api_calls_per_day")
     assert api.enforced_at[0] == limits.PROXY and api.kind == limits.API_CALLS and api.price
     for key in ("api_calls_per_day", "api_calls_per_hour"):
@@ -265,6 +264,20 @@ def _rounds(url, tmp_path, monkeypatch) -> None:
     ExperimentScheduler._record_round(SimpleNamespace(db_url=url), run.id, "acme", "ann", record)
 
 
+def _scheduled_run(url, tmp_path, monkeypatch) -> None:
+    from fedhub.scheduler import claims, runner
+
+    tier = CATALOG.get("enterprise")
+    start = datetime(2026, 10, 3, 9)
+    job = claims.create_job(url, tier, start, tenant="acme", username="ann", name="r",
+                            notebook="usage", parameters={}, cron="0 * * * *", timezone="UTC",
+                            timeout_seconds=60, notify=False, paused=False)  # fmt: skip
+    (run_id,) = claims.enqueue_due(url, start + timedelta(hours=1))
+    result = runner.RunResult("succeeded", None, None, 30.0, [])
+    claims.finish(url, run_id, result, start + timedelta(hours=1, minutes=1), 1.0, 2.0)
+    assert job.id
+
+
 #: How to make each declared producer run once; a producer added to the registry needs one.
 EXERCISES = {
     "fedhub.quotas:meter_running": lambda *a: _servers(*a, release=False),
@@ -273,6 +286,7 @@ EXERCISES = {
     "fedhub.metering:flush_api_calls": _api_calls,
     "fedhub.services.experiments.quota:reserve": _experiment,
     "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round": _rounds,
+    "fedhub.scheduler.claims:record_compute": _scheduled_run,
 }
 PRODUCERS = sorted({p for m in limits.METER_KINDS for p in m.producers})
 
