@@ -120,7 +120,45 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
     hub_auth_class = FedhubHubOAuth
 
 
-class APIHandler(HubOAuthenticated, web.RequestHandler):
+class JSONErrors:
+    """Errors as ``{"error": {"code", "message"}}``: fedhub's typed errors with their own
+    status, code and headers (``Retry-After`` of a 429), tornado's ``HTTPError`` as
+    ``http_<status>``, anything else as a bare 500 whose traceback only the log sees.
+
+    Mixed into every fedhub API handler: the services' :class:`APIHandler` and the hub's
+    own fedhub endpoints (``fedhub.extensions.hub.api``).
+    """
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, FedhubError):
+            body = exc.to_json()
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message or self._reason
+            if exc.args and exc.log_message:
+                message = exc.log_message % exc.args
+            body = {"error": {"code": f"http_{status_code}", "message": message}}
+        else:
+            body = {
+                "error": {
+                    "code": "internal_error",
+                    "message": "internal error; the service logged it",
+                }
+            }
+        for name, value in getattr(exc, "headers", {}).items():  # RateLimited: Retry-After
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, FedhubError):
+            if not self._finished:
+                self.send_error(e.status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
+
+class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
     """Base of every fedhub service API handler."""
 
     hub_auth_class = FedhubHubOAuth
@@ -315,34 +353,6 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, FedhubError):
-            body = exc.to_json()
-        elif isinstance(exc, web.HTTPError):
-            message = exc.log_message or self._reason
-            if exc.args and exc.log_message:
-                message = exc.log_message % exc.args
-            body = {"error": {"code": f"http_{status_code}", "message": message}}
-        else:
-            body = {
-                "error": {
-                    "code": "internal_error",
-                    "message": "internal error; the service logged it",
-                }
-            }
-        for name, value in getattr(exc, "headers", {}).items():  # RateLimited: Retry-After
-            self.set_header(name, value)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, FedhubError):
-            if not self._finished:
-                self.send_error(e.status, exc_info=sys.exc_info())
-            return
-        super()._handle_request_exception(e)
 
 
 class NotFoundHandler(APIHandler):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 
 from jupyterhub import orm
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import define_custom_scopes, scope_definitions
 from jupyterhub.utils import isoformat, maybe_future
 from sqlalchemy import inspect
@@ -39,7 +38,8 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events
-from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound
+from fedhub.errors import Forbidden, InvalidRequest, NotFound
+from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import UserInfo
@@ -166,29 +166,8 @@ def revoke_key(user: orm.User, account: UserInfo, key_id: str, actor: str) -> No
 # -- the hub API ------------------------------------------------------------------------
 
 
-class FedhubAPIHandler(APIHandler):
-    """A hub API handler whose refusals are fedhub's typed errors, as JSON."""
-
-    @property
-    def store(self):
-        return self.authenticator.store
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, FedhubError) and not self._finished:
-            self.set_status(e.status)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(e.to_json()))
-            return
-        super()._handle_request_exception(e)
-
-    def body(self) -> dict:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except (ValueError, RecursionError):
-            raise InvalidRequest("request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return data
+class _AccountsAPI(FedhubAPIHandler):
+    """Who may manage which tenant's service accounts, and with which token."""
 
     def administrator(self) -> UserInfo:
         """The caller, if a tenant admin or platform admin; else 403."""
@@ -239,7 +218,7 @@ class FedhubAPIHandler(APIHandler):
         return self.current_user.name
 
 
-class ServiceAccountsHandler(FedhubAPIHandler):
+class ServiceAccountsHandler(_AccountsAPI):
     def get(self):
         tenant = self.tenant(self.get_argument("tenant", None))
         accounts = self.store.service_accounts(tenant)
@@ -262,7 +241,7 @@ class ServiceAccountsHandler(FedhubAPIHandler):
         self.write(json.dumps({"name": name, "tenant": tenant, "keys": 0}))
 
 
-class ServiceAccountHandler(FedhubAPIHandler):
+class ServiceAccountHandler(_AccountsAPI):
     async def delete(self, name: str):
         info, _ = self.account(name)
         user = self.find_user(name)
@@ -275,7 +254,7 @@ class ServiceAccountHandler(FedhubAPIHandler):
         self.set_status(204)
 
 
-class KeysHandler(FedhubAPIHandler):
+class KeysHandler(_AccountsAPI):
     def get(self, name: str):
         _, user = self.account(name)
         self.write(json.dumps({"keys": list_keys(user) if user else []}))
@@ -298,7 +277,7 @@ class KeysHandler(FedhubAPIHandler):
         self.write(json.dumps({**model, "token": token}))
 
 
-class KeyHandler(FedhubAPIHandler):
+class KeyHandler(_AccountsAPI):
     def delete(self, name: str, key_id: str):
         account, user = self.account(name)
         if user is None:

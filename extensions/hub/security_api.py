@@ -15,31 +15,18 @@ errors leave in fedhub's shape, ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
-import sys
-
-from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from fedhub import web as fedhub_web
-from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound
+from fedhub.errors import Forbidden, InvalidRequest, NotFound
+from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 
 ALLOWLIST_API_PATTERN = r"/api/fedhub/tenants/([^/]+)/ip-allowlist"
 
 
-class AllowlistAPIHandler(APIHandler):
+class AllowlistAPIHandler(FedhubAPIHandler):
     """Read and replace a tenant's IP allowlist."""
-
-    # fedhub's JSON error body (it uses nothing of its class but the request)
-    write_error = fedhub_web.APIHandler.write_error
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, FedhubError):
-            if not self._finished:
-                self.send_error(e.status, exc_info=sys.exc_info())
-            return
-        super()._handle_request_exception(e)
 
     @property
     def security(self):
@@ -83,8 +70,8 @@ class AllowlistAPIHandler(APIHandler):
 
     def put(self, slug: str):
         info = self._admin_of(slug)
-        body = self.get_json_body()
-        if not isinstance(body, dict) or not isinstance(body.get("networks"), list):
+        body = self.body()
+        if not isinstance(body.get("networks"), list):
             raise InvalidRequest('expected {"networks": ["10.0.0.0/8", ...]}')
         # platform admins belong to no tenant: its list never locks them out
         keep = None if info.is_platform_admin else self.request.remote_ip

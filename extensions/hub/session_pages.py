@@ -18,15 +18,14 @@ revoking them stays on JupyterHub's own ``/hub/token`` page.
 from __future__ import annotations
 
 import json
-import sys
 
 from jupyterhub import orm
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.user import User
 from tornado import web
 
-from fedhub.errors import FedhubError, Forbidden, NotFound
+from fedhub.errors import Forbidden, NotFound
+from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.extensions.hub.sessions import signed_session_id
 from fedhub.tenancy.sessions import EndReason
 
@@ -69,22 +68,8 @@ class _SessionsAccess:
         return signed_session_id(self)
 
 
-class _SessionsAPI(_SessionsAccess, APIHandler):
-    """fedhub's error shape (``{"error": {"code", "message"}}``) for fedhub's refusals."""
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, FedhubError):
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(exc.to_json()))
-        else:
-            super().write_error(status_code, **kwargs)
-
-    def _handle_request_exception(self, e):
-        if isinstance(e, FedhubError) and not self._finished:
-            self.send_error(e.status, exc_info=sys.exc_info())
-            return
-        super()._handle_request_exception(e)
+class _SessionsAPI(_SessionsAccess, FedhubAPIHandler):
+    """The sessions API: fedhub's error shape, the access rules of the page."""
 
 
 class SessionsAPIHandler(_SessionsAPI):
