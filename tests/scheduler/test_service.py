@@ -20,7 +20,7 @@ from fedhub.db.base import utcnow
 from fedhub.tiers import load_tiers
 from tests.harness import wait_for
 from tests.scheduler.conftest import ALICE_EMAIL, put_notebook, spooled_events, sql, wait_status
-from tests.scheduler.notebooks import failing, whoami
+from tests.scheduler.notebooks import failing, sleeper, whoami
 
 pytestmark = pytest.mark.slow
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled")
@@ -124,6 +124,24 @@ def test_a_failing_notebook_fails_with_its_cell_audited_and_mailed(sched_hub, ap
     body = msg.get_body(("plain",)).get_content()
     assert run["id"] in body and "ValueError: the report broke on purpose" in body
     assert "raise ValueError" in body
+
+
+def test_a_run_is_ended_at_its_timeout_or_when_cancelled(sched_hub, api):
+    hub, alice = sched_hub, api("alice")
+    put_notebook(hub, "alice", "slow.ipynb", sleeper(120))
+    job = alice.schedule(notebook="slow.ipynb", cron="0 6 1 1 *", name="slow", timeout_seconds=8)
+    timed = alice.call("POST", f"/jobs/{job['id']}/run").json()
+    cancelled = alice.call("POST", f"/jobs/{job['id']}/run").json()
+    wait_status(alice, cancelled["id"], ("running",), timeout=30)
+    r = alice.call("POST", f"/runs/{cancelled['id']}/cancel")
+    assert r.status_code == 202
+    assert wait_status(alice, cancelled["id"], FINISHED)["status"] == "cancelled"
+    run = wait_status(alice, timed["id"], FINISHED)
+    assert run["status"] == "timed_out" and "timeout (8 s)" in run["error"]
+    r = alice.call("POST", f"/runs/{timed['id']}/cancel")
+    assert r.status_code == 409 and "already timed_out" in r.json()["error"]["message"]
+    assert alice.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+    assert alice.call("GET", f"/jobs/{job['id']}").status_code == 404
 
 
 def test_tier_limits_refuse_with_the_limit_named(sched_hub, api):
