@@ -25,22 +25,13 @@ class SchedulerApp(ServiceApp):
         db_url = db.database_url()
         db.upgrade(db_url)
         store = TenantStore(db_url, self.tiers)
-        catalog = self.tiers
-
-        def tier_of(slug: str):
-            return store.effective_tier(store.get_tenant(slug))
-
-        def profile_of(tier):
-            """A run is sized and metered as the tier's first (smallest) server profile."""
-            return catalog.profiles[tier.profiles[0]]
-
         urls = {k: v for k, v in os.environ.items() if k.startswith("FEDHUB_") and k.endswith("_URL")
                 and k != "FEDHUB_DB_URL"}  # fmt: skip
         tokens = RunTokens(store, urls, self.log)
         mailer = Mailer(parent=self)
         if "outbox_dir" not in self.config.Mailer and os.environ.get("FEDHUB_STATE_DIR"):
             mailer.outbox_dir = os.path.join(os.environ["FEDHUB_STATE_DIR"], "outbox")
-        scheduler = Scheduler(db_url, tier_of, profile_of, tokens, mailer, parent=self)
+        scheduler = Scheduler(db_url, store, tokens, mailer, parent=self)
         scheduler.log = self.log
         app = make_app(handlers(), store=store, fedhub_db_url=db_url, fedhub_scheduler=scheduler)
         scheduler.start()

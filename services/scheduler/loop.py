@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,9 +21,14 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import events, storage
 from fedhub.clock import get_clock
+from fedhub.db import session_scope
+from fedhub.errors import FedhubError, NotFound
 from fedhub.jobs import PeriodicJob
 from fedhub.scheduler import claims, runner
-from fedhub.scheduler.models import FINISHED, ScheduledJob, ScheduledRun
+from fedhub.scheduler.models import FAILED, TIMED_OUT, ScheduledJob, ScheduledRun
+from fedhub.tenancy.models import TenantStatus
+from fedhub.tenancy.store import TenantStore
+from fedhub.tiers import Profile, Tier
 
 from .notebooks import resolve_notebook
 from .notify import Notifier
@@ -94,12 +98,10 @@ class Scheduler(LoggingConfigurable):
     def _default_homes_template(self):
         return storage.default_path_template() or "/home/{username}"
 
-    def __init__(self, db_url: str, tier_of: Callable, profile_of: Callable, tokens, mailer,
-                 **kw):  # fmt: skip
+    def __init__(self, db_url: str, store: TenantStore, tokens, mailer, **kw):
         super().__init__(**kw)
         self.db_url = db_url
-        self.tier_of = tier_of  # tenant slug -> Tier (overrides applied)
-        self.profile_of = profile_of  # Tier -> Profile a run is sized and metered as
+        self.store = store
         self.tokens = tokens
         self.notifier = Notifier(db_url, mailer, log=self.log)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -107,6 +109,24 @@ class Scheduler(LoggingConfigurable):
         self._procs: dict[str, object] = {}
         self._cancel: set[str] = set()
         self._lock = threading.Lock()
+
+    def tier_of(self, slug: str) -> Tier:
+        return self.store.effective_tier(self.store.get_tenant(slug))
+
+    def profile_of(self, tier: Tier) -> Profile:
+        """A run is sized and metered as the tier's first (smallest) server profile."""
+        return self.store.tiers.profiles[tier.profiles[0]]
+
+    def max_running(self, slug: str) -> int:
+        """Runs the tenant may have executing now: none while it is suspended or gone
+        (its runs wait, queued), else its tier's ``max_concurrent_scheduled_runs``."""
+        try:
+            tenant = self.store.get_tenant(slug)
+        except NotFound:
+            return 0
+        if tenant.status == TenantStatus.SUSPENDED:
+            return 0
+        return self.store.effective_tier(tenant).max_concurrent_scheduled_runs
 
     def home(self, username: str) -> Path:
         return Path(storage.home_path(self.homes_template, username))
@@ -134,8 +154,7 @@ class Scheduler(LoggingConfigurable):
             self.log.warning("run %s was left running by a stopped service: failed", run.id)
             self.audit_end(run)
         claims.enqueue_due(self.db_url, now, catch_up=self.catch_up)
-        limit = lambda tenant: self.tier_of(tenant).max_concurrent_scheduled_runs  # noqa: E731
-        for run in claims.claim(self.db_url, self.worker, now, limit):
+        for run in claims.claim(self.db_url, self.worker, now, self.max_running):
             threading.Thread(target=self.execute, args=(run,), name=f"run-{run.id}",
                              daemon=True).start()  # fmt: skip
 
@@ -155,39 +174,49 @@ class Scheduler(LoggingConfigurable):
     # -- one run -----------------------------------------------------------------------
 
     def execute(self, run: ScheduledRun) -> None:
-        """Run it, record the result whatever happens (a failed start is a failed run)."""
-        from fedhub.db import session_scope
-
-        with session_scope(self.db_url) as s:
-            job = s.get(ScheduledJob, run.job_id)
-            s.expunge(job)
-        tier = self.tier_of(run.tenant)
-        profile = self.profile_of(tier)
-        events.emit("scheduler.run_started", tenant=run.tenant, actor=run.username,
-                    target=f"scheduled-run:{run.id}", details={"job": job.id})  # fmt: skip
+        """Run it and record the end whatever happens: a run that cannot start (its job or
+        tenant gone, its folder not the owner's) is a failed run, never one left running
+        (this process's heartbeat would keep it so)."""
+        job = profile = None
         try:
-            req, token_id = self.request(job, run, profile)
-            proc = runner.start(req)
-            with self._lock:
-                self._procs[run.id] = proc
-            try:
-                result = runner.wait(req, proc, cancelled=lambda: run.id in self._cancel)
-            finally:
-                with self._lock:
-                    self._procs.pop(run.id, None)
-                self.tokens.revoke(token_id, run.username)
-        except Exception as e:  # could not even start: say why, as the run's error
+            job, profile = self.load(run)
+            events.emit("scheduler.run_started", tenant=run.tenant, actor=run.username,
+                        target=f"scheduled-run:{run.id}", details={"job": job.id})  # fmt: skip
+            result = self.run_as_owner(job, run, profile)
+        except Exception as e:
             self.log.exception("run %s could not start", run.id)
-            result = runner.RunResult("failed", f"the run could not start: {e}", None, 0.0, [])
-        claims.finish(self.db_url, run.id, result, get_clock().now(), profile.cpu,
-                      profile.memory_gb)  # fmt: skip
+            why = str(e) if isinstance(e, runner.RunnerError | FedhubError) else "see the log"
+            result = runner.RunResult("failed", f"the run could not start: {why}", None, 0.0, [])
+        cpu, memory = (profile.cpu, profile.memory_gb) if profile else (0.0, 0.0)
+        claims.finish(self.db_url, run.id, result, get_clock().now(), cpu, memory)
         self._cancel.discard(run.id)
         with session_scope(self.db_url) as s:
             done = s.get(ScheduledRun, run.id)
             s.expunge(done)
         self.audit_end(done)
-        if done.status != "succeeded" and done.status != "cancelled" and job.notify:
+        if job is not None and job.notify and done.status in (FAILED, TIMED_OUT):
             self.notifier.failed(job, done)
+
+    def load(self, run: ScheduledRun):
+        """The run's job and the server profile it is sized and metered as."""
+        with session_scope(self.db_url) as s:
+            job = s.get(ScheduledJob, run.job_id)
+            if job is None:
+                raise runner.RunnerError("its job was deleted")
+            s.expunge(job)
+        return job, self.profile_of(self.tier_of(run.tenant))
+
+    def run_as_owner(self, job: ScheduledJob, run: ScheduledRun, profile) -> runner.RunResult:
+        req, token_id = self.request(job, run, profile)
+        try:
+            proc = runner.start(req)
+            with self._lock:
+                self._procs[run.id] = proc
+            return runner.wait(req, proc, cancelled=lambda: run.id in self._cancel)
+        finally:
+            with self._lock:
+                self._procs.pop(run.id, None)
+            self.tokens.revoke(token_id, run.username)
 
     def request(self, job: ScheduledJob, run: ScheduledRun, profile):
         """The run's request for :mod:`fedhub.scheduler.runner`, and its token's id."""
@@ -209,8 +238,7 @@ class Scheduler(LoggingConfigurable):
         ), token_id
 
     def audit_end(self, run: ScheduledRun) -> None:
-        failed = run.status not in ("succeeded", "cancelled")
-        assert run.status in FINISHED
+        failed = run.status in (FAILED, TIMED_OUT)
         events.emit(
             f"scheduler.run_{run.status}",
             tenant=run.tenant,
