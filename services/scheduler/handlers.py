@@ -63,28 +63,24 @@ class BaseHandler(APIHandler):
     def visible(self, tenant: str) -> bool:
         return self.caller.is_platform_admin or tenant == self.caller.tenant
 
-    def load_job(self, job_id: str) -> ScheduledJob:
-        """The job, if the caller's tenant owns it (platform admins see all); else 404."""
+    def load(self, model: type[ScheduledJob | ScheduledRun], row_id: str, what: str):
+        """The job or run, if the caller's tenant owns it (platform admins see all); else
+        404, with the same body as for an id that does not exist."""
         with session_scope(self.db_url) as s:
-            job = s.get(ScheduledJob, job_id)
-            if job is not None:
-                s.expunge(job)
-        if job is None:
-            raise NotFound("no such job")
-        if not self.visible(job.tenant):
-            self.deny("cross_tenant", "no such job", status=404)
-        return job
+            row = s.get(model, row_id)
+            if row is not None:
+                s.expunge(row)
+        if row is None:
+            raise NotFound(f"no such {what}")
+        if not self.visible(row.tenant):
+            self.deny("cross_tenant", f"no such {what}", status=404)
+        return row
+
+    def load_job(self, job_id: str) -> ScheduledJob:
+        return self.load(ScheduledJob, job_id, "job")
 
     def load_run(self, run_id: str) -> ScheduledRun:
-        with session_scope(self.db_url) as s:
-            run = s.get(ScheduledRun, run_id)
-            if run is not None:
-                s.expunge(run)
-        if run is None:
-            raise NotFound("no such run")
-        if not self.visible(run.tenant):
-            self.deny("cross_tenant", "no such run", status=404)
-        return run
+        return self.load(ScheduledRun, run_id, "run")
 
     def check_owner(self, username: str) -> None:
         """Changing a job is for its owner, the tenant's admins and platform admins."""
