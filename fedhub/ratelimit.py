@@ -256,27 +256,47 @@ class TenantRateLimiter:
         tier_of: TierLookup,
         *,
         where: str,
-        cache_seconds: float = 60.0,
+        revision: Callable[[], int] | None = None,
+        cache_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ):
         self.storage = storage
         self.tier_of = tier_of
         self.where = where  # "hub" or the service's name: the metric's label
+        self.revision = revision  # the tenancy revision: any change of a tenant bumps it
         self.cache_seconds = cache_seconds
         self.clock = clock
         base = storage.base_exceptions
         # what a failing storage or tier lookup raises: logged, and the call goes through
         self._failures = (*(base if isinstance(base, tuple) else (base,)), SQLAlchemyError)
-        self._limits: dict[str, tuple[float, str, tuple[tuple[str, RateLimitItem], ...]]] = {}
+        self._limits: dict[str, tuple[str, tuple[tuple[str, RateLimitItem], ...]]] = {}
+        self._seen: tuple[float, int | None] = (0.0, None)  # (next check, revision)
         self._lock = threading.Lock()
 
-    def items(self, tenant: str) -> tuple[str, tuple[tuple[str, RateLimitItem], ...]]:
-        """The tenant's tier and limits, cached for ``cache_seconds`` (a tier change is
-        seen within that time, like the mirror's interval)."""
+    def _forget_changed_tiers(self) -> None:
+        """Every ``cache_seconds``, drop the cached limits if the tenancy changed since
+        (with no ``revision``: drop them every ``cache_seconds``)."""
         now = time.monotonic()
+        next_check, seen = self._seen
+        if now < next_check:
+            return
+        revision = self.revision() if self.revision is not None else None
+        if revision is None or revision != seen:
+            with self._lock:
+                self._limits.clear()
+        self._seen = (now + self.cache_seconds, revision)
+
+    def items(self, tenant: str) -> tuple[str, tuple[tuple[str, RateLimitItem], ...]]:
+        """The tenant's tier and limits, read once per change of the tenancy.
+
+        A tenant read on every call would cost a query per request of every tenant that
+        calls less often than a cache's lifetime (most of them, at 1,000 tenants); the
+        revision check is one query per ``cache_seconds`` for all of them.
+        """
+        self._forget_changed_tiers()
         cached = self._limits.get(tenant)
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+        if cached is not None:
+            return cached
         found = self.tier_of(tenant)
         tier, values = found if found is not None else ("", {})
         items = tuple(
@@ -285,7 +305,7 @@ class TenantRateLimiter:
             if values.get(key) is not None
         )
         with self._lock:
-            self._limits[tenant] = (now + self.cache_seconds, tier, items)
+            self._limits[tenant] = (tier, items)
         return tier, items
 
     def _incr(self, item: RateLimitItem, tenant: str) -> tuple[int, float]:
@@ -414,11 +434,11 @@ class RateLimits(LoggingConfigurable):
     )
 
     tier_cache_seconds = FloatTrait(
-        60.0,
+        5.0,
         config=True,
-        help="""How long a process keeps a tenant's limits before reading its tier again
-        (a tier change or a negotiated override reaches the limiter within this time). A
-        tenant that calls less often than this costs one read of its tier per call.
+        help="""How often a process checks whether any tenant changed (the tenancy
+        revision, one query); a tier change or a negotiated override reaches the limiter
+        within this time. Each tenant's limits are read once per change, not per call.
 
             c.RateLimits.tier_cache_seconds = 10
         """,
@@ -430,14 +450,18 @@ class RateLimits(LoggingConfigurable):
         return SQLStorage(begin) if begin is not None else SQLStorage.for_url(db_url)
 
     def limiter(
-        self, tier_of: TierLookup, *, where: str, db_url: str | None = None, begin=None
+        self, store, *, where: str, db_url: str | None = None, begin=None
     ) -> TenantRateLimiter | None:
-        """The process's limiter (None when disabled)."""
+        """The process's limiter, reading tiers from ``store`` (a TenantStore); None when
+        disabled."""
         if not self.enabled:
             return None
-        storage = self.make_storage(db_url, begin)
         return TenantRateLimiter(
-            storage, tier_of, where=where, cache_seconds=self.tier_cache_seconds
+            self.make_storage(db_url, begin),
+            store_tier_lookup(store),
+            where=where,
+            revision=store.revision,
+            cache_seconds=self.tier_cache_seconds,
         )
 
 
@@ -463,4 +487,4 @@ def configure_service(app) -> None:
     from fedhub.tenancy.store import TenantStore
 
     where = os.environ.get("JUPYTERHUB_SERVICE_NAME") or app.name
-    configure(RateLimits(parent=app).limiter(store_tier_lookup(TenantStore()), where=where))
+    configure(RateLimits(parent=app).limiter(TenantStore(), where=where))

@@ -31,7 +31,7 @@ from jupyterhub.apihandlers.base import APIHandler
 
 from fedhub import metering
 from fedhub.db import transaction
-from fedhub.ratelimit import RateLimited, RateLimits, TenantRateLimiter, store_tier_lookup
+from fedhub.ratelimit import RateLimited, RateLimits, TenantRateLimiter
 from fedhub.tenancy.roles import GROUP_PREFIX
 
 #: (method, path below the hub's base URL) of the hub API requests that are not counted
@@ -50,7 +50,7 @@ def install(authenticator) -> None:
     # connection to the hub's SQLite file would wait on the hub's pending writes
     begin = CounterTransactions(app.db) if app.db_url == authenticator.db_url else None
     limiter = RateLimits(parent=app).limiter(
-        store_tier_lookup(authenticator.store),
+        authenticator.store,
         where="hub",
         db_url=authenticator.db_url,
         begin=begin,

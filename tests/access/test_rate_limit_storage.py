@@ -193,6 +193,23 @@ def test_the_bundled_tiers_cap_the_hour_and_only_the_free_tier_caps_the_day():
         assert caps[paid]["api_calls_per_day"] is None  # an allowance, billed beyond
 
 
+def test_a_tenants_tier_is_read_once_per_change_of_the_tenancy():
+    reads, revision = [], [1]
+
+    def tier_of(tenant):
+        reads.append(tenant)
+        return "starter", {"api_calls_per_hour": 100 * revision[0], "api_calls_per_day": None}
+
+    limiter = TenantRateLimiter(
+        MemoryStorage(), tier_of, where="t", revision=lambda: revision[0], cache_seconds=0
+    )
+    for _ in range(3):
+        assert limiter.hit("acme").allowed == 100
+    assert reads == ["acme"]  # the revision did not move: no second read
+    revision[0] = 2  # e.g. `fedhub tenant update acme --override api_calls_per_hour=200`
+    assert limiter.hit("acme").allowed == 200 and reads == ["acme", "acme"]
+
+
 def test_a_storage_that_fails_lets_the_call_through(tmp_path, caplog):
     unmigrated = SQLStorage.for_url(f"sqlite:///{tmp_path / 'empty.sqlite'}")  # no table
     limiter = limiter_for({"api_calls_per_hour": 1, "api_calls_per_day": None}, unmigrated)
@@ -205,4 +222,4 @@ def test_configuration_picks_the_storage(migrated_db):
     settings = RateLimits(storage_uri="memory://")
     assert isinstance(settings.make_storage(migrated_db), MemoryStorage)
     assert isinstance(RateLimits().make_storage(migrated_db), SQLStorage)
-    assert RateLimits(enabled=False).limiter(lambda t: None, where="t") is None
+    assert RateLimits(enabled=False).limiter(None, where="t") is None
