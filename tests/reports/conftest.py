@@ -1,6 +1,6 @@
 """A hub whose billing and experiments services have something to report.
 
-This month alice has one finished experiment, and acme's alice and dave and globex's bob
+This month alice has two finished experiments, and acme's alice and dave and globex's bob
 have usage on the meter (:data:`HOURS`); the bundled reports and dashboards then read it back through
 the services as whoever runs them.
 """
@@ -41,20 +41,22 @@ def rhub(hub_factory):
     ]:
         wait_for(lambda p=path: hub.api("GET", p, admin).status_code == 200, 120, 0.3, what)
     token = hub.token("alice")
-    r = hub.api("POST", f"{EXPERIMENTS}/experiments", token, json={**TINY, "name": "report run"})
-    assert r.status_code == 201, r.text
-    exp_id = r.json()["id"]
-    wait_for(
-        lambda: (
-            hub.api("GET", f"{EXPERIMENTS}/experiments/{exp_id}", token).json()["status"]
-            == "completed"
-        ),
-        180,
-        0.5,
-        "alice's experiment to complete",
-    )
-    hub.experiment_id = exp_id
-    # recorded after her experiment: beyond its client-hours, acme can submit no more
+    hub.experiment_ids = []
+    for name in ("report run", "report run 2"):
+        r = hub.api("POST", f"{EXPERIMENTS}/experiments", token, json={**TINY, "name": name})
+        assert r.status_code == 201, r.text
+        hub.experiment_ids.insert(0, r.json()["id"])  # newest first, as the service lists
+    for exp_id in hub.experiment_ids:
+        wait_for(
+            lambda e=exp_id: (
+                hub.api("GET", f"{EXPERIMENTS}/experiments/{e}", token).json()["status"]
+                == "completed"
+            ),
+            180,
+            0.5,
+            "alice's experiments to complete",
+        )
+    # recorded after her experiments: beyond its client-hours, acme can submit no more
     now = utcnow()
     with db.session_scope(hub.db_url) as s:
         record(

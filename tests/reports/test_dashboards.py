@@ -1,9 +1,10 @@
 """Issue 15, must-show 6 (usage side): alice's own server offers the bundled dashboards
 with nothing copied by hand. Her JupyterLab launcher has their entries; the "My usage" one
 opens the dashboard in Voila, in a new browser tab, with its plotly charts drawn from her
-usage; the dashboards are a read-only link to the shared originals.
+usage; the experiments dashboard pages its table; the dashboards are a read-only link to
+the shared originals.
 
-The experiments dashboard's browser test is tests/experiments/test_browser.py.
+The experiments dashboard's live chart is tested in tests/experiments/test_browser.py.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def test_usage_dashboard_from_the_launcher_in_voila(rhub, browser, tmp_path):  #
         if docs_screenshots():
             voila.set_viewport_size({"width": 1280, "height": 1100})  # the same width: no re-layout
             voila.screenshot(path=str(DOCS_IMG / "dashboards-usage.png"))
+
+        # the experiments dashboard, one experiment a page (the URL sets its parameters)
+        voila.goto(f"{rhub.url}{urls['Experiments']}?page_size=1")
+        voila.locator(".fedhub-status-chart .main-svg").first.wait_for(timeout=90_000)
+        table = voila.locator("table.fedhub-runs")
+        assert table.get_attribute("data-pages") == "2"
+        newest, older = rhub.experiment_ids
+        assert newest in table.inner_text() and older not in table.inner_text()
+        voila.locator(".fedhub-paged-table button", has_text="Next").click()
+        voila.locator("table.fedhub-runs[data-page='2']").wait_for(timeout=10_000)
+        assert older in table.inner_text() and newest not in table.inner_text()
 
 
 def assert_read_only_link(hub, token):

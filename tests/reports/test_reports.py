@@ -91,10 +91,10 @@ def test_another_tenant_sees_none_of_acme(rhub, as_user, tmp_path):
 
 
 def test_experiments_summary(rhub, as_user, tmp_path, browser):  # noqa: F811
-    as_user("dave")  # acme's analyst: alice's experiment is his tenant's
+    as_user("dave")  # acme's analyst: alice's experiments are his tenant's
     nb = run_report("experiments", tmp_path, month=rhub.month)
     shown = text(nb)
-    assert "**Experiments:** 1" in shown and "fedavg" in shown
+    assert "**Experiments:** 2" in shown and "fedavg" in shown
     # per user and outcome, run time, final accuracy
     assert len(outputs(nb, "image/png")) == 3, shown
     html = to_html(nb)
