@@ -27,7 +27,7 @@ from fedhub.errors import QuotaExceeded
 from fedhub.tiers import Tier
 
 from . import schedule
-from .models import ACTIVE, FAILED, QUEUED, RUNNING, ScheduledJob, ScheduledRun
+from .models import ACTIVE, FAILED, QUEUED, RUNNING, DefaultReport, ScheduledJob, ScheduledRun
 
 SOURCE = "scheduler"
 UPGRADE_HINT = "or ask your organisation's administrator to upgrade the tier"
@@ -42,9 +42,12 @@ def new_id() -> str:
 
 def check_new_job(session: Session, tenant: str, tier: Tier, cron: str, timezone: str,
                   now: datetime) -> None:  # fmt: skip
-    """Refuse a job over the tier's count of jobs, or firing more often than it allows."""
+    """Refuse a job over the tier's count of jobs (the default usage report is not counted),
+    or firing more often than it allows."""
     allowed = tier.scheduled_jobs_per_tenant
-    used = session.scalar(select(func.count()).where(ScheduledJob.tenant == tenant)) or 0
+    defaults = select(DefaultReport.job_id).where(DefaultReport.tenant == tenant)
+    used = session.scalar(select(func.count()).where(
+        ScheduledJob.tenant == tenant, ScheduledJob.id.not_in(defaults))) or 0  # fmt: skip
     if used >= allowed:
         raise QuotaExceeded(
             f"your organisation has {used} of the {allowed} scheduled jobs the "

@@ -77,6 +77,18 @@ class ScheduledJob(Base):
         }
 
 
+class DefaultReport(Base):
+    """The claim that a tenant's default report job was made once (``0015``): it outlives
+    the job, so one a tenant admin deleted is never made again (:mod:`.defaults`)."""
+
+    __tablename__ = "fedhub_scheduler_defaults"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    report: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ScheduledRun(Base):
     __tablename__ = "fedhub_scheduled_runs"
     __table_args__ = (

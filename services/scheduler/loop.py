@@ -24,8 +24,8 @@ from fedhub.clock import get_clock
 from fedhub.db import session_scope
 from fedhub.errors import FedhubError, NotFound
 from fedhub.jobs import PeriodicJob
-from fedhub.scheduler import claims, runner
-from fedhub.scheduler.models import FAILED, TIMED_OUT, ScheduledJob, ScheduledRun
+from fedhub.scheduler import claims, defaults, runner
+from fedhub.scheduler.models import FAILED, SUCCEEDED, TIMED_OUT, ScheduledJob, ScheduledRun
 from fedhub.tenancy.models import TenantStatus
 from fedhub.tenancy.store import TenantStore
 from fedhub.tiers import Profile, Tier
@@ -98,6 +98,18 @@ class Scheduler(LoggingConfigurable):
     def _default_homes_template(self):
         return storage.default_path_template() or "/home/{username}"
 
+    default_usage_report = Bool(
+        True,
+        config=True,
+        help="""Give each active tenant the bundled usage report, run on the 1st of each month
+        at 06:00 UTC as its first tenant admin and mailed to all its tenant admins. Made once
+        per tenant: a tenant admin opts out by pausing or deleting the job, and a deleted job
+        is not made again (fedhub.scheduler.defaults). False: make none (existing ones stay).
+
+            c.Scheduler.default_usage_report = False
+        """,
+    )
+
     def __init__(self, db_url: str, store: TenantStore, tokens, mailer, **kw):
         super().__init__(**kw)
         self.db_url = db_url
@@ -153,10 +165,20 @@ class Scheduler(LoggingConfigurable):
         for run in claims.reap_stale(self.db_url, now, timedelta(seconds=self.stale_after_seconds)):
             self.log.warning("run %s was left running by a stopped service: failed", run.id)
             self.audit_end(run)
+        if self.default_usage_report:
+            self.make_default_reports(now)
         claims.enqueue_due(self.db_url, now, catch_up=self.catch_up)
         for run in claims.claim(self.db_url, self.worker, now, self.max_running):
             threading.Thread(target=self.execute, args=(run,), name=f"run-{run.id}",
                              daemon=True).start()  # fmt: skip
+
+    def make_default_reports(self, now) -> None:
+        made = defaults.ensure_usage_reports(self.db_url, self.store.list_tenants(), now,
+                                             self.default_timeout_seconds)  # fmt: skip
+        for job in made:
+            events.emit("scheduler.job_created", tenant=job.tenant, actor=job.username,
+                        target=f"scheduled-job:{job.id}",
+                        details={"notebook": job.notebook, "cron": job.cron, "default": True})  # fmt: skip
 
     def wake(self) -> None:
         """Look for work now (a run was queued by hand)."""
@@ -196,6 +218,13 @@ class Scheduler(LoggingConfigurable):
         self.audit_end(done)
         if job is not None and job.notify and done.status in (FAILED, TIMED_OUT):
             self.notifier.failed(job, done)
+        if (
+            job is not None
+            and done.status == SUCCEEDED
+            and defaults.is_default(self.db_url, job.id)
+        ):
+            tenant = self.store.get_tenant(job.tenant)
+            self.notifier.report_ready(job, done, defaults.admin_emails(tenant))
 
     def load(self, run: ScheduledRun):
         """The run's job and the server profile it is sized and metered as."""

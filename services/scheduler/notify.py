@@ -42,3 +42,21 @@ class Notifier:
         except MailError as e:
             self.log.warning("could not mail %s about run %s: %s", job.username, run.id, e)
             return None
+
+    def report_ready(self, job, run, addresses: list[str]) -> list[str]:
+        """Mail a finished default report to the tenant's admins; the message ids."""
+        names = ", ".join(run.outputs or []) or "none"
+        text = "\n".join([
+            f"The {job.name.lower()} of {job.tenant} for the run scheduled "
+            f"{run.scheduled_for:%Y-%m-%d %H:%M} UTC is ready ({names}).",
+            "",
+            f"Read it: /services/scheduler/api/v1/runs/{run.id}/outputs/notebook.html on the hub",
+            f"Stop these mails: pause or delete scheduled job {job.id} (it is not made again).",
+        ])  # fmt: skip
+        sent = []
+        for address in addresses:
+            try:
+                sent.append(self.mailer.send(address, f"[fedhub] {job.name}: {job.tenant}", text))
+            except MailError as e:
+                self.log.warning("could not mail the report of run %s: %s", run.id, e)
+        return sent

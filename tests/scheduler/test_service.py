@@ -196,3 +196,20 @@ def test_run_compute_is_metered_and_on_the_invoice_draft(sched_hub, alice_job):
     # the line's usage (what the tier's allowance is taken from) holds alice's runs
     alice = float(compute["attribution"]["users"]["alice"]["usage"])
     assert float(compute["usage"]) >= alice >= round(scheduled_core_hours, 6) > 0
+
+
+def test_each_tenant_has_its_monthly_usage_report(sched_hub, api):
+    """Made by the service at start, owned by the tenant's admin, invisible to others."""
+    admin, bob = api("acme-admin"), api("bob")
+
+    def report(caller):
+        jobs = caller.call("GET", "/jobs").json()["jobs"]
+        return [j for j in jobs if j["name"] == "Monthly usage report"]
+
+    [job] = wait_for(lambda: report(admin), 30, 0.5, "acme's usage report")
+    assert (job["tenant"], job["user"], job["notebook"], job["cron"]) == (
+        "acme", "acme-admin", "usage", "0 6 1 * *")  # fmt: skip
+    assert job["parameters"] == {"tenant": "acme"} and job["next_run_at"].endswith("T06:00:00Z")
+    [theirs] = report(bob)
+    assert theirs["tenant"] == "globex" and theirs["user"] == "globex-admin"
+    assert bob.call("GET", f"/jobs/{job['id']}").status_code == 404

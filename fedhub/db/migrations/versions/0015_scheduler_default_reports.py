@@ -1,0 +1,31 @@
+"""scheduler: the claim of each tenant's default usage report
+
+One row per (tenant, report) the scheduler created once: the row outlives the job, so a
+job a tenant admin deleted (the opt-out) is never created again.
+
+Revision ID: 0015_scheduler_default_reports
+Revises: 0014_scheduler
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015_scheduler_default_reports"
+down_revision = "0014_scheduler"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "fedhub_scheduler_defaults",
+        sa.Column("tenant", sa.String(63), primary_key=True),
+        sa.Column("report", sa.String(64), primary_key=True),
+        sa.Column("job_id", sa.String(32), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("fedhub_scheduler_defaults")
