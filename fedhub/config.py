@@ -4,7 +4,7 @@ As in dask-gateway (``dask_gateway_config.py``), the file is traitlets Python co
 (only ``c.Part.option = ...`` lines). The hub loads it (``fedhub up`` merges it into the
 JupyterHub config; a production ``jupyterhub_config.py`` has
 ``load_subconfig("fedhub_config.py")``), and every service loads it at start
-(:class:`fedhub.web.ServiceApp`). Where a value comes from, strongest first:
+(:class:`fedhub.service.ServiceApp`). Where a value comes from, strongest first:
 
 1. the file (or a ``--Part.option=...`` argument of the process);
 2. the environment variable named in the option's help, a documented fallback;

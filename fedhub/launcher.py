@@ -25,10 +25,10 @@ from fedhub import accounts
 from fedhub import db as fedhub_db
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
+from fedhub.service import free_port
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
-from fedhub.web import free_port
 
 # the source checkout when fedhub runs from one (make run, an editable install); in a wheel
 # install this is site-packages, which has no node_modules. Data files are found with

@@ -469,7 +469,7 @@ _current: TenantRateLimiter | None = None
 
 
 def configure(limiter: TenantRateLimiter | None) -> None:
-    """Set this process's limiter (a service's :class:`fedhub.web.ServiceApp` does at start)."""
+    """Set this process's limiter (a service's :class:`fedhub.service.ServiceApp` does at start)."""
     global _current
     _current = limiter
 
@@ -479,7 +479,7 @@ def current() -> TenantRateLimiter | None:
 
 
 def configure_service(app) -> None:
-    """Set a service's limiter from its ``c.RateLimits`` (:meth:`fedhub.web.ServiceApp.initialize`).
+    """Set a service's limiter from its ``c.RateLimits`` (:meth:`fedhub.service.ServiceApp.initialize`).
 
     The service counts in the same storage as the hub (fedhub's database, or the
     configured URI) and reads tenants' tiers from the tiers file the app has applied.

@@ -57,7 +57,7 @@ def hub_classes(effective: Config) -> list[type]:
 
 def service_classes() -> dict[str, list[type]]:
     """``{service: [its ServiceApp, its Configurable parts]}`` for every managed service."""
-    from fedhub.web import ServiceApp
+    from fedhub.service import ServiceApp
 
     found = {}
     for name in launcher.service_modules():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def service_spec(ctx) -> dict:
-    from fedhub.web import managed_service
+    from fedhub.service import managed_service
 
     spec = managed_service("audit", "fedhub.services.audit", ctx)
     spec["display"] = False

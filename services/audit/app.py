@@ -10,8 +10,9 @@ from fedhub.audit import AuditLog
 from fedhub.audit.ingest import SpoolIngester
 from fedhub.config import Fedhub
 from fedhub.jobs import PeriodicJob
+from fedhub.service import ServiceApp
 from fedhub.services.audit.handlers import routes
-from fedhub.web import ServiceApp, make_app
+from fedhub.web import make_app
 
 
 def _env_float(name: str, fallback: float) -> float:

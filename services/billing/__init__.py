@@ -11,7 +11,7 @@ from __future__ import annotations
 def service_spec(ctx) -> dict:
     import os
 
-    from fedhub.web import managed_service
+    from fedhub.service import managed_service
 
     # operator settings (FEDHUB_BILLING_GRACE_DAYS, ...) reach the service from the hub's env
     # and where homes live, for the storage sample (fedhub.storage)

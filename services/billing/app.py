@@ -9,8 +9,9 @@ from fedhub.billing.operations import Billing
 from fedhub.billing.settings import BillingSettings
 from fedhub.config import Fedhub
 from fedhub.jobs import PeriodicJob
+from fedhub.service import ServiceApp
 from fedhub.services.billing import handlers
-from fedhub.web import ServiceApp, make_app
+from fedhub.web import make_app
 
 log = logging.getLogger("fedhub.billing")
 

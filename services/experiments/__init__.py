@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
+from fedhub.service import managed_service
 from fedhub.tenancy import scopes
-from fedhub.web import managed_service
 
 NAME = "experiments"
 _specs: dict[tuple[str, int], dict] = {}

@@ -6,8 +6,9 @@ import os
 
 from fedhub import db
 from fedhub.config import Fedhub
+from fedhub.service import ServiceApp
 from fedhub.tenancy.store import TenantStore
-from fedhub.web import ServiceApp, make_app
+from fedhub.web import make_app
 
 from .clusters import DaskClusters
 from .handlers import handlers

@@ -8,7 +8,7 @@ fedhub.services.scheduler.tokens) and tells user servers where it is
 
 from __future__ import annotations
 
-from fedhub.web import managed_service
+from fedhub.service import managed_service
 
 NAME = "scheduler"
 ROLE = {

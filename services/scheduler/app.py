@@ -7,8 +7,9 @@ import os
 from fedhub import db
 from fedhub.config import Fedhub
 from fedhub.mail import Mailer
+from fedhub.service import ServiceApp
 from fedhub.tenancy.store import TenantStore
-from fedhub.web import ServiceApp, make_app
+from fedhub.web import make_app
 
 from .handlers import handlers
 from .loop import Scheduler
