@@ -5,6 +5,7 @@
                              timezone="Europe/Paris", parameters={"region": "EU"})
     job.run_now()
     job.runs()[0].status       # 'succeeded', 'failed', ...
+    scheduler.schedule("usage", at="2026-12-24T18:00", timezone="Europe/Paris")  # once
     scheduler.jobs()
 
 ``notebook`` is a path in your home or a bundled report's name (``"usage"``). Outputs are
@@ -15,6 +16,7 @@ service's side; this module only speaks HTTP to it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from . import request
@@ -83,14 +85,21 @@ class Job:
         _call("DELETE", f"api/v1/jobs/{self.id}")
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.name!r} {self.info['cron']} {self.info['timezone']}>"
+        when = self.info.get("cron") or f"once at {self.info.get('at')}"
+        return f"<Job {self.id} {self.name!r} {when} {self.info['timezone']}>"
 
 
-def schedule(notebook: str, cron: str, *, parameters: dict | None = None,
-             timezone: str = "UTC", **options: Any) -> Job:  # fmt: skip
-    """Schedule ``notebook`` on ``cron`` (options: ``name``, ``timeout_seconds``, ``notify``)."""
-    body = {"notebook": notebook, "cron": cron, "timezone": timezone,
-            "parameters": parameters or {}, **options}  # fmt: skip
+def schedule(notebook: str, cron: str | None = None, *, at: str | datetime | None = None,
+             parameters: dict | None = None, timezone: str = "UTC", **options: Any) -> Job:  # fmt: skip
+    """Schedule ``notebook`` on ``cron``, or once ``at`` a date and time (a datetime or an
+    ISO string, read in ``timezone`` unless it has an offset). Options: ``name``,
+    ``timeout_seconds``, ``notify``."""
+    body = {"notebook": notebook, "timezone": timezone, "parameters": parameters or {},
+            **options}  # fmt: skip
+    if cron is not None:
+        body["cron"] = cron
+    if at is not None:
+        body["at"] = at.isoformat() if isinstance(at, datetime) else at
     return Job(_call("POST", "api/v1/jobs", json=body))
 
 

@@ -55,7 +55,8 @@ def check_new_job(session: Session, tenant: str, tier: Tier, cron: str, timezone
             + UPGRADE_HINT,
             details=limits.details("scheduled_jobs_per_tenant", allowed, used, 1),
         )
-    check_interval(cron, timezone, tier, now)
+    if cron:  # a job that runs once has no interval
+        check_interval(cron, timezone, tier, now)
 
 
 def check_interval(cron: str, timezone: str, tier: Tier, now: datetime) -> None:
@@ -71,13 +72,15 @@ def check_interval(cron: str, timezone: str, tier: Tier, now: datetime) -> None:
 
 
 def create_job(db_url: str, tier: Tier, now: datetime, **fields) -> ScheduledJob:
-    """A new job (``fields``: the model's columns), first run at its schedule's next time."""
+    """A new job (``fields``: the model's columns), first run at its schedule's next time,
+    or at its ``run_once_at`` (then ``cron`` is empty)."""
     with session_scope(db_url) as s:
         tenant_lock(s, fields["tenant"])
         check_new_job(s, fields["tenant"], tier, fields["cron"], fields["timezone"], now)
         job = ScheduledJob(
             id=new_id(),
-            next_run_at=schedule.next_after(fields["cron"], fields["timezone"], now),
+            next_run_at=fields.get("run_once_at")
+            or schedule.next_after(fields["cron"], fields["timezone"], now),
             created_at=now,
             **fields,
         )
@@ -100,14 +103,15 @@ def enqueue_due(db_url: str, now: datetime, catch_up: bool = True) -> list[str]:
             )
         ).all()
         for job in due:
-            missed = schedule.next_after(job.cron, job.timezone, job.next_run_at) <= now
+            following = schedule.following(job.cron, job.timezone, job.next_run_at)
+            missed = following is not None and following <= now  # a once job runs, if late
             if catch_up or not missed:
                 run_id = new_id()
                 added = insert_ignore(s, ScheduledRun.__table__, [run_row(job, run_id, job.next_run_at, "schedule", now)],
                                       ["job_id", "scheduled_for"])  # fmt: skip
                 if added:
                     new.append(run_id)
-            job.next_run_at = schedule.next_after(job.cron, job.timezone, now)
+            job.next_run_at = schedule.following(job.cron, job.timezone, now)
     return new
 
 

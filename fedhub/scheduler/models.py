@@ -51,7 +51,9 @@ class ScheduledJob(Base):
     name: Mapped[str] = mapped_column(String(255))
     notebook: Mapped[str] = mapped_column(String(1024))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: empty for a job that runs once, at ``run_once_at`` (naive UTC)
     cron: Mapped[str] = mapped_column(String(255))
+    run_once_at: Mapped[datetime | None] = mapped_column(DateTime)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     notify: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -67,7 +69,8 @@ class ScheduledJob(Base):
             "name": self.name,
             "notebook": self.notebook,
             "parameters": self.parameters,
-            "cron": self.cron,
+            "cron": self.cron or None,
+            "at": iso(self.run_once_at),
             "timezone": self.timezone,
             "timeout_seconds": self.timeout_seconds,
             "notify": self.notify,

@@ -27,12 +27,14 @@ class RunPageQuery(QueryModel):
 
 class JobSpec(BaseModel):
     """A new job. ``notebook``: a bundled report's name (``usage``) or a ``.ipynb`` path in
-    your home; ``cron``: five fields (a sixth counts seconds) read in ``timezone``."""
+    your home; either ``cron``: five fields (a sixth counts seconds) read in ``timezone``,
+    or ``at``: one run at an ISO date and time (in ``timezone`` unless it has an offset)."""
 
     model_config = ConfigDict(extra="forbid")
 
     notebook: str
-    cron: str
+    cron: str | None = None
+    at: str | None = Field(None, description="run once at this time, e.g. 2026-12-24T18:00")
     timezone: str = "UTC"
     name: str | None = Field(None, max_length=255)
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -44,7 +46,8 @@ class JobChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     paused: bool | None = None
-    cron: str | None = None
+    cron: str | None = Field(None, description="a new repeating schedule")
+    at: str | None = Field(None, description="instead: run once at this time")
     timezone: str | None = None
     parameters: dict[str, Any] | None = None
     notify: bool | None = None
@@ -57,7 +60,8 @@ class Job(BaseModel):
     name: str
     notebook: str
     parameters: dict[str, Any]
-    cron: str
+    cron: str | None
+    at: str | None
     timezone: str
     timeout_seconds: int
     notify: bool

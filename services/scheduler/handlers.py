@@ -27,7 +27,7 @@ from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from fedhub.jobs import run_blocking
 from fedhub.openapi import operation
 from fedhub.scheduler import claims, runner, schedule
-from fedhub.scheduler.models import ACTIVE, ScheduledJob, ScheduledRun
+from fedhub.scheduler.models import ACTIVE, ScheduledJob, ScheduledRun, iso
 from fedhub.tenancy.models import Role
 from fedhub.web import APIHandler
 
@@ -123,7 +123,7 @@ class JobsHandler(BaseHandler):
         if caller.tenant is None:
             raise InvalidRequest("scheduled jobs belong to a tenant; platform admins have none")
         spec = parse(JobSpec, self.get_json_body())
-        schedule.validate(spec.cron, spec.timezone)
+        cron, once = schedule.plan(spec.cron, spec.at, spec.timezone, get_clock().now())
         home = self.scheduler.home(caller.name)
         path = resolve_notebook(spec.notebook, home)
         await run_blocking(check_parameters, path, home, spec.parameters)
@@ -134,7 +134,7 @@ class JobsHandler(BaseHandler):
             )
         fields = dict(
             tenant=caller.tenant, username=caller.name, name=spec.name or spec.notebook,
-            notebook=spec.notebook, parameters=spec.parameters, cron=spec.cron,
+            notebook=spec.notebook, parameters=spec.parameters, cron=cron, run_once_at=once,
             timezone=spec.timezone, timeout_seconds=timeout, notify=spec.notify, paused=False,
         )  # fmt: skip
         try:
@@ -147,7 +147,8 @@ class JobsHandler(BaseHandler):
                       details={**e.details, "cron": spec.cron})  # fmt: skip
             raise
         self.emit("scheduler.job_created", target=f"scheduled-job:{job.id}",
-                  details={"notebook": job.notebook, "cron": job.cron, "timezone": job.timezone})  # fmt: skip
+                  details={"notebook": job.notebook, "cron": job.cron, "at": iso(job.run_once_at),
+                           "timezone": job.timezone})  # fmt: skip
         self.write_json(job.to_json(), status=201)
 
 
@@ -163,21 +164,32 @@ class JobHandler(BaseHandler):
         job = self.load_job(job_id)
         self.check_owner(job.username)
         change = parse(JobChange, self.get_json_body())
-        cron = change.cron or job.cron
         timezone = change.timezone or job.timezone
-        schedule.validate(cron, timezone)
         now = get_clock().now()
-        if (cron, timezone) != (job.cron, job.timezone):
+        if change.cron is not None or change.at is not None:  # a new timing, either kind
+            cron, once = schedule.plan(change.cron, change.at, timezone, now)
+        else:
+            cron, once = job.cron, job.run_once_at
+            schedule.zone(timezone)
+        moved = (cron, once, timezone) != (job.cron, job.run_once_at, job.timezone)
+        if cron and moved:
+            schedule.validate(cron, timezone)
             claims.check_interval(cron, timezone, self.tier(job.tenant), now)
+        upcoming = schedule.next_from(cron, once, timezone, now)  # no catch-up of a pause
+        if change.paused is False and upcoming is None:
+            raise Conflict("this job's one time has passed; give it a new 'at' to run it again")
         if change.parameters is not None:
             home = self.scheduler.home(job.username)
             check_parameters(resolve_notebook(job.notebook, home), home, change.parameters)
         with session_scope(self.db_url) as s:
             row = s.get(ScheduledJob, job_id)
-            for field, value in change.model_dump(exclude_none=True).items():
+            for field, value in change.model_dump(
+                exclude_none=True, exclude={"cron", "at"}
+            ).items():
                 setattr(row, field, value)
-            if change.paused is False or (cron, timezone) != (job.cron, job.timezone):
-                row.next_run_at = schedule.next_after(cron, timezone, now)  # no catch-up of a pause
+            row.cron, row.run_once_at = cron, once
+            if change.paused is False or moved:
+                row.next_run_at = upcoming
             s.flush()
             out = row.to_json()
         self.emit("scheduler.job_changed", target=f"scheduled-job:{job_id}",

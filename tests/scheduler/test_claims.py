@@ -125,3 +125,37 @@ def test_the_api_description_is_valid_openapi():
     doc = json.loads(service_description([*handlers(), *description_routes()], "/")["json"])
     OpenAPIV31SpecValidator(doc).validate()
     assert "/api/v1/runs/{run_id}/outputs/{name}" in doc["paths"]
+
+
+def test_a_once_at_time_is_read_in_its_zone_and_must_be_ahead():
+    assert schedule.plan(None, "2026-12-24T18:00", "Europe/Paris", NOON) == (
+        "", datetime(2026, 12, 24, 17, 0))  # fmt: skip
+    assert schedule.plan(None, "2026-12-24T18:00+00:00", "Europe/Paris", NOON)[1] == datetime(
+        2026, 12, 24, 18, 0)  # fmt: skip
+    assert schedule.plan("0 7 * * 1", None, "UTC", NOON) == ("0 7 * * 1", None)
+    for cron, at, zone, words in (
+        ("0 7 * * 1", "2026-12-24T18:00", "UTC", "not both"),
+        (None, None, "UTC", "not neither"),
+        (None, "2026-11-30T12:30", "Europe/Paris", "not in the future"),  # 11:30 UTC
+        (None, "Christmas", "UTC", "not a date and time"),
+        (None, "2026-12-24T18:00", "Mars/Base", "unknown time zone"),
+    ):
+        with pytest.raises(InvalidRequest, match=words):
+            schedule.plan(cron, at, zone, NOON)
+
+
+def test_a_once_job_runs_once_even_late(migrated_db):
+    url = migrated_db
+    at = NOON + timedelta(hours=1)
+    job = claims.create_job(url, TIER, NOON, tenant="acme", username="ann", name="once",
+                            notebook="usage", parameters={}, cron="", run_once_at=at,
+                            timezone="UTC", timeout_seconds=60, notify=False, paused=False)  # fmt: skip
+    assert job.next_run_at == at and job.to_json()["cron"] is None
+    assert claims.enqueue_due(url, at - timedelta(seconds=1)) == []
+    late = at + timedelta(days=2)  # the service was down at its time
+    assert len(claims.enqueue_due(url, late, catch_up=False)) == 1
+    assert claims.enqueue_due(url, late + timedelta(days=400)) == []
+    [run] = runs(url, job.id)
+    assert run.scheduled_for == at
+    with session_scope(url) as s:
+        assert s.get(ScheduledJob, job.id).next_run_at is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import pwd
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -213,3 +214,19 @@ def test_each_tenant_has_its_monthly_usage_report(sched_hub, api):
     [theirs] = report(bob)
     assert theirs["tenant"] == "globex" and theirs["user"] == "globex-admin"
     assert bob.call("GET", f"/jobs/{job['id']}").status_code == 404
+
+
+def test_a_job_runs_once_at_its_time(sched_hub, api, alice_job):
+    alice = api("alice")
+    paris = datetime.now(ZoneInfo("Europe/Paris")).replace(tzinfo=None, microsecond=0)
+    past = alice.call("POST", "/jobs", json={"notebook": "whoami.ipynb", "timezone": "Europe/Paris",
+                                             "at": (paris - timedelta(minutes=1)).isoformat()})  # fmt: skip
+    assert past.status_code == 400 and "not in the future" in past.json()["error"]["message"]
+    job = alice.schedule(notebook="whoami.ipynb", at=(paris + timedelta(seconds=3)).isoformat(),
+                         timezone="Europe/Paris", parameters={"marker": "once"}, name="once")  # fmt: skip
+    assert job["cron"] is None and job["at"] == job["next_run_at"]
+    [run] = alice.wait_runs(job["id"], lambda rs: rs[0]["status"] in FINISHED, what="the run")
+    assert run["status"] == "succeeded" and run["scheduled_for"] == job["at"]
+    assert alice.call("GET", f"/jobs/{job['id']}").json()["next_run_at"] is None
+    r = alice.call("PATCH", f"/jobs/{job['id']}", json={"paused": False})
+    assert r.status_code == 409 and "new 'at'" in r.json()["error"]["message"]

@@ -1,7 +1,8 @@
-"""scheduler: the claim of each tenant's default usage report
+"""scheduler: the claim of each tenant's default usage report; "once at" jobs
 
 One row per (tenant, report) the scheduler created once: the row outlives the job, so a
-job a tenant admin deleted (the opt-out) is never created again.
+job a tenant admin deleted (the opt-out) is never created again. A job with
+``run_once_at`` runs once at that time (its ``cron`` is empty).
 
 Revision ID: 0015_scheduler_default_reports
 Revises: 0014_scheduler
@@ -25,7 +26,10 @@ def upgrade() -> None:
         sa.Column("job_id", sa.String(32), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
+    op.add_column("fedhub_scheduled_jobs", sa.Column("run_once_at", sa.DateTime, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fedhub_scheduled_jobs") as batch:
+        batch.drop_column("run_once_at")
     op.drop_table("fedhub_scheduler_defaults")
