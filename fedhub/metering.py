@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from fedhub import limits
 from fedhub.db import get_engine, insert_ignore, session_scope
 from fedhub.db.base import Base, utcnow
 from fedhub.jobs import PeriodicJob
@@ -239,3 +240,73 @@ def flush_api_calls(db_url: str | None = None) -> int:
             for (service, tenant, username, hour), n in pending.items():
                 _calls[(service, tenant, username, hour)] += n
         return 0
+
+
+# -- usage against the registry's limits (one definition for quotas, billing and the panel) --
+
+
+def used(session, tenant: str, key: str, now: datetime | None = None) -> float:
+    """How much of a metered, windowed limit the tenant has used in the window holding ``now``.
+
+    The quota's number and billing's number come from the same meter kind and the same
+    ``per_unit`` (billing's :data:`PRICES` carry the same values; the registry test checks).
+    """
+    lim = limits.get(key)
+    if lim.kind is None or lim.window not in (limits.MONTH, limits.DAY, limits.HOUR):
+        raise ValueError(f"{key} is not a windowed meter limit")
+    start, end = limits.window_bounds(lim.window, now or utcnow())
+    return limits.to_units(key, usage_total(session, tenant, lim.kind, start, end))
+
+
+def compute_hours_used(session, tenant: str, now: datetime | None = None) -> float:
+    """CPU-core hours this month: what the spawn quota, the reconciler and billing count."""
+    return used(session, tenant, "compute_hours_per_month", now)
+
+
+def latest_level(session, tenant: str, key: str) -> float:
+    """A sampled level (storage): the tenant's total at its latest sample, in the key's unit.
+
+    ``storage_gb_days`` samples are GB x 1 day, one per member and day, so the latest
+    day's sum is the GB the tenant holds (as last measured by the daily sample).
+    """
+    lim = limits.get(key)
+    latest = (
+        select(func.max(MeterEvent.start))
+        .where(MeterEvent.tenant == tenant, MeterEvent.kind == lim.kind)
+        .scalar_subquery()
+    )
+    total = session.execute(
+        select(func.coalesce(func.sum(MeterEvent.quantity), 0.0)).where(
+            MeterEvent.tenant == tenant, MeterEvent.kind == lim.kind, MeterEvent.start == latest
+        )
+    ).scalar_one()
+    return limits.to_units(key, float(total))
+
+
+def usage_rows(session, tenant: str, tier: Any, now: datetime | None = None) -> list[dict]:
+    """Every metered limit with its value and usage: the quota panel's rows.
+
+    Windowed limits count their window; a sampled level (``storage_gb``) shows the
+    latest daily sample.
+    """
+    rows = []
+    for lim in limits.LIMITS:
+        if lim.role != limits.LIMIT or lim.kind is None or lim.value(tier) is None:
+            continue  # not metered, or an optional limit the tier does not set
+        if lim.window in (limits.MONTH, limits.DAY, limits.HOUR):
+            value = used(session, tenant, lim.key, now)
+        else:
+            value = latest_level(session, tenant, lim.key)
+        rows.append(
+            {
+                "limit": lim.key,
+                "description": lim.description,
+                "unit": lim.unit,
+                "window": lim.window,
+                "allowed": lim.value(tier),
+                "used": round(value, 6),
+                "enforced_at": list(lim.enforced_at),
+                "enforced": lim.enforced,
+            }
+        )
+    return rows

@@ -251,8 +251,8 @@ def _locked_tenant(session: Session, slug: str) -> Tenant:
 
 
 def compute_hours_used(session: Session, tenant: str, now: datetime | None = None) -> float:
-    """CPU-core hours this month (:func:`fedhub.limits.compute_hours_used`)."""
-    return limits.compute_hours_used(session, tenant, now)
+    """CPU-core hours this month (:func:`fedhub.metering.compute_hours_used`)."""
+    return metering.compute_hours_used(session, tenant, now)
 
 
 def next_month(now: datetime | None = None) -> str:

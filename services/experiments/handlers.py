@@ -19,7 +19,7 @@ import json
 
 from sqlalchemy import select
 
-from fedhub import limits as registry
+from fedhub import metering
 from fedhub.db import keyset_page, session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, TenantSuspended
 from fedhub.jobs import run_blocking
@@ -234,7 +234,7 @@ class QuotaHandler(BaseHandler):
         with session_scope(self.db_url) as s:
             used = quota.usage(s, slug)
             # every metered limit of the tier (fedhub.limits): compute, API calls, ...
-            rows = registry.usage_rows(s, slug, tier)
+            rows = metering.usage_rows(s, slug, tier)
         self.write_json(
             {
                 "tenant": slug,

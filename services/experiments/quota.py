@@ -51,8 +51,8 @@ def usage(session: Session, tenant: str, now: datetime | None = None) -> dict[st
         .where(ExperimentRun.tenant == tenant, ExperimentRun.status.in_(ACTIVE))
     ).scalar_one()
     # the registry's definitions: the numbers billing prices
-    experiments = registry.used(session, tenant, "experiments_per_month", now)
-    client_hours = registry.used(session, tenant, "federated_client_hours_per_month", now)
+    experiments = metering.used(session, tenant, "experiments_per_month", now)
+    client_hours = metering.used(session, tenant, "federated_client_hours_per_month", now)
     rounds = metering.usage_total(session, tenant, FL_ROUNDS, start, _end)
     return {
         "experiments_this_month": int(experiments),
@@ -236,7 +236,7 @@ def client_hours_left(session: Session, tenant: str, tier: Tier) -> tuple[float,
     The runner asks before a run starts and after every round, so a run stops at the
     round that spends the month's budget instead of holding the workers to its end.
     """
-    used = registry.used(session, tenant, "federated_client_hours_per_month")
+    used = metering.used(session, tenant, "federated_client_hours_per_month")
     return used, float(tier.federated_client_hours_per_month)
 
 

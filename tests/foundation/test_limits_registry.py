@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from fedhub import limits
+from fedhub import limits, metering
 from fedhub.tiers import DEFAULT_TIERS_PATH, Tier, load_tiers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,7 +313,7 @@ def test_the_experiments_meter_counts_once_per_run(url, tmp_path, monkeypatch):
 
     run = _experiment(url, tmp_path, monkeypatch)
     with db.session_scope(url) as s:
-        assert limits.used(s, "acme", "experiments_per_month", run.created_at) == 1.0
+        assert metering.used(s, "acme", "experiments_per_month", run.created_at) == 1.0
 
 
 # -- storage: one measurement, one place ---------------------------------------------------
@@ -326,7 +326,7 @@ def test_quota_and_bill_measure_storage_with_the_same_code(url, tmp_path, monkey
     template = str(tmp_path / "homes" / "{username}")
     quota_bytes = storage.tenant_bytes(template, ["ann"])
     with db.session_scope(url) as s:
-        billed_gb = limits.latest_level(s, "acme", "storage_gb")
+        billed_gb = metering.latest_level(s, "acme", "storage_gb")
     assert quota_bytes >= 10_000 and billed_gb == pytest.approx(quota_bytes / storage.GB)
 
 
@@ -427,7 +427,7 @@ def test_quota_panel_shows_the_registry_rows(url):
 
     tier = CATALOG.get("starter")
     with db.session_scope(url) as s:
-        rows = limits.usage_rows(s, "acme", tier)
+        rows = metering.usage_rows(s, "acme", tier)
         usage = quota.usage(s, "acme")
     assert {r["limit"] for r in rows} == {  # the optional limits a tier leaves unset are not shown
         lim.key
