@@ -49,7 +49,7 @@ class Run:
         return self
 
     def output(self, name: str = "notebook.html") -> bytes:
-        """The executed notebook (``notebook.ipynb``) or its HTML (``notebook.html``)."""
+        """The executed notebook (``notebook.ipynb``) or its HTML or PDF (``notebook.html``, ``notebook.pdf``)."""
         return _call("GET", f"api/v1/runs/{self.id}/outputs/{name}", raw=True).content
 
     def __repr__(self) -> str:

@@ -2,9 +2,9 @@
 
 The scheduler starts this after dropping to the owner's Unix account (:mod:`.runner`), so
 papermill, its kernel and every file written belong to the owner. Parameters come as JSON
-in ``$FEDHUB_RUN_PARAMETERS``. It writes ``notebook.ipynb`` (executed), ``notebook.html``
-(rendered by nbconvert, also for a failed run: the error cell is in it) and
-``result.json``, which the service reads: ``{"status", "error", "error_cell"}``.
+in ``$FEDHUB_RUN_PARAMETERS``. It writes ``notebook.ipynb`` (executed), the renderings
+``$FEDHUB_RUN_FORMATS`` asks for (``notebook.html``, ``notebook.pdf``: :mod:`.formats`; also
+for a failed run, the error cell is in them) and ``result.json``, which the service reads: ``{"status", "error", "error_cell"}``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from fedhub.scheduler.formats import render
 
 
 def error_cell(exc) -> dict:
@@ -25,15 +27,6 @@ def error_cell(exc) -> dict:
         "evalue": getattr(exc, "evalue", str(exc)),
         "traceback": list(getattr(exc, "traceback", []) or []),
     }
-
-
-def render_html(notebook: Path) -> Path:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(notebook))
-    target = notebook.with_suffix(".html")
-    target.write_text(body)
-    return target
 
 
 def kernel_of(source: Path) -> tuple[str | None, str | None]:
@@ -72,7 +65,12 @@ def main(argv: list[str]) -> int:
     except Exception as e:  # no kernel, unreadable notebook: the run fails, with why
         result.update(status="failed", error=f"{type(e).__name__}: {e}")
     if executed.exists():
-        render_html(executed)
+        formats = json.loads(os.environ.get("FEDHUB_RUN_FORMATS") or '["ipynb", "html"]')
+        try:
+            render(executed, formats)
+        except Exception as e:  # the notebook ran: say why a rendering is missing
+            if result["status"] == "succeeded":
+                result.update(status="failed", error=f"rendering failed: {type(e).__name__}: {e}")
     (outdir / "result.json").write_text(json.dumps(result))
     return 0
 

@@ -55,6 +55,8 @@ class ScheduledJob(Base):
     cron: Mapped[str] = mapped_column(String(255))
     run_once_at: Mapped[datetime | None] = mapped_column(DateTime)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: the outputs its runs write (:mod:`.formats`); None: ipynb and html (jobs before 0015)
+    formats: Mapped[list[str] | None] = mapped_column(JSON)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     notify: Mapped[bool] = mapped_column(Boolean, default=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -72,6 +74,7 @@ class ScheduledJob(Base):
             "cron": self.cron or None,
             "at": iso(self.run_once_at),
             "timezone": self.timezone,
+            "formats": self.formats or ["ipynb", "html"],
             "timeout_seconds": self.timeout_seconds,
             "notify": self.notify,
             "paused": self.paused,

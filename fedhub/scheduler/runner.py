@@ -53,6 +53,7 @@ class RunRequest:
     memory_bytes: int | None = None
     cpu_seconds: int | None = None
     kernel: str | None = None
+    formats: list[str] = field(default_factory=lambda: ["ipynb", "html"])
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -128,6 +129,7 @@ def start(req: RunRequest) -> subprocess.Popen:
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "FEDHUB_RUN_PARAMETERS": json.dumps(req.parameters),
         "FEDHUB_RUN_ID": req.run_id,
+        "FEDHUB_RUN_FORMATS": json.dumps(req.formats),
         **({"FEDHUB_RUN_KERNEL": req.kernel} if req.kernel else {}),
         **req.env,
     }

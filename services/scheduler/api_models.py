@@ -36,6 +36,7 @@ class JobSpec(BaseModel):
     cron: str | None = None
     at: str | None = Field(None, description="run once at this time, e.g. 2026-12-24T18:00")
     timezone: str = "UTC"
+    formats: list[str] = Field(["ipynb", "html"], description="ipynb (always), html, pdf")
     name: str | None = Field(None, max_length=255)
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_seconds: int | None = Field(None, ge=1)
@@ -49,6 +50,7 @@ class JobChange(BaseModel):
     cron: str | None = Field(None, description="a new repeating schedule")
     at: str | None = Field(None, description="instead: run once at this time")
     timezone: str | None = None
+    formats: list[str] | None = None
     parameters: dict[str, Any] | None = None
     notify: bool | None = None
 
@@ -63,6 +65,7 @@ class Job(BaseModel):
     cron: str | None
     at: str | None
     timezone: str
+    formats: list[str]
     timeout_seconds: int
     notify: bool
     paused: bool

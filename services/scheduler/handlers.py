@@ -26,7 +26,7 @@ from fedhub.db import keyset_page, session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from fedhub.jobs import run_blocking
 from fedhub.openapi import operation
-from fedhub.scheduler import claims, runner, schedule
+from fedhub.scheduler import claims, formats, runner, schedule
 from fedhub.scheduler.models import ACTIVE, ScheduledJob, ScheduledRun, iso
 from fedhub.tenancy.models import Role
 from fedhub.web import APIHandler
@@ -35,7 +35,7 @@ from .api_models import Job, JobChange, JobPage, JobSpec, PageQuery, Run, RunPag
 from .notebooks import check_parameters, resolve_notebook
 
 PAGE_SIZE, MAX_PAGE_SIZE = 100, 500
-OUTPUTS = {"notebook.ipynb": "application/x-ipynb+json", "notebook.html": "text/html"}
+OUTPUTS = {f"notebook.{ext}": media for ext, media in formats.MEDIA_TYPES.items()}
 
 
 def parse(model: type[BaseModel], body) -> BaseModel:
@@ -136,6 +136,7 @@ class JobsHandler(BaseHandler):
             tenant=caller.tenant, username=caller.name, name=spec.name or spec.notebook,
             notebook=spec.notebook, parameters=spec.parameters, cron=cron, run_once_at=once,
             timezone=spec.timezone, timeout_seconds=timeout, notify=spec.notify, paused=False,
+            formats=formats.check(spec.formats),
         )  # fmt: skip
         try:
             job = await run_blocking(
@@ -164,6 +165,8 @@ class JobHandler(BaseHandler):
         job = self.load_job(job_id)
         self.check_owner(job.username)
         change = parse(JobChange, self.get_json_body())
+        if change.formats is not None:
+            change.formats = formats.check(change.formats)
         timezone = change.timezone or job.timezone
         now = get_clock().now()
         if change.cron is not None or change.at is not None:  # a new timing, either kind
@@ -273,8 +276,8 @@ class CancelHandler(BaseHandler):
 
 class OutputHandler(BaseHandler):
     @operation(
-        "A run's executed notebook or its HTML rendering",
-        responses={200: {"application/x-ipynb+json": None, "text/html": None}, 404: None},
+        "A run's executed notebook or its HTML or PDF rendering",
+        responses={200: {media: None for media in formats.MEDIA_TYPES.values()}, 404: None},
     )
     async def get(self, run_id: str, name: str):
         self.require("scheduler:read")
@@ -304,5 +307,5 @@ def handlers() -> list[tuple]:
         (job + "/runs", JobRunsHandler),
         (run, RunHandler),
         (run + "/cancel", CancelHandler),
-        (run + r"/outputs/(notebook\.ipynb|notebook\.html)", OutputHandler),
+        (run + r"/outputs/(notebook\.ipynb|notebook\.html|notebook\.pdf)", OutputHandler),
     ]

@@ -24,7 +24,7 @@ from fedhub.clock import get_clock
 from fedhub.db import session_scope
 from fedhub.errors import FedhubError, NotFound
 from fedhub.jobs import PeriodicJob
-from fedhub.scheduler import claims, defaults, runner
+from fedhub.scheduler import claims, defaults, formats, runner
 from fedhub.scheduler.models import FAILED, SUCCEEDED, TIMED_OUT, ScheduledJob, ScheduledRun
 from fedhub.tenancy.models import TenantStatus
 from fedhub.tenancy.store import TenantStore
@@ -263,6 +263,7 @@ class Scheduler(LoggingConfigurable):
             memory_bytes=int(profile.memory_gb * 1024**3) or None,
             cpu_seconds=int(timeout * max(profile.cpu, 1)) + 1,
             kernel=self.kernel,
+            formats=job.formats or formats.DEFAULT,
             env=env,
         ), token_id
 

@@ -216,17 +216,27 @@ def test_each_tenant_has_its_monthly_usage_report(sched_hub, api):
     assert bob.call("GET", f"/jobs/{job['id']}").status_code == 404
 
 
-def test_a_job_runs_once_at_its_time(sched_hub, api, alice_job):
+def test_a_job_runs_once_at_its_time_as_pdf(sched_hub, api, alice_job):
     alice = api("alice")
     paris = datetime.now(ZoneInfo("Europe/Paris")).replace(tzinfo=None, microsecond=0)
     past = alice.call("POST", "/jobs", json={"notebook": "whoami.ipynb", "timezone": "Europe/Paris",
                                              "at": (paris - timedelta(minutes=1)).isoformat()})  # fmt: skip
     assert past.status_code == 400 and "not in the future" in past.json()["error"]["message"]
+    r = alice.call("POST", "/jobs", json={"notebook": "whoami.ipynb", "cron": "0 6 1 1 *",
+                                          "formats": ["html", "docx"]})  # fmt: skip
+    assert r.status_code == 400 and "unknown output format docx" in r.json()["error"]["message"]
     job = alice.schedule(notebook="whoami.ipynb", at=(paris + timedelta(seconds=3)).isoformat(),
-                         timezone="Europe/Paris", parameters={"marker": "once"}, name="once")  # fmt: skip
+                         timezone="Europe/Paris", parameters={"marker": "once"}, name="once",
+                         formats=["pdf"])  # fmt: skip
     assert job["cron"] is None and job["at"] == job["next_run_at"]
+    assert job["formats"] == ["ipynb", "pdf"]
     [run] = alice.wait_runs(job["id"], lambda rs: rs[0]["status"] in FINISHED, what="the run")
     assert run["status"] == "succeeded" and run["scheduled_for"] == job["at"]
+    assert run["outputs"] == ["notebook.ipynb", "notebook.pdf"]
+    pdf = alice.call("GET", f"/runs/{run['id']}/outputs/notebook.pdf")
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert alice.call("GET", f"/runs/{run['id']}/outputs/notebook.html").status_code == 404
     assert alice.call("GET", f"/jobs/{job['id']}").json()["next_run_at"] is None
     r = alice.call("PATCH", f"/jobs/{job['id']}", json={"paused": False})
     assert r.status_code == 409 and "new 'at'" in r.json()["error"]["message"]
