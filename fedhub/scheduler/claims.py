@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from fedhub import limits, metering
 from fedhub.db import insert_ignore, session_scope, tenant_lock
-from fedhub.errors import QuotaExceeded
+from fedhub.errors import InvalidRequest, QuotaExceeded
 from fedhub.tiers import Tier
 
 from . import schedule
@@ -57,6 +57,13 @@ def check_new_job(session: Session, tenant: str, tier: Tier, cron: str, timezone
         )
     if cron:  # a job that runs once has no interval
         check_interval(cron, timezone, tier, now)
+
+
+def check_kernel(kernel: str, tier: Tier) -> None:
+    """Refuse a kernel the tier does not offer (its ``kernels``)."""
+    if kernel not in tier.kernels:
+        raise InvalidRequest(f"the {tier.display_name} tier offers the kernels "
+                             f"{', '.join(tier.kernels)}, not {kernel!r}; {UPGRADE_HINT}")  # fmt: skip
 
 
 def check_interval(cron: str, timezone: str, tier: Tier, now: datetime) -> None:

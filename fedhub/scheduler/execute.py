@@ -30,10 +30,18 @@ def error_cell(exc) -> dict:
 
 
 def kernel_of(source: Path) -> tuple[str | None, str | None]:
-    """The notebook's own kernel and language if it names them, else the scheduler's
-    default kernel (a Python one)."""
+    """The job's kernel from its tier if it names one (``$FEDHUB_JOB_KERNEL``, its spec in
+    ``$JUPYTER_PATH``), else the notebook's own kernel and language if it names them, else
+    the scheduler's default kernel (a Python one)."""
     import nbformat
 
+    chosen = os.environ.get("FEDHUB_JOB_KERNEL")
+    if chosen:
+        spec_file = Path(os.environ["JUPYTER_PATH"]) / "kernels" / chosen / "kernel.json"
+        language = (
+            json.loads(spec_file.read_text()).get("language") if spec_file.is_file() else None
+        )
+        return chosen, language or "python"
     spec = nbformat.read(str(source), as_version=4).metadata.get("kernelspec") or {}
     if spec.get("name"):
         return spec["name"], spec.get("language")

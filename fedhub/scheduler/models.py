@@ -57,6 +57,8 @@ class ScheduledJob(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     #: the outputs its runs write (:mod:`.formats`); None: ipynb and html (jobs before 0015)
     formats: Mapped[list[str] | None] = mapped_column(JSON)
+    #: a kernel of the tenant's tier; None: the notebook's own, else ``c.Scheduler.kernel``
+    kernel: Mapped[str | None] = mapped_column(String(255))
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     notify: Mapped[bool] = mapped_column(Boolean, default=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -75,6 +77,7 @@ class ScheduledJob(Base):
             "at": iso(self.run_once_at),
             "timezone": self.timezone,
             "formats": self.formats or ["ipynb", "html"],
+            "kernel": self.kernel,
             "timeout_seconds": self.timeout_seconds,
             "notify": self.notify,
             "paused": self.paused,

@@ -37,6 +37,7 @@ class JobSpec(BaseModel):
     at: str | None = Field(None, description="run once at this time, e.g. 2026-12-24T18:00")
     timezone: str = "UTC"
     formats: list[str] = Field(["ipynb", "html"], description="ipynb (always), html, pdf")
+    kernel: str | None = Field(None, description="one of your tier's kernels")
     name: str | None = Field(None, max_length=255)
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_seconds: int | None = Field(None, ge=1)
@@ -66,6 +67,7 @@ class Job(BaseModel):
     at: str | None
     timezone: str
     formats: list[str]
+    kernel: str | None
     timeout_seconds: int
     notify: bool
     paused: bool

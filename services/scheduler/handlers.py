@@ -136,8 +136,10 @@ class JobsHandler(BaseHandler):
             tenant=caller.tenant, username=caller.name, name=spec.name or spec.notebook,
             notebook=spec.notebook, parameters=spec.parameters, cron=cron, run_once_at=once,
             timezone=spec.timezone, timeout_seconds=timeout, notify=spec.notify, paused=False,
-            formats=formats.check(spec.formats),
+            formats=formats.check(spec.formats), kernel=spec.kernel,
         )  # fmt: skip
+        if spec.kernel is not None:
+            claims.check_kernel(spec.kernel, self.tier(caller.tenant))
         try:
             job = await run_blocking(
                 claims.create_job, self.db_url, self.tier(caller.tenant), get_clock().now(),

@@ -84,6 +84,24 @@ class Scheduler(LoggingConfigurable):
             c.Scheduler.kernel = "python3"
         """,
     )
+    kernels_dir = Unicode(
+        config=True,
+        help="""Where the tiers' kernel specs are installed, one folder per tier: the same
+        folder as ``c.TierSpawner.kernels_dir``. A job that names a kernel runs with
+        ``JUPYTER_PATH=<kernels_dir>/<tier>``. Default: ``$FEDHUB_STATE_DIR/share/kernels``,
+        else ``/usr/local/share/fedhub/kernels``.
+
+            c.Scheduler.kernels_dir = "/srv/fedhub/share/kernels"
+        """,
+    )
+
+    @default("kernels_dir")
+    def _default_kernels_dir(self):
+        state = os.environ.get("FEDHUB_STATE_DIR")
+        return (
+            str(Path(state) / "share" / "kernels") if state else "/usr/local/share/fedhub/kernels"
+        )
+
     homes_template = Unicode(
         config=True,
         help="""Each owner's home, ``{username}`` filled in; outputs go to
@@ -252,6 +270,7 @@ class Scheduler(LoggingConfigurable):
         home = self.home(job.username)
         timeout = min(job.timeout_seconds, self.max_timeout_seconds)
         env, token_id = self.tokens.env_for(job.username, run.tenant, timeout)
+        env.update(self.kernel_env(job, run.tenant))
         return runner.RunRequest(
             run_id=run.id,
             username=job.username,
@@ -266,6 +285,19 @@ class Scheduler(LoggingConfigurable):
             formats=job.formats or formats.DEFAULT,
             env=env,
         ), token_id
+
+    def kernel_env(self, job: ScheduledJob, slug: str) -> dict[str, str]:
+        """What makes a run use the job's kernel from its tier's installed specs; checked
+        again here, as the tier may have changed since the job was made."""
+        if not job.kernel:
+            return {}
+        tenant = self.store.get_tenant(slug)
+        claims.check_kernel(job.kernel, self.store.effective_tier(tenant))
+        folder = Path(self.kernels_dir) / tenant.tier
+        if not (folder / "kernels" / job.kernel / "kernel.json").is_file():
+            raise runner.RunnerError(f"kernel {job.kernel} is installed when a server of the "
+                                     "tier first starts; start your server once")  # fmt: skip
+        return {"FEDHUB_JOB_KERNEL": job.kernel, "JUPYTER_PATH": str(folder)}
 
     def audit_end(self, run: ScheduledRun) -> None:
         failed = run.status in (FAILED, TIMED_OUT)

@@ -1,7 +1,7 @@
 """A hub whose scheduler looks for work every second, mails through an in-process SMTP
 server (the sign-up tests' fixture), and whose tiers let acme schedule every few seconds
 (``min_schedule_interval_minutes: 0.1``, a sixth cron field counts seconds) while
-globex's starter tier keeps an hourly minimum and one job."""
+globex's starter tier keeps an hourly minimum, one job and only the python3 kernel."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def tiers_file(folder: Path) -> Path:
     spec["tiers"]["professional"].update(
         min_schedule_interval_minutes=0.1, max_concurrent_scheduled_runs=2
     )
-    spec["tiers"]["starter"].update(scheduled_jobs_per_tenant=1, min_schedule_interval_minutes=60)
+    spec["tiers"]["starter"].update(scheduled_jobs_per_tenant=1, min_schedule_interval_minutes=60,
+                                    kernels=["python3"])  # fmt: skip
     path = folder / "tiers.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

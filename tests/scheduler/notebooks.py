@@ -34,3 +34,11 @@ def sleeper(seconds: float = 30) -> str:
     return nbformat.writes(
         new_notebook(cells=[new_code_cell(f"import time; time.sleep({seconds})")])
     )
+
+
+def kernel_probe() -> str:
+    """Writes the ``FEDHUB_KERNEL`` its kernel spec sets (the fedhub-torch spec does)."""
+    cell = new_code_cell(
+        "import os\nopen('kernel.txt', 'w').write(os.environ.get('FEDHUB_KERNEL', 'none'))"
+    )
+    return nbformat.writes(new_notebook(cells=[cell]))

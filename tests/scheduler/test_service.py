@@ -21,7 +21,7 @@ from fedhub.db.base import utcnow
 from fedhub.tiers import load_tiers
 from tests.harness import wait_for
 from tests.scheduler.conftest import ALICE_EMAIL, put_notebook, spooled_events, sql, wait_status
-from tests.scheduler.notebooks import failing, sleeper, whoami
+from tests.scheduler.notebooks import failing, kernel_probe, sleeper, whoami
 
 pytestmark = pytest.mark.slow
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled")
@@ -240,3 +240,22 @@ def test_a_job_runs_once_at_its_time_as_pdf(sched_hub, api, alice_job):
     assert alice.call("GET", f"/jobs/{job['id']}").json()["next_run_at"] is None
     r = alice.call("PATCH", f"/jobs/{job['id']}", json={"paused": False})
     assert r.status_code == 409 and "new 'at'" in r.json()["error"]["message"]
+
+
+def test_a_job_runs_on_a_kernel_its_tier_offers(sched_hub, api, alice_job):
+    hub, alice, bob = sched_hub, api("alice"), api("bob")
+    put_notebook(hub, "bob", "probe.ipynb", kernel_probe())
+    r = bob.call("POST", "/jobs", json={"notebook": "probe.ipynb", "cron": "0 6 1 1 *",
+                                        "kernel": "fedhub-torch"})  # fmt: skip
+    assert r.status_code == 400, r.text
+    assert (
+        "Starter tier offers the kernels python3, not 'fedhub-torch'"
+        in r.json()["error"]["message"]
+    )
+    put_notebook(hub, "alice", "probe.ipynb", kernel_probe())
+    job = alice.schedule(notebook="probe.ipynb", cron="0 6 1 1 *", kernel="fedhub-torch")
+    assert job["kernel"] == "fedhub-torch"
+    run = wait_status(alice, alice.call("POST", f"/jobs/{job['id']}/run").json()["id"], FINISHED)
+    assert run["status"] == "succeeded", run["error"]
+    folder = hub.state_dir / "homes" / "alice" / "reports" / job["id"] / run["id"]
+    assert (folder / "kernel.txt").read_text() == "fedhub-torch"

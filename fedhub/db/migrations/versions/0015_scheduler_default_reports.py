@@ -1,9 +1,9 @@
-"""scheduler: the claim of each tenant's default usage report; "once at" jobs; formats
+"""scheduler: the claim of each tenant's default usage report; "once at" jobs; formats, kernel
 
 One row per (tenant, report) the scheduler created once: the row outlives the job, so a
 job a tenant admin deleted (the opt-out) is never created again. A job with
 ``run_once_at`` runs once at that time (its ``cron`` is empty). ``formats``: the outputs a
-job's runs write (``ipynb`` always; ``html``, ``pdf``).
+job's runs write (``ipynb`` always; ``html``, ``pdf``); ``kernel``: one of its tier's.
 
 Revision ID: 0015_scheduler_default_reports
 Revises: 0014_scheduler
@@ -29,10 +29,12 @@ def upgrade() -> None:
     )
     op.add_column("fedhub_scheduled_jobs", sa.Column("run_once_at", sa.DateTime, nullable=True))
     op.add_column("fedhub_scheduled_jobs", sa.Column("formats", sa.JSON, nullable=True))
+    op.add_column("fedhub_scheduled_jobs", sa.Column("kernel", sa.String(255), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("fedhub_scheduled_jobs") as batch:
         batch.drop_column("run_once_at")
         batch.drop_column("formats")
+        batch.drop_column("kernel")
     op.drop_table("fedhub_scheduler_defaults")
