@@ -59,6 +59,8 @@ class ScheduledJob(Base):
     formats: Mapped[list[str] | None] = mapped_column(JSON)
     #: a kernel of the tenant's tier; None: the notebook's own, else ``c.Scheduler.kernel``
     kernel: Mapped[str | None] = mapped_column(String(255))
+    #: only the newest this many finished runs keep their outputs (:mod:`.retention`)
+    keep_runs: Mapped[int | None] = mapped_column(Integer)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     notify: Mapped[bool] = mapped_column(Boolean, default=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -78,6 +80,7 @@ class ScheduledJob(Base):
             "timezone": self.timezone,
             "formats": self.formats or ["ipynb", "html"],
             "kernel": self.kernel,
+            "keep_runs": self.keep_runs,
             "timeout_seconds": self.timeout_seconds,
             "notify": self.notify,
             "paused": self.paused,

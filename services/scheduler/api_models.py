@@ -38,6 +38,7 @@ class JobSpec(BaseModel):
     timezone: str = "UTC"
     formats: list[str] = Field(["ipynb", "html"], description="ipynb (always), html, pdf")
     kernel: str | None = Field(None, description="one of your tier's kernels")
+    keep_runs: int | None = Field(None, ge=1, description="keep the newest N runs' outputs")
     name: str | None = Field(None, max_length=255)
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_seconds: int | None = Field(None, ge=1)
@@ -52,6 +53,7 @@ class JobChange(BaseModel):
     at: str | None = Field(None, description="instead: run once at this time")
     timezone: str | None = None
     formats: list[str] | None = None
+    keep_runs: int | None = Field(None, ge=1)
     parameters: dict[str, Any] | None = None
     notify: bool | None = None
 
@@ -68,6 +70,7 @@ class Job(BaseModel):
     timezone: str
     formats: list[str]
     kernel: str | None
+    keep_runs: int | None
     timeout_seconds: int
     notify: bool
     paused: bool

@@ -136,7 +136,7 @@ class JobsHandler(BaseHandler):
             tenant=caller.tenant, username=caller.name, name=spec.name or spec.notebook,
             notebook=spec.notebook, parameters=spec.parameters, cron=cron, run_once_at=once,
             timezone=spec.timezone, timeout_seconds=timeout, notify=spec.notify, paused=False,
-            formats=formats.check(spec.formats), kernel=spec.kernel,
+            formats=formats.check(spec.formats), kernel=spec.kernel, keep_runs=spec.keep_runs,
         )  # fmt: skip
         if spec.kernel is not None:
             claims.check_kernel(spec.kernel, self.tier(caller.tenant))

@@ -24,7 +24,7 @@ from fedhub.clock import get_clock
 from fedhub.db import session_scope
 from fedhub.errors import FedhubError, NotFound
 from fedhub.jobs import PeriodicJob
-from fedhub.scheduler import claims, defaults, formats, runner
+from fedhub.scheduler import claims, defaults, formats, retention, runner
 from fedhub.scheduler.models import FAILED, SUCCEEDED, TIMED_OUT, ScheduledJob, ScheduledRun
 from fedhub.tenancy.models import TenantStatus
 from fedhub.tenancy.store import TenantStore
@@ -186,6 +186,7 @@ class Scheduler(LoggingConfigurable):
         if self.default_usage_report:
             self.make_default_reports(now)
         claims.enqueue_due(self.db_url, now, catch_up=self.catch_up)
+        retention.prune(self.db_url, self.home, self.log)
         for run in claims.claim(self.db_url, self.worker, now, self.max_running):
             threading.Thread(target=self.execute, args=(run,), name=f"run-{run.id}",
                              daemon=True).start()  # fmt: skip

@@ -259,3 +259,20 @@ def test_a_job_runs_on_a_kernel_its_tier_offers(sched_hub, api, alice_job):
     assert run["status"] == "succeeded", run["error"]
     folder = hub.state_dir / "homes" / "alice" / "reports" / job["id"] / run["id"]
     assert (folder / "kernel.txt").read_text() == "fedhub-torch"
+
+
+def test_old_runs_outputs_are_deleted_beyond_keep_runs(sched_hub, api, alice_job):
+    hub, alice = sched_hub, api("alice")
+    job = alice.schedule(notebook="whoami.ipynb", cron="0 6 1 1 *", keep_runs=1)
+    first, second = (
+        wait_status(alice, alice.call("POST", f"/jobs/{job['id']}/run").json()["id"], FINISHED)
+        for _ in range(2)
+    )
+    assert second["status"] == "succeeded" and "notebook.html" in second["outputs"]
+    reports = hub.state_dir / "homes" / "alice" / "reports" / job["id"]
+    wait_for(lambda: alice.call("GET", f"/runs/{first['id']}").json()["outputs"] == [], 30, 0.5,
+             "the first run's outputs to be deleted")  # fmt: skip
+    assert not (reports / first["id"]).exists() and (reports / second["id"]).is_dir()
+    r = alice.call("GET", f"/runs/{first['id']}/outputs/notebook.html")
+    assert r.status_code == 404
+    assert alice.call("GET", f"/runs/{second['id']}").json()["outputs"] == second["outputs"]

@@ -1,9 +1,10 @@
-"""scheduler: the claim of each tenant's default usage report; "once at" jobs; formats, kernel
+"""scheduler: the claim of each tenant's default usage report; "once at" jobs; formats, kernel, keep_runs
 
 One row per (tenant, report) the scheduler created once: the row outlives the job, so a
 job a tenant admin deleted (the opt-out) is never created again. A job with
 ``run_once_at`` runs once at that time (its ``cron`` is empty). ``formats``: the outputs a
-job's runs write (``ipynb`` always; ``html``, ``pdf``); ``kernel``: one of its tier's.
+job's runs write (``ipynb`` always; ``html``, ``pdf``); ``kernel``: one of its tier's;
+``keep_runs``: how many finished runs keep their outputs.
 
 Revision ID: 0015_scheduler_default_reports
 Revises: 0014_scheduler
@@ -30,6 +31,7 @@ def upgrade() -> None:
     op.add_column("fedhub_scheduled_jobs", sa.Column("run_once_at", sa.DateTime, nullable=True))
     op.add_column("fedhub_scheduled_jobs", sa.Column("formats", sa.JSON, nullable=True))
     op.add_column("fedhub_scheduled_jobs", sa.Column("kernel", sa.String(255), nullable=True))
+    op.add_column("fedhub_scheduled_jobs", sa.Column("keep_runs", sa.Integer, nullable=True))
 
 
 def downgrade() -> None:
@@ -37,4 +39,5 @@ def downgrade() -> None:
         batch.drop_column("run_once_at")
         batch.drop_column("formats")
         batch.drop_column("kernel")
+        batch.drop_column("keep_runs")
     op.drop_table("fedhub_scheduler_defaults")
