@@ -7,6 +7,7 @@
     job.runs()[0].status       # 'succeeded', 'failed', ...
     scheduler.schedule("usage", at="2026-12-24T18:00", timezone="Europe/Paris")  # once
     scheduler.jobs()
+    scheduler.jobs_widget()    # your jobs and their last results, in JupyterLab
 
 ``notebook`` is a path in your home or a bundled report's name (``"usage"``). Outputs are
 written to ``~/reports/<job>/<run>/`` (the executed notebook and its HTML); the service
@@ -16,12 +17,13 @@ service's side; this module only speaks HTTP to it.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
 from . import request
 
-__all__ = ["Job", "Run", "schedule", "jobs", "get"]
+__all__ = ["Job", "Run", "schedule", "jobs", "get", "jobs_widget"]
 
 SERVICE = "scheduler"
 
@@ -110,3 +112,24 @@ def jobs(limit: int = 100) -> list[Job]:
 
 def get(job_id: str) -> Job:
     return Job(_call("GET", f"api/v1/jobs/{job_id}"))
+
+
+def my_jobs_with_last_run(
+    user: str | None = None, limit: int = 100
+) -> list[tuple[dict, dict | None]]:
+    """``(job, newest run or None)`` for each of ``user``'s jobs (default: you)."""
+    user = user or os.environ.get("JUPYTERHUB_USER")
+    mine = [j for j in jobs(limit) if user is None or j.info["user"] == user]
+    return [(j.info, _last_run(j)) for j in mine]
+
+
+def _last_run(job: Job) -> dict | None:
+    newest = job.runs(limit=1)
+    return newest[0].info if newest else None
+
+
+def jobs_widget(user: str | None = None, page_size: int = 25):
+    """A JupyterLab widget listing your jobs and their last results, with a Refresh button."""
+    from fedhub.extensions.widgets.scheduler import JobsWidget
+
+    return JobsWidget(lambda: my_jobs_with_last_run(user), page_size=page_size)
