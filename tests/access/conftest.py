@@ -28,6 +28,7 @@ SERVICES = {
     "billing": "/services/billing/",
     "audit": "/services/audit/",
     "experiments": "/services/experiments/",
+    "scheduler": "/services/scheduler/",
 }
 #: the demo's people of each role in the two tenants (the analyst of globex is added here)
 PEOPLE = {
@@ -45,7 +46,9 @@ def access_hub(hub_factory):
         "user", "add", "gina", "--tenant", "globex", "--role", "analyst", "--password", hub.password
     )
     admin = hub.token("admin")
-    for probe in ("billing/api/v1/invoices", "audit/api/v1/events", "experiments/api/v1/quota"):
+    probes = ("billing/api/v1/invoices", "audit/api/v1/events", "experiments/api/v1/quota",
+              "scheduler/api/v1/jobs")  # fmt: skip
+    for probe in probes:
         path = f"/services/{probe}?tenant=acme"
         wait_for(lambda p=path: hub.api("GET", p, admin).status_code == 200, 60, what=path)
     hub.records = seed_records(hub)
@@ -82,8 +85,28 @@ def seed_records(hub) -> dict:
                     rounds=1,
                 )
             )
-        records[tenant] = {"invoice": invoice["id"], "experiment": run_id}
+        records[tenant] = {"invoice": invoice["id"], "experiment": run_id,
+                           **seed_scheduled_job(hub, tenant)}  # fmt: skip
     return records
+
+
+def seed_scheduled_job(hub, tenant: str) -> dict:
+    """A paused job of the tenant's member, with a run that stays 'running' (its heartbeat
+    is in 2100, never stale), so deleting the job is a 409, never a deletion."""
+    from datetime import datetime
+
+    from fedhub.scheduler.models import RUNNING, ScheduledJob, ScheduledRun
+
+    job, run = uuid.uuid4().hex, uuid.uuid4().hex
+    owner, later = PEOPLE[Role.MEMBER][tenant], datetime(2100, 1, 1)
+    with db.session_scope(hub.db_url) as s:
+        s.add(ScheduledJob(id=job, tenant=tenant, username=owner, name="seeded",
+                           notebook="reports/absent.ipynb", parameters={}, cron="0 6 1 1 *",
+                           timezone="UTC", timeout_seconds=60, notify=False, paused=True))  # fmt: skip
+        s.add(ScheduledRun(id=run, job_id=job, tenant=tenant, username=owner, trigger="manual",
+                           scheduled_for=utcnow(), status=RUNNING, worker="seeded",
+                           heartbeat_at=later, outputs=[], compute_seconds=0.0))  # fmt: skip
+    return {"job": job, "run": run}
 
 
 def make_key(hub, admin: str, account: str, key_scopes, **body) -> dict:

@@ -1,7 +1,7 @@
 """fedhub's permissions are JupyterHub custom scopes: every endpoint, every role, a real hub.
 
-The table below names, for every route of the billing, audit and experiments services,
-the permission it needs and a request to make; ``test_the_table_covers_every_route``
+The table below names, for every route of the billing, audit, experiments and scheduler
+services, the permission it needs and a request to make; ``test_the_table_covers_every_route``
 fails when a service gains a route the table does not name. For each role of both
 tenants (and for a key holding only ``custom:fedhub:usage:read``) every request is made
 and the status checked against what the role's scopes, narrowed by the token's, allow:
@@ -44,6 +44,7 @@ class Endpoint:
 
 
 AUDIT_READ = ("audit:read", "audit:read-if-tier", "audit:read-all")
+JOB, RUN = r"api/v1/jobs/([0-9a-f]{32})", r"api/v1/runs/([0-9a-f]{32})"
 TABLE = [
     # billing (fedhub.services.billing.app.ROUTES)
     Endpoint(
@@ -178,6 +179,50 @@ TABLE = [
     Endpoint(
         "experiments", r"api/v1/quota", "GET", ("usage:read",), "api/v1/quota?tenant={tenant}", 200
     ),
+    # scheduler (fedhub.services.scheduler.handlers.handlers); the seeded job is the member's,
+    # so every caller holding scheduler:run may change it (tests/access/conftest.py)
+    *(
+        Endpoint("scheduler", route, method, (need,), path, ok, body=body, tenant_data=own)
+        for route, method, need, path, ok, body, own in (
+            (
+                r"api/v1/jobs",
+                "GET",
+                "scheduler:read",
+                "api/v1/jobs?tenant={tenant}",
+                200,
+                None,
+                True,
+            ),
+            (
+                r"api/v1/jobs",
+                "POST",
+                "scheduler:run",
+                "api/v1/jobs",
+                400,
+                ["not", "a", "spec"],
+                False,
+            ),
+            (JOB, "GET", "scheduler:read", "api/v1/jobs/{job}", 200, None, True),
+            (JOB, "PATCH", "scheduler:run", "api/v1/jobs/{job}", 400, {"nope": 1}, True),
+            # its run stays 'running': a 409, never a deletion
+            (JOB, "DELETE", "scheduler:run", "api/v1/jobs/{job}", 409, None, True),
+            # its notebook is absent: the run fails at once, nothing executes
+            (JOB + "/run", "POST", "scheduler:run", "api/v1/jobs/{job}/run", 202, None, True),
+            (JOB + "/runs", "GET", "scheduler:read", "api/v1/jobs/{job}/runs", 200, None, True),
+            (RUN, "GET", "scheduler:read", "api/v1/runs/{run}", 200, None, True),
+            (RUN + "/cancel", "POST", "scheduler:run", "api/v1/runs/{run}/cancel", 202, None, True),
+            # a running run has no outputs yet: the check passed, the file is missing
+            (
+                RUN + r"/outputs/(notebook\.ipynb|notebook\.html|notebook\.pdf)",
+                "GET",
+                "scheduler:read",
+                "api/v1/runs/{run}/outputs/notebook.html",
+                404,
+                None,
+                True,
+            ),
+        )
+    ),
 ]
 
 
@@ -191,14 +236,16 @@ NOT_SERVED = {
 
 
 def service_endpoints() -> set[tuple[str, str, str]]:
-    """Every (service, route, method) of the three services' route tables."""
+    """Every (service, route, method) of the services' route tables."""
     from tornado.web import RequestHandler
 
     from fedhub.services.audit.handlers import routes
     from fedhub.services.billing.app import ROUTES
     from fedhub.services.experiments.handlers import handlers
+    from fedhub.services.scheduler.handlers import handlers as scheduler_handlers
 
-    tables = {"billing": ROUTES, "audit": routes(), "experiments": handlers()}
+    tables = {"billing": ROUTES, "audit": routes(), "experiments": handlers(),
+              "scheduler": scheduler_handlers()}  # fmt: skip
     return {
         (service, route, method.upper())
         for service, table in tables.items()
