@@ -47,9 +47,13 @@ def set_budget(
         raise InvalidRequest(f"monthly_limit must be a number, got {monthly_limit!r}") from None
     if not limit.is_finite() or limit <= 0:
         raise InvalidRequest("monthly_limit must be a positive amount")
-    thresholds = sorted(set(thresholds or DEFAULT_THRESHOLDS))
-    if not all(isinstance(t, int) and 1 <= t <= 1000 for t in thresholds):
-        raise InvalidRequest("thresholds must be whole percentages between 1 and 1000")
+    thresholds = thresholds or DEFAULT_THRESHOLDS
+    # checked before sorting: a JSON body may hold anything (lists, objects, true) here
+    if not isinstance(thresholds, list | tuple) or not all(
+        type(t) is int and 1 <= t <= 1000 for t in thresholds
+    ):
+        raise InvalidRequest("thresholds must be a list of whole percentages between 1 and 1000")
+    thresholds = sorted(set(thresholds))
     budget = session.get(Budget, tenant)
     if budget is None:
         budget = Budget(tenant=tenant)

@@ -192,3 +192,16 @@ def test_budget_alerts_fire_once_at_80_and_100_percent(billing, clock, acme, tmp
     alerts = [e for e in spooled if e["action"] == "billing.budget_alert"]
     assert sorted(e["details"]["threshold"] for e in alerts) == [80, 100]
     assert all(e["tenant"] == "acme" for e in alerts)
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [[[True], {"a": 1}], [80, "100"], [True], 80, "80", {"80": 1}, [0], [1001]],
+)
+def test_budget_thresholds_of_any_json_shape_are_a_400(billing, clock, acme, thresholds):
+    """Found by schemathesis: a list holding lists or objects was sorted before it was
+    checked (a 500); every shape that is not whole percentages is the 400 naming the rule."""
+    from fedhub.billing.budgets import set_budget
+
+    with billing.session() as s, pytest.raises(InvalidRequest, match="whole percentages"):
+        set_budget(s, "acme", "100", thresholds, now=clock.now())
