@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 PG_BIN = Path(os.environ.get("FEDHUB_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -126,6 +128,30 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _reap(processes: list[psutil.Process], grace: float = 5) -> None:
+    """SIGTERM, then SIGKILL, the processes of ``processes`` still running.
+
+    ``psutil.Process`` checks its creation time before signalling, so a PID reused
+    meanwhile by another process is left alone.
+    """
+    alive = [p for p in processes if p.is_running()]
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=grace)
+
+
 class HubProcess:
     """``fedhub up`` in a subprocess, on free ports, in its own process group."""
 
@@ -217,6 +243,10 @@ class HubProcess:
     def stop(self, timeout: float = 15) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        # the proxy, the services and user servers run in sessions of their own
+        # (JupyterHub starts them so): note them now, while they are still the hub's
+        # children, and stop by PID whatever outlives the hub
+        family = _descendants(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -224,6 +254,7 @@ class HubProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
+        _reap(family)
 
     # -- talking to it -----------------------------------------------------------
 
