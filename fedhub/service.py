@@ -18,11 +18,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tornado import ioloop, web
-from traitlets import List, Unicode, default
+from traitlets import Bool, List, Unicode, default
 from traitlets.config import Application
 
 from fedhub import ratelimit
 from fedhub.config import Fedhub, default_config_file, load_config_file
+from fedhub.db import rls
 from fedhub.errors import FedhubError
 from fedhub.tenancy import scopes as fedhub_scopes
 
@@ -30,8 +31,15 @@ log = logging.getLogger("fedhub.service")
 
 
 def listen_address() -> tuple[str, int]:
+    """Where the service listens: its URL's host and port.
+
+    ``FEDHUB_SERVICE_BIND_HOST`` replaces the host when the URL names one that is not
+    an address of this machine, e.g. ``http://hub:10101`` in a Kubernetes hub pod
+    (the hub's Service name), where the service listens on ``0.0.0.0``.
+    """
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0"))
-    return url.hostname or "127.0.0.1", url.port or 0
+    host = os.environ.get("FEDHUB_SERVICE_BIND_HOST") or url.hostname or "127.0.0.1"
+    return host, url.port or 0
 
 
 STOP_DEADLINE = 2.5  # seconds a service may take to stop after SIGINT/SIGTERM
@@ -83,7 +91,8 @@ def run(app: web.Application, on_stop=None) -> None:
         loop.start()
     finally:
         if on_stop:
-            on_stop()
+            with rls.platform():  # the last flush of every tenant's counts
+                on_stop()
     # on_stop has saved what matters; skip the interpreter's slow teardown of
     # torch/Dask threads so the hub, which stops its services one by one, is not kept waiting
     _exit_now(reason=None)
@@ -112,6 +121,19 @@ class ServiceApp(Application):
         services), else ``$FEDHUB_STATE_DIR/fedhub_config.py`` if it exists, else none.
 
             python -m fedhub.services.billing --config=/etc/fedhub/fedhub_config.py
+        """,
+    )
+
+    row_level_security = Bool(
+        True,
+        config=True,
+        help="""Fail closed on PostgreSQL: a transaction of this service that did not say
+        whom it works for (a request's tenant, or platform work) runs as the
+        ``fedhub_tenant`` role with no tenant and sees no tenant-owned rows
+        (:mod:`fedhub.db.rls`, docs/security.md "Row-level security"). Turn off only to
+        find which code path forgot its scope; SQLite is not affected.
+
+            c.ServiceApp.row_level_security = True
         """,
     )
 
@@ -144,6 +166,9 @@ class ServiceApp(Application):
 
     def start(self) -> None:
         app, on_stop = self.make_app()
+        # from here on, every transaction says whom it is for (requests: APIHandler.prepare;
+        # background work: fedhub.jobs.PeriodicJob)
+        rls.enforce(self.row_level_security)
         run(app, on_stop=on_stop)
 
 
