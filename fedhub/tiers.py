@@ -37,6 +37,10 @@ class Profile(_Strict):
     memory_gb: NonNegativeFloat = Field(description="memory limit in GB")
     gpu: NonNegativeInt = 0
     image: str | None = Field(None, description="container image for container backends")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kubernetes node labels a server of this size must run on (KubeSpawner)",
+    )
     description: str = ""
 
 
