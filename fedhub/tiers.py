@@ -132,6 +132,12 @@ class Tier(_Strict):
     min_schedule_interval_minutes: NonNegativeFloat = 60.0
     max_concurrent_scheduled_runs: NonNegativeInt = 1
     audit_retention_days: NonNegativeInt = 90
+    # Dask Gateway clusters (fedhub.gateway): clusters pending or running per tenant, workers
+    # per cluster, and the largest worker a user may ask for
+    gateway_max_clusters: NonNegativeInt = 1
+    gateway_max_workers: NonNegativeInt = 2
+    gateway_worker_cores: int = Field(1, ge=1, le=256)
+    gateway_worker_memory_gb: float = Field(2.0, gt=0, le=4096)
     features: Features = Features()
     overage: Overage = Overage()
     security: SecurityPolicy = SecurityPolicy()

@@ -11,12 +11,15 @@ from fedhub.limits.model import (
     API_CALLS,
     BILLING,
     CPU_SECONDS,
+    DASK_WORKER_SECONDS,
     DAY,
     ENTITLEMENT,
     EXP_QUOTA,
     EXPERIMENTS,
     FL_CLIENT_SECONDS,
     FL_ROUNDS,
+    GATEWAY,
+    GATEWAY_METER,
     HOUR,
     LABEL,
     LEVEL,
@@ -277,6 +280,43 @@ LIMITS: tuple[Limit, ...] = (
         enforced_at=(SERVICE,),
         enforcers=("fedhub.services.audit.handlers:AuditHandler.readable_chains",),
     ),
+    # Dask Gateway clusters (fedhub.gateway, docs/gateway.md)
+    Limit(
+        "gateway_max_clusters",
+        LIMIT,
+        "Dask Gateway clusters pending or running in the organisation",
+        "clusters",
+        LEVEL,
+        enforced_at=(SERVICE,),
+        enforcers=(f"{GATEWAY}.start_cluster", "fedhub.gateway.limits:clusters_refusal"),
+    ),
+    Limit(
+        "gateway_max_workers",
+        LIMIT,
+        "Workers of one Dask Gateway cluster (its cluster_max_workers; a larger scale is refused)",
+        "workers",
+        REQUEST,
+        enforced_at=(SERVICE,),
+        enforcers=(f"{GATEWAY}._refuse_beyond_limits", "fedhub.gateway.limits:cluster_config"),
+    ),
+    Limit(
+        "gateway_worker_cores",
+        LIMIT,
+        "Cores a Dask Gateway worker may ask for (cluster option worker_cores)",
+        "cores",
+        REQUEST,
+        enforced_at=(SERVICE,),
+        enforcers=("fedhub.gateway.limits:cluster_options",),
+    ),
+    Limit(
+        "gateway_worker_memory_gb",
+        LIMIT,
+        "Memory a Dask Gateway worker may ask for (cluster option worker_memory)",
+        "GB",
+        REQUEST,
+        enforced_at=(SERVICE,),
+        enforcers=("fedhub.gateway.limits:cluster_options",),
+    ),
     Limit(
         "features.gpu",
         ENTITLEMENT,
@@ -386,14 +426,24 @@ METER_KINDS: tuple[MeterKind, ...] = (
     MeterKind(
         CPU_SECONDS,
         "core-second",
-        "Reserved CPU cores x time",
-        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release", f"{SCHEDULER}:record_compute"),
+        "Reserved CPU cores x time (servers, scheduled runs, Dask Gateway workers)",
+        (
+            f"{QUOTAS}:meter_running",
+            f"{QUOTAS}:release",
+            f"{SCHEDULER}:record_compute",
+            GATEWAY_METER,
+        ),
     ),  # fmt: skip
     MeterKind(
         MEMORY_GB_SECONDS,
         "GB-second",
-        "Reserved memory x time",
-        (f"{QUOTAS}:meter_running", f"{QUOTAS}:release", f"{SCHEDULER}:record_compute"),
+        "Reserved memory x time (servers, scheduled runs, Dask Gateway workers)",
+        (
+            f"{QUOTAS}:meter_running",
+            f"{QUOTAS}:release",
+            f"{SCHEDULER}:record_compute",
+            GATEWAY_METER,
+        ),
     ),  # fmt: skip
     MeterKind(
         STORAGE_GB_DAYS,
@@ -422,6 +472,13 @@ METER_KINDS: tuple[MeterKind, ...] = (
         "round",
         "A federated round finished",
         ("fedhub.services.experiments.scheduler:ExperimentScheduler._record_round",),
+    ),  # fmt: skip
+    MeterKind(
+        DASK_WORKER_SECONDS,
+        "worker-second",
+        "Time a Dask Gateway worker ran (reports; its cores and memory x time are also"
+        " recorded as cpu_seconds and memory_gb_seconds, and priced so)",
+        (GATEWAY_METER,),
     ),  # fmt: skip
 )
 

@@ -39,6 +39,7 @@ API_CALLS = "api_calls"
 EXPERIMENTS = "experiments"
 FL_CLIENT_SECONDS = "fl_client_seconds"
 FL_ROUNDS = "fl_rounds"
+DASK_WORKER_SECONDS = "dask_worker_seconds"
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,5 @@ RATE_LIMITER = "fedhub.ratelimit:TenantRateLimiter.check"
 PASSWORDS = "fedhub.tenancy.passwords"
 LOCAL_LOGIN = "fedhub.extensions.hub.local_auth:LocalTenantAuthenticator.authenticate"
 SCHEDULER = "fedhub.scheduler.claims"
+GATEWAY = "fedhub.gateway.backend:FedhubBackend"
+GATEWAY_METER = "fedhub.gateway.meter:record_worker_time"

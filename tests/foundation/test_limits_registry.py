@@ -278,6 +278,16 @@ def _scheduled_run(url, tmp_path, monkeypatch) -> None:
     assert job.id
 
 
+def _gateway_workers(url, tmp_path, monkeypatch) -> None:
+    from fedhub.gateway.meter import WorkerSlice, record_worker_time
+
+    start = datetime(2026, 10, 3, 9)
+    one = WorkerSlice(tenant="acme", username="ann", cluster="c1", worker="w1", cores=2.0,
+                      memory_gb=4.0, start=start, end=start + timedelta(seconds=90))  # fmt: skip
+    assert record_worker_time(url, [one]) == 3
+    assert record_worker_time(url, [one]) == 0  # the same slice counts once
+
+
 #: How to make each declared producer run once; a producer added to the registry needs one.
 EXERCISES = {
     "fedhub.quotas:meter_running": lambda *a: _servers(*a, release=False),
@@ -287,6 +297,7 @@ EXERCISES = {
     "fedhub.services.experiments.quota:reserve": _experiment,
     "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round": _rounds,
     "fedhub.scheduler.claims:record_compute": _scheduled_run,
+    "fedhub.gateway.meter:record_worker_time": _gateway_workers,
 }
 PRODUCERS = sorted({p for m in limits.METER_KINDS for p in m.producers})
 

@@ -1,0 +1,4 @@
+from fedhub.gateway.app import main
+
+if __name__ == "__main__":
+    main()
