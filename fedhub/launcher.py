@@ -21,11 +21,12 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from fedhub import accounts
+from fedhub import accounts, gateway
 from fedhub import db as fedhub_db
 from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
-from fedhub.service import free_port
+from fedhub.extras import needs_extra
+from fedhub.service import free_port, managed_service
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
@@ -87,6 +88,8 @@ class LaunchContext:
     ip: str = "127.0.0.1"
     #: the fedhub configuration file the hub and every service load ('' for none)
     config_file: str = ""
+    #: run the Dask Gateway (``fedhub up --gateway``; else c.GatewaySettings.enabled)
+    gateway: bool = False
 
     @property
     def hub_url(self) -> str:
@@ -152,7 +155,24 @@ def build_config(ctx: LaunchContext) -> Config:
             module.extra_config(ctx, c)
     if services:
         c.JupyterHub.services = services
+    gateway_service(ctx, c)
     return c
+
+
+def gateway_service(ctx: LaunchContext, c: Config) -> None:
+    """dask-gateway-server as the hub service ``dask-gateway``, when asked for, and the
+    environment that lets ``dask_gateway.Gateway()`` find it from every user's server."""
+    settings = gateway.GatewaySettings(config=fedhub_config(ctx.config_file))
+    if not (ctx.gateway or settings.enabled):
+        return
+    with needs_extra("gateway", "the Dask Gateway (fedhub up --gateway)"):
+        import dask_gateway_server  # noqa: F401
+    tcp, api = free_port(ctx.ip), free_port(ctx.ip)
+    env = gateway.service_environment(ctx.ip, tcp, api)
+    spec = managed_service(gateway.SERVICE_NAME, "fedhub.gateway", ctx, extra_env=env)
+    spec["display"] = False  # an API for Dask clients, not a page
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), spec]
+    c.Spawner.environment.update(gateway.client_environment(ctx.hub_url, ctx.ip, tcp))
 
 
 def demo_password(state_dir: Path) -> tuple[str, bool]:

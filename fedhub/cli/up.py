@@ -28,9 +28,14 @@ from fedhub import accounts, launcher
     type=click.Path(dir_okay=False),
     help="Same as `fedhub --config-file` (this one wins).",
 )
+@click.option(
+    "--gateway",
+    is_flag=True,
+    help="Run the Dask Gateway (per-user Dask clusters; the `gateway` extra; docs/gateway.md).",
+)
 @click.argument("hub_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def command(ctx, demo, port, ip, state_dir, db_url, config_file, hub_args):
+def command(ctx, demo, port, ip, state_dir, db_url, config_file, gateway, hub_args):
     """Start JupyterHub with fedhub on http://127.0.0.1:PORT.
 
     The hub and every service read the fedhub configuration file (`--config-file`, else
@@ -45,7 +50,7 @@ def command(ctx, demo, port, ip, state_dir, db_url, config_file, hub_args):
         state_dir, db_url or root.get("db_url"), demo, config
     )
     lctx = launcher.LaunchContext(
-        state_dir=state_dir, db_url=url, port=port, ip=ip, config_file=config
+        state_dir=state_dir, db_url=url, port=port, ip=ip, config_file=config, gateway=gateway
     )
     click.echo(f"fedhub: state in {state_dir}")
     click.echo(f"fedhub: configuration file {config or '(none: defaults)'}")
