@@ -8,6 +8,7 @@ services and the meter (docs/architecture.md, "Shared toolkit").
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -15,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from tornado.ioloop import IOLoop
+
+from fedhub.db import rls
 
 __all__ = ["PeriodicJob", "run_blocking"]
 
@@ -29,9 +32,13 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     Pass plain values (ids, URLs, dicts), not ORM objects or the hub's session: the
     thread opens its own session. Inside the hub, fedhub's store shares the hub's session
     and must stay on the event-loop thread.
+
+    The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
+    the caller's row-level-security scope (:mod:`fedhub.db.rls`) goes with the work.
     """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(None, context.run, functools.partial(fn, *args, **kwargs))
 
 
 class PeriodicJob:
@@ -39,7 +46,9 @@ class PeriodicJob:
 
     ``fn`` may be a coroutine function (run on the loop) or a plain function; a plain
     function runs in a thread when ``blocking`` is true (:func:`run_blocking`), on the
-    loop otherwise. An exception is logged with the job's name and the job keeps its
+    loop otherwise. A periodic job is platform work: its transactions see every
+    tenant's rows (:func:`fedhub.db.rls.platform`); a job that works for one tenant at a
+    time narrows itself with ``rls.tenant(slug)``. An exception is logged with the job's name and the job keeps its
     schedule: one database hiccup must not end the job for good. ``first_delay`` is the
     wait before the first run (default: one interval); ``on_result(ok)`` is called after
     every run, for metrics.
@@ -106,6 +115,10 @@ class PeriodicJob:
 
     async def run_once(self) -> bool:
         """One run, errors logged; True when it succeeded."""
+        with rls.platform():
+            return await self._run_once()
+
+    async def _run_once(self) -> bool:
         try:
             if inspect.iscoroutinefunction(self.fn):
                 await self.fn()

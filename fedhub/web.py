@@ -27,6 +27,7 @@ from tornado import web
 from traitlets import default
 
 from fedhub import events, metering, ratelimit
+from fedhub.db import rls
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.openapi import OpenAPIDocument, build_spec, operation, render_html
 from fedhub.tenancy import scopes as fedhub_scopes
@@ -171,9 +172,10 @@ class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
         requests belong to no tenant: not counted.
         """
         model = self.get_current_user()
+        rls.enter(self.rls_scope(model))
         if not model or model.get("kind") != "user":
             return
-        info = self.store.user(model["name"])
+        info = self._user_info(model["name"])
         if info is None or not info.tenant or info.is_platform_admin:
             return
         limiter = ratelimit.current()
@@ -183,6 +185,30 @@ class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
                 self.set_header(name, value)
         service = os.environ.get("JUPYTERHUB_SERVICE_NAME", "?")
         metering.count_api_call(service, info.tenant, info.username)
+
+    def _user_info(self, name: str):
+        """The caller's membership, looked up once per request across every tenant (the
+        lookup that decides the tenant is platform work by nature)."""
+        if getattr(self, "_fedhub_user_info_for", None) != name:
+            with rls.platform():
+                self._fedhub_user_info = self.store.user(name)
+            self._fedhub_user_info_for = name
+        return self._fedhub_user_info
+
+    def rls_scope(self, model: dict | None) -> rls.Scope | None:
+        """Whom this request's database work is for (:mod:`fedhub.db.rls`): a user's tenant;
+        the platform for platform admins and hub services; nothing (no tenant rows) for
+        anyone else."""
+        if not model:
+            return None
+        if model.get("kind") == "service":
+            return rls.Scope(None)
+        info = self._user_info(model["name"])
+        if info is None:
+            return None
+        if info.is_platform_admin:
+            return rls.Scope(None)
+        return rls.Scope(info.tenant) if info.tenant else None
 
     def check_xsrf_cookie(self):
         # Only a request that a token actually authenticated may skip the check.
@@ -224,7 +250,7 @@ class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
             if model.get("kind") == "service":
                 self._caller = Caller(name=name, kind="service", role=None, tenant=None)
             else:
-                info = self.store.user(name)
+                info = self._user_info(name)
                 if info is None:
                     self.deny("user_not_in_fedhub", f"{name} is not a member of any fedhub tenant")
                 self._caller = Caller(

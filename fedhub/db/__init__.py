@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from fedhub.db import rls
 from fedhub.db.base import Base, utcnow
 from fedhub.db.toolkit import (
     InvalidCursor,
@@ -110,6 +111,7 @@ def get_engine(url: str | None = None) -> Engine:
     with _lock:
         if url not in _engines:
             _engines[url] = create_db_engine(url)
+            rls.install(_engines[url])  # the tenant scope of each transaction (PostgreSQL)
         return _engines[url]
 
 

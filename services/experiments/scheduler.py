@@ -31,7 +31,7 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events, metering
-from fedhub.db import insert_ignore, session_scope, utcnow
+from fedhub.db import insert_ignore, rls, session_scope, utcnow
 from fedhub.errors import FedhubError
 
 from . import quota
@@ -128,8 +128,12 @@ class ExperimentScheduler(LoggingConfigurable):
         if n:
             self.log.info("requeued %d experiments left running by a previous process", n)
         if self.warm_up:
-            threading.Thread(target=self._warm_up, name="fl-warm-up", daemon=True).start()
-        self._thread = threading.Thread(target=self._loop, name="fl-admit", daemon=True)
+            threading.Thread(
+                target=rls.as_platform(self._warm_up), name="fl-warm-up", daemon=True
+            ).start()
+        self._thread = threading.Thread(
+            target=rls.as_platform(self._loop), name="fl-admit", daemon=True
+        )
         self._thread.start()
 
     def _warm_up(self) -> None:
@@ -271,7 +275,7 @@ class ExperimentScheduler(LoggingConfigurable):
             with self._lock:
                 self._running[exp_id] = tenant
                 self._served[tenant] = time.monotonic()
-            self._pool.submit(self._run_guarded, exp_id)
+            self._pool.submit(rls.as_platform(self._run_guarded), exp_id)
 
     def pick(self, queued: list[tuple[str, str]]) -> tuple[str, str] | None:
         """The next (id, tenant) to start, or None if no slot may be used now."""

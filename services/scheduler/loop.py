@@ -21,7 +21,7 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import events, storage
 from fedhub.clock import get_clock
-from fedhub.db import session_scope
+from fedhub.db import rls, session_scope
 from fedhub.errors import FedhubError, NotFound
 from fedhub.jobs import PeriodicJob
 from fedhub.scheduler import claims, defaults, formats, retention, runner
@@ -188,7 +188,7 @@ class Scheduler(LoggingConfigurable):
         claims.enqueue_due(self.db_url, now, catch_up=self.catch_up)
         retention.prune(self.db_url, self.home, self.log)
         for run in claims.claim(self.db_url, self.worker, now, self.max_running):
-            threading.Thread(target=self.execute, args=(run,), name=f"run-{run.id}",
+            threading.Thread(target=rls.as_platform(self.execute), args=(run,), name=f"run-{run.id}",
                              daemon=True).start()  # fmt: skip
 
     def make_default_reports(self, now) -> None:
@@ -201,7 +201,7 @@ class Scheduler(LoggingConfigurable):
 
     def wake(self) -> None:
         """Look for work now (a run was queued by hand)."""
-        threading.Thread(target=self._tick_logged, daemon=True).start()
+        threading.Thread(target=rls.as_platform(self._tick_logged), daemon=True).start()
 
     def _tick_logged(self) -> None:
         try:
