@@ -33,7 +33,7 @@ from traitlets import Bool, Enum, Float, Type, Unicode, default
 from traitlets.utils.importstring import import_item
 
 from fedhub import events, quotas, storage
-from fedhub.extensions.hub.spawner import kernels, limits, metrics, profiles
+from fedhub.extensions.hub.spawner import kernels, kubernetes, limits, metrics, profiles
 from fedhub.extensions.hub.spawner.reconciler import Reconciler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 
@@ -43,8 +43,14 @@ _classes: dict[type, type] = {}
 def tier_spawner_class(backend: type) -> type:
     """The ``TierSpawner`` subclass layered over ``backend`` (made once per backend)."""
     if backend not in _classes:
+        # KubeSpawner gets the Kubernetes layer in between (spawner/kubernetes.py)
+        extra = (
+            (kubernetes.KubernetesTierMixin,)
+            if profiles.backend_kind(backend) == "kubernetes"
+            else ()
+        )
         _classes[backend] = type(
-            f"Tier{backend.__name__}", (TierSpawner, backend), {"__module__": __name__}
+            f"Tier{backend.__name__}", (TierSpawner, *extra, backend), {"__module__": __name__}
         )
     return _classes[backend]
 
@@ -378,6 +384,18 @@ class TierSpawner(Spawner):
         ).items():
             if self.has_trait(trait):
                 setattr(self, trait, value)
+        if isinstance(self, kubernetes.KubernetesTierMixin):
+            r = self._reservation
+            self.apply_tier_settings(
+                kubernetes.tier_settings(
+                    tenant=r.tenant if r else None,
+                    tier_name=r.tier_name if r else None,
+                    tier=r.tier if r else None,
+                    profile_name=r.profile if r else (self.tier_profile or ""),
+                    profile=profile,
+                    guarantee_fraction=self.guarantee_fraction,
+                )
+            )
 
     async def run_post_stop_hook(self):
         row = quotas.release(self.store.db, self.user.name, self.name)
