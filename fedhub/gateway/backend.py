@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections import defaultdict
 
 from aiohttp import web
@@ -277,12 +278,73 @@ class FedhubBackend(LocalBackend):
             )
         return entry
 
+    def setup_working_directory(self, cluster):
+        """The cluster's private folder (0700, the owner's) with its TLS cert and key (0600).
+
+        Replaces upstream's: dask-gateway-server 2026.3.0 hands ``list.extend`` the key
+        file's path, so ``set_file_permissions`` receives it character by character, ``/``
+        first, and its ``LocalBackend`` gives the root directory to the cluster's user.
+        """
+        if self.clusters_directory:
+            workdir = os.path.join(self.clusters_directory, cluster.name)
+            os.makedirs(workdir, 0o700)
+        else:
+            workdir = tempfile.mkdtemp(prefix="dask", suffix=cluster.name)
+        certsdir, logsdir = self.get_certs_directory(workdir), self.get_logs_directory(workdir)
+        os.mkdir(certsdir, 0o700)
+        os.mkdir(logsdir, 0o700)
+        cert_path, key_path = self._get_tls_paths(workdir)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
+                f.write(data)
+        self.set_file_permissions(
+            [workdir, certsdir, logsdir, cert_path, key_path], cluster.username
+        )
+        return workdir
+
     def set_file_permissions(self, paths, username):
         if not self.isolated:
             return
         entry = accounts.lookup(self.account(username))
         for path in paths:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+            if not os.path.isabs(path) or os.path.dirname(path) == path:
+                raise ValueError(f"refusing to give {path!r} to {entry.pw_name}")
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+    async def start_process(self, cluster, cmd, env, name):
+        """Start ``cmd`` as the cluster's owner, its output in ``logs/<name>.log``.
+
+        The log is opened by the gateway (root) inside a folder the owner controls, so
+        every step refuses symbolic links: the owner could otherwise swap ``logs`` for a
+        link and have root create files wherever it points.
+        """
+        nofollow = os.O_DIRECTORY | os.O_NOFOLLOW
+        work_fd = os.open(cluster.state["workdir"], nofollow)
+        try:
+            logs_fd = os.open("logs", nofollow, dir_fd=work_fd)
+        finally:
+            os.close(work_fd)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(f"{name}.log", flags, 0o600, dir_fd=logs_fd)
+        finally:
+            os.close(logs_fd)
+        if self.isolated:  # the owner may read their cluster's logs
+            entry = accounts.lookup(self.account(cluster.username))
+            os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                preexec_fn=self.make_preexec_fn(cluster),
+                start_new_session=True,
+                env=env,
+                stdout=fd,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            os.close(fd)
+        return proc.pid
 
     def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
         workdir = cluster.state["workdir"]
