@@ -86,7 +86,6 @@ def helm_values(tiers_path, output, chart, image_repository, tag, guarantee_frac
         what=what,
         source=tiers_path or "the configured tiers file",
         flag=flags,
-        output=output,
     )
     if output == "-":
         click.echo(text, nl=False)

@@ -394,16 +394,16 @@ def dask_gateway_values(
 
 HEADER = """\
 # {what} for fedhub {version}, made from {source} by
-#     fedhub deploy helm-values{flag} -o {output}
+#     fedhub deploy helm-values{flag}
 # Do not edit: change the tiers (or fedhub) and regenerate; tests/deploy checks it is current.
 # Site settings (host, TLS, OIDC, registry, database host) go in a second values file
 # given after this one; docs/deploy-kubernetes.md explains every key.
 """
 
 
-def render(data: dict[str, Any], *, what: str, source: str, flag: str, output: str) -> str:
+def render(data: dict[str, Any], *, what: str, source: str, flag: str) -> str:
     """YAML with the header that says where it came from."""
-    head = HEADER.format(what=what, version=__version__, source=source, flag=flag, output=output)
+    head = HEADER.format(what=what, version=__version__, source=source, flag=flag)
     return head + yaml.dump(data, Dumper=_NoAliases, sort_keys=False, width=100, allow_unicode=True)
 
 
