@@ -180,6 +180,27 @@ c.JupyterHub.services = [
         "oauth_client_allowed_scopes": list(c.JupyterHub.custom_scopes),
     },
 ]
+# Dask Gateway (docs/gateway.md; the `gateway` extra): per-user Dask clusters, each as its
+# owner's Unix account, limited by the tier. Uncomment, pick two more free ports, and add
+# the three DASK_GATEWAY__ variables to c.Spawner.environment below.
+# c.JupyterHub.services.append(
+#     {
+#         "name": "dask-gateway",
+#         "url": "http://127.0.0.1:10105",
+#         "command": ["python", "-m", "fedhub.gateway"],
+#         "environment": {
+#             "FEDHUB_DB_URL": "postgresql+psycopg://fedhub@db.internal/fedhub",
+#             "FEDHUB_STATE_DIR": "/srv/fedhub",
+#             "FEDHUB_CONFIG_FILE": "/etc/fedhub/fedhub_config.py",
+#             "FEDHUB_GATEWAY_TCP_ADDRESS": "127.0.0.1:10106",
+#             "FEDHUB_GATEWAY_API_ADDRESS": "127.0.0.1:10107",
+#         },
+#     }
+# )
+# with, in c.Spawner.environment:
+#     "DASK_GATEWAY__ADDRESS": "https://fedhub.example.org/services/dask-gateway",
+#     "DASK_GATEWAY__PROXY_ADDRESS": "gateway://fedhub.example.org:10106",
+#     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
 # the scheduler asks the hub for a short-lived token of a run's owner
 c.JupyterHub.load_roles = [
     {"name": "scheduler-service", "scopes": ["tokens"], "services": ["scheduler"]},
