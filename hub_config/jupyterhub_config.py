@@ -199,7 +199,7 @@ c.JupyterHub.services = [
 # )
 # with, in c.Spawner.environment:
 #     "DASK_GATEWAY__ADDRESS": "https://fedhub.example.org/services/dask-gateway",
-#     "DASK_GATEWAY__PROXY_ADDRESS": "gateway://fedhub.example.org:10106",
+#     "DASK_GATEWAY__PROXY_ADDRESS": "gateway://127.0.0.1:10106",  # servers on this host
 #     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
 # the scheduler asks the hub for a short-lived token of a run's owner
 c.JupyterHub.load_roles = [
