@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -258,3 +260,21 @@ def test_cli_errors_name_the_file_and_key(tmp_path):
     )
     assert result.exit_code != 0
     assert "cannot write" in result.output and "Traceback" not in result.output
+
+
+def test_the_state_claim_is_the_one_the_hub_mounts(values):
+    path = ROOT / "deploy/kubernetes/fedhub-state.yaml"
+    claim = yaml.safe_load(path.read_text())
+    assert claim["kind"] == "PersistentVolumeClaim"
+    mounted = [v for v in values["hub"]["extraVolumes"] if "persistentVolumeClaim" in v]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in mounted] == [claim["metadata"]["name"]]
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed on this machine")
+    out = subprocess.run(
+        [kubectl, "set", "env", "--local", "--list", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
