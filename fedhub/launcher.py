@@ -159,11 +159,15 @@ def build_config(ctx: LaunchContext) -> Config:
     return c
 
 
+def gateway_enabled(ctx: LaunchContext) -> bool:
+    """``fedhub up --gateway``, else ``c.GatewaySettings.enabled`` in the configuration file."""
+    return ctx.gateway or gateway.GatewaySettings(config=fedhub_config(ctx.config_file)).enabled
+
+
 def gateway_service(ctx: LaunchContext, c: Config) -> None:
     """dask-gateway-server as the hub service ``dask-gateway``, when asked for, and the
     environment that lets ``dask_gateway.Gateway()`` find it from every user's server."""
-    settings = gateway.GatewaySettings(config=fedhub_config(ctx.config_file))
-    if not (ctx.gateway or settings.enabled):
+    if not gateway_enabled(ctx):
         return
     with needs_extra("gateway", "the Dask Gateway (fedhub up --gateway)"):
         import dask_gateway_server  # noqa: F401

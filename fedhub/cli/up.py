@@ -67,5 +67,9 @@ def command(ctx, demo, port, ip, state_dir, db_url, config_file, gateway, hub_ar
         click.echo(f"fedhub: demo users {users}")
         click.echo(f"fedhub: demo password ({source}): {password}")
         click.echo(f"fedhub: also in {state_dir / 'demo-credentials.json'}")
+    if launcher.gateway_enabled(lctx):
+        click.echo(
+            f"fedhub: Dask Gateway at {lctx.hub_url}/services/dask-gateway (docs/gateway.md)"
+        )
     click.echo(f"fedhub: open {lctx.hub_url}/hub/login")
     launcher.run_hub(lctx, list(hub_args))
