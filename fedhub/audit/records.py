@@ -211,7 +211,12 @@ def insert_records(s: Session, rows: list[dict[str, Any]]) -> None:
     table = AuditRecord.__tablename__
     if dialect.name == "postgresql":
         cur = conn.connection.cursor()
-        if hasattr(cur, "copy"):  # psycopg 3
+        # COPY is refused where row-level security applies (fedhub.db.rls: a platform
+        # role made without BYPASSRLS, or a tenant's scope): then plain INSERTs
+        copy_allowed = not conn.exec_driver_sql(
+            "SELECT row_security_active(%(t)s)", {"t": table}
+        ).scalar()
+        if hasattr(cur, "copy") and copy_allowed:  # psycopg 3
             columns = ", ".join(_RECORD_COLUMNS)
             with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_PG_TYPES)

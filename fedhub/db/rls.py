@@ -232,6 +232,12 @@ def create_roles_sql() -> list[str]:
                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
                     BEGIN
                         CREATE ROLE {role} NOLOGIN;
+                        IF '{role}' = '{PLATFORM_ROLE}' AND (
+                            SELECT rolsuper FROM pg_roles WHERE rolname = current_user
+                        ) THEN
+                            -- platform work may COPY (audit ingestion): not subject to RLS
+                            ALTER ROLE {role} BYPASSRLS;
+                        END IF;
                     EXCEPTION WHEN duplicate_object OR unique_violation THEN
                         NULL;  -- another database of this cluster made it meanwhile
                     END;
