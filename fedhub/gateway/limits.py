@@ -36,6 +36,7 @@ class GatewayLimits:
     max_workers: int
     worker_cores: int
     worker_memory_gb: float
+    idle_timeout_s: float = 0.0  # the tier's idle_timeout_minutes: idle clusters stop too
 
     @classmethod
     def of(cls, tier_name: str, tier: Tier) -> GatewayLimits:
@@ -45,6 +46,7 @@ class GatewayLimits:
             max_workers=tier.gateway_max_workers,
             worker_cores=tier.gateway_worker_cores,
             worker_memory_gb=tier.gateway_worker_memory_gb,
+            idle_timeout_s=tier.idle_timeout_minutes * 60.0,
         )
 
     def __str__(self) -> str:
@@ -97,6 +99,7 @@ def cluster_config(limits: GatewayLimits, worker_cores: int, worker_memory_gb: f
         "cluster_max_workers": n,
         "cluster_max_cores": float(SCHEDULER_CORES + n * worker_cores),
         "cluster_max_memory": int((SCHEDULER_MEMORY_GB + n * worker_memory_gb) * GIB),
+        "idle_timeout": limits.idle_timeout_s,
     }
 
 

@@ -25,6 +25,7 @@ def test_each_tier_maps_onto_options_and_a_cluster_config_dask_gateway_accepts(t
     assert config.cluster_max_workers == CATALOG.get(tier).gateway_max_workers
     assert config.worker_cores <= CATALOG.get(tier).gateway_worker_cores
     assert config.worker_memory <= CATALOG.get(tier).gateway_worker_memory_gb * gw.GIB
+    assert config.idle_timeout == CATALOG.get(tier).idle_timeout_minutes * 60
     # the largest worker the tier allows still fits max_workers of them
     big = options.get_configuration(
         options.parse_options(
