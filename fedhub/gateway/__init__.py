@@ -26,7 +26,7 @@ class GatewaySettings(LoggingConfigurable):
         False,
         config=True,
         help="""Run dask-gateway-server as the hub service ``dask-gateway`` (needs the
-        ``gateway`` extra). Off by default: it adds two processes (~95 MB) and ~1.5 s of
+        ``gateway`` extra). Off by default: it adds two processes (~90 MB) and ~0.5 s of
         start-up CPU to every hub, used only by tenants that run Dask clusters
         (docs/gateway.md). ``fedhub up --gateway`` turns it on for one start::
 
