@@ -200,6 +200,24 @@ async def test_the_tier_wins_over_a_stale_profile_list(store):
     assert float(pod["spec"]["containers"][0]["resources"]["limits"]["cpu"]) == 2.0
 
 
+async def test_each_start_of_one_server_gets_only_its_own_profile(store):
+    """JupyterHub keeps one spawner per server: a gpu start must not leak into the next."""
+    spawner = make_spawner(store, "user-enterprise", "gpu")
+    sizes = {}
+    for profile in ("gpu", "small"):
+        spawner.user_options = {"profile": profile}
+        spawner.apply_tier_options(spawner.user_options)
+        await spawner.start()
+        await spawner.run_post_stop_hook()
+        sizes[profile] = as_dict(spawner.sent_pod)
+    gpu, small = sizes["gpu"], sizes["small"]
+    assert gpu["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert "nvidia.com/gpu" in gpu["spec"]["containers"][0]["resources"]["limits"]
+    assert not small["spec"].get("nodeSelector")
+    assert "nvidia.com/gpu" not in small["spec"]["containers"][0]["resources"]["limits"]
+    assert small["metadata"]["labels"][kubernetes.LABEL_PROFILE] == "small"
+
+
 async def test_a_profile_outside_the_tier_is_refused(store):
     from jupyterhub.spawner import SpawnException
 

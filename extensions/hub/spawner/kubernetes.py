@@ -22,6 +22,7 @@ profile's names, which users see on the spawn page anyway.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -90,12 +91,38 @@ def tier_settings(
     return settings
 
 
-#: traits whose configured value is a mapping the tier's values are merged into
-MERGED_TRAITS = ("extra_labels", "storage_extra_labels", "node_selector")
+#: every KubeSpawner trait the tier layer sets, for some profile or tier
+TIER_TRAITS = (
+    "mem_limit",
+    "mem_guarantee",
+    "cpu_limit",
+    "cpu_guarantee",
+    "image",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "node_selector",
+    "extra_labels",
+    "storage_extra_labels",
+    "storage_capacity",
+    "storage_pvc_ensure",
+)
+#: those whose configured value is a mapping the tier's values are merged into
+MERGED_TRAITS = (
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "node_selector",
+    "extra_labels",
+    "storage_extra_labels",
+)
 
 
 class KubernetesTierMixin:
-    """Between the tier spawner and KubeSpawner: the tier's values win over the profile list.
+    """Between the tier spawner and KubeSpawner: each spawn gets exactly its tier's values.
+
+    JupyterHub keeps one spawner object per server across its starts, so every start
+    begins again from the operator's configuration (the Helm values, read when the spawner
+    was made), never from what the previous start set: a server started with the gpu
+    profile and then with a small one has no GPU and no GPU node selector the second time.
 
     KubeSpawner applies its ``profile_list`` (``singleuser.profileList`` of the Helm chart)
     in ``load_user_options`` at the start of its own ``start``, after the tier layer has set
@@ -106,13 +133,29 @@ class KubernetesTierMixin:
     alone.
     """
 
-    def apply_tier_settings(self, settings: dict[str, Any]) -> None:
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._fedhub_k8s_configured = {
+            trait: copy.deepcopy(getattr(self, trait))
+            for trait in TIER_TRAITS
+            if self.has_trait(trait)
+        }
+        self._fedhub_k8s_settings: dict[str, Any] = {}
+
+    def apply_tier_settings(self, settings: dict[str, Any], *, over_current: bool = False) -> None:
+        """The configured values, with ``settings`` merged in (mappings) or set (the rest).
+
+        ``over_current``: merge into the current values instead (after the profile list,
+        whose additions to a mapping, such as a label, stay).
+        """
         self._fedhub_k8s_settings = dict(settings)
-        for trait, value in settings.items():
-            if not self.has_trait(trait):
-                continue
-            if trait in MERGED_TRAITS:
-                value = {**(getattr(self, trait) or {}), **value}
+        for trait, configured in self._fedhub_k8s_configured.items():
+            value = copy.deepcopy(getattr(self, trait) if over_current else configured)
+            if trait in settings:
+                if trait in MERGED_TRAITS:
+                    value = {**(value or {}), **settings[trait]}
+                else:
+                    value = settings[trait]
             setattr(self, trait, value)
 
     async def load_user_options(self):
@@ -135,4 +178,4 @@ class KubernetesTierMixin:
                 self.profile_list = saved
         else:
             await super().load_user_options()
-        self.apply_tier_settings(getattr(self, "_fedhub_k8s_settings", {}))
+        self.apply_tier_settings(self._fedhub_k8s_settings, over_current=True)
