@@ -73,6 +73,18 @@ def kubeconfig(tmp_path_factory):
         yield path
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def _kubernetes_clients_closed():
+    """KubeSpawner shares one API client per event loop and closes it when JupyterHub stops
+    its tasks; with no hub, close them here (no "Unclosed client session" at exit)."""
+    yield
+    from kubespawner import clients
+
+    for client in list(clients._client_cache.values()):
+        await client.api_client.close()
+    clients._client_cache.clear()
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('k8s') / 'fedhub.sqlite'}"
