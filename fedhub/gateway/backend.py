@@ -108,6 +108,18 @@ class FedhubBackend(LocalBackend):
         """,
     )
 
+    dashboards = Bool(
+        False,
+        config=True,
+        help="""Serve each scheduler's dashboard (through the gateway's proxy at
+        ``/services/dask-gateway/clusters/<name>/status``) and each worker's. Off by default:
+        a dashboard has no login and listens on a loopback port that any account on this
+        host could reach, the tenant's neighbours included::
+
+            c.FedhubBackend.dashboards = True   # one trusted tenant per host
+        """,
+    )
+
     @default("cluster_options")
     def _default_cluster_options(self):
         return self.options_for
@@ -366,6 +378,20 @@ class FedhubBackend(LocalBackend):
             env["USER"] = self.account(cluster.username)
         env["HOME"] = self.home_dir_template.format(username=cluster.username)
         return env
+
+    def get_scheduler_command(self, cluster):
+        return self._without_dashboard(
+            cluster.config.scheduler_cmd, super().get_scheduler_command(cluster)
+        )
+
+    def get_worker_command(self, cluster, worker_name, scheduler_address=None):
+        cmd = super().get_worker_command(cluster, worker_name, scheduler_address)
+        return self._without_dashboard(cluster.config.worker_cmd, cmd)
+
+    def _without_dashboard(self, base: list, cmd: list) -> list:
+        if self.dashboards:
+            return cmd
+        return [*cmd[: len(base)], "--no-dashboard", *cmd[len(base) :]]
 
     # -- start and stop ---------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 import yaml
 from sqlalchemy import func, select
 
@@ -139,6 +140,22 @@ def test_scheduler_and_workers_run_as_her_account(alice_session):
         # and the gateway gave them nothing of the hub: no token, no database
         environ = psutil.Process(pid).environ()
         assert not {"JUPYTERHUB_API_TOKEN", "FEDHUB_DB_URL"} & set(environ)
+
+
+def test_her_processes_serve_no_dashboard_a_neighbour_could_open(alice_session):
+    """A dashboard has no login; on loopback any local account could reach it."""
+    steps, _, _ = alice_session
+    running = steps["running"]
+    ports = [c.laddr.port for pid in [running["scheduler"], *running["workers"].values()]
+             for c in psutil.Process(pid).net_connections("tcp")
+             if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    assert ports
+    for port in ports:
+        try:
+            r = requests.get(f"http://127.0.0.1:{port}/status", timeout=3)
+        except requests.RequestException:
+            continue  # TLS or not HTTP
+        assert r.status_code != 200, f"port {port} serves /status"
 
 
 # dask_gateway's Gateway.__del__ closes a closed client again and reads a stopped loop
