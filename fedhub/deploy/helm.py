@@ -66,6 +66,11 @@ GATEWAY_POD_LABELS = {
     "app.kubernetes.io/component": "traefik",
 }
 GATEWAY_PORTS = [{"port": 8000, "protocol": "TCP"}, {"port": 8786, "protocol": "TCP"}]
+#: the gateway's own pod checks users' tokens with the hub's API (port 8081)
+GATEWAY_API_POD_LABELS = {
+    "app.kubernetes.io/name": "dask-gateway",
+    "app.kubernetes.io/component": "gateway",
+}
 #: what makes ``dask_gateway.Gateway()`` work with no arguments in a user's server
 GATEWAY_ENV = {
     "DASK_GATEWAY__ADDRESS": GATEWAY_ADDRESS,
@@ -288,7 +293,11 @@ def values(
         },
         "networkPolicy": {
             "ingress": [
-                {"from": [{"podSelector": {"matchLabels": HUB_ACCESS_LABEL}}], "ports": ports}
+                {"from": [{"podSelector": {"matchLabels": HUB_ACCESS_LABEL}}], "ports": ports},
+                {
+                    "from": [{"podSelector": {"matchLabels": GATEWAY_API_POD_LABELS}}],
+                    "ports": [{"port": 8081, "protocol": "TCP"}],
+                },
             ],
             "egress": [to_gateway],
         },

@@ -212,6 +212,13 @@ def test_hub_services_are_fedhubs_services_on_open_ports(values):
     )
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
     assert values["hub"]["loadRoles"]["scheduler-service"]["services"] == ["scheduler"]
+    # the gateway's pod checks users' tokens on the hub's API
+    gateway_rule = values["hub"]["networkPolicy"]["ingress"][1]
+    assert (
+        gateway_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "gateway"
+    )
+    assert gateway_rule["ports"] == [{"port": 8081, "protocol": "TCP"}]
 
 
 def test_dask_gateway_workers_fit_the_largest_tier():
