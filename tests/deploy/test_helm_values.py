@@ -285,3 +285,14 @@ def test_the_state_claim_is_the_one_the_hub_mounts(values):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_a_service_in_the_hub_pod_listens_on_every_address(monkeypatch):
+    """``http://hub:10101`` is the hub's Service, not an address of the pod: bind 0.0.0.0."""
+    from fedhub.service import listen_address
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://hub:10101")
+    monkeypatch.delenv("FEDHUB_SERVICE_BIND_HOST", raising=False)
+    assert listen_address() == ("hub", 10101)
+    monkeypatch.setenv("FEDHUB_SERVICE_BIND_HOST", "0.0.0.0")
+    assert listen_address() == ("0.0.0.0", 10101)
