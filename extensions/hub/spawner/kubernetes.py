@@ -76,9 +76,9 @@ def tier_settings(
 ) -> dict[str, Any]:
     """Every KubeSpawner trait value the tier layer sets for one spawn.
 
-    ``extra_labels``, ``storage_extra_labels`` and ``node_selector`` are merged into what
-    the operator configured (the Helm chart's common labels, its ``singleuser.nodeSelector``)
-    by :class:`KubernetesTierMixin`; the rest replace it. Without a tier (a platform admin
+    Mappings (labels, node selector, extra resources: :data:`MERGED_TRAITS`) are merged
+    into what the operator configured (the Helm chart's common labels, its
+    ``singleuser.nodeSelector``) by :class:`KubernetesTierMixin`; the rest replace it. Without a tier (a platform admin
     without a tenant) the volume keeps the operator's ``singleuser.storage.capacity``.
     """
     settings = profile_settings(profile, guarantee_fraction)
