@@ -28,10 +28,28 @@ import subprocess
 import time
 from pathlib import Path
 
-ACCOUNT_PREFIX = "fedhub-"
-WORKER_ACCOUNT = "fedhub-worker"
 MAX_ACCOUNT_NAME = 32  # useradd's limit on Linux
 _SAFE = re.compile(r"[^a-z0-9_-]")
+_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,14}-")
+
+
+def _prefix_from_environment() -> str:
+    """``$FEDHUB_ACCOUNT_PREFIX``, else ``fedhub-``.
+
+    One setting for the hub and every service (``fedhub up`` hands it to each), so the
+    spawner, the scheduler's runs and the gateway's clusters agree on ``alice``'s account.
+    """
+    prefix = os.environ.get("FEDHUB_ACCOUNT_PREFIX", "fedhub-")
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(
+            f"FEDHUB_ACCOUNT_PREFIX={prefix!r}: use a lower-case letter, then up to 14 "
+            "letters, digits or dashes, ending in a dash (fedhub-)"
+        )
+    return prefix
+
+
+ACCOUNT_PREFIX = _prefix_from_environment()
+WORKER_ACCOUNT = ACCOUNT_PREFIX + "worker"
 
 
 class AccountError(RuntimeError):
@@ -47,11 +65,13 @@ def account_name(username: str, prefix: str = ACCOUNT_PREFIX) -> str:
     """The system account of hub user ``username``: ``fedhub-<name>``, at most 32 chars.
 
     Characters useradd refuses are replaced and long names are shortened with a
-    hash suffix, so two hub users never share an account.
+    hash suffix, so two hub users never share an account, and none gets
+    :data:`WORKER_ACCOUNT`.
     """
     clean = _SAFE.sub("-", username.lower())
     name = prefix + clean
-    if name != prefix + username or len(name) > MAX_ACCOUNT_NAME:
+    # a hub user called "worker" must not become the Dask workers' account
+    if name != prefix + username or len(name) > MAX_ACCOUNT_NAME or name == WORKER_ACCOUNT:
         digest = hashlib.sha256(username.encode()).hexdigest()[:8]
         name = (prefix + clean)[: MAX_ACCOUNT_NAME - 9] + "-" + digest
     return name
@@ -85,7 +105,7 @@ def ensure_account(account: str, *, home: str | Path | None = None) -> pwd.struc
         str(home or "/nonexistent"),
         account,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = _run_locked(cmd)
     # two spawns may race to create the same account; the loser sees exit 9
     if result.returncode not in (0, 9):
         raise AccountError(f"useradd {account} failed: {result.stderr.strip()}")
@@ -95,13 +115,28 @@ def ensure_account(account: str, *, home: str | Path | None = None) -> pwd.struc
     return found
 
 
+def _run_locked(cmd: list[str], attempts: int = 20) -> subprocess.CompletedProcess:
+    """Run a shadow-utils command, again while another holds ``/etc/passwd``'s lock.
+
+    useradd and userdel give up at once ("cannot lock /etc/passwd; try again later")
+    when another account is being made at the same moment, as when many users' first
+    servers start together.
+    """
+    for attempt in range(attempts):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode == 0 or "cannot lock" not in result.stderr:
+            return result
+        time.sleep(0.05 * (attempt + 1))
+    return result
+
+
 def remove_account(account: str) -> bool:
     """Kill every process of ``account`` and delete it; True if it existed."""
     entry = lookup(account)
     if entry is None or not can_isolate():
         return False
     subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
-    result = subprocess.run(["userdel", account], capture_output=True, text=True)
+    result = _run_locked(["userdel", account])
     if result.returncode not in (0, 6):  # 6: no such user (removed meanwhile)
         raise AccountError(f"userdel {account} failed: {result.stderr.strip()}")
     try:  # --user-group made a group of the same name; userdel removes it when unused

@@ -192,7 +192,7 @@ def managed_service(name: str, module: str, ctx, *, extra_env: dict | None = Non
     }
     if getattr(ctx, "config_file", None):
         env["FEDHUB_CONFIG_FILE"] = str(ctx.config_file)
-    for key in ("FEDHUB_TIERS", "FEDHUB_EVENTS_SPOOL"):
+    for key in ("FEDHUB_TIERS", "FEDHUB_EVENTS_SPOOL", "FEDHUB_ACCOUNT_PREFIX"):
         if os.environ.get(key):
             env[key] = os.environ[key]
     env.update(extra_env or {})

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: F401
+# Under pytest-xdist (`make test` runs two workers) each worker's hubs make Unix
+# accounts of their own (fh0-alice, fh1-alice): a test that deletes alice, and so
+# kills her account's processes, must not reach the other worker's alice. Set before
+# anything imports fedhub.accounts, which reads it once.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["FEDHUB_ACCOUNT_PREFIX"] = "fh" + os.environ["PYTEST_XDIST_WORKER"][2:] + "-"
+
+from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: E402, F401
 
 DEMO_PASSWORD = "Fedhub-test-password-1"
 SESSION_GUARD_MARK = "FEDHUB-SESSION-THREAD-VIOLATION"

@@ -15,6 +15,7 @@ import pwd
 
 import pytest
 
+from fedhub import accounts
 from fedhub.extensions.server.dashboards import SOURCE
 from tests.browser import DOCS_IMG, browser, docs_screenshots, log_in, running_server  # noqa: F401
 
@@ -77,7 +78,7 @@ def assert_read_only_link(hub, token):
     home = hub.state_dir / "homes" / "alice"
     link = home / "dashboards"
     assert link.is_symlink() and os.readlink(link) == str(SOURCE)
-    assert os.lstat(link).st_uid == pwd.getpwnam("fedhub-alice").pw_uid
+    assert os.lstat(link).st_uid == pwd.getpwnam(accounts.account_name("alice")).pw_uid
     original = (SOURCE / "usage.ipynb").read_bytes()
     path = "/user/alice/api/contents/dashboards/usage.ipynb"
     model = hub.api("GET", path, token).json()

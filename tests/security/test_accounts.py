@@ -143,3 +143,25 @@ def test_not_root_still_starts_and_says_users_are_not_isolated(hub_state_root):
         assert "NOT ISOLATED" in doctor.stdout, doctor.stderr
     finally:
         hub.stop()
+
+
+def test_no_hub_user_is_mapped_onto_the_workers_or_anothers_account():
+    prefix = accounts.ACCOUNT_PREFIX
+    assert accounts.account_name("alice") == prefix + "alice"
+    # "worker" would otherwise be the Dask workers' own account
+    assert accounts.account_name("worker") != accounts.WORKER_ACCOUNT
+    assert accounts.account_name("worker").startswith(prefix + "worker-")
+    # names useradd refuses, and names that differ only by those characters, stay apart
+    assert accounts.account_name("Alice") != accounts.account_name("alice")
+    assert accounts.account_name("a.b") != accounts.account_name("a-b")
+    long = "x" * 40
+    assert len(accounts.account_name(long)) <= accounts.MAX_ACCOUNT_NAME
+    assert accounts.account_name(long) != accounts.account_name(long + "y")
+
+
+def test_the_account_prefix_is_one_setting_checked_at_import(monkeypatch):
+    monkeypatch.setenv("FEDHUB_ACCOUNT_PREFIX", "Bad Prefix")
+    with pytest.raises(ValueError, match="FEDHUB_ACCOUNT_PREFIX"):
+        accounts._prefix_from_environment()
+    monkeypatch.setenv("FEDHUB_ACCOUNT_PREFIX", "fh1-")
+    assert accounts._prefix_from_environment() == "fh1-"
