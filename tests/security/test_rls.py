@@ -258,3 +258,28 @@ def test_a_tenant_cannot_write_another_tenants_rows(rls_db):
         assert deleted == 0
     with rls.platform():
         assert _rows(engine, metadata, "fedhub_billing_invoices") == 2
+
+
+def test_the_platform_policy_admits_members_of_fedhub_platform(rls_db):
+    """Where fedhub_platform could not be made BYPASSRLS (no superuser at migration time),
+    its members still see every row, through ``fedhub_platform_access``; a role that is
+    a member of neither role sees none."""
+    url, engine, metadata, owned = rls_db
+    with rls.platform():
+        expected = {name: _rows(engine, metadata, name) for name in owned}
+    with engine.connect() as conn:  # all rolled back, the roles included
+        conn.exec_driver_sql("CREATE ROLE fedhub_rls_probe NOLOGIN")
+        conn.exec_driver_sql("GRANT fedhub_platform TO fedhub_rls_probe")
+        conn.exec_driver_sql("CREATE ROLE fedhub_rls_stranger NOLOGIN")
+        conn.exec_driver_sql("GRANT fedhub_tenant TO fedhub_rls_stranger")
+        conn.exec_driver_sql("SET LOCAL ROLE fedhub_rls_probe")
+        assert not conn.exec_driver_sql(
+            "SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).scalar()
+        for name in sorted(owned):
+            seen = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar()
+            assert seen == expected[name], name
+        conn.exec_driver_sql("SET LOCAL ROLE fedhub_rls_stranger")
+        for name in sorted(owned):
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar() == 0, name
+        conn.rollback()
