@@ -57,3 +57,9 @@ c.DaskClusters.gateway_workers_per_tier = {
     "professional": 4,
     "enterprise": 8,
 }
+
+# --- Dask Gateway (docs/gateway.md; the `gateway` extra) ------------------------------------
+# per-user Dask clusters as the owner's Unix account, limited by the tier (gateway_* keys);
+# `fedhub up --gateway` turns it on for one start. dask-gateway's own options
+# (c.FedhubBackend.*, c.ClusterConfig.*, c.Proxy.*) can be set in this file too.
+c.GatewaySettings.enabled = False

@@ -37,6 +37,7 @@ def hub_classes(effective: Config) -> list[type]:
     """The hub-side fedhub classes of this configuration."""
     from fedhub.extensions.hub.keys_api import ServiceAccountKeys
     from fedhub.extensions.hub.tier_spawner import TierSpawner
+    from fedhub.gateway import GatewaySettings
     from fedhub.mail import Mailer
     from fedhub.ratelimit import RateLimits
     from fedhub.tenancy.totp import TotpSecretBox
@@ -52,7 +53,7 @@ def hub_classes(effective: Config) -> list[type]:
         backend = effective.get("TierSpawner", {}).get("backend_class")
         if backend:
             classes.append(import_item(backend) if isinstance(backend, str) else backend)
-    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys, RateLimits]
+    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys, RateLimits, GatewaySettings]
 
 
 def service_classes() -> dict[str, list[type]]:
