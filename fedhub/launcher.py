@@ -176,6 +176,7 @@ def gateway_service(ctx: LaunchContext, c: Config) -> None:
     spec = managed_service(gateway.SERVICE_NAME, "fedhub.gateway", ctx, extra_env=env)
     spec["display"] = False  # an API for Dask clients, not a page
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), spec]
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), gateway.SERVICES_ROLE]
     c.Spawner.environment.update(gateway.client_environment(ctx.hub_url, ctx.ip, tcp))
 
 

@@ -17,6 +17,14 @@ from traitlets import Bool
 from traitlets.config import LoggingConfigurable
 
 SERVICE_NAME = "dask-gateway"
+#: the hub services that run clusters for tenants (``c.FedhubBackend.tenant_services``) may
+#: call the gateway: its JupyterHub authenticator accepts only tokens with this scope
+SERVICES_ROLE = {
+    "name": "dask-gateway-tenant-services",
+    "description": "services that run Dask Gateway clusters for tenants (experiments)",
+    "scopes": [f"access:services!service={SERVICE_NAME}"],
+    "services": ["experiments"],
+}
 
 
 class GatewaySettings(LoggingConfigurable):

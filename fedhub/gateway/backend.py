@@ -35,10 +35,11 @@ from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.options import Options
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, List, Unicode, default
 
 from fedhub import accounts, events
 from fedhub.db.base import utcnow
+from fedhub.errors import FedhubError
 from fedhub.gateway import limits as gw_limits
 from fedhub.gateway.meter import WorkerClock, WorkerSlice, record_worker_time
 from fedhub.tenancy.models import TenantStatus
@@ -120,6 +121,32 @@ class FedhubBackend(LocalBackend):
         """,
     )
 
+    tenant_services = List(
+        Unicode(),
+        ["experiments"],
+        config=True,
+        help="""Hub services that may run clusters for a tenant they name in the ``tenant``
+        option (the experiments service's ``gateway`` mode). Such a cluster runs as the
+        tenant's own account (``tenant_account_prefix`` + tenant), is sized by the tenant's
+        tier, one per service and tenant (not counted in ``gateway_max_clusters``), and its
+        worker time is recorded as ``dask_worker_seconds`` only: the service bills its own
+        usage. Any other service's token is refused::
+
+            c.FedhubBackend.tenant_services = ["experiments"]
+        """,
+    )
+
+    tenant_account_prefix = Unicode(
+        "fedhub_t_",
+        config=True,
+        help="""Prefix of the account a tenant's service-run clusters use (``fedhub_t_acme``).
+        It differs from ``account_prefix`` in a character no hub username maps to, so a
+        tenant's account is never a user's::
+
+            c.FedhubBackend.tenant_account_prefix = "fedhub_t_"
+        """,
+    )
+
     @default("cluster_options")
     def _default_cluster_options(self):
         return self.options_for
@@ -131,6 +158,11 @@ class FedhubBackend(LocalBackend):
 
     # -- tenants and tiers ----------------------------------------------------------
 
+    def is_tenant_service(self, username: str) -> bool:
+        """``service:<name>`` (dask-gateway's name for a service token) of a trusted service."""
+        kind, _, name = username.partition(":")
+        return kind == "service" and name in self.tenant_services
+
     def _lookup(self, username: str) -> tuple[str, gw_limits.GatewayLimits]:
         """The user's tenant and its gateway limits (blocking: fedhub's database)."""
         info = self.store.user(username)
@@ -138,11 +170,17 @@ class FedhubBackend(LocalBackend):
             raise PublicException(
                 f"{username} is not a member of a tenant: Dask Gateway clusters belong to tenants"
             )
-        if info.tenant_status != TenantStatus.ACTIVE:
-            raise PublicException(f"tenant {info.tenant} is {info.tenant_status.value}")
-        tenant = self.store.get_tenant(info.tenant)
-        tier = self.store.effective_tier(tenant)
-        return info.tenant, gw_limits.GatewayLimits.of(tenant.tier, tier)
+        return info.tenant, self._tenant_lookup(info.tenant)
+
+    def _tenant_lookup(self, slug: str) -> gw_limits.GatewayLimits:
+        """An active tenant's gateway limits (blocking)."""
+        try:
+            tenant = self.store.get_tenant(slug)
+        except FedhubError:
+            raise PublicException(f"tenant {slug!r} does not exist") from None
+        if tenant.status != TenantStatus.ACTIVE:
+            raise PublicException(f"tenant {slug} is {tenant.status.value}")
+        return gw_limits.GatewayLimits.of(tenant.tier, self.store.effective_tier(tenant))
 
     async def tenant_limits(self, username: str) -> tuple[str, gw_limits.GatewayLimits]:
         return await asyncio.to_thread(self._lookup, username)
@@ -150,6 +188,8 @@ class FedhubBackend(LocalBackend):
     async def options_for(self, user):
         """``c.Backend.cluster_options``: the options the user's tier allows (none for a
         user without an active tenant, whose cluster :meth:`start_cluster` refuses)."""
+        if self.is_tenant_service(user.name):
+            return gw_limits.service_options(self._service_limits.get)
         try:
             _, lim = await self.tenant_limits(user.name)
         except PublicException:
@@ -159,6 +199,8 @@ class FedhubBackend(LocalBackend):
     # -- clusters ----------------------------------------------------------------------
 
     async def start_cluster(self, user, cluster_options):
+        if self.is_tenant_service(user.name):
+            return await self._start_service_cluster(user, cluster_options)
         tenant, lim = await self.tenant_limits(user.name)
         async with self._tenant_locks[tenant]:
             active = await self._active_clusters_of(tenant)
@@ -168,27 +210,50 @@ class FedhubBackend(LocalBackend):
                             result="denied", details={"reason": refusal})  # fmt: skip
                 raise PublicException(refusal)
             name = await super().start_cluster(user, cluster_options)
+        self._created(name, tenant, lim)
+        return name
+
+    async def _start_service_cluster(self, user, cluster_options):
+        """A trusted service's cluster for the tenant named in its ``tenant`` option."""
+        slug = cluster_options.get("tenant") if isinstance(cluster_options, dict) else None
+        if not isinstance(slug, str) or not slug:
+            raise PublicException("tenant: a service's cluster names the tenant it runs for")
+        lim = await asyncio.to_thread(self._tenant_lookup, slug)
+        self._service_limits[slug] = lim
+        async with self._tenant_locks[slug]:
+            for cluster in self.db.active_clusters():
+                if cluster.username == user.name and cluster.options.get("tenant") == slug:
+                    raise PublicException(
+                        f"{user.name} already runs cluster {cluster.name} for tenant {slug}"
+                    )
+            name = await super().start_cluster(user, cluster_options)
+        self._created(name, slug, lim)
+        return name
+
+    def _created(self, name: str, tenant: str, lim: gw_limits.GatewayLimits) -> None:
         self._cluster_tenant[name] = tenant
-        config = self.db.get_cluster(name).config
+        cluster = self.db.get_cluster(name)
+        config = cluster.config
         events.emit(
             "gateway.cluster_created",
             tenant=tenant,
-            actor=user.name,
+            actor=cluster.username,
             target=name,
             details={
                 "tier": lim.tier,
                 "max_workers": config.get("cluster_max_workers"),
                 "worker_cores": config.get("worker_cores"),
                 "worker_memory": config.get("worker_memory"),
-                "account": self.account(user.name) if self.isolated else None,
+                "account": self.cluster_account(cluster) if self.isolated else None,
             },
         )
-        return name
 
     async def _active_clusters_of(self, tenant: str) -> int:
         """How many clusters of ``tenant`` are pending or running."""
         n = 0
         for cluster in self.db.active_clusters():
+            if self.is_tenant_service(cluster.username):
+                continue  # a service's cluster for the tenant does not count
             if cluster.name not in self._cluster_tenant:  # made before a gateway restart
                 self._cluster_tenant[cluster.name] = await asyncio.to_thread(
                     self._tenant_of, cluster
@@ -197,7 +262,9 @@ class FedhubBackend(LocalBackend):
         return n
 
     async def do_start_cluster(self, cluster):
-        await asyncio.to_thread(self._prepare_account, cluster.username)
+        await asyncio.to_thread(
+            self._prepare_account, self.cluster_account(cluster), self._home(cluster)
+        )
         if not self.isolated:
             self.log.warning(
                 "not root: cluster %s of %s runs as the gateway's own account and is NOT "
@@ -223,6 +290,8 @@ class FedhubBackend(LocalBackend):
             )
 
     def _tenant_of(self, cluster) -> str | None:
+        if self.is_tenant_service(cluster.username):
+            return cluster.options.get("tenant")
         info = self.store.user(cluster.username)
         return info.tenant if info else None
 
@@ -249,6 +318,7 @@ class FedhubBackend(LocalBackend):
                     memory_gb=cluster.config["worker_memory"] / gw_limits.GIB,
                     start=now,
                     end=now,
+                    priced=not self.is_tenant_service(cluster.username),
                 )  # fmt: skip
             )
 
@@ -271,16 +341,23 @@ class FedhubBackend(LocalBackend):
 
     # -- the owner's account --------------------------------------------------------------
 
-    def account(self, username: str) -> str:
-        return accounts.account_name(username, self.account_prefix)
+    def cluster_account(self, cluster) -> str:
+        """The Unix account of ``cluster``: its owner's (``fedhub-alice``), or for a service's
+        cluster the tenant's (``fedhub_t_acme``)."""
+        if self.is_tenant_service(cluster.username):
+            return accounts.account_name(cluster.options["tenant"], self.tenant_account_prefix)
+        return accounts.account_name(cluster.username, self.account_prefix)
 
-    def _prepare_account(self, username: str):
-        """The account of ``username``'s clusters, created if allowed (blocking)."""
+    def _home(self, cluster) -> str:
+        if self.is_tenant_service(cluster.username):
+            return cluster.state.get("workdir") or "/nonexistent"
+        return self.home_dir_template.format(username=cluster.username)
+
+    def _prepare_account(self, account: str, home: str):
+        """``account``, created if allowed (blocking)."""
         if not self.isolated:
             return None
-        account = self.account(username)
         if self.create_accounts:
-            home = self.home_dir_template.format(username=username)
             return accounts.ensure_account(account, home=home)
         entry = accounts.lookup(account)
         if entry is None:
@@ -310,15 +387,16 @@ class FedhubBackend(LocalBackend):
         for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
             with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
                 f.write(data)
-        self.set_file_permissions(
-            [workdir, certsdir, logsdir, cert_path, key_path], cluster.username
-        )
+        self._give([workdir, certsdir, logsdir, cert_path, key_path], self.cluster_account(cluster))
         return workdir
 
     def set_file_permissions(self, paths, username):
+        self._give(paths, accounts.account_name(username, self.account_prefix))
+
+    def _give(self, paths, account: str) -> None:
         if not self.isolated:
             return
-        entry = accounts.lookup(self.account(username))
+        entry = accounts.lookup(account)
         for path in paths:
             if not os.path.isabs(path) or os.path.dirname(path) == path:
                 raise ValueError(f"refusing to give {path!r} to {entry.pw_name}")
@@ -343,7 +421,7 @@ class FedhubBackend(LocalBackend):
         finally:
             os.close(logs_fd)
         if self.isolated:  # the owner may read their cluster's logs
-            entry = accounts.lookup(self.account(cluster.username))
+            entry = accounts.lookup(self.cluster_account(cluster))
             os.fchown(fd, entry.pw_uid, entry.pw_gid)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -360,7 +438,7 @@ class FedhubBackend(LocalBackend):
 
     def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
         workdir = cluster.state["workdir"]
-        entry = accounts.lookup(self.account(cluster.username)) if self.isolated else None
+        entry = accounts.lookup(self.cluster_account(cluster)) if self.isolated else None
 
         def preexec():
             if entry is not None:
@@ -375,8 +453,8 @@ class FedhubBackend(LocalBackend):
     def get_env(self, cluster):
         env = super().get_env(cluster)
         if self.isolated:
-            env["USER"] = self.account(cluster.username)
-        env["HOME"] = self.home_dir_template.format(username=cluster.username)
+            env["USER"] = self.cluster_account(cluster)
+        env["HOME"] = self._home(cluster)
         return env
 
     def get_scheduler_command(self, cluster):
@@ -400,6 +478,7 @@ class FedhubBackend(LocalBackend):
         self.clock = WorkerClock()
         self._cluster_tenant: dict[str, str] = {}
         self._tenant_locks = defaultdict(asyncio.Lock)
+        self._service_limits: dict[str, gw_limits.GatewayLimits] = {}
         app.middlewares.append(self._refuse_beyond_limits)
         await super().setup(app)
         self._meter_task = asyncio.ensure_future(self._meter_loop())
@@ -414,6 +493,11 @@ class FedhubBackend(LocalBackend):
         if hasattr(self, "_meter_task"):
             self._meter_task.cancel()
             await self._record(self.clock.tick(utcnow()))
+
+    def _cluster_limits(self, cluster) -> gw_limits.GatewayLimits:
+        if self.is_tenant_service(cluster.username):
+            return self._tenant_lookup(cluster.options["tenant"])
+        return self._lookup(cluster.username)[1]
 
     @web.middleware
     async def _refuse_beyond_limits(self, request, handler):
@@ -440,7 +524,7 @@ class FedhubBackend(LocalBackend):
             if not request["user"].has_permissions(cluster):
                 return await handler(request)
             try:
-                tier = (await self.tenant_limits(cluster.username))[1].tier
+                tier = (await asyncio.to_thread(self._cluster_limits, cluster)).tier
             except PublicException:  # the tenant was suspended since: the cluster's limit holds
                 tier = "tenant's"
             reason = gw_limits.scale_refusal(cluster.config, count, tier)

@@ -14,10 +14,11 @@ the value, so a user knows which limit they hit and whom to ask. Pure functions 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dask_gateway_server.options import Float, Integer, Options
+from dask_gateway_server.options import Float, Integer, Options, String
 
 from fedhub.tiers import Tier
 
@@ -63,10 +64,14 @@ class _TierBound:
 
     def check(self, x):
         if self.max is not None and x > self.max:
-            raise ValueError(
-                f"{self.limit_key}: {self.limits} allows {self.field} up to {self.max:g}, "
-                f"asked for {x:g} (a tenant admin can change the plan)"
-            )
+            raise ValueError(too_large(self.limit_key, self.limits, self.field, x, self.max))
+
+
+def too_large(key: str, limits: GatewayLimits, field: str, asked: float, allowed: float) -> str:
+    return (
+        f"{key}: {limits} allows {field} up to {allowed:g}, asked for {asked:g} "
+        "(a tenant admin can change the plan)"
+    )
 
 
 class TierInteger(_TierBound, Integer):
@@ -128,6 +133,36 @@ def cluster_options(limits: GatewayLimits) -> Options:
             limit_key="gateway_worker_memory_gb",
             limits=limits,
         ),
+        handler=handler,
+    )
+
+
+def service_options(limits_of: Callable[[str], GatewayLimits | None]) -> Options:
+    """The options of a hub service that runs clusters for tenants (the experiments service):
+    the tenant it runs for, then a worker size and idle timeout checked against that
+    tenant's tier (``limits_of(tenant)``, looked up by the backend before the handler runs)."""
+
+    def handler(options: Any, user: Any = None) -> dict:
+        lim = limits_of(options.tenant)
+        if lim is None:
+            raise ValueError(f"tenant {options.tenant!r} is not known to the gateway")
+        for key, field, asked, allowed in (
+            ("gateway_worker_cores", "worker_cores", options.worker_cores, lim.worker_cores),
+            ("gateway_worker_memory_gb", "worker_memory", options.worker_memory,
+             lim.worker_memory_gb),
+        ):  # fmt: skip
+            if asked > allowed:
+                raise ValueError(too_large(key, lim, field, asked, allowed))
+        config = cluster_config(lim, options.worker_cores, options.worker_memory)
+        if options.idle_timeout > 0:
+            config["idle_timeout"] = options.idle_timeout
+        return config
+
+    return Options(
+        String("tenant", default="", label="Tenant the cluster runs for"),
+        Integer("worker_cores", default=1, min=1, max=256, label="Cores per worker"),
+        Float("worker_memory", default=1.0, min=0.25, max=4096, label="Memory per worker (GiB)"),
+        Float("idle_timeout", default=0.0, min=0.0, label="Idle seconds before it stops (0: tier)"),
         handler=handler,
     )
 

@@ -35,6 +35,9 @@ class WorkerSlice:
     memory_gb: float
     start: datetime
     end: datetime
+    #: False for a service's cluster (the experiments service): the service bills its own
+    #: usage (client-hours), so only the wall time is recorded, for reports
+    priced: bool = True
 
     def usages(self) -> list[metering.Usage]:
         seconds = (self.end - self.start).total_seconds()
@@ -59,6 +62,7 @@ class WorkerSlice:
                 (CPU_SECONDS, seconds * self.cores),
                 (MEMORY_GB_SECONDS, seconds * self.memory_gb),
             )
+            if self.priced or kind == DASK_WORKER_SECONDS
         ]
 
 

@@ -21,7 +21,7 @@ def test_not_root_a_cluster_runs_as_the_gateways_account(monkeypatch, tmp_path):
     """The fallback of every fedhub process without root: no switch, said in the log."""
     monkeypatch.setattr(accounts, "can_isolate", lambda: False)
     backend = FedhubBackend(clusters_directory=str(tmp_path))
-    assert not backend.isolated and backend._prepare_account("alice") is None
+    assert not backend.isolated and backend._prepare_account("fedhub-alice", "/nonexistent") is None
     c = cluster()
     workdir = backend.setup_working_directory(c)
     c.state["workdir"] = workdir
@@ -64,3 +64,13 @@ def test_a_cluster_log_is_not_opened_through_a_link(monkeypatch, tmp_path):
     with pytest.raises(OSError):
         asyncio.run(backend.start_process(c, ["true"], {}, "scheduler"))
     assert list(target.iterdir()) == []
+
+
+def test_a_services_cluster_runs_as_its_tenants_account_never_a_users():
+    backend = FedhubBackend()
+    assert backend.is_tenant_service("service:experiments")
+    assert not backend.is_tenant_service("service:billing") and not backend.is_tenant_service("bob")
+    svc = SimpleNamespace(username="service:experiments", options={"tenant": "acme"}, state={})
+    user = SimpleNamespace(username="t_acme", options={}, state={})  # a hub user named t_acme
+    assert backend.cluster_account(svc) == "fedhub_t_acme"
+    assert backend.cluster_account(user) == "fedhub-t_acme"

@@ -11,6 +11,7 @@ in acme's audit events. The test tiers give professional 2 workers and 1 cluster
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -158,8 +159,13 @@ def test_her_processes_serve_no_dashboard_a_neighbour_could_open(alice_session):
         assert r.status_code != 200, f"port {port} serves /status"
 
 
-# dask_gateway's Gateway.__del__ closes a closed client again and reads a stopped loop
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def close(gateway) -> None:
+    """Close a dask_gateway client for good: its ``__del__`` closes it again and reads its
+    stopped loop, an exception pytest reports at the end of the session."""
+    gateway.close()
+    del gateway._loop_runner
+
+
 def test_bob_of_another_tenant_cannot_see_or_touch_her_cluster(alice_session, gw_hub):
     from dask_gateway import Gateway, JupyterHubAuth
 
@@ -173,7 +179,7 @@ def test_bob_of_another_tenant_cannot_see_or_touch_her_cluster(alice_session, gw
         with pytest.raises(Exception, match="403"):
             bob.connect(name)
     finally:
-        bob.close()
+        close(bob)
     headers = {"Authorization": f"jupyterhub {gw_hub.token('bob')}"}
     base = f"{GATEWAY}/api/v1/clusters/{name}"
     for method, path, body in (("GET", base, None), ("POST", f"{base}/scale", {"count": 1}),
@@ -228,3 +234,49 @@ def test_worker_time_is_in_acmes_usage_and_the_cluster_in_its_audit(alice_sessio
 
     events = wait_for(audited, 30, 0.5, "the cluster's audit events")
     assert {(e["tenant"], e["actor"]) for e in events} == {("acme", "alice")}
+
+
+def service_token(hub: HubProcess, service: str) -> str:
+    """The API token the hub gave its managed service ``service`` (read from /proc)."""
+    [proc] = [p for p in psutil.Process(hub.proc.pid).children(recursive=True)
+              if p.cmdline()[-2:] == ["-m", f"fedhub.services.{service}"]]  # fmt: skip
+    return proc.environ()["JUPYTERHUB_API_TOKEN"]
+
+
+def test_the_experiments_service_runs_a_tenants_cluster_as_the_tenants_account(alice_session,
+                                                                              gw_hub):  # fmt: skip
+    from dask_gateway import Gateway, JupyterHubAuth
+
+    env = alice_session[0]["env"]
+    where = {"address": env["DASK_GATEWAY__ADDRESS"],
+             "proxy_address": env["DASK_GATEWAY__PROXY_ADDRESS"]}  # fmt: skip
+    service = Gateway(**where, auth=JupyterHubAuth(service_token(gw_hub, "experiments")))
+    bob = Gateway(**where, auth=JupyterHubAuth(gw_hub.token("bob")))
+    try:
+        options = service.cluster_options()
+        options.tenant = "globex"
+        cluster = service.new_cluster(options)
+        cluster.scale(1)
+        client = cluster.get_client()
+        client.wait_for_workers(1, timeout=90)
+        account = accounts.lookup("fedhub_t_globex")
+        assert set(client.run(os.getuid).values()) == {account.pw_uid}
+        with pytest.raises(ValueError, match="already runs cluster"):
+            service.new_cluster(options)
+        assert bob.list_clusters() == []  # globex's member does not see the service's cluster
+        client.close()
+        cluster.shutdown()
+    finally:
+        close(service)
+        close(bob)
+
+    def recorded():
+        with session_scope(gw_hub.db_url) as s:
+            rows = s.execute(select(MeterEvent.kind, MeterEvent.username).where(
+                MeterEvent.tenant == "globex", MeterEvent.source == "gateway")).all()  # fmt: skip
+        return set(rows)
+
+    # worker time for reports only: the service bills its own usage (client-hours)
+    assert wait_for(recorded, 30, 0.5, "globex's worker time") == {
+        ("dask_worker_seconds", "service:experiments")
+    }

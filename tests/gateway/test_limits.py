@@ -85,3 +85,24 @@ def test_the_client_environment_names_the_hub_route_and_the_tls_proxy():
         "DASK_GATEWAY__PROXY_ADDRESS": "gateway://127.0.0.1:8786",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
+
+
+def test_a_service_names_the_tenant_and_gets_that_tenants_limits():
+    """The experiments service's clusters: sized and refused by the named tenant's tier."""
+    known = {"globex": gw.GatewayLimits.of("starter", CATALOG.get("starter"))}
+    options = gw.service_options(known.get)
+    chosen = options.parse_options({"tenant": "globex", "worker_memory": 2.0, "idle_timeout": 60})
+    config = LocalClusterConfig(**options.get_configuration(chosen, None))
+    assert config.cluster_max_workers == 2 and config.idle_timeout == 60
+    too_big = options.parse_options({"tenant": "globex", "worker_cores": 2})
+    with pytest.raises(ValueError, match="^gateway_worker_cores: the starter tier allows"):
+        options.get_configuration(too_big, None)
+    with pytest.raises(ValueError, match="'nope' is not known"):
+        options.get_configuration(options.parse_options({"tenant": "nope"}), None)
+
+
+def test_a_services_worker_time_is_recorded_but_not_priced():
+    t0 = datetime(2026, 11, 30, 12)
+    slice_ = WorkerSlice("acme", "service:experiments", "c", "w", 1.0, 1.0, t0,
+                         t0 + timedelta(seconds=10), priced=False)  # fmt: skip
+    assert [u.kind for u in slice_.usages()] == ["dask_worker_seconds"]

@@ -31,3 +31,11 @@ def test_the_gateway_is_a_managed_service_only_when_asked_for(how, tmp_path):
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
     # the other services' variables are still there
     assert "FEDHUB_EXPERIMENTS_URL" in env
+
+
+def test_the_experiments_service_may_call_the_gateway(tmp_path):
+    ctx = launcher.LaunchContext(state_dir=tmp_path, db_url="sqlite://", port=8123, gateway=True)
+    roles = {r["name"]: r for r in launcher.build_config(ctx).JupyterHub.load_roles}
+    role = roles["dask-gateway-tenant-services"]
+    assert role["services"] == ["experiments"]
+    assert role["scopes"] == ["access:services!service=dask-gateway"]
