@@ -229,6 +229,9 @@ class AccountProcesses(LocalBackend):
         if self.isolated:
             env["USER"] = self.cluster_account(cluster)
         env["HOME"] = self._home(cluster)
+        # spill and scratch files in the cluster's private folder, not in a shared
+        # /tmp/dask-scratch-space-<uid> another account could have made first
+        env["DASK_TEMPORARY_DIRECTORY"] = cluster.state["workdir"]
         return env
 
     def get_scheduler_command(self, cluster):

@@ -40,6 +40,7 @@ if __name__ == "__main__":
         workers=client.run(os.getpid),
         worker_uids=client.run(os.getuid),
         scheduler=client.run_on_scheduler(os.getpid),
+        scratch=client.run(lambda dask_worker: dask_worker.local_directory),
     )
     say(
         step="refusals",

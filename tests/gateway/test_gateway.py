@@ -136,6 +136,9 @@ def test_scheduler_and_workers_run_as_her_account(alice_session):
     uid = accounts.lookup(accounts.account_name("alice")).pw_uid
     running = steps["running"]
     assert set(running["worker_uids"].values()) == {uid}
+    # scratch space inside the cluster's private folder (named after the cluster)
+    for folder in running["scratch"].values():
+        assert running["cluster"] in folder and not folder.startswith("/tmp/dask-scratch-space")
     for pid in [running["scheduler"], *running["workers"].values()]:
         assert uids(pid) == {uid}, f"process {pid}"
         # and the gateway gave them nothing of the hub: no token, no database
