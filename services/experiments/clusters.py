@@ -10,11 +10,12 @@
   over TLS with the operator's credentials (``c.DaskClusters.tls_*`` or
   ``c.DaskClusters.security``); a plain ``tcp://`` scheduler is refused unless
   ``c.DaskClusters.allow_insecure_scheduler`` says otherwise.
-* ``gateway``: Dask Gateway, one cluster per tenant sized by the tenant's tier
-  (``c.DaskClusters.gateway_workers_per_tier``); Gateway makes and holds each cluster's TLS
-  credentials itself. Gateway is not installed on the development machine, so this path is
-  written against ``dask_gateway``'s client API (``Gateway(address).new_cluster()``,
-  ``cluster.adapt``, ``cluster.get_client``) and is untested here.
+* ``gateway``: Dask Gateway, one cluster per tenant, owned by the service's gateway user
+  and sized by the tenant's tier (:mod:`.gateway_clusters`, which says who owns the
+  clusters, how they are reconnected after a restart and stopped when idle). Gateway makes
+  and holds each cluster's TLS credentials itself. Tested against a real
+  ``dask-gateway-server`` with JupyterHub authentication
+  (``tests/experiments/test_gateway_mode.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,23 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 
-from traitlets import Bool, Dict, Enum, Instance, Integer, Unicode, default
+from traitlets import (
+    Any,
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Integer,
+    Unicode,
+    default,
+)
 from traitlets.config import LoggingConfigurable
 
 from fedhub import accounts
+from fedhub.db import rls
 from fedhub.extras import needs_extra
 
 
@@ -209,20 +222,90 @@ class DaskClusters(LoggingConfigurable):
 
     gateway_address = Unicode(
         config=True,
-        help="""Dask Gateway URL for ``mode = "gateway"``. Default from
-        ``$FEDHUB_EXPERIMENTS_GATEWAY_URL``.""",
+        help="""Dask Gateway URL for ``mode = "gateway"`` (its API and scheduler proxy).
+        Default from ``$FEDHUB_EXPERIMENTS_GATEWAY_URL``, else dask's ``gateway.address``
+        configuration.
+
+            c.DaskClusters.gateway_address = "http://127.0.0.1:8000/services/dask-gateway"
+        """,
     )
 
     @default("gateway_address")
     def _gateway_default(self):
-        return os.environ.get("FEDHUB_EXPERIMENTS_GATEWAY_URL", "")
+        env = os.environ.get("FEDHUB_EXPERIMENTS_GATEWAY_URL")
+        if env:
+            return env
+        import dask
+
+        return dask.config.get("gateway.address", None) or ""
+
+    gateway_auth = Any(
+        None,
+        allow_none=True,
+        config=True,
+        help="""How the service authenticates to the gateway: a ``dask_gateway.auth``
+        object. Default: ``JupyterHubAuth`` with the service's own hub token
+        (``$JUPYTERHUB_API_TOKEN``), so the gateway user that owns every tenant's cluster
+        is ``service:experiments``.
+
+            from dask_gateway.auth import JupyterHubAuth
+            c.DaskClusters.gateway_auth = JupyterHubAuth(api_token="...")
+        """,
+    )
+
+    gateway_proxy_address = Unicode(
+        config=True,
+        help="""Address of the gateway's scheduler proxy when it is not the API's host and
+        port (``gateway://host:port``). Default from dask's ``gateway.proxy-address``
+        configuration (``$DASK_GATEWAY__PROXY_ADDRESS``), else the API's.
+
+            c.DaskClusters.gateway_proxy_address = "gateway://127.0.0.1:8786"
+        """,
+    )
 
     gateway_workers_per_tier = Dict(
-        {"free": 1, "starter": 2, "professional": 4, "enterprise": 8},
+        {},
         config=True,
-        help="""Most workers a tenant's Gateway cluster may adapt to, by tier.
+        help="""Caps on the workers of a tenant's Gateway cluster, by tier. The size itself
+        comes from the tenant's effective tier (``gateway_max_workers``,
+        ``gateway_worker_cores``, ``gateway_worker_memory_gb`` in tiers.yaml, with the
+        tenant's overrides); a tier listed here gets at most this many workers.
 
-            c.DaskClusters.gateway_workers_per_tier = {"free": 1, "enterprise": 16}
+            c.DaskClusters.gateway_workers_per_tier = {"enterprise": 8}
+        """,
+    )
+
+    gateway_idle_timeout = Float(
+        600.0,
+        config=True,
+        help="""Seconds without a task after which a tenant's Gateway cluster shuts
+        itself down, asked for per cluster when the gateway declares an ``idle_timeout``
+        option; otherwise the gateway's ``c.ClusterConfig.idle_timeout`` applies. The
+        tenant's next run starts a new cluster. 0: leave it to the gateway.
+
+            c.DaskClusters.gateway_idle_timeout = 300
+        """,
+    )
+
+    gateway_start_timeout = Float(
+        120.0,
+        config=True,
+        help="""Seconds a tenant's Gateway cluster may take to run with its first worker;
+        past it the run fails with a message saying so.
+
+            c.DaskClusters.gateway_start_timeout = 300
+        """,
+    )
+
+    gateway_keepalive_interval = Float(
+        30.0,
+        config=True,
+        help="""Seconds between the no-op tasks the service sends to a tenant's Gateway
+        cluster while one of its runs is in progress, so that the gateway's idle timeout
+        (which sees no task while rounds go to the workers' actors) does not stop it
+        mid-run. Keep it well under the gateway's idle timeout; 0 sends none.
+
+            c.DaskClusters.gateway_keepalive_interval = 10
         """,
     )
 
@@ -231,16 +314,15 @@ class DaskClusters(LoggingConfigurable):
         self._lock = threading.Lock()
         self._cluster = None
         self._client = None
-        self._gateway = None
-        self._tenant_clusters: dict[str, object] = {}
+        self._gateway = None  # a TenantGatewayClusters, made on first use
 
     def client(self, tenant: str, tier: str):
         """A Dask client for ``tenant``'s run (shared: do not close it)."""
         with needs_extra("fl", "running experiments"):
             import distributed  # noqa: F401
+        if self.mode == "gateway":
+            return self._gateway_clusters().client(tenant, tier)
         with self._lock:
-            if self.mode == "gateway":
-                return self._gateway_client(tenant, tier)
             if self._client is None:
                 self._client = self._connect()
             return self._client
@@ -330,19 +412,78 @@ class DaskClusters(LoggingConfigurable):
             self.log.info("experiments run on the Dask scheduler at %s", self.scheduler_address)
         return Client(self.scheduler_address, security=security, set_as_default=False)
 
-    def _gateway_client(self, tenant: str, tier: str):
-        cluster = self._tenant_clusters.get(tenant)
-        if cluster is None:
-            with needs_extra("gateway", "DaskClusters.mode = 'gateway'"):
-                from dask_gateway import Gateway
-
+    def _gateway_clusters(self):
+        with self._lock:
             if self._gateway is None:
-                self._gateway = Gateway(self.gateway_address or None)
-            cluster = self._gateway.new_cluster()
-            cluster.adapt(minimum=0, maximum=int(self.gateway_workers_per_tier.get(tier, 1)))
-            self._tenant_clusters[tenant] = cluster
-            self.log.info("tenant %s: new Dask Gateway cluster %s", tenant, cluster.name)
-        return cluster.get_client(set_as_default=False)
+                with needs_extra("gateway", "DaskClusters.mode = 'gateway'"):
+                    from dask_gateway.auth import JupyterHubAuth
+
+                    from .gateway_clusters import TenantGatewayClusters
+                auth = self.gateway_auth
+                if auth is None:
+                    auth = JupyterHubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+                state_dir = getattr(self.parent, "state_dir", "")
+                self._gateway = TenantGatewayClusters(
+                    address=self.gateway_address,
+                    proxy_address=self.gateway_proxy_address,
+                    auth=auth,
+                    size_of=self.gateway_cluster_size,
+                    busy=rls.as_platform(self._tenant_running),
+                    registry=(
+                        Path(state_dir) / "experiments" / "gateway-clusters.json"
+                        if state_dir
+                        else None
+                    ),
+                    idle_timeout=self.gateway_idle_timeout,
+                    start_timeout=self.gateway_start_timeout,
+                    keepalive_interval=self.gateway_keepalive_interval,
+                    log=self.log,
+                )
+            return self._gateway
+
+    def gateway_cluster_size(self, tenant: str, tier_name: str):
+        """What ``tenant``'s cluster asks the gateway for: its effective tier's gateway
+        keys (the limits registry's ``gateway_max_workers``, ``gateway_worker_cores``,
+        ``gateway_worker_memory_gb``), workers capped by ``gateway_workers_per_tier``."""
+        from fedhub.db import session_scope
+        from fedhub.tiers import load_tiers
+
+        from .gateway_clusters import ClusterSize
+        from .quota import tenant_tier
+
+        with session_scope(self._db_url()) as s:
+            tier_name, tier = tenant_tier(s, load_tiers(), tenant)
+        workers = tier.gateway_max_workers
+        if tier_name in self.gateway_workers_per_tier:
+            workers = min(workers, int(self.gateway_workers_per_tier[tier_name]))
+        return ClusterSize(
+            workers=max(1, workers),
+            worker_cores=tier.gateway_worker_cores,
+            worker_memory_gib=tier.gateway_worker_memory_gb,
+        )
+
+    def _tenant_running(self, tenant: str) -> bool:
+        """True while ``tenant`` has an experiment running (its cluster is not idle)."""
+        from sqlalchemy import select
+
+        from fedhub.db import session_scope
+
+        from .models import RUNNING, ExperimentRun
+
+        with session_scope(self._db_url()) as s:
+            query = select(ExperimentRun.id).where(
+                ExperimentRun.tenant == tenant, ExperimentRun.status == RUNNING
+            )
+            return s.execute(query.limit(1)).first() is not None
+
+    def _db_url(self) -> str:
+        from fedhub.db import database_url
+
+        return getattr(self.parent, "db_url", None) or database_url()
+
+    def gateway_cluster_name(self, tenant: str) -> str | None:
+        """The gateway cluster ``tenant``'s runs use now (``gateway`` mode), if any."""
+        return self._gateway.cluster_name(tenant) if self._gateway is not None else None
 
     @property
     def local_scheduler_address(self) -> str | None:
@@ -356,10 +497,9 @@ class DaskClusters(LoggingConfigurable):
         return max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
 
     def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()  # the clusters stay up: a restarted service reconnects
         with self._lock:
-            for cluster in self._tenant_clusters.values():
-                cluster.shutdown()
-            self._tenant_clusters.clear()
             if self._client is not None:
                 self._client.close(timeout=2)
                 self._client = None
