@@ -46,9 +46,13 @@ def install(authenticator) -> None:
     app = authenticator.parent
     if app is None or hasattr(APIHandler.prepare, "fedhub_rate_limiter"):
         return
-    # on the hub's own session when fedhub's tables are in the hub's database: a second
-    # connection to the hub's SQLite file would wait on the hub's pending writes
-    begin = CounterTransactions(app.db) if app.db_url == authenticator.db_url else None
+    # on the hub's own session when fedhub's tables are in the hub's SQLite file: a second
+    # connection to it would wait on the hub's pending writes. On PostgreSQL the counter has
+    # a pooled connection of its own: a commit on the hub's session would end the hub's
+    # transaction, and its next statement would check a connection out again and pay
+    # JupyterHub's ping (BEGIN, SELECT 1, COMMIT) on every API request
+    shared = app.db_url == authenticator.db_url and app.db_url.startswith("sqlite")
+    begin = CounterTransactions(app.db) if shared else None
     limiter = RateLimits(parent=app).limiter(
         authenticator.store,
         where="hub",
@@ -129,9 +133,11 @@ def exempt(handler) -> bool:
 
 def count_request(handler, limiter: TenantRateLimiter | None) -> None:
     """Count the request as an API call of its tenant; answer 429 when a limit refuses it."""
+    if exempt(handler):  # first: tenant_of may load the user's groups
+        return
     user = handler.current_user
     tenant = tenant_of(user)
-    if tenant is None or exempt(handler):
+    if tenant is None:
         return
     window = None
     if limiter is not None:

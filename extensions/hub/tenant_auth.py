@@ -75,6 +75,8 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         pages.add_template_path(self.parent)  # the pages get_handlers adds render by name
         self._departing: set[str] = set()  # hub users to retire (offboarding.py)
         self._suspended_users: set[str] = set()  # members of suspended tenants
+        # username -> membership as of the tenancy revision the mirror last saw (_standing)
+        self._standing_cache: dict[str, UserInfo] = {}
 
     db_url = Unicode(
         "",
@@ -277,7 +279,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         (``GET /hub/api/user``), so fedhub's services can answer with the
         suspension themselves and let its tenant admin read invoices.
         """
-        info = self.store.user(user.name)
+        info = self._standing(user.name)
         reason = self.standing_problem(user.name, info)
         if reason is not None and info is not None and self._identity_lookup(handler):
             # a suspended tenant's token asking who it is: allowed, but not
@@ -302,6 +304,33 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return getattr(handler, "_jupyterhub_user", None) is user and not getattr(
             handler, "_token_authenticated", False
         )
+
+    def _standing(self, username: str) -> UserInfo | None:
+        """The user's membership as of the tenancy revision the periodic mirror last saw.
+
+        Read once per user and revision while the mirror runs: every change of a tenant or
+        membership bumps the revision, and when the mirror sees it move it empties this
+        cache and makes every hub user's standing due again (``_forget_standing``), so a
+        suspension or removal still reaches the hub within one mirror interval, as with a
+        read per refresh. Only a good standing is kept: a refused user (no membership, a
+        suspended tenant) is read again at every refresh, so a resumed tenant is back as
+        soon as the database says so. Without the periodic mirror (``mirror_interval = 0``)
+        nothing would empty the cache: every refresh reads the database then.
+        """
+        cached = self._standing_cache.get(username)
+        if cached is not None:
+            return cached
+        info = self.store.user(username)
+        mirrored = getattr(self, "_mirror_job", None) is not None
+        if mirrored and info is not None and self.standing_problem(username, info) is None:
+            self._standing_cache[username] = info
+        return info
+
+    def _forget_standing(self) -> None:
+        """The tenancy changed: re-read every user's standing at their next hub request."""
+        self._standing_cache.clear()
+        for user in list(self.parent.users.values()):
+            user._auth_refreshed = None  # JupyterHub's refresh_auth then calls refresh_user
 
     def standing_problem(self, username: str, info: UserInfo | None) -> str | None:
         """Why ``username`` (whose membership is ``info``) may not use the hub now, or None."""
@@ -487,6 +516,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
     async def _mirror_once(self) -> None:
         revision = self.store.revision()
         if revision != self._mirror_seen:
+            self._forget_standing()
             self._departing |= departed_users(self.parent.db, self.store)
             self._suspended_users = self.mirror.sync().suspended_users
             self._mirror_seen = revision

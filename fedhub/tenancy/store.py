@@ -103,23 +103,22 @@ class TenantStore(SignupMixin):
         return self.tiers.effective(tenant.tier, tenant.overrides)
 
     def user(self, username: str) -> UserInfo | None:
+        # one statement, plain columns, no ORM objects: the hub asks this on every
+        # refresh of a user's standing (auth_refresh_age), i.e. on most of its API requests
         with self.session() as s:
-            m = s.scalar(
-                select(Membership)
-                .options(selectinload(Membership.tenant))
+            row = s.execute(
+                select(
+                    Membership.username,
+                    Membership.role,
+                    Tenant.slug,
+                    Tenant.status,
+                    Tenant.tier,
+                    Membership.email,
+                )
+                .outerjoin(Tenant, Membership.tenant_id == Tenant.id)
                 .where(Membership.username == username)
-            )
-            if m is None:
-                return None
-            t = m.tenant
-            return UserInfo(
-                username=m.username,
-                role=m.role,
-                tenant=t.slug if t else None,
-                tenant_status=t.status if t else None,
-                tier=t.tier if t else None,
-                email=m.email,
-            )
+            ).first()
+            return None if row is None else UserInfo(*row)
 
     def memberships(self) -> list[Membership]:
         with self.session() as s:
