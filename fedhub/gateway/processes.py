@@ -93,15 +93,19 @@ class AccountProcesses(LocalBackend):
     )
 
     tenant_account_prefix = Unicode(
-        "fedhub_t_",
         config=True,
         help="""Prefix of the account a tenant's service-run clusters use (``fedhub_t_acme``).
-        It differs from ``account_prefix`` in a character no hub username maps to, so a
-        tenant's account is never a user's::
+        Default: the account prefix (``$FEDHUB_ACCOUNT_PREFIX``, ``fedhub-``) with its final
+        dash turned into ``_t_``; an account prefix has no underscore and ends in a dash, so
+        a tenant's account is never a user's::
 
             c.FedhubBackend.tenant_account_prefix = "fedhub_t_"
         """,
     )
+
+    @default("tenant_account_prefix")
+    def _default_tenant_prefix(self):
+        return accounts.ACCOUNT_PREFIX[:-1] + "_t_"
 
     @property
     def isolated(self) -> bool:

@@ -72,5 +72,6 @@ def test_a_services_cluster_runs_as_its_tenants_account_never_a_users():
     assert not backend.is_tenant_service("service:billing") and not backend.is_tenant_service("bob")
     svc = SimpleNamespace(username="service:experiments", options={"tenant": "acme"}, state={})
     user = SimpleNamespace(username="t_acme", options={}, state={})  # a hub user named t_acme
-    assert backend.cluster_account(svc) == "fedhub_t_acme"
-    assert backend.cluster_account(user) == "fedhub-t_acme"
+    base = accounts.ACCOUNT_PREFIX  # fedhub- unless $FEDHUB_ACCOUNT_PREFIX says otherwise
+    assert backend.cluster_account(svc) == f"{base[:-1]}_t_acme"  # fedhub_t_acme
+    assert backend.cluster_account(user) == f"{base}t_acme"  # fedhub-t_acme

@@ -262,13 +262,14 @@ def test_the_experiments_service_runs_a_tenants_cluster_as_the_tenants_account(a
         cluster.scale(1)
         client = cluster.get_client()
         client.wait_for_workers(1, timeout=90)
-        account = accounts.lookup("fedhub_t_globex")
+        account = accounts.lookup(accounts.ACCOUNT_PREFIX[:-1] + "_t_globex")  # fedhub_t_globex
         assert set(client.run(os.getuid).values()) == {account.pw_uid}
         with pytest.raises(ValueError, match="already runs cluster"):
             service.new_cluster(options)
         assert bob.list_clusters() == []  # globex's member does not see the service's cluster
         client.close()
-        cluster.shutdown()
+        cluster.shutdown()  # closes the cluster's own Gateway client too
+        del cluster.gateway._loop_runner  # see close()
     finally:
         close(service)
         close(bob)
