@@ -177,7 +177,12 @@ def gateway_service(ctx: LaunchContext, c: Config) -> None:
     spec["display"] = False  # an API for Dask clients, not a page
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), spec]
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), gateway.SERVICES_ROLE]
-    c.Spawner.environment.update(gateway.client_environment(ctx.hub_url, ctx.ip, tcp))
+    client_env = gateway.client_environment(ctx.hub_url, ctx.ip, tcp)
+    c.Spawner.environment.update(client_env)
+    # the services that run tenants' clusters (c.DaskClusters.mode = "gateway") find it too
+    for service in c.JupyterHub.services:
+        if service["name"] in gateway.SERVICES_ROLE["services"]:
+            service["environment"].update(client_env)
 
 
 def demo_password(state_dir: Path) -> tuple[str, bool]:

@@ -35,7 +35,10 @@ def test_the_gateway_is_a_managed_service_only_when_asked_for(how, tmp_path):
 
 def test_the_experiments_service_may_call_the_gateway(tmp_path):
     ctx = launcher.LaunchContext(state_dir=tmp_path, db_url="sqlite://", port=8123, gateway=True)
-    roles = {r["name"]: r for r in launcher.build_config(ctx).JupyterHub.load_roles}
+    c = launcher.build_config(ctx)
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     role = roles["dask-gateway-tenant-services"]
     assert role["services"] == ["experiments"]
     assert role["scopes"] == ["access:services!service=dask-gateway"]
+    [experiments] = [s for s in c.JupyterHub.services if s["name"] == "experiments"]
+    assert experiments["environment"]["DASK_GATEWAY__ADDRESS"].endswith("/services/dask-gateway")
