@@ -133,8 +133,16 @@ class TenantGatewayClusters:
                 self.log.info("tenant %s: gateway cluster %s has stopped", tenant, held.name)
                 self._release(self._held.pop(tenant))
             size = self.size_of(tenant, tier)
-            name = self._find(tenant) or self._create(tenant, size)
-            held = self._connect(tenant, name, size)
+            name = self._find(tenant)
+            created = name is None
+            if created:
+                name = self._create(tenant, size)
+            try:
+                held = self._connect(tenant, name, size)
+            except GatewayError:
+                if created:  # refused after it was made (a limit on scaling): not left idle
+                    self._stop_quietly(name)
+                raise
             self._held[tenant] = held
             self._remember(tenant, name)
             self._start_keepalive()
@@ -305,6 +313,11 @@ class TenantGatewayClusters:
                     f"the Dask Gateway at {self.address} refused the experiments service's "
                     f"credentials (HTTP {status}) while {what}: give the service access "
                     "to the gateway (c.DaskClusters.gateway_auth)"
+                ) from None
+            if status in (502, 503, 504):  # the proxy in front of it has no gateway behind
+                raise GatewayUnreachable(
+                    f"the Dask Gateway at {self.address} cannot be reached ({what}): HTTP "
+                    f"{status} from the proxy in front of it"
                 ) from None
             if isinstance(status, int):
                 raise GatewayRefused(
