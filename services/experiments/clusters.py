@@ -481,10 +481,6 @@ class DaskClusters(LoggingConfigurable):
 
         return getattr(self.parent, "db_url", None) or database_url()
 
-    def gateway_cluster_name(self, tenant: str) -> str | None:
-        """The gateway cluster ``tenant``'s runs use now (``gateway`` mode), if any."""
-        return self._gateway.cluster_name(tenant) if self._gateway is not None else None
-
     @property
     def local_scheduler_address(self) -> str | None:
         """Address of the service's own cluster's scheduler (``local`` mode, once started)."""

@@ -9,11 +9,12 @@ memory. Inside the service, a tenant's runs are only ever handed the client of t
 tenant's cluster (one cluster and one client per tenant, never shared), so one tenant's
 rounds never run on another tenant's workers.
 
-Which Unix account runs the workers is the gateway backend's decision for the user
-``service:experiments``: with fedhub's own gateway (``fedhub.gateway``) see
-``docs/experiments.md``; the backend is also told the tenant (cluster option ``tenant``)
-when it declares that option, so that it can run each tenant's cluster under an account of
-its own.
+Which Unix account runs the schedulers and workers is the gateway backend's decision. Every
+cluster carries the option ``tenant=<slug>`` when the gateway declares it; fedhub's own
+gateway (``fedhub.gateway``) accepts it from this service only and runs the cluster as the
+tenant's account ``fedhub_t_<slug>``, never a user's or another tenant's, so one tenant's
+workers cannot read another tenant's cluster credentials (``docs/gateway.md``). Nothing of
+a cluster runs in this process: it holds a Dask client per tenant and one ``Gateway``.
 
 Sizing. Each cluster is scaled to the tenant's effective tier's ``gateway_max_workers``
 (capped by ``c.DaskClusters.gateway_workers_per_tier``) when it is created or reconnected;
