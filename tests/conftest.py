@@ -90,18 +90,27 @@ def hub_state_root():
 
 @pytest.fixture(scope="session")
 def hub_factory(hub_state_root):
-    """Start real hubs: ``hub_factory(db_url=None, args=[...], env={...})``."""
+    """Start real hubs: ``hub_factory(db_url=None, args=[...], env={...}, keep=False)``.
+
+    A hub is stopped when the test module that started it ends (each idle hub still
+    runs its proxy, services, mirror and reconciler), unless ``keep=True``: the hubs of
+    package- and session-scoped fixtures, shared beyond one module.
+    """
     started: list[HubProcess] = []
 
-    def start(db_url: str | None = None, args=(), env=None, demo: bool = True) -> HubProcess:
+    def start(
+        db_url: str | None = None, args=(), env=None, demo: bool = True, keep: bool = False
+    ) -> HubProcess:
         state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
         hub = HubProcess(
             state, db_url=db_url, args=list(args), env=env or {}, demo=demo, password=DEMO_PASSWORD
         )
+        hub.keep = keep
         started.append(hub)
         hub.start()
         return hub
 
+    start.started = started
     yield start
     for hub in started:
         hub.stop()
@@ -112,7 +121,20 @@ def hub_factory(hub_state_root):
         pytest.fail(f"hub database session used off the event loop; see {offenders}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_hubs_stopped(hub_factory):
+    """Stop the hubs a module started once the module (and its fixtures) is done.
+
+    Autouse, so it is set up before the module's own fixtures and torn down after them.
+    """
+    first = len(hub_factory.started)
+    yield
+    for hub in hub_factory.started[first:]:
+        if not hub.keep:
+            hub.stop()
+
+
 @pytest.fixture(scope="session")
 def hub(hub_factory):
     """One demo hub on SQLite shared by the tests that only read or tidy up after themselves."""
-    return hub_factory()
+    return hub_factory(keep=True)

@@ -41,7 +41,9 @@ PEOPLE = {
 
 @pytest.fixture(scope="package")
 def access_hub(hub_factory):
-    hub = hub_factory(args=[f"--TenantAuthenticatorMixin.mirror_interval={MIRROR_INTERVAL}"])
+    hub = hub_factory(
+        args=[f"--TenantAuthenticatorMixin.mirror_interval={MIRROR_INTERVAL}"], keep=True
+    )
     hub.fedhub(
         "user", "add", "gina", "--tenant", "globex", "--role", "analyst", "--password", hub.password
     )

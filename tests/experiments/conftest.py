@@ -60,7 +60,7 @@ def exp_hub(hub_factory):
         "FEDHUB_EXPERIMENTS_MAX_RUNNING_PER_TENANT": "1",
         "FEDHUB_EXPERIMENTS_WARM_UP": "1",
     }
-    hub = hub_factory(env=env)
+    hub = hub_factory(env=env, keep=True)  # the session's experiments hub
     # the service is up when its API answers through the proxy
     token = hub.token("alice")
     wait_for(

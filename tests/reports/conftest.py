@@ -33,7 +33,9 @@ HOURS = {
 
 @pytest.fixture(scope="session")
 def rhub(hub_factory):
-    hub = hub_factory(env={"FEDHUB_EXPERIMENTS_WORKERS": "1", "FEDHUB_EXPERIMENTS_WARM_UP": "1"})
+    hub = hub_factory(
+        env={"FEDHUB_EXPERIMENTS_WORKERS": "1", "FEDHUB_EXPERIMENTS_WARM_UP": "1"}, keep=True
+    )
     admin = hub.token("admin")
     for what, path in [
         ("the experiments service", f"{EXPERIMENTS}/quota?tenant=acme"),
