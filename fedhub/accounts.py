@@ -115,6 +115,24 @@ def ensure_account(account: str, *, home: str | Path | None = None) -> pwd.struc
     return found
 
 
+def account_for(
+    account: str, *, home: str | Path, create: bool, setting: str
+) -> pwd.struct_passwd | None:
+    """The account to switch to: None when not root (nothing can be switched), else
+    ``account``, made now when ``create`` and otherwise required to exist already.
+
+    ``setting`` names the option that turned creation off, for the error.
+    """
+    if not can_isolate():
+        return None
+    if create:
+        return ensure_account(account, home=home)
+    entry = lookup(account)
+    if entry is None:
+        raise AccountError(f"system account {account!r} does not exist and {setting} is False")
+    return entry
+
+
 def _run_locked(cmd: list[str], attempts: int = 20) -> subprocess.CompletedProcess:
     """Run a shadow-utils command, again while another holds ``/etc/passwd``'s lock.
 

@@ -133,17 +133,12 @@ class AccountProcesses(LocalBackend):
 
     def _prepare_account(self, account: str, home: str):
         """``account``, created if allowed (blocking)."""
-        if not self.isolated:
-            return None
-        if self.create_accounts:
-            return accounts.ensure_account(account, home=home)
-        entry = accounts.lookup(account)
-        if entry is None:
-            raise accounts.AccountError(
-                f"system account {account!r} does not exist and "
-                "c.FedhubBackend.create_accounts is False"
-            )
-        return entry
+        return accounts.account_for(
+            account,
+            home=home,
+            create=self.create_accounts,
+            setting="c.FedhubBackend.create_accounts",
+        )
 
     def setup_working_directory(self, cluster):
         """The cluster's private folder (0700, the owner's) with its TLS cert and key (0600).

@@ -83,17 +83,12 @@ class UnixAccountSpawner(LocalProcessSpawner):
         return self.home_dir_template.format(username=self.user.name)
 
     def _account_entry(self, account: str, home: str) -> pwd.struct_passwd | None:
-        if not self.isolated:
-            return None
-        if self.create_accounts:
-            return accounts.ensure_account(account, home=home)
-        entry = accounts.lookup(account)
-        if entry is None:
-            raise accounts.AccountError(
-                f"system account {account!r} does not exist and "
-                "c.UnixAccountSpawner.create_accounts is False"
-            )
-        return entry
+        return accounts.account_for(
+            account,
+            home=home,
+            create=self.create_accounts,
+            setting="c.UnixAccountSpawner.create_accounts",
+        )
 
     def prepare_account(self, account: str, home: str) -> pwd.struct_passwd | None:
         """Make sure ``account`` and its private ``home`` exist (blocking; idempotent).
