@@ -65,10 +65,16 @@ DEPTRY := $(BIN)/deptry fedhub extensions services
 # mapped packages fedhub.extensions and fedhub.services live
 LINT_IMPORTS := $(BIN)/python tools/lint_imports.py
 
+# the suite runs on two pytest-xdist workers (this machine has two cores, and a test
+# mostly waits on its hub); --dist loadscope keeps a module on one worker, so its
+# module-scoped hub starts once. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope)
+
 # the whole suite, then lint and the dependency check; fails if any fails
 test: install
 	@status=0; \
-	$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
+	$(PYTEST) || status=$$?; \
 	$(BIN)/ruff check . || status=1; \
 	$(BIN)/ruff format --check . || status=1; \
 	$(DEPTRY) || status=1; \
@@ -76,7 +82,7 @@ test: install
 	exit $$status
 
 test-fast: install
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
