@@ -59,6 +59,17 @@ class UserInfo:
         return self.role == Role.PLATFORM_ADMIN
 
 
+#: the columns of a UserInfo, in its order
+_USER_INFO = select(
+    Membership.username,
+    Membership.role,
+    Tenant.slug,
+    Tenant.status,
+    Tenant.tier,
+    Membership.email,
+).outerjoin(Tenant, Membership.tenant_id == Tenant.id)
+
+
 class TenantStore(SignupMixin):
     """Tenants, memberships and local credentials in fedhub's database."""
 
@@ -103,22 +114,16 @@ class TenantStore(SignupMixin):
         return self.tiers.effective(tenant.tier, tenant.overrides)
 
     def user(self, username: str) -> UserInfo | None:
-        # one statement, plain columns, no ORM objects: the hub asks this on every
-        # refresh of a user's standing (auth_refresh_age), i.e. on most of its API requests
+        # one statement, plain columns, no ORM objects: the hub asks this when it refreshes
+        # a user's standing (auth_refresh_age) and the user is not in its cache
         with self.session() as s:
-            row = s.execute(
-                select(
-                    Membership.username,
-                    Membership.role,
-                    Tenant.slug,
-                    Tenant.status,
-                    Tenant.tier,
-                    Membership.email,
-                )
-                .outerjoin(Tenant, Membership.tenant_id == Tenant.id)
-                .where(Membership.username == username)
-            ).first()
+            row = s.execute(_USER_INFO.where(Membership.username == username)).first()
             return None if row is None else UserInfo(*row)
+
+    def users(self) -> dict[str, UserInfo]:
+        """Every membership, by username, in one statement (the hub's standing cache)."""
+        with self.session() as s:
+            return {row[0]: UserInfo(*row) for row in s.execute(_USER_INFO)}
 
     def memberships(self) -> list[Membership]:
         with self.session() as s:
