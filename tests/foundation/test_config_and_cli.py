@@ -29,6 +29,7 @@ def test_production_config_names_only_real_options():
     from fedhub.extensions.hub.keys_api import ServiceAccountKeys
     from fedhub.extensions.hub.oidc import TenantOIDCAuthenticator
     from fedhub.extensions.hub.tier_spawner import TierSpawner
+    from fedhub.gateway import GatewaySettings
     from fedhub.mail import Mailer
     from fedhub.tenancy.totp import TotpSecretBox
 
@@ -43,6 +44,7 @@ def test_production_config_names_only_real_options():
         "Mailer": Mailer,
         "TotpSecretBox": TotpSecretBox,
         "ServiceAccountKeys": ServiceAccountKeys,
+        "GatewaySettings": GatewaySettings,
     }
     for parts in service_classes().values():
         classes.update({cls.__name__: cls for cls in parts})
