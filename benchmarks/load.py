@@ -35,7 +35,8 @@ Rate limits stay on at the tier's values (36,000 API calls an hour per tenant, f
 (``experiments_per_month``, ``max_concurrent_experiments``), as an operator would for a tenant
 that submits thousands of runs.
 
-Run from the repository root (about 1.5 x ``--duration`` plus a minute of set-up):
+Run from the repository root (about 1.5 x ``--duration``, plus 1.5 to 4 minutes of set-up
+and 2,000 tokens on a shared 2-core machine):
 
     .venv/bin/python benchmarks/load.py                       # 1,000 users, 100 tenants, 5 min
     .venv/bin/python benchmarks/load.py --duration 20 --users 100 --tenants 10
