@@ -36,6 +36,7 @@ def commands(quick: bool) -> list[list[str]]:
             [py, str(HERE / "billing_ingest.py"), "--events", "5000", "--tenants", "20"],
             [py, str(HERE / "run_fl.py"), "--quick"],
             [py, str(HERE / "rate_limit.py"), "--tenants", "50", "--requests", "300"],
+            [py, str(HERE / "load.py"), "--duration", "20", "--users", "100", "--tenants", "10"],
         ]
     return [
         [py, str(HERE / "spawn_overhead.py"), "--spawns", "4"],
@@ -43,6 +44,7 @@ def commands(quick: bool) -> list[list[str]]:
         [py, str(HERE / "billing_ingest.py")],
         [py, str(HERE / "run_fl.py")],
         [py, str(HERE / "rate_limit.py")],
+        [py, str(HERE / "load.py")],
     ]
 
 
