@@ -158,7 +158,8 @@ def test_each_tenant_completes_on_its_own_cluster(stack):
     # each cluster's scheduler ran the tasks of exactly one run, and not the same run
     assert len(runs["acme"]) == 1 and len(runs["globex"]) == 1 and runs["acme"] != runs["globex"]
     # scheduler and workers run as the tenant's own account, never a user's or the hub's
-    assert owners == {"acme": {"fedhub_t_acme"}, "globex": {"fedhub_t_globex"}}
+    tenant_account = accounts.ACCOUNT_PREFIX[:-1] + "_t_"  # fedhub_t_<tenant>
+    assert owners == {"acme": {tenant_account + "acme"}, "globex": {tenant_account + "globex"}}
     # the tenants' members do not see them, even the cluster of their own tenant
     for user in ("alice", "bob"):
         assert gateway_as(where, hub.token(user)).list_clusters() == []

@@ -85,9 +85,12 @@ def alice_session(gw_hub):
     env = server_environment(gw_hub, "alice")
     keep = ("PATH", "LANG", "HOME", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL")
     client_env = {k: v for k, v in env.items() if k.startswith("DASK_GATEWAY__") or k in keep}
+    # her own group too, as her server has: with root's group the checkout is unreachable
+    # where its folders give the group nothing (a 0700 clone with o+x, as CI's is)
+    alice = accounts.account_name("alice")
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "notebook_client.py"), str(MAX_WORKERS)],
-        env=client_env, cwd=env["HOME"], user=accounts.account_name("alice"),
+        env=client_env, cwd=env["HOME"], user=alice, group=alice, extra_groups=[],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     steps = {}
