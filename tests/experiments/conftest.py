@@ -52,6 +52,17 @@ class ExperimentsAPI:
         )
 
 
+def wait_for_experiments_service(hub) -> None:
+    """Until the experiments service answers through the hub's proxy (its API is up)."""
+    token = hub.token("alice")
+    wait_for(
+        lambda: hub.api("GET", f"{SERVICE}/quota", token).status_code == 200,
+        120,
+        0.3,
+        "the experiments service",
+    )
+
+
 @pytest.fixture(scope="session")
 def exp_hub(hub_factory):
     env = {
@@ -61,14 +72,7 @@ def exp_hub(hub_factory):
         "FEDHUB_EXPERIMENTS_WARM_UP": "1",
     }
     hub = hub_factory(env=env, keep=True)  # the session's experiments hub
-    # the service is up when its API answers through the proxy
-    token = hub.token("alice")
-    wait_for(
-        lambda: hub.api("GET", f"{SERVICE}/quota", token).status_code == 200,
-        120,
-        0.3,
-        "the experiments service",
-    )
+    wait_for_experiments_service(hub)
     return hub
 
 

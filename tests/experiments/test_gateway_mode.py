@@ -26,7 +26,11 @@ import pytest
 
 from fedhub import accounts
 from tests.conftest import DEMO_PASSWORD
-from tests.experiments.conftest import SERVICE, ExperimentsAPI, service_pid
+from tests.experiments.conftest import (
+    ExperimentsAPI,
+    service_pid,
+    wait_for_experiments_service,
+)
 from tests.harness import HubProcess, free_port, wait_for
 
 pytestmark = [
@@ -67,13 +71,7 @@ def stack(hub_state_root):
     where = {"address": f"{hub.url}/services/dask-gateway", "proxy_address": f"127.0.0.1:{tcp}"}
     hub.start()
     try:
-        token = hub.token("alice")
-        wait_for(
-            lambda: hub.api("GET", f"{SERVICE}/quota", token).status_code == 200,
-            120,
-            0.3,
-            "the experiments service",
-        )
+        wait_for_experiments_service(hub)
         yield hub, where
     finally:
         hub.stop()
