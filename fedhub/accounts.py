@@ -50,6 +50,9 @@ def _prefix_from_environment() -> str:
 
 ACCOUNT_PREFIX = _prefix_from_environment()
 WORKER_ACCOUNT = ACCOUNT_PREFIX + "worker"
+# a tenant's own account (``fedhub_t_acme``): the account prefix has no underscore and ends
+# in a dash, so no hub user's account can ever start with this
+TENANT_ACCOUNT_PREFIX = ACCOUNT_PREFIX[:-1] + "_t_"
 
 
 class AccountError(RuntimeError):
@@ -75,6 +78,16 @@ def account_name(username: str, prefix: str = ACCOUNT_PREFIX) -> str:
         digest = hashlib.sha256(username.encode()).hexdigest()[:8]
         name = (prefix + clean)[: MAX_ACCOUNT_NAME - 9] + "-" + digest
     return name
+
+
+def tenant_account(slug: str, prefix: str = TENANT_ACCOUNT_PREFIX) -> str:
+    """The system account of tenant ``slug`` itself: ``fedhub_t_acme``, at most 32 chars.
+
+    Processes that work for a tenant rather than for one of its users run as it: the
+    tenant's gateway clusters, its dataset store and the workers that read that store.
+    Shortened with a hash like :func:`account_name`, so two tenants never share one.
+    """
+    return account_name(slug, prefix)
 
 
 def lookup(account: str) -> pwd.struct_passwd | None:

@@ -105,7 +105,7 @@ class AccountProcesses(LocalBackend):
 
     @default("tenant_account_prefix")
     def _default_tenant_prefix(self):
-        return accounts.ACCOUNT_PREFIX[:-1] + "_t_"
+        return accounts.TENANT_ACCOUNT_PREFIX
 
     @property
     def isolated(self) -> bool:
@@ -123,7 +123,7 @@ class AccountProcesses(LocalBackend):
         """The Unix account of ``cluster``: its owner's (``fedhub-alice``), or for a service's
         cluster the tenant's (``fedhub_t_acme``)."""
         if self.is_tenant_service(cluster.username):
-            return accounts.account_name(cluster.options["tenant"], self.tenant_account_prefix)
+            return accounts.tenant_account(cluster.options["tenant"], self.tenant_account_prefix)
         return accounts.account_name(cluster.username, self.account_prefix)
 
     def _home(self, cluster) -> str:
