@@ -1,6 +1,7 @@
 """fedhub: many organisations' data science on one JupyterHub.
 
-The notebook-facing helpers (``fedhub.experiments``, ``fedhub.quota``) and the
+The notebook-facing helpers (``fedhub.experiments``, ``fedhub.federations``,
+``fedhub.datasets``, ``fedhub.quota``) and the
 federated-learning engine (``fedhub.fl``) are imported lazily, so that the hub,
 the CLI and the services do not pay for torch or Dask at start-up.
 """
@@ -12,6 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "fl": "fedhub.fl",
     "experiments": "fedhub.client.experiments",
+    "federations": "fedhub.client.federations",
+    # the store package; it hands register/list/describe/delete to fedhub.client.datasets
+    "datasets": "fedhub.datasets",
     "client": "fedhub.client",
 }
 

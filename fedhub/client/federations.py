@@ -1,0 +1,259 @@
+"""Federations across tenants from a notebook: several organisations train one model, each
+one's private data staying on workers that run as that organisation's account.
+
+Acme's tenant admin creates it and invites globex::
+
+    fed = fedhub.federations.create("churn", dataset="churn@1", model="mlp", rounds=20,
+                                    dp={"noise_multiplier": 1.0, "clip_norm": 1.0,
+                                        "delta": 1e-5, "epsilon_budget": 8.0})
+    fed.invite("globex")
+
+Globex's tenant admin binds one of globex's datasets (or declines)::
+
+    fedhub.federations.join(fed_id, dataset="churn-eu")
+
+Acme's admin starts it; every member can watch it and collect the results::
+
+    fed.run()
+    fed.watch()          # live widget: progress, members, accuracy per round, ε budget
+    fed.rounds()         # aggregate accuracy, loss and ε per round (every member sees these)
+    fed.my_metrics()     # your tenant's own evaluation per round (no other tenant sees it)
+    fed.model()          # the final global weights (every member gets them)
+
+A federation you are not part of answers 404, as one that does not exist. A dataset is
+named ``name``, ``name@version`` or ``tenant/name@version`` (always your own tenant's).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+from . import FedhubAPIError, request
+
+__all__ = ["Federation", "create", "join", "decline", "list", "get"]
+
+_builtin_list = list
+FINISHED = ("completed", "failed", "cancelled")
+TASK_FIELDS = ("model", "model_params", "strategy", "strategy_params", "rounds", "local_epochs",
+               "batch_size", "lr", "seed")  # fmt: skip
+
+
+def dataset_ref(dataset: Any) -> str:
+    """``"tenant/<name>@<version>"`` for a name, ``name@version``, a full reference or a
+    dataset object of :mod:`fedhub.client.datasets` (anything whose ``str()`` is one)."""
+    ref = str(getattr(dataset, "ref", dataset)).strip()
+    if not ref:
+        raise ValueError("dataset: give the name of one of your tenant's datasets")
+    return ref if ref.startswith("tenant/") else f"tenant/{ref}"
+
+
+class Federation:
+    """A handle on one federation; cheap to create, refreshes on demand."""
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    @property
+    def id(self) -> str:
+        return str(self._data["id"])
+
+    @property
+    def name(self) -> str:
+        return self._data.get("name", "")
+
+    @property
+    def owner(self) -> str:
+        """The tenant that created the federation."""
+        return self._data.get("owner", "")
+
+    @property
+    def info(self) -> dict:
+        return dict(self._data)
+
+    @property
+    def members(self) -> _builtin_list[dict]:
+        """Every tenant asked so far: ``tenant``, ``state`` (invited, joined, declined...) and
+        whether it has bound a dataset (only your own tenant's dataset is named)."""
+        return _builtin_list(self._data.get("members") or [])
+
+    @property
+    def status(self) -> str:
+        """The federation's state, fetched now (``completed``, ``failed`` and ``cancelled``
+        are final)."""
+        return self.refresh()._data["status"]
+
+    def refresh(self) -> Federation:
+        self._data = request("GET", f"api/v1/federations/{self.id}")
+        return self
+
+    def _post(self, action: str, body: dict | None = None) -> Federation:
+        data = request("POST", f"api/v1/federations/{self.id}/{action}", json=body or {})
+        if isinstance(data, dict) and str(data.get("id")) == self.id and "status" in data:
+            self._data = data
+        else:  # an answer that is not the federation itself: read it again
+            self.refresh()
+        return self
+
+    def invite(self, tenant: str) -> Federation:
+        """Invite another tenant (by its slug); its admins can then join or decline."""
+        return self._post("invitations", {"tenant": tenant})
+
+    def join(self, dataset: Any) -> Federation:
+        """Accept the invitation for your tenant, binding one of its datasets."""
+        return self._post("join", {"dataset": dataset_ref(dataset)})
+
+    def decline(self) -> Federation:
+        return self._post("decline")
+
+    def run(self) -> Federation:
+        """Start training (the owner's admins; every invited tenant must have answered)."""
+        return self._post("run")
+
+    def cancel(self) -> Federation:
+        """Stop after the round in progress (the owner's admins)."""
+        return self._post("cancel")
+
+    def round_records(self) -> _builtin_list[dict]:
+        """The rounds so far as the service sends them: ``round``, ``members``, ``dropped``,
+        ``epsilon`` and ``aggregate`` (``accuracy``, ``loss``, ``examples``)."""
+        data = request("GET", f"api/v1/federations/{self.id}/rounds")
+        return _builtin_list(data.get("rounds") or []) if isinstance(data, dict) else data
+
+    def my_records(self) -> _builtin_list[dict]:
+        """Your tenant's own evaluation per round (``round``, ``accuracy``, ``loss``,
+        ``client_seconds``, ``examples``); no other tenant can read these."""
+        data = request("GET", f"api/v1/federations/{self.id}/metrics")
+        return _builtin_list(data.get("rounds") or []) if isinstance(data, dict) else data
+
+    def rounds(self):
+        """Aggregate metrics per round as a pandas DataFrame (one column per metric)."""
+        import pandas as pd
+
+        rows = []
+        for r in self.round_records():
+            row = {k: v for k, v in r.items() if k not in ("aggregate", "per_member")}
+            row.update(r.get("aggregate") or {})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def my_metrics(self):
+        """Your tenant's evaluation on its own test data per round, as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.my_records())
+
+    def wait(self, timeout: float | None = None, interval: float = 2.0) -> str:
+        """Block until the federation has finished; return its final status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.status) not in FINISHED:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"federation {self.id} still {status}")
+            time.sleep(interval)
+        return status
+
+    def model(self) -> Any:
+        """The final global model's weights (a NumPy vector; a dict of arrays if the service
+        sends several). Members only, once the federation has completed."""
+        import numpy as np
+
+        r = request("GET", f"api/v1/federations/{self.id}/model", raw=True)
+        try:
+            with np.load(io.BytesIO(r.content), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as e:
+            raise FedhubAPIError(r.status_code, "bad_model", f"unreadable model: {e}") from None
+        return arrays["weights"] if set(arrays) == {"weights"} else arrays
+
+    def watch(self, interval: float = 2.0):
+        """A live widget: status and progress, the members, aggregate and your own accuracy
+        per round, and the ε budget when the federation uses differential privacy."""
+        from fedhub.extensions.widgets.federations import FederationMonitor
+
+        return FederationMonitor(self, interval=interval)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        d = self._data
+        return (
+            f"<b>federation {html.escape(self.id)}</b> — {html.escape(self.name)}:"
+            f" {html.escape(str(d.get('status')))}, round {d.get('rounds_done', 0)}/"
+            f"{(d.get('task') or {}).get('rounds', '?')}, {len(self.members)} members"
+        )
+
+    def __repr__(self) -> str:
+        d = self._data
+        return (
+            f"<Federation {self.id} {self.name!r} {d.get('status')} owner={self.owner}"
+            f" members={[m.get('tenant') for m in self.members]}>"
+        )
+
+
+def create(
+    name: str,
+    *,
+    dataset: Any,
+    model: str = "mlp",
+    rounds: int = 10,
+    secure_aggregation: bool = True,
+    dp: dict | None = None,
+    schema: dict | None = None,
+    invite: _builtin_list[str] | tuple[str, ...] = (),
+    **task: Any,
+) -> Federation:
+    """Create a federation owned by your tenant (tenant admins), with ``dataset`` as your
+    tenant's data, and invite the tenants in ``invite``.
+
+    Other keyword arguments are the task's (``model_params``, ``strategy``,
+    ``strategy_params``, ``local_epochs``, ``batch_size``, ``lr``, ``seed``). ``dp``:
+    ``{"noise_multiplier", "clip_norm", "delta", "epsilon_budget"}`` turns on client-level
+    differential privacy. ``schema`` (features and label) is what members' data must match;
+    by default the service takes your dataset's.
+    """
+    unknown = sorted(set(task) - set(TASK_FIELDS))
+    if unknown:
+        raise TypeError(f"create() got unknown task fields {unknown}; known: {TASK_FIELDS}")
+    body: dict[str, Any] = {
+        "name": name,
+        "dataset": dataset_ref(dataset),
+        "task": {"model": model, "rounds": rounds, **task},
+        "privacy": {"secure_aggregation": secure_aggregation, "dp": dp},
+    }
+    if schema is not None:
+        body["schema"] = schema
+    fed = Federation(request("POST", "api/v1/federations", json=body))
+    for tenant in invite:
+        fed.invite(tenant)
+    return fed
+
+
+def join(fed_id: str, dataset: Any) -> Federation:
+    """Join federation ``fed_id`` (your tenant was invited), binding one of its datasets."""
+    return Federation({"id": fed_id}).join(dataset)
+
+
+def decline(fed_id: str) -> Federation:
+    """Decline the invitation of your tenant to federation ``fed_id``."""
+    return Federation({"id": fed_id}).decline()
+
+
+def list(limit: int | None = 200) -> _builtin_list[Federation]:  # noqa: A001 - public name
+    """The federations your tenant owns, is a member of or is invited to, newest first."""
+    feds: _builtin_list[Federation] = []
+    params: dict[str, Any] = {}
+    while limit is None or len(feds) < limit:
+        if limit is not None:
+            params["limit"] = min(limit - len(feds), 500)
+        data = request("GET", "api/v1/federations", params=params)
+        feds.extend(Federation(d) for d in data["federations"])
+        if not data.get("next_cursor"):
+            break
+        params["cursor"] = data["next_cursor"]
+    return feds if limit is None else feds[:limit]
+
+
+def get(fed_id: str) -> Federation:
+    """Federation ``fed_id`` (404 → :class:`FedhubAPIError` if your tenant is not in it)."""
+    return Federation(request("GET", f"api/v1/federations/{fed_id}"))
