@@ -217,8 +217,9 @@ def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
 
 
 # under the state dir, only these are meant for user accounts: their homes (each 0700,
-# theirs) and the tier kernel specs (read-only)
-PUBLIC_STATE_ENTRIES = ("homes", "share")
+# theirs), the tier kernel specs (read-only) and the tenants' stores (0711; each tenant's
+# folder 0700, its own account's: fedhub.datasets)
+PUBLIC_STATE_ENTRIES = ("homes", "share", "tenant-data")
 
 
 def secure_state_dir(state_dir: Path) -> None:

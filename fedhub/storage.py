@@ -12,6 +12,10 @@ entries skipped.
 The template's default, for processes that do not get it from configuration, is
 ``$FEDHUB_STORAGE_PATH_TEMPLATE``, else ``$FEDHUB_STATE_DIR/homes/{username}`` (where
 ``fedhub up``'s ``UnixAccountSpawner.home_dir_template`` puts homes).
+
+A tenant's own store (its private datasets, :mod:`fedhub.datasets`) counts too: it lives in
+:func:`tenant_data_root` ``/<slug>``, ``$FEDHUB_TENANT_DATA_DIR`` else
+``$FEDHUB_STATE_DIR/tenant-data``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 from collections.abc import Iterable
 
 PATH_TEMPLATE_ENV = "FEDHUB_STORAGE_PATH_TEMPLATE"
+TENANT_DATA_ENV = "FEDHUB_TENANT_DATA_DIR"
 GB = 1024**3
 
 
@@ -60,6 +65,26 @@ def user_bytes(template: str, username: str) -> int:
     return directory_bytes(home_path(template, username))
 
 
-def tenant_bytes(template: str, usernames: Iterable[str]) -> int:
-    """The storage a tenant's ``storage_gb`` quota counts: the sum over its members' homes."""
-    return sum(user_bytes(template, u) for u in usernames)
+def tenant_data_root() -> str:
+    """Where tenants' own stores live: ``$FEDHUB_TENANT_DATA_DIR``, else
+    ``$FEDHUB_STATE_DIR/tenant-data``, else "" (no tenant stores)."""
+    explicit = os.environ.get(TENANT_DATA_ENV)
+    if explicit:
+        return explicit
+    state = os.environ.get("FEDHUB_STATE_DIR")
+    return os.path.join(state, "tenant-data") if state else ""
+
+
+def tenant_store_bytes(slug: str) -> int:
+    """Disk usage of tenant ``slug``'s own store (0 when there is none)."""
+    root = tenant_data_root()
+    if not root or not slug or os.sep in slug or slug.startswith("."):
+        return 0
+    return directory_bytes(os.path.join(root, slug))
+
+
+def tenant_bytes(template: str, usernames: Iterable[str], tenant: str | None = None) -> int:
+    """The storage a tenant's ``storage_gb`` quota counts: the sum over its members' homes,
+    plus the tenant's own store when ``tenant`` is given."""
+    homes = sum(user_bytes(template, u) for u in usernames)
+    return homes + (tenant_store_bytes(tenant) if tenant else 0)

@@ -291,7 +291,7 @@ class TierSpawner(Spawner):
         template = self.storage_path_template
         # only plain strings (made on the loop) go to the thread; fedhub.storage is the
         # same measurement billing's daily sample uses
-        total = await asyncio.to_thread(storage.tenant_bytes, template, members)
+        total = await asyncio.to_thread(storage.tenant_bytes, template, members, tenant)
         cache[tenant] = (time.monotonic(), total)
         return total
 

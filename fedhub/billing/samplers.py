@@ -29,7 +29,8 @@ log = logging.getLogger("fedhub.billing")
 
 
 def sample_storage(db_url: str | None, path_template: str, now: datetime) -> int:
-    """Record today's storage sample of every member whose home exists; returns rows added.
+    """Record today's storage sample of every member whose home exists, and of every
+    tenant's own store (its datasets) that holds anything; returns rows added.
 
     ``path_template`` is where homes live (``/home/{username}``); empty: nothing measured.
     """
@@ -66,5 +67,20 @@ def sample_storage(db_url: str | None, path_template: str, now: datetime) -> int
                 username=username,
             )
         )
+    for tenant in sorted({tenant for _username, tenant in members}):
+        used = storage.tenant_store_bytes(tenant)  # the tenant's own datasets
+        if used:
+            usages.append(
+                Usage(
+                    tenant=tenant,
+                    kind=STORAGE_GB_DAYS,
+                    quantity=used / storage.GB,
+                    start=day,
+                    end=day + timedelta(days=1),
+                    source="billing-storage",
+                    idempotency_key=f"storage:tenant:{tenant}:{day:%Y-%m-%d}",
+                    attributes={"store": "tenant-data"},
+                )
+            )
     with session_scope(engine) as s:
         return record(s, usages, now=now)
