@@ -1,0 +1,149 @@
+"""fedhub.fl.federation on a real 2-worker LocalCluster.
+
+Each member's "executor" submits to one worker only (as a tenant's executor does), and its
+dataset is a version directory in the store's layout, read on that worker by
+``fedhub.datasets.store.load_arrays``. Three members split sklearn's digits with Dirichlet
+label skew; each keeps a quarter of its own rows as its test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from fedhub.fl import federation as fed
+from fedhub.fl.partition import Dirichlet
+
+TENANTS = ("acme", "globex", "initech")
+MODEL = {"in_features": 64, "num_classes": 10, "hidden": 32}
+
+
+def write_version(folder, x, y, split) -> str:
+    """A dataset version directory as fedhub.datasets.store lays it out."""
+    folder.mkdir(parents=True)
+    np.savez(folder / "arrays.npz", x=x, y=y, split=split)
+    digest = hashlib.sha256((folder / "arrays.npz").read_bytes()).hexdigest()
+    manifest = {"sha256": digest, "rows": len(y), "version": 1, "created_at": "2026-11-30"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    y = y.astype(np.int64)
+    root = tmp_path_factory.mktemp("tenant-data")
+    dirs, raw = [], []
+    for i, part in enumerate(Dirichlet(alpha=0.3, min_size=60).split(y, len(TENANTS), seed=1)):
+        rng = np.random.default_rng([7, i])
+        split = (rng.random(len(part)) < 0.25).astype(np.uint8)
+        dirs.append(write_version(root / TENANTS[i] / "digits" / "1", x[part], y[part], split))
+        raw.append((x[part], y[part]))
+    return dirs, raw
+
+
+class WorkerExecutor:
+    """A member's executor: every task on one worker, nowhere else.
+
+    ``fail_at`` = (stage function name, round) makes that task fail as a member whose
+    worker lost its state would (the round argument points at a round it never saw).
+    """
+
+    def __init__(self, client, worker, fail_at=None):
+        self.client, self.worker, self.fail_at = client, worker, fail_at
+
+    def submit(self, fn, *args, **kwargs):
+        if self.fail_at and fn.__name__ == self.fail_at[0] and args[1] == self.fail_at[1]:
+            if fn is fed.member_train:  # the data cannot be read
+                spec = dataclasses.replace(args[0], dataset_dir="/nonexistent", token="gone")
+                args = (spec, *args[1:])
+            else:
+                args = (args[0], -1, *args[2:])
+        return self.client.submit(
+            fn, *args, workers=[self.worker], allow_other_workers=False, pure=False, **kwargs
+        )
+
+
+def members(client, dirs, fail=None):
+    workers = sorted(client.scheduler_info()["workers"])
+    fail = fail or {}
+    return [
+        fed.FederationMember(
+            i, t, WorkerExecutor(client, workers[i % len(workers)], fail.get(t)), dirs[i]
+        )
+        for i, t in enumerate(TENANTS)
+    ]
+
+
+def plan(**kw) -> fed.FederationPlan:
+    base = {"model": "mlp", "model_params": MODEL, "rounds": 8, "lr": 0.2, "batch_size": 16,
+            "local_epochs": 1, "seed": 3}  # fmt: skip
+    base.update(kw)
+    return fed.FederationPlan(**base)
+
+
+def arrays_in(obj):
+    """Every numpy array anywhere in ``obj`` (dicts, lists, tuples, dataclasses)."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from arrays_in(k)
+            yield from arrays_in(v)
+    elif isinstance(obj, list | tuple | set):
+        for v in obj:
+            yield from arrays_in(v)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from arrays_in(getattr(obj, f.name))
+    elif hasattr(obj, "__dict__"):
+        yield from arrays_in(vars(obj))
+
+
+def test_plan_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="at least 2 members"):
+        plan().validate(1)
+    with pytest.raises(ValueError, match="needs each member's own update"):
+        plan(strategy="fedmedian").validate(3)
+    with pytest.raises(ValueError, match="secagg_threshold"):
+        plan(secagg_threshold=4).validate(3)
+    with pytest.raises(ValueError, match="dp is missing"):
+        plan(dp={"noise_multiplier": 1.0}).validate(3)
+    plan(strategy="fedmedian", secure_aggregation=False).validate(3)
+    assert plan().threshold(3) == 2 and plan().threshold(5) == 4 and plan().threshold(2) == 2
+
+
+def test_plain_fedavg_converges_and_is_deterministic(dask_client, datasets):
+    dirs, _ = datasets
+    seen = []
+    p = plan(secure_aggregation=False)
+    first = fed.run_federation(p, members(dask_client, dirs), on_round=seen.append)
+    again = fed.run_federation(p, members(dask_client, dirs))
+    assert np.array_equal(first.weights, again.weights)
+    assert [r["round"] for r in seen] == list(range(1, 9))
+    acc = [r["aggregate"]["accuracy"] for r in first.rounds]
+    assert acc[-1] > 0.8 and acc[-1] > acc[0] + 0.3
+    last = first.rounds[-1]
+    assert last["members"] == [0, 1, 2] and last["dropped"] == [] and last["epsilon"] is None
+    assert set(last["per_member"]) == set(TENANTS)
+    for metrics in last["per_member"].values():
+        assert metrics["client_seconds"] > 0 and metrics["examples"] > 0
+        assert 0 <= metrics["accuracy"] <= 1
+
+
+def test_local_only_baseline_trains_on_one_member(dask_client, datasets):
+    dirs, _ = datasets
+    p = plan(secure_aggregation=False)
+    m = members(dask_client, dirs)[0]
+    local = fed.local_only_baseline(p, m)
+    assert local == fed.local_only_baseline(p, m)
+    assert 0.5 < local["accuracy"] <= 1 and local["loss"] > 0
+    untrained = fed.local_only_baseline(dataclasses.replace(p, lr=1e-9), m)
+    assert untrained["accuracy"] < 0.3
