@@ -30,11 +30,11 @@ with needs_extra("notebook", "fedhub's widgets"):
 
 __all__ = ["FederationMonitor", "render_rounds", "members_table", "epsilon_text"]
 
-FINISHED = ("completed", "failed", "cancelled")
-_STATUS_COLOR = {"running": "#1f77b4", "completed": "#2ca02c", "cancelled": "#ff7f0e",
-                 "failed": "#d62728"}  # fmt: skip
-_BAR_STYLE = {"running": "info", "completed": "success", "cancelled": "warning",
-              "failed": "danger"}  # fmt: skip
+FINISHED = ("finished", "failed", "cancelled", "stopped_budget")
+_STATUS_COLOR = {"running": "#1f77b4", "finished": "#2ca02c", "stopped_budget": "#2ca02c",
+                 "cancelled": "#ff7f0e", "failed": "#d62728"}  # fmt: skip
+_BAR_STYLE = {"running": "info", "finished": "success", "stopped_budget": "success",
+              "cancelled": "warning", "failed": "danger"}  # fmt: skip
 
 
 def _num(value) -> float | None:
@@ -89,14 +89,15 @@ def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
 </svg>"""
 
 
-def members_table(members: list[dict]) -> str:
-    """The members as an HTML table: tenant, state, and the dataset it bound (named only for
-    your own tenant; the service tells others just that one is bound)."""
+def members_table(members: list[dict], owner: str = "") -> str:
+    """The members as an HTML table: tenant, state, and the dataset it bound. The service
+    names a member's dataset to that member only; to the others, a joined member has one
+    bound (joining is binding)."""
     rows = []
     for m in members:
-        dataset = m.get("dataset")
-        bound = dataset or ("yes" if m.get("dataset_bound") else "—")
-        role = " (owner)" if m.get("role") == "owner" or m.get("owner") else ""
+        joined = m.get("state") == "joined" or m.get("dataset_bound")
+        bound = m.get("dataset") or ("yes" if joined else "—")
+        role = " (owner)" if owner and m.get("tenant") == owner else ""
         rows.append(
             f"<tr data-tenant='{html.escape(str(m.get('tenant', '')))}'>"
             f"<td>{html.escape(str(m.get('tenant', '')))}{role}</td>"
@@ -127,9 +128,8 @@ def dp_settings(info: dict) -> dict | None:
 
 def epsilon_spent(info: dict, rounds: list[dict]) -> float:
     """ε spent so far: the federation's own figure, else the newest round's."""
-    for value in (info.get("epsilon_spent"), info.get("epsilon")):
-        if _num(value) is not None:
-            return float(value)
+    if _num(info.get("epsilon")) is not None:
+        return float(info["epsilon"])
     spent = [_num(r.get("epsilon")) for r in rounds]
     spent = [v for v in spent if v is not None]
     return spent[-1] if spent else 0.0
@@ -184,17 +184,13 @@ class FederationMonitor(widgets.VBox):
 
     def show(self, info: dict) -> None:
         status = str(info.get("status", ""))
-        total = int((info.get("task") or {}).get("rounds") or info.get("rounds") or 1)
+        total = int(info.get("rounds") or (info.get("task") or {}).get("rounds") or 1)
         done = max([int(info.get("rounds_done") or 0), *(int(r["round"]) for r in self.aggregate)])
         self.progress.max = max(total, 1)
         self.progress.value = min(done, self.progress.max)
         self.progress.bar_style = _BAR_STYLE.get(status, "")
         color = _STATUS_COLOR.get(status, "#555")
         extra = ""
-        if info.get("stopped_reason") == "epsilon_budget":
-            extra = " — stopped: the next round would exceed the ε budget"
-        elif info.get("stopped_reason"):
-            extra = f" — stopped: {html.escape(str(info['stopped_reason']))}"
         if info.get("error"):
             extra += f" — {html.escape(str(info['error']))}"
         self.status_label.value = (
@@ -203,7 +199,7 @@ class FederationMonitor(widgets.VBox):
             f" · federation <code>{html.escape(str(info.get('id', '')))}</code>"
             f" owned by <b>{html.escape(str(info.get('owner', '')))}</b>{extra}</span>"
         )
-        self.members.value = members_table(info.get("members") or [])
+        self.members.value = members_table(info.get("members") or [], str(info.get("owner", "")))
         self.chart.value = render_rounds(
             self.aggregate, self.mine, total, str(info.get("name", "")), info.get("my_tenant", "")
         )

@@ -35,9 +35,10 @@ from . import FedhubAPIError, request
 __all__ = ["Federation", "create", "join", "decline", "list", "get"]
 
 _builtin_list = list
-FINISHED = ("completed", "failed", "cancelled")
+#: final states (``stopped_budget``: the next round would have spent more ε than the budget)
+FINISHED = ("finished", "failed", "cancelled", "stopped_budget")
 TASK_FIELDS = ("model", "model_params", "strategy", "strategy_params", "rounds", "local_epochs",
-               "batch_size", "lr", "seed")  # fmt: skip
+               "batch_size", "lr", "seed", "compare_local_only")  # fmt: skip
 
 
 def dataset_ref(dataset: Any) -> str:
@@ -74,14 +75,15 @@ class Federation:
 
     @property
     def members(self) -> _builtin_list[dict]:
-        """Every tenant asked so far: ``tenant``, ``state`` (invited, joined, declined...) and
-        whether it has bound a dataset (only your own tenant's dataset is named)."""
+        """Every tenant asked so far: ``tenant``, ``member_id``, ``state`` (``invited``,
+        ``joined`` with a dataset bound, ``declined``); ``dataset`` is there for your own
+        tenant only."""
         return _builtin_list(self._data.get("members") or [])
 
     @property
     def status(self) -> str:
-        """The federation's state, fetched now (``completed``, ``failed`` and ``cancelled``
-        are final)."""
+        """The federation's state, fetched now: ``draft`` (inviting), ``running``, then
+        ``finished``, ``failed``, ``cancelled`` or ``stopped_budget``."""
         return self.refresh()._data["status"]
 
     def refresh(self) -> Federation:
@@ -198,6 +200,7 @@ def create(
     model: str = "mlp",
     rounds: int = 10,
     secure_aggregation: bool = True,
+    secagg_threshold: int | None = None,
     dp: dict | None = None,
     schema: dict | None = None,
     invite: _builtin_list[str] | tuple[str, ...] = (),
@@ -207,7 +210,10 @@ def create(
     tenant's data, and invite the tenants in ``invite``.
 
     Other keyword arguments are the task's (``model_params``, ``strategy``,
-    ``strategy_params``, ``local_epochs``, ``batch_size``, ``lr``, ``seed``). ``dp``:
+    ``strategy_params``, ``local_epochs``, ``batch_size``, ``lr``, ``seed``, and
+    ``compare_local_only=True`` to also train each member on its own data alone after the
+    run, for :meth:`Federation.local_only`). ``secagg_threshold``: how many members must
+    answer each secure-aggregation stage (default ⌈2n/3⌉, at least 2). ``dp``:
     ``{"noise_multiplier", "clip_norm", "delta", "epsilon_budget"}`` turns on client-level
     differential privacy. ``schema`` (features and label) is what members' data must match;
     by default the service takes your dataset's.
@@ -221,6 +227,8 @@ def create(
         "task": {"model": model, "rounds": rounds, **task},
         "privacy": {"secure_aggregation": secure_aggregation, "dp": dp},
     }
+    if secagg_threshold is not None:
+        body["privacy"]["secagg_threshold"] = secagg_threshold
     if schema is not None:
         body["schema"] = schema
     fed = Federation(request("POST", "api/v1/federations", json=body))

@@ -49,10 +49,9 @@ class FakeService:
     def view(self, fed: dict, tenant: str) -> dict:
         """The federation as ``tenant`` sees it: only its own dataset is named."""
         members = [
-            {"tenant": m["tenant"], "state": m["state"], "role": m["role"],
-             "dataset_bound": bool(m.get("dataset")),
-             **({"dataset": m["dataset"]} if m["tenant"] == tenant and m.get("dataset") else {})}
-            for m in fed["members"]
+            {"tenant": m["tenant"], "member_id": i + 1, "state": m["state"],
+             **({"dataset": m.get("dataset")} if m["tenant"] == tenant else {})}
+            for i, m in enumerate(fed["members"])
         ]  # fmt: skip
         return {**{k: v for k, v in fed.items() if k != "members"}, "members": members}
 
@@ -73,9 +72,9 @@ class FakeService:
                     {"round": n, "accuracy": acc, "loss": 1.0 - acc, "client_seconds": 0.5,
                      "examples": 100}
                 )  # fmt: skip
-            fed.update(rounds_done=n, epsilon_spent=eps)
-            if n >= fed["task"]["rounds"]:
-                fed["status"] = "completed"
+            fed.update(rounds_done=n, epsilon=eps)
+            if n >= fed["rounds"]:
+                fed["status"] = "finished"
 
 
 def make_app(svc: FakeService) -> tornado.web.Application:
@@ -128,8 +127,8 @@ def make_app(svc: FakeService) -> tornado.web.Application:
             fed_id = uuid.uuid4().hex[:16]
             svc.feds[fed_id] = {
                 "id": fed_id, "name": self.body["name"], "owner": self.tenant,
-                "status": "open", "task": task, "privacy": self.body["privacy"],
-                "rounds_done": 0, "epsilon_spent": None,
+                "status": "draft", "task": task, "privacy": self.body["privacy"],
+                "rounds": task["rounds"], "rounds_done": 0, "epsilon": None,
                 "members": [{"tenant": self.tenant, "state": "joined", "role": "owner",
                              "dataset": self.body["dataset"]}],
             }  # fmt: skip
@@ -180,7 +179,7 @@ def make_app(svc: FakeService) -> tornado.web.Application:
     class Model(Base):
         def get(self, fed_id):
             fed = self.fed(fed_id)
-            if fed["status"] != "completed":
+            if fed["status"] != "finished":
                 self.fail(409, "not_finished", "the model is there once the run has completed")
             buf = io.BytesIO()
             np.savez(buf, weights=np.arange(6, dtype=np.float32))
@@ -247,15 +246,16 @@ DP = {"noise_multiplier": 1.1, "clip_norm": 1.0, "delta": 1e-5, "epsilon_budget"
 def test_the_lifecycle_sends_the_agreed_requests(service, as_user):
     as_user("acme-admin")
     fed = fedhub.federations.create(
-        "churn", dataset="churn@1", model="mlp", rounds=2, lr=0.1,
-        model_params={"hidden": 16}, dp=DP, invite=["globex"],
+        "churn", dataset="churn@1", model="mlp", rounds=2, lr=0.1, secagg_threshold=2,
+        model_params={"hidden": 16}, compare_local_only=True, dp=DP, invite=["globex"],
     )  # fmt: skip
     method, path, body = service.requests[-2]
     assert (method, path) == ("POST", "/services/experiments/api/v1/federations")
     assert body == {
         "name": "churn", "dataset": "tenant/churn@1",
-        "task": {"model": "mlp", "rounds": 2, "lr": 0.1, "model_params": {"hidden": 16}},
-        "privacy": {"secure_aggregation": True, "dp": DP},
+        "task": {"model": "mlp", "rounds": 2, "lr": 0.1, "model_params": {"hidden": 16},
+                 "compare_local_only": True},
+        "privacy": {"secure_aggregation": True, "dp": DP, "secagg_threshold": 2},
     }  # fmt: skip
     assert service.requests[-1][1:] == (f"{path}/{fed.id}/invitations", {"tenant": "globex"})
     assert [(m["tenant"], m["state"]) for m in fed.members] == [
@@ -267,9 +267,9 @@ def test_the_lifecycle_sends_the_agreed_requests(service, as_user):
     joined = fedhub.federations.join(fed.id, dataset="tenant/churn-eu")
     assert service.requests[-1][1:] == (f"{path}/{fed.id}/join", {"dataset": "tenant/churn-eu"})
     mine = {m["tenant"]: m for m in joined.members}
-    assert mine["globex"] == {"tenant": "globex", "state": "joined", "role": "member",
-                              "dataset_bound": True, "dataset": "tenant/churn-eu"}  # fmt: skip
-    assert "dataset" not in mine["acme"] and mine["acme"]["dataset_bound"]
+    assert mine["globex"] == {"tenant": "globex", "member_id": 2, "state": "joined",
+                              "dataset": "tenant/churn-eu"}  # fmt: skip
+    assert "dataset" not in mine["acme"]
 
     as_user("acme-admin")
     assert fed.run().info["status"] == "running"
@@ -278,7 +278,7 @@ def test_the_lifecycle_sends_the_agreed_requests(service, as_user):
     assert (refused.value.status, refused.value.code) == (409, "not_finished")
     service.add_round(fed.id, 0.6, {"acme": 0.7, "globex": 0.5})
     service.add_round(fed.id, 0.8, {"acme": 0.85, "globex": 0.75})
-    assert fed.wait(timeout=10, interval=0.05) == "completed"
+    assert fed.wait(timeout=10, interval=0.05) == "finished"
 
     rounds = fed.rounds()
     assert list(rounds["round"]) == [1, 2]
