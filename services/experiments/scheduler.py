@@ -159,6 +159,11 @@ class ExperimentScheduler(LoggingConfigurable):
     def wake(self) -> None:
         self._wake.set()
 
+    def submit_work(self, fn: Callable, *args):
+        """Run ``fn(*args)`` in the pool the experiments run in, as platform work (a
+        federation's coordinator, :mod:`.federations.runner`)."""
+        return self._pool.submit(rls.as_platform(fn), *args)
+
     def request_cancel(self, exp_id: str) -> None:
         with self._lock:
             self._cancel.add(exp_id)
