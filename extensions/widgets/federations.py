@@ -42,11 +42,12 @@ def _num(value) -> float | None:
 
 
 def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
-                  title: str = "", tenant: str = "") -> str:  # fmt: skip
+                  title: str = "", tenant: str = "", local_only: float | None = None) -> str:  # fmt: skip
     """SVG chart: aggregate accuracy and loss (scaled) and your own accuracy per round.
 
     ``aggregate`` are the federation's round records (``round`` and ``aggregate``:
-    ``accuracy``, ``loss``); ``mine`` your tenant's (``round``, ``accuracy``, ``loss``).
+    ``accuracy``, ``loss``); ``mine`` your tenant's (``round``, ``accuracy``, ``loss``);
+    ``local_only`` your local-only baseline's accuracy, drawn as a dotted level.
     """
     xs = [int(r["round"]) for r in aggregate]
     acc = [_num((r.get("aggregate") or {}).get("accuracy")) for r in aggregate]
@@ -63,6 +64,15 @@ def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
             legend += f" · yours {mine[-1].get('accuracy', 0):.3f}"
     else:
         legend = "waiting for the first round"
+    local = ""
+    if _num(local_only) is not None:
+        legend += f" · local-only {local_only:.3f}"
+        y = H - PAD - (H - 2 * PAD) * float(local_only)
+        local = (
+            f'<line class="fedhub-local-only" x1="{PAD}" y1="{y:.1f}" x2="{W - PAD}" y2="{y:.1f}"'
+            ' stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="1 3"/>'
+            f'<text x="{W - PAD - 190}" y="{PAD + 46}" fill="#2ca02c">··· yours, local-only</text>'
+        )
     you = f"— {tenant}'s own test data" if tenant else "— your own test data"
     return f"""
 <svg class="fedhub-chart fedhub-federation-chart" data-rounds="{len(aggregate)}"
@@ -86,6 +96,7 @@ def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
   <text x="{W - PAD - 190}" y="{PAD + 4}" fill="#1f77b4">— accuracy, all members</text>
   <text x="{W - PAD - 190}" y="{PAD + 18}" fill="#2ca02c">{html.escape(you)}</text>
   <text x="{W - PAD - 190}" y="{PAD + 32}" fill="#d62728">- - loss, all members (scaled)</text>
+  {local}
 </svg>"""
 
 
@@ -110,14 +121,14 @@ def members_table(members: list[dict], owner: str = "") -> str:
     )
 
 
-def _records(read) -> list[dict]:
-    """Round records, or none while the service has none to give this tenant (an invitee
-    that has not joined yet is not a member)."""
+def _members_only(read, default=None):
+    """``read()``, or ``default`` while the service has nothing for this tenant (results are
+    for members; an invitee that has not joined is not one)."""
     try:
         return read()
     except FedhubAPIError as e:
         if e.status in (403, 404, 409):
-            return []
+            return default
         raise
 
 
@@ -150,6 +161,7 @@ class FederationMonitor(widgets.VBox):
         self.interval = interval
         self.aggregate: list[dict] = []
         self.mine: list[dict] = []
+        self.local_only: dict | None = None
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="rounds")
         self.status_label = widgets.HTML()
         self.members = widgets.HTML()
@@ -178,8 +190,10 @@ class FederationMonitor(widgets.VBox):
     def refresh(self) -> None:
         """Read the federation, its rounds and your metrics again and redraw."""
         info = self.federation.refresh().info
-        self.aggregate = _records(self.federation.round_records)
-        self.mine = _records(self.federation.my_records)
+        self.aggregate = _members_only(self.federation.round_records, [])
+        self.mine = _members_only(self.federation.my_records, [])
+        if info.get("status") in FINISHED:  # the baseline is trained after the last round
+            self.local_only = _members_only(self.federation.local_only)
         self.show(info)
 
     def show(self, info: dict) -> None:
@@ -200,8 +214,9 @@ class FederationMonitor(widgets.VBox):
             f" owned by <b>{html.escape(str(info.get('owner', '')))}</b>{extra}</span>"
         )
         self.members.value = members_table(info.get("members") or [], str(info.get("owner", "")))
+        local = (self.local_only or {}).get("accuracy")
         self.chart.value = render_rounds(
-            self.aggregate, self.mine, total, str(info.get("name", "")), info.get("my_tenant", "")
+            self.aggregate, self.mine, total, str(info.get("name", "")), local_only=local
         )
         dp = dp_settings(info)
         if dp and _num(dp.get("epsilon_budget")):

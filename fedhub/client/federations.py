@@ -18,6 +18,7 @@ Acme's admin starts it; every member can watch it and collect the results::
     fed.watch()          # live widget: progress, members, accuracy per round, ε budget
     fed.rounds()         # aggregate accuracy, loss and ε per round (every member sees these)
     fed.my_metrics()     # your tenant's own evaluation per round (no other tenant sees it)
+    fed.local_only()     # with compare_local_only=True: your data alone, for comparison
     fed.model()          # the final global weights (every member gets them)
 
 A federation you are not part of answers 404, as one that does not exist. A dataset is
@@ -110,11 +111,13 @@ class Federation:
         return self._post("decline")
 
     def run(self) -> Federation:
-        """Start training (the owner's admins; every invited tenant must have answered)."""
+        """Start training (the owner's admins; at least 2 members joined). Invitations not
+        answered by then lapse: a running federation takes no more members."""
         return self._post("run")
 
     def cancel(self) -> Federation:
-        """Stop after the round in progress (the owner's admins)."""
+        """Stop after the round in progress (the admins of any member that joined); a draft
+        is cancelled at once."""
         return self._post("cancel")
 
     def round_records(self) -> _builtin_list[dict]:
@@ -128,6 +131,14 @@ class Federation:
         ``client_seconds``, ``examples``); no other tenant can read these."""
         data = request("GET", f"api/v1/federations/{self.id}/metrics")
         return _builtin_list(data.get("rounds") or []) if isinstance(data, dict) else data
+
+    def local_only(self) -> dict | None:
+        """Your tenant's local-only baseline (``accuracy``, ``loss``): the same model trained
+        on your data alone for the same rounds × epochs, evaluated on your test split.
+        There once the federation has finished, when it was created with
+        ``compare_local_only=True``; else None."""
+        data = request("GET", f"api/v1/federations/{self.id}/metrics")
+        return data.get("local_only") if isinstance(data, dict) else None
 
     def rounds(self):
         """Aggregate metrics per round as a pandas DataFrame (one column per metric)."""
@@ -157,7 +168,7 @@ class Federation:
 
     def model(self) -> Any:
         """The final global model's weights (a NumPy vector; a dict of arrays if the service
-        sends several). Members only, once the federation has completed."""
+        sends several). Members only, once the federation has ended with a model."""
         import numpy as np
 
         r = request("GET", f"api/v1/federations/{self.id}/model", raw=True)

@@ -44,6 +44,7 @@ class FakeService:
         self.rounds: dict[str, list[dict]] = {}
         self.per_member: dict[str, dict[str, list[dict]]] = {}
         self.requests: list[tuple[str, str, dict | None]] = []
+        self.local_only: set[str] = set()
         self.lock = threading.Lock()
 
     def view(self, fed: dict, tenant: str) -> dict:
@@ -158,8 +159,8 @@ def make_app(svc: FakeService) -> tornado.web.Application:
                 me["state"] = "joined" if action == "join" else "declined"
                 me["dataset"] = self.body.get("dataset")
             elif action == "run":
-                if any(m["state"] == "invited" for m in fed["members"]):
-                    self.fail(409, "pending_invitations", "every invited tenant must answer")
+                if sum(m["state"] == "joined" for m in fed["members"]) < 2:
+                    self.fail(409, "conflict", "needs at least 2 members that joined")
                 fed["status"] = "running"
             elif action == "cancel":
                 fed["status"] = "cancelled"
@@ -168,19 +169,22 @@ def make_app(svc: FakeService) -> tornado.web.Application:
     class Rounds(Base):
         def get(self, fed_id):
             self.fed(fed_id)
-            self.finish({"rounds": svc.rounds[fed_id]})
+            self.finish({"federation": fed_id, "status": svc.feds[fed_id]["status"],
+                         "epsilon": svc.feds[fed_id]["epsilon"], "rounds": svc.rounds[fed_id]})  # fmt: skip
 
     class Metrics(Base):
         def get(self, fed_id):
             self.fed(fed_id)
             rows = svc.per_member[fed_id].get(self.tenant, [])
-            self.finish({"tenant": self.tenant, "rounds": rows})
+            local = {"accuracy": 0.6, "loss": 0.9} if fed_id in svc.local_only else None
+            self.finish({"federation": fed_id, "tenant": self.tenant, "rounds": rows,
+                         "local_only": local})  # fmt: skip
 
     class Model(Base):
         def get(self, fed_id):
             fed = self.fed(fed_id)
             if fed["status"] != "finished":
-                self.fail(409, "not_finished", "the model is there once the run has completed")
+                self.fail(404, "not_found", f"federation {fed_id} has no final model")
             buf = io.BytesIO()
             np.savez(buf, weights=np.arange(6, dtype=np.float32))
             self.set_header("Content-Type", "application/octet-stream")
@@ -275,10 +279,13 @@ def test_the_lifecycle_sends_the_agreed_requests(service, as_user):
     assert fed.run().info["status"] == "running"
     with pytest.raises(FedhubAPIError) as refused:
         fed.model()
-    assert (refused.value.status, refused.value.code) == (409, "not_finished")
+    assert (refused.value.status, refused.value.code) == (404, "not_found")
+    assert fed.local_only() is None
     service.add_round(fed.id, 0.6, {"acme": 0.7, "globex": 0.5})
     service.add_round(fed.id, 0.8, {"acme": 0.85, "globex": 0.75})
     assert fed.wait(timeout=10, interval=0.05) == "finished"
+    service.local_only.add(fed.id)
+    assert fed.local_only() == {"accuracy": 0.6, "loss": 0.9}
 
     rounds = fed.rounds()
     assert list(rounds["round"]) == [1, 2]
@@ -308,9 +315,9 @@ def test_refusals_become_fedhub_api_errors(service, as_user):
         fedhub.federations.create("mine", dataset="a")
     assert member.value.status == 403
     as_user("acme-admin")
-    with pytest.raises(FedhubAPIError, match="every invited tenant") as early:
-        fed.run()
-    assert early.value.code == "pending_invitations"
+    with pytest.raises(FedhubAPIError, match="at least 2 members") as early:
+        fed.run()  # globex has not answered: acme alone
+    assert (early.value.status, early.value.code) == (409, "conflict")
     with pytest.raises(FedhubAPIError) as bad:
         fedhub.federations.create("bad", dataset="a", rounds=0)
     assert (bad.value.status, bad.value.code) == (400, "invalid_task")
@@ -368,12 +375,15 @@ def test_the_watch_widget_shows_members_rounds_and_the_budget(service, as_user):
     assert 'data-status="running"' in still.status_label.value
 
     live = FederationMonitor(fed, interval=0.05)
+    service.local_only.add(fed.id)
     service.add_round(fed.id, 0.7, {"acme": 0.8})
     service.add_round(fed.id, 0.8, {"acme": 0.85})
     wait_for(lambda: live.finished, 10, 0.05, "the widget to see the run finish")
     live._thread.join(5)
     assert live.progress.value == 3 and live.progress.bar_style == "success"
     assert 'data-rounds="3"' in live.chart.value
+    assert "local-only 0.600" in live.chart.value and "fedhub-local-only" in live.chart.value
+    assert "fedhub-local-only" not in still.chart.value
     assert live.epsilon_bar.value == 1.5 and live.epsilon_bar.bar_style == "info"
 
     plain = fedhub.federations.create("no dp", dataset="d", rounds=1)
