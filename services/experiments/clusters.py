@@ -309,12 +309,120 @@ class DaskClusters(LoggingConfigurable):
         """,
     )
 
+    tenant_workers = Integer(
+        1,
+        config=True,
+        help="""Workers (one thread each) that run as a tenant's own account in ``local``
+        mode, started when the tenant first trains on its private datasets or takes part
+        in a federation (``docs/datasets.md``). They have a scheduler of their own: they
+        never receive another tenant's work, and the shared workers never receive theirs.
+
+            c.DaskClusters.tenant_workers = 2
+        """,
+    )
+
+    tenant_worker_idle_timeout = Float(
+        300.0,
+        config=True,
+        help="""Seconds a tenant's own workers (``local`` mode) stay up with nothing to do
+        (no task, no run of the tenant in progress); then they stop and the next use starts
+        new ones (a few seconds). 0 keeps them until the service stops.
+
+            c.DaskClusters.tenant_worker_idle_timeout = 60
+        """,
+    )
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._lock = threading.Lock()
         self._cluster = None
         self._client = None
         self._gateway = None  # a TenantGatewayClusters, made on first use
+        self._tenant_pool = None  # a TenantWorkerPool (local mode), made on first use
+        # whether a tenant has a run in progress (its own workers must not retire meanwhile)
+        self.tenant_busy = rls.as_platform(self._tenant_running)
+
+    def tenant_executor(self, slug: str, tier: str):
+        """A :class:`~.tenant_workers.TenantExecutor` whose workers run as ``slug``'s own
+        account (:func:`fedhub.accounts.tenant_account`): the only workers that may read
+        the tenant's datasets. Blocking (may start workers): call it off the event loop."""
+        from .tenant_workers import TenantExecutor, TenantWorkerPool
+
+        with needs_extra("fl", "running on a tenant's workers"):
+            import distributed  # noqa: F401
+        if self.mode == "address":
+            raise ClusterConfigError(
+                "private datasets and federations need mode local or gateway: an operator's "
+                "scheduler (c.DaskClusters.mode = 'address') has no workers of the tenants' "
+                "own accounts. Set c.DaskClusters.mode = 'local' or 'gateway'."
+            )
+        account = accounts.tenant_account(slug)
+        if self.mode == "gateway":
+            client = self._gateway_clusters().client(slug, tier)
+            return TenantExecutor(slug, account, client, None)
+        with self._lock:
+            if self._tenant_pool is None:
+                self._tenant_pool = TenantWorkerPool(
+                    self._start_tenant_cluster,
+                    idle_timeout=self.tenant_worker_idle_timeout,
+                    busy=lambda slug: self.tenant_busy(slug),
+                    log=self.log,
+                )
+            pool = self._tenant_pool
+        return pool.executor(slug)
+
+    def _start_tenant_cluster(self, slug: str):
+        """``slug``'s own cluster: ``tenant_workers`` workers running as its account."""
+        from .private_cluster import PrivateCluster
+
+        name = accounts.tenant_account(slug)
+        entry = None
+        if accounts.can_isolate():
+            entry = accounts.ensure_account(name)
+            if entry.pw_uid == 0 or entry.pw_gid == 0:
+                raise ClusterConfigError(f"tenant account {name!r} is root's uid or group")
+            self._check_python_reachable(name)
+        else:
+            self.log.warning(
+                "tenant %s's workers run as the service's own account (uid %d), not as %s: "
+                "run the hub as root to keep tenants' datasets apart",
+                slug,
+                os.getuid(),
+                name,
+            )
+        cluster = PrivateCluster(
+            self.tenant_workers,
+            account=entry,
+            memory_limit=self.memory_limit,
+            scratch_parent=self.worker_scratch_dir,
+            python=self.worker_python,
+            preload=[self.worker_preload] if self.worker_preload else [],
+            worker_prefix=f"fedhub-tenant-{slug}",
+            name=f"fedhub-tenant-{slug}",
+        )
+        try:
+            cluster.wait_until_ready(timeout=120)
+        except BaseException:
+            cluster.close(timeout=2)
+            raise
+        self.log.info(
+            "tenant %s: %d worker(s) as %s at %s",
+            slug,
+            self.tenant_workers,
+            name,
+            cluster.scheduler_address,
+        )
+        return cluster, name
+
+    def _check_python_reachable(self, account: str) -> None:
+        blocked = accounts.blocked_for_others(self.worker_python)
+        if blocked is not None:
+            raise ClusterConfigError(
+                f"Dask workers run as {account}, which cannot reach {blocked} "
+                f"(needed to run {os.path.realpath(self.worker_python)}). Create the "
+                "virtualenv with a system Python (make does), or set "
+                "c.DaskClusters.worker_python."
+            )
 
     def client(self, tenant: str, tier: str):
         """A Dask client for ``tenant``'s run (shared: do not close it)."""
@@ -357,14 +465,7 @@ class DaskClusters(LoggingConfigurable):
                     f"DaskClusters.worker_account {self.worker_account!r} is root's uid or "
                     "group: the workers must run as an unprivileged account"
                 )
-            blocked = accounts.blocked_for_others(self.worker_python)
-            if blocked is not None:
-                raise ClusterConfigError(
-                    f"Dask workers run as {self.worker_account}, which cannot reach {blocked} "
-                    f"(needed to run {os.path.realpath(self.worker_python)}). Create the "
-                    "virtualenv with a system Python (make does), or set "
-                    "c.DaskClusters.worker_python."
-                )
+            self._check_python_reachable(self.worker_account)
             self.log.info("Dask workers run as %s (uid %d)", account.pw_name, account.pw_uid)
         else:
             self.log.warning(
@@ -493,6 +594,8 @@ class DaskClusters(LoggingConfigurable):
         return max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
 
     def close(self) -> None:
+        if self._tenant_pool is not None:
+            self._tenant_pool.close()
         if self._gateway is not None:
             self._gateway.close()  # the clusters stay up: a restarted service reconnects
         with self._lock:

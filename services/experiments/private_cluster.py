@@ -17,6 +17,9 @@ any code on its workers (``client.run``), so:
 * **Loopback only**, random ports, no dashboard: the scheduler's and workers' HTTP endpoints
   answer only the health check.
 
+The same class makes each tenant's own small cluster (:mod:`.tenant_workers`), whose
+workers run as the tenant's account instead (``account``), under a scheduler of its own.
+
 Each worker is a Nanny with one worker process of one thread; the Nanny restarts a worker
 process that dies (the round runner retries its clients meanwhile) and enforces the memory
 limit. Closing the cluster closes each worker's standard input, its lifeline: a worker whose
@@ -144,6 +147,8 @@ class PrivateCluster(SpecCluster):
         scratch_parent: str = "",
         python: str = sys.executable,
         preload: list[str] | None = None,
+        worker_prefix: str = "fedhub-worker",
+        name: str = "fedhub-experiments",
         **kwargs,
     ):
         security = Security.temporary()
@@ -169,7 +174,7 @@ class PrivateCluster(SpecCluster):
                 "preload": preload,
             },
         }
-        workers = {f"fedhub-worker-{i}": worker for i in range(n_workers)}
+        workers = {f"{worker_prefix}-{i}": worker for i in range(n_workers)}
         # the scheduler is made (and reads its HTTP routes) inside __init__
         with dask.config.set({"distributed.scheduler.http.routes": SCHEDULER_HTTP_ROUTES}):
             super().__init__(
@@ -177,7 +182,7 @@ class PrivateCluster(SpecCluster):
                 workers=workers,
                 worker=worker,
                 security=security,
-                name="fedhub-experiments",
+                name=name,
                 **kwargs,
             )
 
