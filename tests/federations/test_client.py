@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -388,3 +391,18 @@ def test_the_watch_widget_shows_members_rounds_and_the_budget(service, as_user):
 
     plain = fedhub.federations.create("no dp", dataset="d", rounds=1)
     assert FederationMonitor(plain, follow=False).epsilon_box.layout.display == "none"
+
+
+def test_the_client_loads_no_widget_code_until_watch():
+    """Federation.watch() imports the widget when called; importing the client does not."""
+    code = (
+        "import json, sys\n"
+        "import fedhub\n"
+        "fedhub.federations.Federation\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.startswith(('fedhub.extensions', 'ipywidgets', 'pandas', 'numpy')))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
