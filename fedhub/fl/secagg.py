@@ -214,21 +214,21 @@ def _hkdf(secret: bytes, purpose: bytes, a: int, b: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
-def _agree(private: X25519PrivateKey, public: bytes, purpose: bytes, a: int, b: int) -> bytes:
+def _agree(private: X25519PrivateKey, public: bytes, purpose: bytes, me: int, peer: int) -> bytes:
+    """A 32-byte key for the pair ``me``/``peer`` (``public`` is ``peer``'s), for ``purpose``."""
     try:
         shared = private.exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError:
         raise SecAggIntegrityError(
-            f"the public key of member {b if a != b else a} is not a valid X25519 key"
+            f"the public key of member {peer} is not a valid X25519 key"
         ) from None
-    return _hkdf(shared, purpose, a, b)
+    return _hkdf(shared, purpose, me, peer)
 
 
 def _prg(seed: bytes, dim: int) -> np.ndarray:
-    """``dim`` pseudo-random uint64 words: AES-256-CTR keystream under ``seed``."""
+    """``dim`` pseudo-random uint64 words (read-only): AES-256-CTR keystream under ``seed``."""
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    stream = encryptor.update(bytes(8 * dim)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
+    return np.frombuffer(encryptor.update(bytes(8 * dim)), dtype="<u8")
 
 
 def _eval_poly(coefficients: list[int], x: int) -> int:
@@ -381,8 +381,8 @@ class SecAggMember:
     def _open(self, sender: int, box: bytes) -> tuple[int, int]:
         if sender not in self._roster or sender == self.member_id:
             raise SecAggIntegrityError(f"key shares from member {sender}, who is not a peer")
-        key = _agree(self._channel, self._roster[sender].channel_key, b"channel", sender,
-                     self.member_id)  # fmt: skip
+        public = self._roster[sender].channel_key
+        key = _agree(self._channel, public, b"channel", self.member_id, sender)
         aad = _PROTOCOL + struct.pack(">QQ", sender, self.member_id)
         try:
             plain = ChaCha20Poly1305(key).decrypt(bytes(box[:12]), bytes(box[12:]), aad)
@@ -419,14 +419,15 @@ class SecAggMember:
                 f"threshold {self.config.threshold}"
             )
         total = self.config.quantise(vec, len(self._roster))
-        total = total + _prg(self._seed, vec.size)
+        total += _prg(self._seed, vec.size)  # uint64 arithmetic wraps mod 2^64
         for peer in sorted(self._masked_with):
             seed = _agree(self._mask, self._roster[peer].mask_key, b"mask", self.member_id, peer)
             if self.member_id < peer:
-                total = total + _prg(seed, vec.size)
+                total += _prg(seed, vec.size)
             else:
-                total = total - _prg(seed, vec.size)
-        return total & np.uint64(self.config.modulus - 1)
+                total -= _prg(seed, vec.size)
+        total &= np.uint64(self.config.modulus - 1)
+        return total
 
     def unmask(self, survivors: list[int], dropped: list[int]) -> dict:
         """Stage 3: shares of survivors' self-mask seeds and of dropped members' mask keys.
@@ -522,13 +523,13 @@ class SecAggServer:
                 )
             if np.any(vec > mod_mask):
                 raise SecAggIntegrityError(f"member {mid}'s masked input is outside Z_2^bits")
-            total = total + vec
+            total += vec
         for mid in survivors:
             shares = {_x(r["member"]): r["seed_shares"][mid] for r in responses}
             seed = shamir_combine(shares, t, f"member {mid}'s self-mask seed")
             if _commit(seed) != view["seed_commitments"][mid]:
                 raise SecAggIntegrityError(f"member {mid}'s rebuilt self-mask seed does not match")
-            total = total - _prg(seed, self.dim)
+            total -= _prg(seed, self.dim)
         for gone in dropped:
             shares = {_x(r["member"]): r["key_shares"][gone] for r in responses}
             raw = shamir_combine(shares, t, f"member {gone}'s mask key")
@@ -539,9 +540,9 @@ class SecAggServer:
                 seed = _agree(private, view["mask_keys"][mid], b"mask", gone, mid)
                 # survivor mid added PRG(seed) when mid < gone, subtracted it otherwise
                 if mid < gone:
-                    total = total - _prg(seed, self.dim)
+                    total -= _prg(seed, self.dim)
                 else:
-                    total = total + _prg(seed, self.dim)
+                    total += _prg(seed, self.dim)
         return self.config.dequantise(total & mod_mask, n_members)
 
 
