@@ -103,6 +103,7 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_server_reservations": _BY_SLUG,
     "fedhub_sessions": _BY_ID,
     "fedhub_signup_requests": _BY_ID,
+    "fedhub_tenant_datasets": _BY_SLUG,
 }
 
 # Tables with no tenant of their own, left out on purpose (docs/security.md):

@@ -1,4 +1,5 @@
-"""The experiments service's tables: one row per run, one row per finished round.
+"""The experiments service's tables: one row per run, one row per finished round, and
+one row per version of a tenant's private dataset.
 
 The run row is the source of truth for the scheduler (status, cancel flag, attempts), so
 a restarted service knows what was running; round rows are what clients read and stream.
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -94,3 +96,36 @@ class ExperimentRound(Base):
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
+
+
+class TenantDataset(Base):
+    """One version of a tenant's private dataset (the files: :mod:`fedhub.datasets`).
+
+    The row is what lists and checks read (the API, a federation's binding); the files in
+    the tenant's store are the data. A deleted version loses both.
+    """
+
+    __tablename__ = "fedhub_tenant_datasets"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": f"tenant/{self.name}@{self.version}",
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "schema": self.schema,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+        }
