@@ -92,11 +92,8 @@ class Federation:
         return self
 
     def _post(self, action: str, body: dict | None = None) -> Federation:
-        data = request("POST", f"api/v1/federations/{self.id}/{action}", json=body or {})
-        if isinstance(data, dict) and str(data.get("id")) == self.id and "status" in data:
-            self._data = data
-        else:  # an answer that is not the federation itself: read it again
-            self.refresh()
+        # every action answers with the federation as it is afterwards
+        self._data = request("POST", f"api/v1/federations/{self.id}/{action}", json=body or {})
         return self
 
     def invite(self, tenant: str) -> Federation:
@@ -123,22 +120,19 @@ class Federation:
     def round_records(self) -> _builtin_list[dict]:
         """The rounds so far as the service sends them: ``round``, ``members``, ``dropped``,
         ``epsilon`` and ``aggregate`` (``accuracy``, ``loss``, ``examples``)."""
-        data = request("GET", f"api/v1/federations/{self.id}/rounds")
-        return _builtin_list(data.get("rounds") or []) if isinstance(data, dict) else data
+        return request("GET", f"api/v1/federations/{self.id}/rounds")["rounds"]
 
     def my_records(self) -> _builtin_list[dict]:
         """Your tenant's own evaluation per round (``round``, ``accuracy``, ``loss``,
         ``client_seconds``, ``examples``); no other tenant can read these."""
-        data = request("GET", f"api/v1/federations/{self.id}/metrics")
-        return _builtin_list(data.get("rounds") or []) if isinstance(data, dict) else data
+        return request("GET", f"api/v1/federations/{self.id}/metrics")["rounds"]
 
     def local_only(self) -> dict | None:
         """Your tenant's local-only baseline (``accuracy``, ``loss``): the same model trained
         on your data alone for the same rounds × epochs, evaluated on your test split.
         There once the federation has finished, when it was created with
         ``compare_local_only=True``; else None."""
-        data = request("GET", f"api/v1/federations/{self.id}/metrics")
-        return data.get("local_only") if isinstance(data, dict) else None
+        return request("GET", f"api/v1/federations/{self.id}/metrics").get("local_only")
 
     def rounds(self):
         """Aggregate metrics per round as a pandas DataFrame (one column per metric)."""
