@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import secrets
 import time
 import uuid
@@ -52,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from fedhub.errors import Conflict, InvalidRequest
+
 from . import models as _models
 from . import strategies as _strategies
 from .training import ClientJob, ClientResult, FlatModel, evaluate, to_tensors, train_client
@@ -59,7 +60,11 @@ from .training import ClientJob, ClientResult, FlatModel, evaluate, to_tensors, 
 log = logging.getLogger("fedhub.fl.federation")
 
 
-class FederationError(RuntimeError):
+class FederationPlanError(InvalidRequest, ValueError, code="invalid_federation_plan"):
+    """A plan that cannot run; the message names the setting."""
+
+
+class FederationError(Conflict, RuntimeError, code="federation_round_failed"):
     """A round could not complete (too few members answered); the message is safe to show."""
 
 
@@ -83,37 +88,72 @@ class FederationPlan:
     member_timeout: float = 600.0
 
     def validate(self, num_members: int) -> None:
-        """Raise ValueError with a message a user can act on."""
+        """Raise :class:`FederationPlanError` (a ValueError) with a message a user can act on."""
         if num_members < 2:
-            raise ValueError("a federation needs at least 2 members")
+            raise FederationPlanError("a federation needs at least 2 members")
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("rounds, local_epochs and batch_size must be >= 1 and lr > 0")
-        _models.registry.check(self.model, self.model_params)
-        strategy = self.make_strategy()
+            raise FederationPlanError("rounds, local_epochs and batch_size must be >= 1 and lr > 0")
+        try:
+            _models.registry.check(self.model, self.model_params)
+            strategy = self.make_strategy()
+        except ValueError as e:  # fedhub.fl.registry.ParameterError names the field
+            raise FederationPlanError(str(e)) from None
         if not isinstance(strategy, _strategies.FedAvg) and (
             self.secure_aggregation or self.dp is not None
         ):
-            raise ValueError(
+            raise FederationPlanError(
                 f"strategy {self.strategy!r} needs each member's own update; with secure "
                 "aggregation or DP only the sum is known (use fedavg, fedprox, fedavgm, "
                 "fedadagrad, fedadam or fedyogi)"
             )
         if isinstance(strategy, _strategies.SCAFFOLD):
-            raise ValueError("scaffold keeps per-client state and is not supported here")
-        t = self.threshold(num_members)
-        if self.secure_aggregation and not 2 <= t <= num_members:
-            raise ValueError(f"secagg_threshold must be between 2 and {num_members}")
+            raise FederationPlanError("scaffold keeps per-client state and is not supported here")
         if self.dp is not None:
-            missing = {"noise_multiplier", "clip_norm", "delta", "epsilon_budget"} - set(self.dp)
-            if missing:
-                raise ValueError(f"dp is missing {', '.join(sorted(missing))}")
-            if self.dp["clip_norm"] <= 0 or self.dp["noise_multiplier"] < 0:
-                raise ValueError("dp clip_norm must be > 0 and noise_multiplier >= 0")
+            self._validate_dp()
+        if self.secure_aggregation:
+            from .secagg import SecAggConfigError
+
+            try:
+                self.secagg_config(num_members).check_members(num_members)
+            except SecAggConfigError as e:
+                raise FederationPlanError(e.message) from None
+
+    def _validate_dp(self) -> None:
+        from .privacy import PrivacyConfigError, clip
+
+        missing = {"noise_multiplier", "clip_norm", "delta", "epsilon_budget"} - set(self.dp)
+        if missing:
+            raise FederationPlanError(f"dp is missing {', '.join(sorted(missing))}")
+        try:
+            self.accountant()
+            clip(np.zeros(1), self.dp["clip_norm"])
+        except PrivacyConfigError as e:
+            raise FederationPlanError(e.message) from None
+
+    def accountant(self):
+        """The DP accountant of this plan: every member takes part in every round."""
+        from .privacy import PrivacyAccountant
+
+        return PrivacyAccountant(
+            noise_multiplier=self.dp["noise_multiplier"],
+            sampling_rate=1.0,
+            delta=self.dp["delta"],
+            epsilon_budget=self.dp["epsilon_budget"],
+        )
 
     def threshold(self, num_members: int) -> int:
+        from .secagg import default_threshold
+
         if self.secagg_threshold is not None:
-            return int(self.secagg_threshold)
-        return max(2, math.ceil(2 * num_members / 3))
+            return self.secagg_threshold
+        return default_threshold(num_members)
+
+    def secagg_config(self, num_members: int):
+        """SecAgg+ settings; with DP, the quantiser's range covers the clip norm."""
+        from .secagg import SecAggConfig
+
+        clip_range = 8.0 if self.dp is None else max(8.0, float(self.dp["clip_norm"]))
+        return SecAggConfig(threshold=self.threshold(num_members), clip_range=clip_range)
 
     def make_strategy(self) -> _strategies.Strategy:
         return _strategies.get(self.strategy, **self.strategy_params)
@@ -365,16 +405,12 @@ class _Federation:
     def __init__(self, plan, members, initial_weights) -> None:
         plan.validate(len(members))
         if len({m.member_id for m in members}) != len(members):
-            raise ValueError("member ids must be unique")
+            raise FederationPlanError("member ids must be unique")
         self.plan = plan
         self.members = sorted(members, key=lambda m: m.member_id)
         self.by_id = {m.member_id: m for m in self.members}
         self.threshold = plan.threshold(len(members)) if plan.secure_aggregation else 1
-        self.secagg = None
-        if plan.secure_aggregation:
-            from .secagg import SecAggConfig
-
-            self.secagg = SecAggConfig(threshold=self.threshold)
+        self.secagg = plan.secagg_config(len(members)) if plan.secure_aggregation else None
         token = uuid.uuid4().hex
         self.specs = {m.member_id: _spec(plan, m, token, self.secagg) for m in self.members}
         self.strategy = plan.make_strategy()
@@ -384,16 +420,8 @@ class _Federation:
         self.accountant = None
         self.noise_rng = None
         if plan.dp is not None:
-            from .privacy import PrivacyAccountant
-
-            dp = plan.dp
-            self.accountant = PrivacyAccountant(
-                noise_multiplier=dp["noise_multiplier"],
-                sampling_rate=1.0,  # every member takes part in every round
-                delta=dp["delta"],
-                epsilon_budget=dp["epsilon_budget"],
-            )
-            seed = dp.get("noise_seed")
+            self.accountant = plan.accountant()
+            seed = plan.dp.get("noise_seed")
             self.noise_rng = np.random.default_rng(
                 secrets.randbits(128) if seed is None else [int(seed), 0xD1FF]
             )

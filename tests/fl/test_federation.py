@@ -112,10 +112,14 @@ def test_plan_refuses_what_it_cannot_run():
         plan().validate(1)
     with pytest.raises(ValueError, match="needs each member's own update"):
         plan(strategy="fedmedian").validate(3)
-    with pytest.raises(ValueError, match="secagg_threshold"):
+    with pytest.raises(ValueError, match="threshold 4 is more than the 3 members"):
         plan(secagg_threshold=4).validate(3)
+    with pytest.raises(ValueError, match="more than half"):
+        plan(secagg_threshold=2).validate(4)
     with pytest.raises(ValueError, match="dp is missing"):
         plan(dp={"noise_multiplier": 1.0}).validate(3)
+    with pytest.raises(fed.FederationPlanError, match="delta"):
+        plan(dp={**dp_settings(2), "delta": 2.0}).validate(3)
     plan(strategy="fedmedian", secure_aggregation=False).validate(3)
     assert plan().threshold(3) == 2 and plan().threshold(5) == 4 and plan().threshold(2) == 2
 
@@ -147,3 +151,113 @@ def test_local_only_baseline_trains_on_one_member(dask_client, datasets):
     assert 0.5 < local["accuracy"] <= 1 and local["loss"] > 0
     untrained = fed.local_only_baseline(dataclasses.replace(p, lr=1e-9), m)
     assert untrained["accuracy"] < 0.3
+
+
+def dp_settings(rounds_in_budget: int, **kw) -> dict:
+    from fedhub.fl.privacy import PrivacyAccountant
+
+    acc = PrivacyAccountant(noise_multiplier=1.5, delta=1e-5)
+    budget = (acc.epsilon(rounds_in_budget) + acc.epsilon(rounds_in_budget + 1)) / 2
+    return {"noise_multiplier": 1.5, "clip_norm": 0.5, "delta": 1e-5, "epsilon_budget": budget,
+            **kw}  # fmt: skip
+
+
+def test_dp_clips_on_members_and_stops_at_the_budget(dask_client, datasets):
+    from fedhub.fl.privacy import PrivacyAccountant
+
+    dirs, _ = datasets
+    p = plan(secure_aggregation=False, dp=dp_settings(2, noise_seed=5))
+    result = fed.run_federation(p, members(dask_client, dirs))
+    assert result.stopped_reason == "epsilon_budget" and len(result.rounds) == 2
+    acc = PrivacyAccountant(noise_multiplier=1.5, delta=1e-5)
+    assert [r["epsilon"] for r in result.rounds] == [acc.epsilon(1), acc.epsilon(2)]
+    for got in result.received:
+        for answer in got["train"].values():
+            assert np.linalg.norm(answer["update"]) <= 0.5 + 1e-9
+    # the noise is seeded here, so the run repeats; without a seed it does not
+    again = fed.run_federation(p, members(dask_client, dirs))
+    assert np.array_equal(result.weights, again.weights)
+    unseeded = dataclasses.replace(p, dp=dp_settings(2))
+    one = fed.run_federation(unseeded, members(dask_client, dirs))
+    two = fed.run_federation(unseeded, members(dask_client, dirs))
+    assert not np.allclose(one.weights, two.weights)
+
+
+def test_secure_aggregation_converges_and_the_coordinator_holds_no_data(dask_client, datasets):
+    dirs, raw = datasets
+    secure = fed.run_federation(plan(), members(dask_client, dirs))
+    acc = [r["aggregate"]["accuracy"] for r in secure.rounds]
+    assert acc[-1] > 0.8 and acc[-1] > acc[0] + 0.3
+    dim = secure.weights.size
+    stages = {"round", "train", "share_keys", "masked_input", "unmask", "evaluate"}
+    masked = 0
+    for got in secure.received:
+        assert set(got) == stages
+        for stage in stages - {"round"}:
+            for answer in got[stage].values():
+                for a in arrays_in(answer):
+                    # the only arrays: masked inputs, words of Z_2^32, one per parameter
+                    assert stage == "masked_input" and a.dtype == np.uint64 and a.shape == (dim,)
+                    assert int(a.max()) < 2**32
+                    masked += 1
+        for x, y in raw:  # (and so no float array at all: the data's values never appear)
+            assert all(a.shape not in (x.shape, y.shape) for a in arrays_in(got))
+    assert masked == 3 * len(secure.rounds)
+    # masks are fresh every run, the sum is not: same plan, same weights
+    again = fed.run_federation(plan(), members(dask_client, dirs))
+    assert np.array_equal(secure.weights, again.weights)
+
+
+def quantisation_bound(p, weights, n=3):
+    return p.secagg_config(n).error_bound(n, n) + float(np.abs(weights).max()) * 2.0**-23
+
+
+def test_secure_sum_equals_the_plain_sum(dask_client, datasets):
+    dirs, _ = datasets
+    p = plan(rounds=1)
+    secure = fed.run_federation(p, members(dask_client, dirs))
+    plain = fed.run_federation(dataclasses.replace(p, secure_aggregation=False),
+                               members(dask_client, dirs))  # fmt: skip
+    diff = np.abs(secure.weights - plain.weights).max()
+    assert diff <= quantisation_bound(p, plain.weights)
+    # and the update itself is far above the quantisation step
+    assert np.abs(plain.weights - p.initial_weights()).max() > 1e3 * quantisation_bound(
+        p, plain.weights
+    )
+
+
+def test_a_member_dropping_mid_round(dask_client, datasets):
+    dirs, _ = datasets
+    p = plan(rounds=3)
+    # initech's worker loses its state after keys are shared: its masks are rebuilt
+    # from the survivors' shares, and the round is the survivors' average
+    secure = fed.run_federation(p, members(dask_client, dirs, {"initech": ("member_masked", 2)}))
+    r2 = secure.rounds[1]
+    assert r2["members"] == [0, 1] and r2["dropped"] == [2]
+    assert r2["per_member"]["initech"]["examples"] == 0
+    assert secure.rounds[2]["members"] == [0, 1, 2]
+    assert set(secure.received[1]["unmask"]) == {0, 1}
+    plain = fed.run_federation(
+        dataclasses.replace(p, secure_aggregation=False),
+        members(dask_client, dirs, {"initech": ("member_train", 2)}),
+    )
+    assert plain.rounds[1]["members"] == [0, 1]
+    assert np.abs(secure.weights - plain.weights).max() <= 10 * quantisation_bound(p, plain.weights)
+    # one member not answering the unmasking request: t = 2 answers suffice
+    late = fed.run_federation(p, members(dask_client, dirs, {"acme": ("member_unmask", 1)}))
+    assert late.rounds[0]["members"] == [0, 1, 2] and set(late.received[0]["unmask"]) == {1, 2}
+    # two of three gone: the round cannot be unmasked, and the run says so
+    with pytest.raises(fed.FederationError, match="round 1: only 1 of 3 members completed"):
+        fed.run_federation(p, members(dask_client, dirs, {"acme": ("member_share_keys", 1),
+                                                          "globex": ("member_masked", 1)}))  # fmt: skip
+
+
+def test_dp_with_secure_aggregation_stops_at_the_budget(dask_client, datasets):
+    dirs, _ = datasets
+    p = plan(dp=dp_settings(3, noise_seed=9))
+    secure = fed.run_federation(p, members(dask_client, dirs))
+    assert secure.stopped_reason == "epsilon_budget" and len(secure.rounds) == 3
+    assert secure.rounds[-1]["epsilon"] <= p.dp["epsilon_budget"] < p.accountant().epsilon(4)
+    plain = fed.run_federation(dataclasses.replace(p, secure_aggregation=False),
+                               members(dask_client, dirs))  # fmt: skip
+    assert np.abs(secure.weights - plain.weights).max() <= 10 * quantisation_bound(p, plain.weights)
