@@ -54,6 +54,8 @@ CARD = "card.md"
 MANIFEST = "manifest.json"
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 PREFIX = "tenant/"
+MAX_CLASSES = 100_000
+MAX_FEATURES = 1_000_000
 
 
 class DatasetError(ValueError):
@@ -142,8 +144,12 @@ class Schema:
         if not isinstance(label, dict) or not isinstance(label.get("name"), str):
             raise DatasetError("the schema's label needs a 'name'")
         k = label.get("num_classes")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-            raise DatasetError("the schema's label needs 'num_classes', an integer of at least 2")
+        if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= MAX_CLASSES:
+            raise DatasetError(
+                f"the schema's label needs 'num_classes', an integer from 2 to {MAX_CLASSES}"
+            )
+        if len(self.features) > MAX_FEATURES:
+            raise DatasetError(f"a schema has at most {MAX_FEATURES} features")
 
     @property
     def num_features(self) -> int:

@@ -6,11 +6,13 @@ import os
 
 from fedhub import db
 from fedhub.config import Fedhub
+from fedhub.datasets import DatasetStore
 from fedhub.service import ServiceApp
 from fedhub.tenancy.store import TenantStore
 from fedhub.web import make_app
 
 from .clusters import DaskClusters
+from .datasets_api import handlers as dataset_handlers
 from .handlers import handlers
 from .scheduler import ExperimentScheduler
 
@@ -33,7 +35,14 @@ class ExperimentsApp(ServiceApp):
         if "state_dir" not in self.config.ExperimentScheduler:
             scheduler.state_dir = os.environ.get("FEDHUB_STATE_DIR", ".fedhub")
         scheduler.log = self.log
-        app = make_app(handlers(), store=store, fedhub_db_url=db_url, fedhub_scheduler=scheduler)
+        app = make_app(
+            [*handlers(), *dataset_handlers()],
+            store=store,
+            fedhub_db_url=db_url,
+            fedhub_scheduler=scheduler,
+            # tenants' private datasets: $FEDHUB_STATE_DIR/tenant-data (fedhub.datasets)
+            fedhub_datasets=DatasetStore(),
+        )
         scheduler.start()
         return app, scheduler.stop
 
