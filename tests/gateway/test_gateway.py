@@ -11,6 +11,7 @@ in acme's audit events. The test tiers give professional 2 workers and 1 cluster
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -258,27 +259,32 @@ def test_the_experiments_service_runs_a_tenants_cluster_as_the_tenants_account(a
                                                                               gw_hub):  # fmt: skip
     from dask_gateway import Gateway, JupyterHubAuth
 
+    from services.experiments.gateway_clusters import ClusterSize, TenantGatewayClusters
+
     env = alice_session[0]["env"]
     where = {"address": env["DASK_GATEWAY__ADDRESS"],
              "proxy_address": env["DASK_GATEWAY__PROXY_ADDRESS"]}  # fmt: skip
-    service = Gateway(**where, auth=JupyterHubAuth(service_token(gw_hub, "experiments")))
+    auth = JupyterHubAuth(service_token(gw_hub, "experiments"))
+    # The service's own code path: a plain distributed.Client on the cluster's report (a
+    # GatewayCluster's client can hang on close, which is why the service does not use one).
+    clusters = TenantGatewayClusters(
+        where["address"], auth, size_of=lambda tenant, tier: ClusterSize(workers=1),
+        busy=lambda tenant: False, registry=None, idle_timeout=0, start_timeout=90,
+        keepalive_interval=0, log=logging.getLogger("test"),
+        proxy_address=where["proxy_address"],
+    )  # fmt: skip
+    service = Gateway(**where, auth=auth)
     bob = Gateway(**where, auth=JupyterHubAuth(gw_hub.token("bob")))
     try:
-        options = service.cluster_options()
-        options.tenant = "globex"
-        cluster = service.new_cluster(options)
-        cluster.scale(1)
-        client = cluster.get_client()
-        client.wait_for_workers(1, timeout=90)
+        client = clusters.client("globex", "starter")
         account = accounts.lookup(accounts.ACCOUNT_PREFIX[:-1] + "_t_globex")  # fedhub_t_globex
         assert set(client.run(os.getuid).values()) == {account.pw_uid}
         with pytest.raises(ValueError, match="already runs cluster"):
-            service.new_cluster(options)
+            service.submit(tenant="globex")
         assert bob.list_clusters() == []  # globex's member does not see the service's cluster
-        client.close()
-        cluster.shutdown()  # closes the cluster's own Gateway client too
-        del cluster.gateway._loop_runner  # see close()
+        service.stop_cluster(clusters.cluster_name("globex"))
     finally:
+        clusters.close()
         close(service)
         close(bob)
 
