@@ -281,7 +281,18 @@ def member_train(spec: MemberSpec, rnd: int, weights: np.ndarray) -> dict:
         state.secagg = SecAggMember(spec.member_id, spec.secagg)
         out["public_keys"] = state.secagg.advertise()
     out["client_seconds"] = time.perf_counter() - t0
+    out["worker"] = _worker_address()
     return out
+
+
+def _worker_address() -> str | None:
+    """This worker's address: the round's later stages must run where its state is."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # not in a Dask task
+        return None
 
 
 def member_share_keys(spec: MemberSpec, rnd: int, roster: dict) -> dict:
@@ -364,14 +375,12 @@ class _Round:
         self.received: dict[str, Any] = {"round": rnd}
         self.seconds = {m.member_id: 0.0 for m in run.members}
         self.failed: dict[int, str] = {}
+        self.where: dict[int, str | None] = {}  # member -> worker holding its round state
 
     def wave(self, stage: str, fn: Callable, args: dict[int, tuple]) -> dict[int, dict]:
         """Submit ``fn(spec, *args[mid])`` on each member's executor; wait for all with one
         deadline. Members whose task errs or is late are left out of the answer."""
-        futures = {
-            mid: self.run.by_id[mid].executor.submit(fn, self.run.specs[mid], *a)
-            for mid, a in args.items()
-        }
+        futures = {mid: self._submit(stage, mid, fn, a) for mid, a in args.items()}
         deadline = time.monotonic() + self.run.plan.member_timeout
         answers = {}
         for mid, fut in futures.items():
@@ -390,8 +399,18 @@ class _Round:
                     pass
                 continue
             self.seconds[mid] += float(answers[mid].pop("client_seconds", 0.0))
+            if "worker" in answers[mid]:
+                self.where[mid] = answers[mid].pop("worker")
         self.received[stage] = answers
         return answers
+
+    def _submit(self, stage: str, mid: int, fn: Callable, args: tuple):
+        """One member's task. After training, its round's state lives on one worker: the
+        later stages go there (a tenant cluster may have several workers)."""
+        kwargs = {"key": f"federation-{stage}-r{self.rnd}-m{mid}-{uuid.uuid4().hex[:12]}"}
+        if self.where.get(mid):
+            kwargs.update(workers=[self.where[mid]], allow_other_workers=False)
+        return self.run.by_id[mid].executor.submit(fn, self.run.specs[mid], *args, **kwargs)
 
     def need(self, answered, stage: str) -> None:
         if len(answered) < self.run.threshold:
