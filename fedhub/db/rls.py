@@ -77,6 +77,12 @@ _SETTING = f"current_setting('{TENANT_SETTING}', true)"
 # missing from this map.
 _BY_SLUG = f"tenant = {_SETTING}"
 _BY_ID = f"tenant_id = (SELECT t.id FROM fedhub_tenants t WHERE t.slug = {_SETTING})"
+# A federation's rows are shared with the tenants it lists (a lookup table whose own
+# policy is by slug, so no policy refers back to the table it guards).
+_FEDERATION_LISTED = (
+    "EXISTS (SELECT 1 FROM fedhub_federation_tenants v "
+    "WHERE v.federation_id = {table}.{column} AND v.tenant = " + _SETTING + ")"
+)
 
 TENANT_TABLES: dict[str, str] = {
     "fedhub_audit_checkpoints": _BY_SLUG,
@@ -93,6 +99,18 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_billing_subscriptions": _BY_SLUG,
     "fedhub_experiments": _BY_SLUG,
     "fedhub_experiment_rounds": "EXISTS (SELECT 1 FROM fedhub_experiments e WHERE e.id = experiment_id)",
+    # federations (0018): visible to every tenant listed for them in
+    # fedhub_federation_tenants (owner, members, invitees); a member's own metrics to
+    # that member only. Listing another tenant (an invitation) is platform work.
+    "fedhub_federation_tenants": _BY_SLUG,
+    "fedhub_federations": f"{_BY_SLUG} OR {_FEDERATION_LISTED.format(table='fedhub_federations', column='id')}",
+    "fedhub_federation_members": _FEDERATION_LISTED.format(
+        table="fedhub_federation_members", column="federation_id"
+    ),
+    "fedhub_federation_rounds": _FEDERATION_LISTED.format(
+        table="fedhub_federation_rounds", column="federation_id"
+    ),
+    "fedhub_federation_member_metrics": _BY_SLUG,
     "fedhub_invitations": _BY_ID,
     "fedhub_memberships": _BY_ID,
     "fedhub_meter_events": _BY_SLUG,

@@ -56,6 +56,7 @@ def _load_models():
     import fedhub.quotas
     import fedhub.ratelimit
     import fedhub.scheduler.models
+    import fedhub.services.experiments.federations.models
     import fedhub.services.experiments.models
     import fedhub.tenancy.models
     import fedhub.tenancy.plans
