@@ -43,9 +43,11 @@ TASK_FIELDS = ("model", "model_params", "strategy", "strategy_params", "rounds",
 
 
 def dataset_ref(dataset: Any) -> str:
-    """``"tenant/<name>@<version>"`` for a name, ``name@version``, a full reference or a
-    dataset object of :mod:`fedhub.client.datasets` (anything whose ``str()`` is one)."""
-    ref = str(getattr(dataset, "ref", dataset)).strip()
+    """``"tenant/<name>@<version>"`` for a name, ``name@version``, a full reference or what
+    :func:`fedhub.datasets.register` returned (a dict with its ``ref``)."""
+    if isinstance(dataset, dict):
+        dataset = dataset.get("ref") or dataset.get("name") or ""
+    ref = str(dataset).strip()
     if not ref:
         raise ValueError("dataset: give the name of one of your tenant's datasets")
     return ref if ref.startswith("tenant/") else f"tenant/{ref}"

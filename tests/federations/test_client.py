@@ -271,7 +271,8 @@ def test_the_lifecycle_sends_the_agreed_requests(service, as_user):
     # globex's admin sees the invitation and joins with one of globex's datasets
     as_user("globex-admin")
     assert [f.id for f in fedhub.federations.list()] == [fed.id]
-    joined = fedhub.federations.join(fed.id, dataset="tenant/churn-eu")
+    registered = {"name": "churn-eu", "version": 1, "ref": "tenant/churn-eu"}  # as register()
+    joined = fedhub.federations.join(fed.id, dataset=registered)
     assert service.requests[-1][1:] == (f"{path}/{fed.id}/join", {"dataset": "tenant/churn-eu"})
     mine = {m["tenant"]: m for m in joined.members}
     assert mine["globex"] == {"tenant": "globex", "member_id": 2, "state": "joined",
