@@ -12,6 +12,8 @@ from fedhub.tenancy.store import TenantStore
 from fedhub.web import make_app
 
 from .clusters import DaskClusters
+from .federations import FederationRunner
+from .federations import handlers as federation_handlers
 from .datasets_api import handlers as dataset_handlers
 from .handlers import handlers
 from .scheduler import ExperimentScheduler
@@ -21,7 +23,7 @@ class ExperimentsApp(ServiceApp):
     """``python -m fedhub.services.experiments`` (the hub runs it)."""
 
     name = "experiments"
-    classes = [Fedhub, ExperimentScheduler, DaskClusters]
+    classes = [Fedhub, ExperimentScheduler, DaskClusters, FederationRunner]
 
     def make_app(self):
         db_url = db.database_url()
@@ -35,15 +37,19 @@ class ExperimentsApp(ServiceApp):
         if "state_dir" not in self.config.ExperimentScheduler:
             scheduler.state_dir = os.environ.get("FEDHUB_STATE_DIR", ".fedhub")
         scheduler.log = self.log
+        federations = FederationRunner(db_url, scheduler, parent=self)
+        federations.log = self.log
         app = make_app(
-            [*handlers(), *dataset_handlers()],
+            [*handlers(), *dataset_handlers(), *federation_handlers()],
             store=store,
             fedhub_db_url=db_url,
             fedhub_scheduler=scheduler,
+            fedhub_federations=federations,
             # tenants' private datasets: $FEDHUB_STATE_DIR/tenant-data (fedhub.datasets)
             fedhub_datasets=DatasetStore(),
         )
         scheduler.start()
+        federations.start()
         return app, scheduler.stop
 
 

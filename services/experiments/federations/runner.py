@@ -23,6 +23,7 @@ secrets lived in worker memory): the next process marks it failed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
@@ -68,7 +69,7 @@ class FederationRunner(LoggingConfigurable):
         help="""Debugging and tests: keep what the coordinator received in each round
         (masked update vectors, counts, metrics) in ``<state>/federations/<id>/received.pkl``
         (0600), so one can check it holds no data. Off in production. Default from
-        ``$FEDHUB_FEDERATIONS_KEEP_RECEIVED`` (``1``), else off.
+        ``$FEDHUB_EXPERIMENTS_KEEP_RECEIVED`` (``1``), else off.
 
             c.FederationRunner.keep_received = True
         """,
@@ -76,7 +77,7 @@ class FederationRunner(LoggingConfigurable):
 
     @default("keep_received")
     def _keep_received_default(self):
-        return os.environ.get("FEDHUB_FEDERATIONS_KEEP_RECEIVED", "") in ("1", "true", "yes")
+        return os.environ.get("FEDHUB_EXPERIMENTS_KEEP_RECEIVED", "") in ("1", "true", "yes")
 
     member_timeout = Float(
         600.0,
@@ -256,22 +257,28 @@ class FederationRunner(LoggingConfigurable):
         def cancelled() -> bool:
             return "reason" in stop or self._cancel_requested(fed_id)
 
-        result = run_federation(
-            plan,
-            members,
-            on_round=on_round,
-            cancelled=cancelled,
-            keep_received=self.keep_received,
-        )
-        folder = self.run_dir(fed_id)
-        _private_dir(folder)
-        _write_private(self.model_path(fed_id), _npz_bytes(result.weights))
-        if self.keep_received:
-            _write_private(folder / "received.pkl", pickle.dumps(result.received))
-        if fed.task.get("compare_local_only") and result.stopped_reason is None:
+        with contextlib.ExitStack() as leases:
+            # the members' workers hold their data and secure-aggregation secrets between
+            # a round's steps: none may retire as idle while the federation runs
             for member in members:
-                baseline = local_only_baseline(plan, member)
-                self._store_metrics(fed_id, 0, member.tenant, {"local_only": _jsonable(baseline)})
+                if hasattr(member.executor, "lease"):
+                    leases.enter_context(member.executor.lease())
+            result = run_federation(
+                plan,
+                members,
+                on_round=on_round,
+                cancelled=cancelled,
+                keep_received=self.keep_received,
+            )
+            folder = self.run_dir(fed_id)
+            _private_dir(folder)
+            _write_private(self.model_path(fed_id), _npz_bytes(result.weights))
+            if self.keep_received:
+                _write_private(folder / "received.pkl", pickle.dumps(result.received))
+            if fed.task.get("compare_local_only") and result.stopped_reason is None:
+                for member in members:
+                    baseline = _jsonable(local_only_baseline(plan, member))
+                    self._store_metrics(fed_id, 0, member.tenant, {"local_only": baseline})
         if result.stopped_reason == "epsilon_budget":
             self._finish(fed_id, STOPPED_BUDGET, error="the next round would exceed the ε budget")
         elif result.stopped_reason == "cancelled":
