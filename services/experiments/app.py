@@ -12,9 +12,9 @@ from fedhub.tenancy.store import TenantStore
 from fedhub.web import make_app
 
 from .clusters import DaskClusters
+from .datasets_api import handlers as dataset_handlers
 from .federations import FederationRunner
 from .federations import handlers as federation_handlers
-from .datasets_api import handlers as dataset_handlers
 from .handlers import handlers
 from .scheduler import ExperimentScheduler
 
