@@ -69,7 +69,7 @@ LINT_IMPORTS := $(BIN)/python tools/lint_imports.py
 # mostly waits on its hub); --dist loadscope keeps a module on one worker, so its
 # module-scoped hub starts once. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -p no:cacheprovider $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope)
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider --durations=25 $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope)
 
 # the whole suite, then lint and the dependency check; fails if any fails
 test: install

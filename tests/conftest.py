@@ -27,6 +27,26 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 from tests.harness import HubProcess, PostgresCluster, free_port  # noqa: E402, F401
 
 DEMO_PASSWORD = "Fedhub-test-password-1"
+
+#: Packages whose tests share one hub (a package- or session-scoped fixture). Under
+#: ``--dist loadscope`` a package's modules may go to both workers, and then both start
+#: its hub; these packages go to one worker as one unit instead.
+SHARED_HUB_PACKAGES = ("tests/access/", "tests/experiments/", "tests/reports/", "tests/scheduler/")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedHubScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            package = next((p for p in SHARED_HUB_PACKAGES if nodeid.startswith(p)), None)
+            return package or super()._split_scope(nodeid)
+
+    return SharedHubScheduling(config, log)
+
+
 SESSION_GUARD_MARK = "FEDHUB-SESSION-THREAD-VIOLATION"
 
 
