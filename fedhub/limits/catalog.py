@@ -464,8 +464,11 @@ METER_KINDS: tuple[MeterKind, ...] = (
     MeterKind(
         FL_CLIENT_SECONDS,
         "client-second",
-        "Round duration x clients",
-        ("fedhub.services.experiments.scheduler:ExperimentScheduler._record_round",),
+        "Round duration x clients; a federation's member: its own clients' seconds",
+        (
+            "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round",
+            "fedhub.services.experiments.federations.runner:FederationRunner._record_round",
+        ),
     ),  # fmt: skip
     MeterKind(
         FL_ROUNDS,

@@ -264,6 +264,21 @@ def _rounds(url, tmp_path, monkeypatch) -> None:
     ExperimentScheduler._record_round(SimpleNamespace(db_url=url), run.id, "acme", "ann", record)
 
 
+def _federation_round(url, tmp_path, monkeypatch) -> None:
+    from fedhub.services.experiments.federations import lifecycle
+    from fedhub.services.experiments.federations.runner import FederationRunner
+
+    monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", str(tmp_path / "spool"))
+    schema = {
+        "features": [{"name": "a", "dtype": "float32"}],
+        "label": {"name": "y", "num_classes": 2},
+    }
+    fed = lifecycle.create(url, tenant="acme", username="ann", name="f", task={"rounds": 2},
+                           schema=schema, privacy={}, dataset="d@1")  # fmt: skip
+    record = {"round": 1, "duration_s": 2.0, "per_member": {"acme": {"client_seconds": 1.5}}}
+    FederationRunner._record_round(SimpleNamespace(db_url=url), fed, record, {"acme": "ann"})
+
+
 def _scheduled_run(url, tmp_path, monkeypatch) -> None:
     from fedhub.scheduler import claims, runner
 
@@ -296,6 +311,9 @@ EXERCISES = {
     "fedhub.metering:flush_api_calls": _api_calls,
     "fedhub.services.experiments.quota:reserve": _experiment,
     "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round": _rounds,
+    "fedhub.services.experiments.federations.runner:FederationRunner._record_round": (
+        _federation_round
+    ),
     "fedhub.scheduler.claims:record_compute": _scheduled_run,
     "fedhub.gateway.meter:record_worker_time": _gateway_workers,
 }
