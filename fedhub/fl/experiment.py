@@ -23,6 +23,7 @@ from .datasets import FederatedData
 from .progress import make_progress
 from .runtime import RoundRunner, WorkerPayload, dask_client
 from .strategies import FedAvg, Strategy
+from .tenant_data import TenantData, evaluate_on_worker
 from .training import ClientJob, FlatModel, evaluate
 
 log = logging.getLogger("fedhub.fl")
@@ -222,7 +223,12 @@ class Experiment:
                     if results:
                         params = strategy.aggregate(rnd, params, results).astype(np.float32)
                     fm.set(params)
-                    test_loss, test_acc = evaluate(fm, self._test_set(), self.data.kind)
+                    if isinstance(self.data, TenantData):  # its rows are on the workers only
+                        test_loss, test_acc = dc.submit(
+                            evaluate_on_worker, self.data, self.model, params, pure=False
+                        ).result()
+                    else:
+                        test_loss, test_acc = evaluate(fm, self._test_set(), self.data.kind)
                     n_ex = sum(r.num_examples for r in results)
                     record = {
                         "round": rnd,

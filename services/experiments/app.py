@@ -12,7 +12,6 @@ from fedhub.tenancy.store import TenantStore
 from fedhub.web import make_app
 
 from .clusters import DaskClusters
-from .datasets_api import handlers as dataset_handlers
 from .federations import FederationRunner
 from .federations import handlers as federation_handlers
 from .handlers import handlers
@@ -40,7 +39,7 @@ class ExperimentsApp(ServiceApp):
         federations = FederationRunner(db_url, scheduler, parent=self)
         federations.log = self.log
         app = make_app(
-            [*handlers(), *dataset_handlers(), *federation_handlers()],
+            [*handlers(), *federation_handlers()],
             store=store,
             fedhub_db_url=db_url,
             fedhub_scheduler=scheduler,

@@ -11,14 +11,19 @@ import math
 from .spec import DEFAULT_MODEL, ExperimentSpec
 
 
-def build_experiment(spec: ExperimentSpec):
-    """An ``fl.Experiment`` for ``spec`` (imports torch: call it in the runner only)."""
+def build_experiment(spec: ExperimentSpec, data=None):
+    """An ``fl.Experiment`` for ``spec`` (imports torch: call it in the runner only).
+
+    ``data``: the run's data when the service made it (a tenant dataset,
+    :func:`tenant_data`), else the bundled dataset the spec names.
+    """
     from fedhub import fl
 
-    params = dict(spec.dataset_params)
-    if spec.partition:
-        params["partition"] = {"name": spec.partition, **spec.partition_params}
-    data = fl.datasets.get(spec.dataset, num_clients=spec.clients, seed=spec.seed, **params)
+    if data is None:
+        params = dict(spec.dataset_params)
+        if spec.partition:
+            params["partition"] = {"name": spec.partition, **spec.partition_params}
+        data = fl.datasets.get(spec.dataset, num_clients=spec.clients, seed=spec.seed, **params)
     model_name = spec.model or DEFAULT_MODEL.get(spec.dataset.lower(), "logistic_regression")
     model_params = dict(spec.model_params)
     if model_name.lower() == "cnn":
@@ -38,3 +43,26 @@ def build_experiment(spec: ExperimentSpec):
         stragglers=fl.Stragglers(spec.stragglers, spec.straggler_policy),
         seed=spec.seed,
     )
+
+
+def tenant_data(spec: ExperimentSpec, tenant: str, executor, store):
+    """The spec's tenant dataset as a :class:`fedhub.fl.tenant_data.TenantData`: its path
+    and schema from the store, its clients' sizes counted on the tenant's worker (the only
+    place its rows are read)."""
+    from fedhub.datasets import DatasetRef
+    from fedhub.fl.tenant_data import TenantData, client_sizes
+
+    ref = DatasetRef.parse(spec.dataset)
+    folder, version = store.resolve(tenant, ref)
+    schema = store.schema(tenant, ref.name, version)
+    partition = {"name": spec.partition, **spec.partition_params} if spec.partition else None
+    data = TenantData(
+        str(folder),
+        ref=str(DatasetRef(ref.name, version)),
+        num_clients=spec.clients,
+        num_features=schema.num_features,
+        num_classes=schema.num_classes,
+        partition=partition,
+        seed=spec.seed,
+    )
+    return data.with_sizes(executor.submit(client_sizes, data).result(timeout=300))

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 
 from fedhub import storage
-from fedhub.datasets import DatasetError, DatasetNotFound, DatasetStore, Schema
+from fedhub.datasets import DatasetError, DatasetNotFound, DatasetRef, DatasetStore, Schema
 from fedhub.datasets.store import NAME
 from fedhub.db import session_scope
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
@@ -45,6 +45,7 @@ from fedhub.quotas import member_names
 from .api_models import TenantQuery
 from .handlers import BaseHandler
 from .models import TenantDataset
+from .spec import ExperimentSpec
 
 META_HEADER = "X-Fedhub-Dataset"
 MAX_CARD = 64 * 1024
@@ -331,6 +332,34 @@ class DatasetVersionHandler(DatasetHandlerBase):
     @operation("Delete one version of a dataset", responses={200: DatasetDeleted, 404: None})
     async def delete(self, name: str, version: str):
         await self.remove(name, version)
+
+
+def pin_tenant_dataset(db_url: str, tenant: str, spec: ExperimentSpec) -> ExperimentSpec:
+    """``spec`` with its ``tenant/<name>@latest`` made the version it means now, after
+    checking that the caller's tenant has that dataset version (anyone else's name reads
+    as missing)."""
+    ref = DatasetRef.parse(spec.dataset)
+    with session_scope(db_url) as s:
+        versions = sorted(
+            s.scalars(
+                select(TenantDataset.version).where(
+                    TenantDataset.tenant == tenant, TenantDataset.name == ref.name
+                )
+            )
+        )
+    if not versions:
+        raise InvalidRequest(
+            f"dataset: your organisation has no dataset {ref.name!r} (see fedhub.datasets.list())",
+            details={"field": "dataset"},
+        )
+    version = ref.version or versions[-1]
+    if version not in versions:
+        raise InvalidRequest(
+            f"dataset: {ref.name!r} has no version {version} (versions: "
+            f"{', '.join(map(str, versions))})",
+            details={"field": "dataset"},
+        )
+    return spec.model_copy(update={"dataset": str(DatasetRef(ref.name, version))})
 
 
 def handlers() -> list[tuple]:

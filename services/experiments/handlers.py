@@ -8,6 +8,7 @@
                                       then ``status`` when the run ends
     GET  /experiments/{id}/weights    the final weights (``torch.save`` of the state dict)
     GET  /quota                       the tenant's tier, experiment limits and usage
+    /datasets...                      tenants' private datasets (:mod:`.datasets_api`)
 
 Another tenant's experiment is answered as if it did not exist (404).
 """
@@ -30,7 +31,7 @@ from fedhub.web import APIHandler
 from . import quota
 from .api_models import EventsQuery, Experiment, ExperimentPage, PageQuery, Quota, TenantQuery
 from .models import FINISHED, ExperimentRound, ExperimentRun
-from .spec import ExperimentSpec, parse_spec
+from .spec import ExperimentSpec, is_tenant_dataset, parse_spec
 
 
 class BaseHandler(APIHandler):
@@ -94,6 +95,8 @@ class ExperimentsHandler(BaseHandler):
             raise InvalidRequest("experiments belong to a tenant; platform admins have none")
         body = self.get_json_body()
         spec = parse_spec(body)
+        if is_tenant_dataset(spec):
+            spec = await run_blocking(self._tenant_dataset, caller.tenant, spec)
         tenant = self.store.get_tenant(caller.tenant)
         if tenant.status == TenantStatus.SUSPENDED:
             raise TenantSuspended(
@@ -121,6 +124,19 @@ class ExperimentsHandler(BaseHandler):
         )  # fmt: skip
         self.scheduler.wake()
         self.write_json(run.to_json(rounds=[]), status=201)
+
+    def _tenant_dataset(self, tenant: str, spec: ExperimentSpec) -> ExperimentSpec:
+        """The spec with its tenant dataset pinned to a version of the caller's tenant."""
+        from .datasets_api import pin_tenant_dataset
+
+        if self.scheduler.clusters.mode == "address":
+            raise InvalidRequest(
+                "dataset: tenant datasets are read only on workers of your organisation's "
+                "own account, which this deployment's Dask scheduler (mode 'address') does "
+                "not have; ask the operator for mode local or gateway",
+                details={"field": "dataset"},
+            )
+        return pin_tenant_dataset(self.db_url, tenant, spec)
 
 
 class ExperimentHandler(BaseHandler):
@@ -249,6 +265,8 @@ class QuotaHandler(BaseHandler):
 
 
 def handlers() -> list[tuple]:
+    from .datasets_api import handlers as dataset_handlers  # its handlers extend BaseHandler
+
     exp = r"api/v1/experiments/([0-9a-f]{1,32})"
     return [
         ("api/v1/experiments", ExperimentsHandler),
@@ -257,4 +275,5 @@ def handlers() -> list[tuple]:
         (exp + "/events", EventsHandler),
         (exp + "/weights", WeightsHandler),
         ("api/v1/quota", QuotaHandler),
+        *dataset_handlers(),
     ]

@@ -17,6 +17,7 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -46,7 +47,7 @@ from .models import (
     ExperimentRun,
 )
 from .quota import FL_CLIENT_SECONDS, FL_ROUNDS
-from .spec import ExperimentSpec
+from .spec import ExperimentSpec, is_tenant_dataset
 
 SOURCE = "experiments"
 
@@ -318,8 +319,6 @@ class ExperimentScheduler(LoggingConfigurable):
             self.wake()
 
     def _run(self, exp_id: str) -> None:
-        from fedhub import fl
-
         with session_scope(self.db_url) as s:
             run = s.get(ExperimentRun, exp_id)
             if run.status != QUEUED:
@@ -335,17 +334,36 @@ class ExperimentScheduler(LoggingConfigurable):
             self._finish(exp_id, CANCELLED, error=message, reason=reason)
             return
         ckpt_dir = self.run_dir(exp_id)
+        executor = None
+        if is_tenant_dataset(spec):
+            # the tenant's own data: read only on workers of the tenant's account
+            executor = self.clusters.tenant_executor(tenant, self.tenant_tier(tenant))
+        with executor.lease() if executor is not None else contextlib.nullcontext():
+            self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor)
+
+    def _run_on(self, exp_id, tenant, username, spec, ckpt_dir, executor) -> None:
+        from fedhub import fl
+
         if fl.checkpoint.latest(ckpt_dir) is not None:
             _, state = fl.checkpoint.load(ckpt_dir)
             for record in state["history"]:  # rounds checkpointed but not yet recorded
                 self._record_round(exp_id, tenant, username, record)
             exp = fl.Experiment.load(ckpt_dir)
             self.log.info("experiment %s resumes after round %d", exp_id, state["round"])
+        elif executor is not None:
+            from fedhub.datasets import DatasetStore
+
+            from .build import build_experiment, tenant_data
+
+            exp = build_experiment(spec, tenant_data(spec, tenant, executor, DatasetStore()))
         else:
             from .build import build_experiment
 
             exp = build_experiment(spec)
-        client = self.clusters.client(tenant, self.tenant_tier(tenant))
+        if executor is not None:
+            client = executor.client  # a cluster of the tenant's account alone
+        else:
+            client = self.clusters.client(tenant, self.tenant_tier(tenant))
 
         def on_round(record: dict):
             self._record_round(exp_id, tenant, username, record)  # metered first

@@ -24,7 +24,12 @@ class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("", max_length=200)
-    dataset: str = "synthetic"
+    dataset: str = Field(
+        "synthetic",
+        max_length=200,
+        description="a bundled dataset (synthetic, digits, mnist5k, sbm) or one of your "
+        "tenant's own: tenant/<name>@<version>",
+    )
     dataset_params: dict[str, Any] = Field(default_factory=dict)
     partition: str | None = None
     partition_params: dict[str, Any] = Field(default_factory=dict)
@@ -60,12 +65,37 @@ class ExperimentSpec(BaseModel):
         return self
 
 
+def is_tenant_dataset(spec: ExperimentSpec) -> bool:
+    """The spec trains on one of the tenant's own datasets (``tenant/<name>@<version>``)."""
+    return spec.dataset.startswith("tenant/")
+
+
+def check_tenant_dataset(spec: ExperimentSpec) -> None:
+    """A tenant dataset's reference is well formed and takes no dataset parameters (its
+    existence in the caller's tenant is checked by the handler, which knows the caller)."""
+    from fedhub.datasets import DatasetError, DatasetRef
+
+    try:
+        DatasetRef.parse(spec.dataset)
+    except DatasetError as e:
+        raise InvalidRequest(f"dataset: {e}", details={"field": "dataset"}) from None
+    if spec.dataset_params:
+        raise InvalidRequest(
+            "dataset_params: a tenant dataset takes none (its train/test split was made when "
+            "it was registered; choose the clients' split with 'partition')",
+            details={"field": "dataset_params"},
+        )
+
+
 def check_names(spec: ExperimentSpec) -> None:
     """Unknown registry names fail at submission, not minutes later in the runner."""
     from fedhub import fl
 
+    tenant_dataset = is_tenant_dataset(spec)
+    if tenant_dataset:
+        check_tenant_dataset(spec)
     checks = [
-        ("dataset", spec.dataset, fl.datasets.registry),
+        ("dataset", None if tenant_dataset else spec.dataset, fl.datasets.registry),
         ("strategy", spec.strategy, fl.strategies.registry),
         ("model", spec.model, fl.models.registry),
         ("partition", spec.partition, fl.partition.registry),
@@ -76,7 +106,7 @@ def check_names(spec: ExperimentSpec) -> None:
                 f"{field}: unknown {field} {value!r}; known: {', '.join(registry.names())}",
                 details={"field": field},
             )
-    if spec.partition is not None:
+    if spec.partition is not None and not tenant_dataset:
         import inspect
 
         dataset_fn = fl.datasets.registry.constructor(spec.dataset)
@@ -119,6 +149,8 @@ def check_params(spec: ExperimentSpec) -> None:
         (fl.models.registry, model_name(spec), spec.model_params),
         (fl.strategies.registry, spec.strategy, spec.strategy_params),
     ]
+    if is_tenant_dataset(spec):
+        checks = checks[1:]  # its reference was checked by check_tenant_dataset
     if spec.partition is not None:
         checks.append((fl.partition.registry, spec.partition, spec.partition_params))
     for registry, name, params in checks:

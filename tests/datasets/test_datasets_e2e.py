@@ -17,11 +17,13 @@ import sys
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from fedhub import accounts
 from fedhub.client import FedhubAPIError, configure
 from fedhub.datasets import load_arrays
+from tests.harness import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -147,6 +149,42 @@ def test_over_storage_gb_is_refused(hub, hub_factory):
         (home / "big.bin").unlink()
         configure(token=hub.token("alice"))
     assert not (hub.state_dir / "tenant-data" / "initech" / "datasets" / "churn").exists()
+
+
+def test_an_experiment_trains_on_the_tenants_own_workers(hub, alice):
+    spec = {"dataset": "tenant/churn@latest", "clients": 3, "clients_per_round": 3,
+            "rounds": 2, "partition": "dirichlet", "partition_params": {"alpha": 1.0},
+            "lr": 0.1, "seed": 2}  # fmt: skip
+    r = call(hub, "alice", "POST", "/experiments", json=spec)
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["spec"]["dataset"] == "tenant/churn@2"  # pinned when submitted
+    done = wait_for(
+        lambda: (
+            (d := call(hub, "alice", "GET", f"/experiments/{run['id']}").json())
+            and d["status"] in ("completed", "failed", "cancelled")
+            and d
+        ),
+        180,
+        0.5,
+        "the tenant-data experiment",
+    )
+    assert done["status"] == "completed", done["error"]
+    assert len(done["metrics"]) == 2 and 0.0 <= done["metrics"][-1]["test_accuracy"] <= 1.0
+    # it ran on workers of acme's own account (they idle on after the run)
+    uid = accounts.lookup(accounts.tenant_account("acme")).pw_uid
+    workers = [p for p in psutil.process_iter(["uids", "cmdline"])
+               if p.info["uids"] and p.info["uids"].real == uid
+               and "fedhub.services.experiments.worker" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    assert workers
+
+    # bob's tenant has no such dataset; a bad reference names the field
+    for dataset, message in [("tenant/churn", "no dataset 'churn'"),
+                             ("tenant/Churn@1", "dataset name")]:  # fmt: skip
+        r = call(hub, "bob", "POST", "/experiments", json={**spec, "dataset": dataset})
+        assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
+    r = call(hub, "alice", "POST", "/experiments", json={**spec, "dataset": "tenant/churn@9"})
+    assert r.status_code == 400 and "no version 9" in r.json()["error"]["message"]
 
 
 def test_globex_account_cannot_open_acme_files_and_delete_removes_them(hub, alice):

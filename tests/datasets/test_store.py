@@ -209,3 +209,20 @@ def test_as_root_the_files_are_the_tenants_and_private(tmp_path):
             assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (owner.pw_uid, 0o600), name
     manifest = json.loads((store.version_dir("acme", "churn") / "manifest.json").read_text())
     assert manifest["version"] == 1
+
+
+def test_tenant_data_is_not_read_outside_a_worker(tmp_path):
+    from fedhub.fl.tenant_data import DataNotHere, TenantData
+
+    store = DatasetStore(tmp_path)
+    arrays, schema = to_arrays(frame(), label="churned")
+    store.write("acme", "churn", arrays, schema)
+    data = TenantData(store.version_dir("acme", "churn"), ref="tenant/churn@1", num_clients=2,
+                      num_features=3, num_classes=2)  # fmt: skip
+    with pytest.raises(DataNotHere):
+        _ = data.clients
+    with pytest.raises(DataNotHere):
+        _ = data.test
+    with pytest.raises(DataNotHere):
+        data.sizes()
+    assert data.with_sizes([3, 4]).num_examples(1) == 4
