@@ -226,3 +226,32 @@ def test_tenant_data_is_not_read_outside_a_worker(tmp_path):
     with pytest.raises(DataNotHere):
         data.sizes()
     assert data.with_sizes([3, 4]).num_examples(1) == 4
+
+
+def test_billing_samples_the_tenant_store(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from fedhub import db
+    from fedhub.billing import samplers
+    from fedhub.metering import MeterEvent
+    from fedhub.tenancy.store import TenantStore
+    from fedhub.tiers import load_tiers
+
+    url = f"sqlite:///{tmp_path / 'fedhub.sqlite'}"
+    db.upgrade(url)
+    tenants = TenantStore(url, load_tiers())
+    tenants.create_tenant("acme", tier="starter")
+    tenants.add_user("ann", tenant="acme")
+    monkeypatch.setenv(storage.TENANT_DATA_ENV, str(tmp_path / "tenant-data"))
+    arrays, schema = to_arrays(frame(400), label="churned")
+    DatasetStore().write("acme", "churn", arrays, schema)
+    template = str(tmp_path / "homes" / "{username}")  # ann has no home yet
+    assert samplers.sample_storage(url, template, datetime(2026, 10, 3)) == 1
+    with db.session_scope(url) as s:
+        row = s.scalars(select(MeterEvent)).one()
+        assert (row.tenant, row.username, row.idempotency_key) == (
+            "acme", None, "storage:tenant:acme:2026-10-03")  # fmt: skip
+        assert row.quantity == pytest.approx(DatasetStore().bytes("acme") / storage.GB)
+    db.dispose_engines()
