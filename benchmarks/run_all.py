@@ -35,6 +35,7 @@ def commands(quick: bool) -> list[list[str]]:
             [py, str(HERE / "audit_ingest.py"), "--append", "5000", "--verify", "20000"],
             [py, str(HERE / "billing_ingest.py"), "--events", "5000", "--tenants", "20"],
             [py, str(HERE / "run_fl.py"), "--quick"],
+            [py, str(HERE / "fl_federation.py"), "--quick"],
             [py, str(HERE / "rate_limit.py"), "--tenants", "50", "--requests", "300"],
             [py, str(HERE / "load.py"), "--duration", "20", "--users", "100", "--tenants", "10"],
         ]
@@ -43,6 +44,7 @@ def commands(quick: bool) -> list[list[str]]:
         [py, str(HERE / "audit_ingest.py")],
         [py, str(HERE / "billing_ingest.py")],
         [py, str(HERE / "run_fl.py")],
+        [py, str(HERE / "fl_federation.py")],
         [py, str(HERE / "rate_limit.py")],
         [py, str(HERE / "load.py")],
     ]
