@@ -131,7 +131,7 @@ def test_bad_uploads_get_a_reason(hub):
     assert call(hub, "alice", "GET", "/datasets/bad").status_code == 404
 
 
-def test_over_storage_gb_is_refused(hub, hub_factory):
+def test_over_storage_gb_is_refused(hub):
     # initech's free tier allows 1 GB; carol's home already holds a full one
     home = hub.state_dir / "homes" / "carol"
     home.mkdir(parents=True, exist_ok=True)
