@@ -23,8 +23,6 @@ import threading
 from fedhub.client import FedhubAPIError
 from fedhub.extras import needs_extra
 
-from .chart import PAD, H, W, _points
-
 with needs_extra("notebook", "fedhub's widgets"):
     import ipywidgets as widgets
 
@@ -41,8 +39,24 @@ def _num(value) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+#: the chart's size: the plot on the left (as wide as the experiment monitor's), the
+#: legend on the right, so no line runs under its text
+W, H, PAD, PLOT_W = 700, 240, 36, 480
+
+
+def _points(xs: list[int], ys: list[float | None], x_max: int, y_max: float) -> str:
+    pts = []
+    for x, y in zip(xs, ys, strict=True):
+        if y is None:
+            continue
+        px = PAD + (PLOT_W - PAD) * (x / max(x_max, 1))
+        py = H - PAD - (H - 2 * PAD) * (y / y_max if y_max else 0)
+        pts.append(f"{px:.1f},{py:.1f}")
+    return " ".join(pts)
+
+
 def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
-                  title: str = "", tenant: str = "", local_only: float | None = None) -> str:  # fmt: skip
+                  title: str = "", local_only: float | None = None) -> str:  # fmt: skip
     """SVG chart: aggregate accuracy and loss (scaled) and your own accuracy per round.
 
     ``aggregate`` are the federation's round records (``round`` and ``aggregate``:
@@ -58,66 +72,70 @@ def render_rounds(aggregate: list[dict], mine: list[dict], total_rounds: int,
     loss_max = max(finite) * 1.1 if finite else 1.0
     x_max = max([total_rounds, *xs, *my_xs, 1])
     if aggregate:
-        last = aggregate[-1].get("aggregate") or {}
-        legend = f"round {xs[-1]}: accuracy {last.get('accuracy', 0):.3f}"
+        summary = f"round {xs[-1]}: accuracy {acc[-1] or 0:.3f}"
         if mine:
-            legend += f" · yours {mine[-1].get('accuracy', 0):.3f}"
+            summary += f" · yours {my_acc[-1] or 0:.3f}"
     else:
-        legend = "waiting for the first round"
+        summary = "waiting for the first round"
     local = ""
     if _num(local_only) is not None:
-        legend += f" · local-only {local_only:.3f}"
+        summary += f" · yours, local-only {local_only:.3f}"
         y = H - PAD - (H - 2 * PAD) * float(local_only)
         local = (
-            f'<line class="fedhub-local-only" x1="{PAD}" y1="{y:.1f}" x2="{W - PAD}" y2="{y:.1f}"'
-            ' stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="1 3"/>'
-            f'<text x="{W - PAD - 190}" y="{PAD + 46}" fill="#2ca02c">··· yours, local-only</text>'
+            f'<line class="fedhub-local-only" x1="{PAD}" y1="{y:.1f}" x2="{PLOT_W}"'
+            f' y2="{y:.1f}" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="1 3"/>'
+            f'<text x="{PLOT_W + 16}" y="{PAD + 48}" fill="#2ca02c">··· yours, local-only</text>'
         )
-    you = f"— {tenant}'s own test data" if tenant else "— your own test data"
+    lx = PLOT_W + 16
+    # the title is the federation's name (typed by the owner's admin): escaped
     return f"""
 <svg class="fedhub-chart fedhub-federation-chart" data-rounds="{len(aggregate)}"
      data-my-rounds="{len(mine)}" width="{W}" height="{H}" viewBox="0 0 {W} {H}"
      xmlns="http://www.w3.org/2000/svg" style="font: 11px sans-serif">
   <rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
-  <text x="{PAD}" y="16" font-weight="bold">{html.escape(title)}</text>
-  <text x="{W - PAD}" y="16" text-anchor="end">{html.escape(legend)}</text>
-  <line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#888"/>
+  <text x="{PAD}" y="14" font-weight="bold">{html.escape(title)}</text>
+  <text x="{PAD}" y="28">{html.escape(summary)}</text>
+  <line x1="{PAD}" y1="{H - PAD}" x2="{PLOT_W}" y2="{H - PAD}" stroke="#888"/>
   <line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>
   <text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">1.0</text>
   <text x="{PAD - 4}" y="{H - PAD}" text-anchor="end">0</text>
-  <text x="{W - PAD}" y="{H - PAD + 14}" text-anchor="end">round {x_max}</text>
-  <text x="{W / 2}" y="{H - 8}" text-anchor="middle">round</text>
+  <text x="{PLOT_W}" y="{H - PAD + 14}" text-anchor="end">round {x_max}</text>
+  <text x="{(PAD + PLOT_W) / 2}" y="{H - 8}" text-anchor="middle">round</text>
   <polyline class="fedhub-acc" fill="none" stroke="#1f77b4" stroke-width="2"
             points="{_points(xs, acc, x_max, 1.0)}"/>
   <polyline class="fedhub-loss" fill="none" stroke="#d62728" stroke-width="2"
             stroke-dasharray="4 2" points="{_points(xs, loss, x_max, loss_max)}"/>
   <polyline class="fedhub-my-acc" fill="none" stroke="#2ca02c" stroke-width="2"
             points="{_points(my_xs, my_acc, x_max, 1.0)}"/>
-  <text x="{W - PAD - 190}" y="{PAD + 4}" fill="#1f77b4">— accuracy, all members</text>
-  <text x="{W - PAD - 190}" y="{PAD + 18}" fill="#2ca02c">{html.escape(you)}</text>
-  <text x="{W - PAD - 190}" y="{PAD + 32}" fill="#d62728">- - loss, all members (scaled)</text>
+  <text x="{lx}" y="{PAD + 6}" fill="#1f77b4">— test accuracy, all members</text>
+  <text x="{lx}" y="{PAD + 20}" fill="#2ca02c">— yours, on your own test data</text>
+  <text x="{lx}" y="{PAD + 34}" fill="#d62728">- - test loss, all (scaled)</text>
   {local}
 </svg>"""
+
+
+_CELL = "padding:2px 16px 2px 0;text-align:left"
 
 
 def members_table(members: list[dict], owner: str = "") -> str:
     """The members as an HTML table: tenant, state, and the dataset it bound. The service
     names a member's dataset to that member only; to the others, a joined member has one
     bound (joining is binding)."""
+
+    def row(cells: list[str], tag: str = "td") -> str:
+        return "".join(f"<{tag} style='{_CELL}'>{html.escape(c)}</{tag}>" for c in cells)
+
     rows = []
     for m in members:
+        tenant = str(m.get("tenant", ""))
         joined = m.get("state") == "joined" or m.get("dataset_bound")
         bound = m.get("dataset") or ("yes" if joined else "—")
-        role = " (owner)" if owner and m.get("tenant") == owner else ""
-        rows.append(
-            f"<tr data-tenant='{html.escape(str(m.get('tenant', '')))}'>"
-            f"<td>{html.escape(str(m.get('tenant', '')))}{role}</td>"
-            f"<td>{html.escape(str(m.get('state', '')))}</td>"
-            f"<td>{html.escape(str(bound))}</td></tr>"
-        )
+        role = " (owner)" if owner and tenant == owner else ""
+        cells = [tenant + role, str(m.get("state", "")), str(bound)]
+        rows.append(f"<tr data-tenant='{html.escape(tenant)}'>{row(cells)}</tr>")
     return (
         "<table class='fedhub-table fedhub-federation-members'>"
-        "<tr><th>tenant</th><th>state</th><th>dataset bound</th></tr>" + "".join(rows) + "</table>"
+        f"<tr>{row(['tenant', 'state', 'dataset bound'], 'th')}</tr>{''.join(rows)}</table>"
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -367,8 +368,8 @@ def test_the_watch_widget_shows_members_rounds_and_the_budget(service, as_user):
     still = FederationMonitor(fed, follow=False)
     assert "<b>churn</b>" not in still.chart.value and "&lt;b&gt;churn" in still.chart.value
     assert 'data-rounds="1"' in still.chart.value and 'data-my-rounds="1"' in still.chart.value
-    assert "yours 0.700" in still.chart.value  # acme's own accuracy next to the aggregate
-    table = still.members.value
+    assert "accuracy 0.600 · yours 0.700" in still.chart.value  # acme's own next to all
+    table = re.sub(r" style='[^']*'", "", still.members.value)
     assert "<td>acme (owner)</td><td>joined</td><td>tenant/churn</td>" in table
     assert "<td>globex</td><td>joined</td><td>yes</td>" in table  # bound, not named to acme
     assert "churn-eu" not in table
@@ -386,7 +387,8 @@ def test_the_watch_widget_shows_members_rounds_and_the_budget(service, as_user):
     live._thread.join(5)
     assert live.progress.value == 3 and live.progress.bar_style == "success"
     assert 'data-rounds="3"' in live.chart.value
-    assert "local-only 0.600" in live.chart.value and "fedhub-local-only" in live.chart.value
+    assert "yours, local-only 0.600" in live.chart.value
+    assert "fedhub-local-only" in live.chart.value
     assert "fedhub-local-only" not in still.chart.value
     assert live.epsilon_bar.value == 1.5 and live.epsilon_bar.bar_style == "info"
 
