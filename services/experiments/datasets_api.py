@@ -29,6 +29,8 @@ import base64
 import binascii
 import hashlib
 import json
+import threading
+from collections import defaultdict
 
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
@@ -48,6 +50,10 @@ from .models import TenantDataset
 from .spec import ExperimentSpec
 
 META_HEADER = "X-Fedhub-Dataset"
+# one upload per tenant at a time in this process: the storage check and the write must not
+# interleave with another upload's (a process lock, not the database's tenant lock, which on
+# SQLite would hold every writer of the hub while the files are written)
+_UPLOADS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 MAX_CARD = 64 * 1024
 MAX_META = 512 * 1024
 
@@ -230,13 +236,17 @@ class DatasetHandler(DatasetHandlerBase):
         body = self.request.body or b""
         if not body:
             raise InvalidRequest("the body is empty: send the .npz of x, y and split")
-        if sha256 is not None and hashlib.sha256(body).hexdigest() != sha256:
-            raise InvalidRequest("the body does not match the sha256 in the metadata")
         tenant = self.store.get_tenant(slug)
         tier = self.store.effective_tier(tenant)
         caller = self.caller
 
         def register() -> dict:
+            with _UPLOADS[slug]:
+                return store_version()
+
+        def store_version() -> dict:
+            if sha256 is not None and hashlib.sha256(body).hexdigest() != sha256:
+                raise InvalidRequest("the body does not match the sha256 in the metadata")
             used = storage.tenant_bytes(
                 storage.default_path_template(), member_names(self.db_url, slug), slug
             )
