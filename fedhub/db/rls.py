@@ -101,7 +101,7 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_experiment_rounds": "EXISTS (SELECT 1 FROM fedhub_experiments e WHERE e.id = experiment_id)",
     # federations (0018): visible to every tenant listed for them in
     # fedhub_federation_tenants (owner, members, invitees); a member's own metrics to
-    # that member only. Listing another tenant (an invitation) is platform work.
+    # that member only. What a tenant may write is narrower (FEDERATION_WRITES).
     "fedhub_federation_tenants": _BY_SLUG,
     "fedhub_federations": f"{_BY_SLUG} OR {_FEDERATION_LISTED.format(table='fedhub_federations', column='id')}",
     "fedhub_federation_members": _FEDERATION_LISTED.format(
@@ -122,6 +122,28 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_sessions": _BY_ID,
     "fedhub_signup_requests": _BY_ID,
     "fedhub_tenant_datasets": _BY_SLUG,
+}
+
+# Where a tenant may write less than it reads (the policies' WITH CHECK; the platform
+# writes anything): no tenant lists a tenant for a federation (the service does it, as
+# platform work, for the creator and the tenants its admins invite: a tenant that could
+# list itself would see any federation whose id it knew; a check that asked for the
+# federation's owner would refer back to this table, which PostgreSQL refuses as
+# recursion); a member row is written by the federation's owner or by its own tenant;
+# rounds and members' metrics are the runner's alone.
+_FEDERATION_OWNED = (
+    "EXISTS (SELECT 1 FROM fedhub_federations f "
+    "WHERE f.id = {table}.federation_id AND f.tenant = " + _SETTING + ")"
+)
+FEDERATION_WRITES: dict[str, str] = {
+    "fedhub_federation_tenants": "false",
+    "fedhub_federation_members": (
+        f"({TENANT_TABLES['fedhub_federation_members']}) AND (tenant = {_SETTING} OR "
+        + _FEDERATION_OWNED.format(table="fedhub_federation_members")
+        + ")"
+    ),
+    "fedhub_federation_rounds": "false",
+    "fedhub_federation_member_metrics": "false",
 }
 
 # Tables with no tenant of their own, left out on purpose (docs/security.md):
@@ -280,18 +302,20 @@ def grant_sql(table: str) -> str:
     return f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {TENANT_ROLE}, {PLATFORM_ROLE}"
 
 
-def enable_sql(table: str, predicate: str) -> list[str]:
+def enable_sql(table: str, predicate: str, check: str | None = None) -> list[str]:
     """``ENABLE`` + ``FORCE`` row-level security on ``table`` and its two policies.
 
     A migration that adds a tenant-owned table calls this for it (and adds it to
-    :data:`TENANT_TABLES`)."""
+    :data:`TENANT_TABLES`). ``check``, when given, is what a tenant may write
+    (``WITH CHECK``) where it differs from what it may read (``predicate``): a table
+    shared between tenants whose rows only one of them, or only the platform, writes."""
     platform_check = f"pg_has_role(current_user, '{PLATFORM_ROLE}', 'MEMBER')"
     return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
         f"DROP POLICY IF EXISTS fedhub_tenant_isolation ON {table}",
         f"CREATE POLICY fedhub_tenant_isolation ON {table} FOR ALL TO PUBLIC "
-        f"USING ({predicate}) WITH CHECK ({predicate})",
+        f"USING ({predicate}) WITH CHECK ({check or predicate})",
         f"DROP POLICY IF EXISTS fedhub_platform_access ON {table}",
         f"CREATE POLICY fedhub_platform_access ON {table} FOR ALL TO PUBLIC "
         f"USING ({platform_check}) WITH CHECK ({platform_check})",

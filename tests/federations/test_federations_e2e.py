@@ -1,7 +1,8 @@
 """Federations on a real hub: acme, globex and initech train one model on their private data.
 
-One hub for the module (the experiments service with its Dask workers, tenants' own
-workers started on demand). Each member registers a label-skewed slice of scikit-learn's
+One hub for the module, on PostgreSQL (so row-level security stands under the service's
+own filters), with the experiments service and its Dask workers; tenants' own workers
+start on demand. Each member registers a label-skewed slice of scikit-learn's
 digits in its own dataset store (files of its tenant account, 0700/0600), and the
 federation runs a few rounds with secure aggregation. The module shows:
 
@@ -27,6 +28,7 @@ import os
 import pickle
 import pwd
 import subprocess
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
 from tests.harness import wait_for
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 API = "/services/experiments/api/v1"
 MEMBERS = ("acme", "globex", "initech")
@@ -100,9 +102,10 @@ class Caller:
 
 
 @pytest.fixture(scope="module")
-def fed_hub(hub_factory):
+def fed_hub(hub_factory, postgres):
     env = {"FEDHUB_EXPERIMENTS_WORKERS": "1", "FEDHUB_EXPERIMENTS_KEEP_RECEIVED": "1"}
-    hub = hub_factory(env=env)
+    # PostgreSQL: the ORM filters and, under them, row-level security (rls.TENANT_TABLES)
+    hub = hub_factory(db_url=postgres.create_database(f"fed_{uuid.uuid4().hex[:10]}"), env=env)
     with rls.platform():
         store = TenantStore(hub.db_url)
         store.create_tenant("hooli", "Hooli", "starter", actor="tests")

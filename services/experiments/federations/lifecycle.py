@@ -4,10 +4,11 @@ change is a conditional ``UPDATE`` (``WHERE state = ...``), so of two racing req
 exactly one wins and the other gets a 409.
 
 Who may do what is decided by the handlers (:mod:`.handlers`); these functions check only
-the state. Listing another tenant for a federation (an invitation) writes a row of that
-tenant's, which its row-level security policy refuses to the inviter's scope: that one
-insert is platform work, done after the handler has checked the inviter is the owner's
-admin.
+the state. On PostgreSQL the row-level security policies hold the same line underneath
+(:data:`fedhub.db.rls.FEDERATION_WRITES`): no tenant's scope may list a tenant for a
+federation, so creating one (which lists its owner) and inviting (which lists the invitee)
+are platform work, done after the handler has checked the caller is an admin of the owner;
+member rows are written by the owner or by the member itself (its answer).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ def create(
     dataset: str,
 ) -> str:
     """A draft federation owned by ``tenant``, whose own seat (member 1) is bound to
-    ``dataset`` already; returns its id."""
+    ``dataset`` already; returns its id. Platform work (it lists ``tenant``): the handler
+    has checked that the caller is an admin of ``tenant``."""
     fed_id = uuid.uuid4().hex[:16]
     now = utcnow()
-    with session_scope(db_url) as s:
+    with rls.platform(), session_scope(db_url) as s:
         s.add(
             Federation(
                 id=fed_id,
@@ -132,8 +134,8 @@ def listed(db_url: str, tenant: str | None) -> list[dict[str, Any]]:
 def invite(db_url: str, fed_id: str, invitee: str, username: str) -> int:
     """List ``invitee`` as an invited member; returns its member id.
 
-    Platform work: the rows name the invitee, whose policy refuses the owner's scope (the
-    handler has checked that the caller is an admin of the owner).
+    Platform work, like every listing (see the module doc); the handler has checked
+    that the caller is an admin of the federation's owner.
     """
     now = utcnow()
     with rls.platform(), session_scope(db_url) as s:

@@ -131,7 +131,16 @@ class FederationRunner(LoggingConfigurable):
     def check_members(self, fed_id: str, tenants: list[str]) -> None:
         """Raise :class:`QuotaExceeded` naming the first member whose tier refuses the run:
         its rounds or local epochs, its concurrent experiments (a running federation counts
-        as one for each member), or its month's federated client-hours."""
+        as one for each member), or its month's federated client-hours.
+
+        Platform work: other members' usage is not the caller's to read (row-level
+        security would hide it and every limit would pass); only the refusal, naming the
+        member and the limit, not its usage, goes back to the caller.
+        """
+        with rls.platform():
+            self._check_members(fed_id, tenants)
+
+    def _check_members(self, fed_id: str, tenants: list[str]) -> None:
         fed, _ = self._federation(fed_id)
         with session_scope(self.db_url) as s:
             for tenant in tenants:
@@ -149,7 +158,6 @@ class FederationRunner(LoggingConfigurable):
                         tier_name,
                         "max_concurrent_experiments",
                         tier.max_concurrent_experiments,
-                        active,
                         "already has as many experiments and federations running as its tier"
                         " allows",
                     )
@@ -160,7 +168,6 @@ class FederationRunner(LoggingConfigurable):
                         tier_name,
                         "federated_client_hours_per_month",
                         limit,
-                        round(used, 6),
                         "has used all its federated client-hours for this month",
                     )
 
@@ -420,12 +427,13 @@ def running_count(session, tenant: str, exclude: str | None = None) -> int:
     return int(experiments) + int(session.scalar(q))
 
 
-def _refuse(tenant: str, tier_name: str, limit: str, value, current, what: str) -> None:
+def _refuse(tenant: str, tier_name: str, limit: str, value, what: str) -> None:
+    """A refusal naming the member and its limit; its usage stays the member's own."""
     from fedhub import limits as registry
 
     raise QuotaExceeded(
-        f"member {tenant} {what} (tier {tier_name}: {limit} = {value}, current usage {current})",
-        details={**registry.details(limit, value, current, 1, tier=tier_name), "member": tenant},
+        f"member {tenant} {what} (tier {tier_name}: {limit} = {value})",
+        details={**registry.details(limit, value, None, 1, tier=tier_name), "member": tenant},
     )
 
 

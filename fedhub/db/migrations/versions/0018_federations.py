@@ -40,6 +40,24 @@ POLICIES = {
     "fedhub_federation_member_metrics": f"tenant = {_SETTING}",
 }
 
+_OWNED = (
+    "EXISTS (SELECT 1 FROM fedhub_federations f "
+    "WHERE f.id = {table}.federation_id AND f.tenant = " + _SETTING + ")"
+)
+# what a tenant may write where it is less than what it reads (WITH CHECK): listing a
+# tenant is the platform's (the service's, for the creator and invitees), member rows the
+# owner's or the member's own; rounds and metrics are the runner's (platform) alone
+CHECKS = {
+    "fedhub_federation_tenants": "false",
+    "fedhub_federation_members": (
+        f"({POLICIES['fedhub_federation_members']}) AND (tenant = {_SETTING} OR "
+        + _OWNED.format(table="fedhub_federation_members")
+        + ")"
+    ),
+    "fedhub_federation_rounds": "false",
+    "fedhub_federation_member_metrics": "false",
+}
+
 
 def _federation_fk() -> sa.Column:
     return sa.Column(
@@ -125,7 +143,7 @@ def upgrade() -> None:
     roles = f"{rls.TENANT_ROLE}, {rls.PLATFORM_ROLE}"
     for table, predicate in POLICIES.items():
         op.execute(rls.grant_sql(table))
-        for statement in rls.enable_sql(table, predicate):
+        for statement in rls.enable_sql(table, predicate, CHECKS.get(table)):
             op.execute(statement)
     for table in ("members", "rounds", "member_metrics"):
         op.execute(f"GRANT USAGE, SELECT ON SEQUENCE fedhub_federation_{table}_id_seq TO {roles}")
