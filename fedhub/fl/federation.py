@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -380,12 +381,20 @@ class _Round:
     def wave(self, stage: str, fn: Callable, args: dict[int, tuple]) -> dict[int, dict]:
         """Submit ``fn(spec, *args[mid])`` on each member's executor; wait for all with one
         deadline. Members whose task errs or is late are left out of the answer."""
+        timeout = self.run.plan.member_timeout
         futures = {mid: self._submit(stage, mid, fn, a) for mid, a in args.items()}
-        deadline = time.monotonic() + self.run.plan.member_timeout
+        deadline = time.monotonic() + timeout
+        finished = {mid: threading.Event() for mid in futures}
+        for mid, fut in futures.items():  # called on success, error or cancellation
+            fut.add_done_callback(lambda _, event=finished[mid]: event.set())
         answers = {}
         for mid, fut in futures.items():
             try:
-                answers[mid] = fut.result(timeout=max(deadline - time.monotonic(), 0.001))
+                # Wait for the task to end by the deadline, then fetch its result (a
+                # result() with the time left would count the transfer against it).
+                if not finished[mid].wait(max(deadline - time.monotonic(), 0.0)):
+                    raise TimeoutError(f"no answer within {timeout:g} s")
+                answers[mid] = fut.result(timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - any failure is a dropout
                 # The type only: a member's error text may name its files.
                 self.failed[mid] = f"{stage}: {type(exc).__name__}"

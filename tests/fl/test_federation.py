@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 
 import numpy as np
 import pytest
@@ -55,7 +56,8 @@ class WorkerExecutor:
     to the next worker in turn, the worst a scheduler could do).
 
     ``fail_at`` = (stage function name, round) makes that task fail as a member whose
-    worker lost its state would (the round argument points at a round it never saw).
+    worker lost its state would (the round argument points at a round it never saw);
+    (name, round, seconds) makes it answer that late instead.
     """
 
     def __init__(self, client, worker, fail_at=None):
@@ -63,7 +65,10 @@ class WorkerExecutor:
 
     def submit(self, fn, *args, **kwargs):
         if self.fail_at and fn.__name__ == self.fail_at[0] and args[1] == self.fail_at[1]:
-            if fn is fed.member_train:  # the data cannot be read
+            if len(self.fail_at) == 3:  # late rather than failing
+                args = (self.fail_at[2], fn, *args)
+                fn = late
+            elif fn is fed.member_train:  # the data cannot be read
                 spec = dataclasses.replace(args[0], dataset_dir="/nonexistent", token="gone")
                 args = (spec, *args[1:])
             else:
@@ -76,6 +81,11 @@ class WorkerExecutor:
             workers = sorted(self.client.scheduler_info()["workers"])
             kwargs.update(workers=[workers[self.turn % len(workers)]], allow_other_workers=False)
         return self.client.submit(fn, *args, **kwargs)
+
+
+def late(seconds, fn, *args):
+    time.sleep(seconds)
+    return fn(*args)
 
 
 def members(client, dirs, fail=None, whole_cluster=()):
@@ -254,6 +264,12 @@ def test_a_member_dropping_mid_round(dask_client, datasets):
     # one member not answering the unmasking request: t = 2 answers suffice
     late = fed.run_federation(p, members(dask_client, dirs, {"acme": ("member_unmask", 1)}))
     assert late.rounds[0]["members"] == [0, 1, 2] and set(late.received[0]["unmask"]) == {1, 2}
+    # a member too slow for member_timeout counts as dropped (globex has a worker to itself)
+    slow = fed.run_federation(
+        dataclasses.replace(p, rounds=2, member_timeout=2.5),
+        members(dask_client, dirs, {"globex": ("member_masked", 1, 5.0)}),
+    )
+    assert slow.rounds[0]["dropped"] == [1] and slow.rounds[1]["members"] == [0, 1, 2]
     # two of three gone: the round cannot be unmasked, and the run says so
     with pytest.raises(fed.FederationError, match="round 1: only 1 of 3 members completed"):
         fed.run_federation(p, members(dask_client, dirs, {"acme": ("member_share_keys", 1),
