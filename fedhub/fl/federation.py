@@ -442,7 +442,13 @@ class _Federation:
         token = uuid.uuid4().hex
         self.specs = {m.member_id: _spec(plan, m, token, self.secagg) for m in self.members}
         self.strategy = plan.make_strategy()
-        w0 = plan.initial_weights() if initial_weights is None else initial_weights
+        w0 = plan.initial_weights()
+        if initial_weights is not None:
+            if np.shape(initial_weights) != w0.shape:
+                raise FederationPlanError(
+                    f"initial_weights has shape {np.shape(initial_weights)}, the model {w0.shape}"
+                )
+            w0 = initial_weights
         self.weights = np.asarray(w0, dtype=np.float32).copy()
         self.strategy.initialize(self.weights, len(members))
         self.accountant = None
@@ -483,7 +489,7 @@ class _Federation:
         return included, total, sum(weights.values())
 
     def _secure_sum(self, r: _Round, trained):
-        from .secagg import SecAggServer
+        from .secagg import SecAggError, SecAggServer
 
         roster_ids = sorted(trained)
         roster = {mid: trained[mid]["public_keys"] for mid in roster_ids}
@@ -504,11 +510,13 @@ class _Federation:
             "unmask", member_unmask, {mid: (r.rnd, survivors, dropped) for mid in survivors}
         )
         r.need(unmasked, "unmasking")
-        server = SecAggServer(self.secagg, u1, self.weights.size)
-        total = server.aggregate(
-            {mid: masked[mid]["masked"] for mid in survivors},
-            {mid: unmasked[mid]["unmask"] for mid in sorted(unmasked)},
-        )
+        try:
+            total = SecAggServer(self.secagg, u1, self.weights.size).aggregate(
+                {mid: masked[mid]["masked"] for mid in survivors},
+                {mid: unmasked[mid]["unmask"] for mid in sorted(unmasked)},
+            )
+        except SecAggError as e:  # a share, key or answer did not check out
+            raise FederationError(f"round {r.rnd}: secure aggregation failed: {e.message}") from e
         return survivors, np.asarray(total, dtype=np.float64), sum(weights[m] for m in survivors)
 
     def _server_step(self, rnd, trained, included, total, weight_sum) -> np.ndarray:
@@ -549,6 +557,8 @@ class _Federation:
                 "client_seconds": r.seconds[m.member_id],
                 "examples": trained[m.member_id]["examples"] if m.member_id in included else 0,
             }
+            if m.member_id in r.failed:  # e.g. "train: DatasetCorrupt" (for that member only)
+                per_member[m.tenant]["error"] = r.failed[m.member_id]
         n_test = sum(ev["test_examples"] for ev in evals.values())
         aggregate = {
             "accuracy": (
@@ -585,6 +595,12 @@ def run_federation(
 ) -> FederationResult:
     """Run ``plan.rounds`` rounds (fewer if cancelled or the ε budget would be exceeded).
 
+    ``on_round(record)`` after each round, with ``round``, ``members`` (ids in the sum),
+    ``dropped``, ``epsilon`` (ε spent so far, or None without DP), ``aggregate``
+    (``accuracy`` and ``loss`` over all members' test splits, ``examples`` trained on),
+    ``per_member`` (per tenant: its own ``accuracy``, ``loss``, ``client_seconds``,
+    ``examples``, and ``error``, e.g. ``"train: DatasetCorrupt"``, when it dropped out;
+    for that tenant's eyes only) and ``duration_s``.
     ``keep_received=False`` leaves :attr:`FederationResult.received` empty (a long-running
     service need not hold every round's masked vectors). Raises :class:`FederationError`
     when fewer than the secure-aggregation threshold of members complete a stage.

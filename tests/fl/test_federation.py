@@ -260,6 +260,8 @@ def test_a_member_dropping_mid_round(dask_client, datasets):
         members(dask_client, dirs, {"initech": ("member_train", 2)}),
     )
     assert plain.rounds[1]["members"] == [0, 1]
+    assert plain.rounds[1]["per_member"]["initech"]["error"] == "train: DatasetCorrupt"
+    assert "error" not in plain.rounds[1]["per_member"]["acme"]
     assert np.abs(secure.weights - plain.weights).max() <= 10 * quantisation_bound(p, plain.weights)
     # one member not answering the unmasking request: t = 2 answers suffice
     late = fed.run_federation(p, members(dask_client, dirs, {"acme": ("member_unmask", 1)}))
