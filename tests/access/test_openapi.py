@@ -27,6 +27,7 @@ from fedhub.openapi import (
 )
 from fedhub.services.audit.handlers import routes as audit_routes
 from fedhub.services.billing.app import ROUTES as billing_routes
+from fedhub.services.experiments.federations import handlers as federation_routes
 from fedhub.services.experiments.handlers import handlers as experiments_routes
 from fedhub.web import description_routes, service_description
 from tests.harness import wait_for
@@ -34,7 +35,7 @@ from tests.harness import wait_for
 SERVICES = {
     "audit": audit_routes(),
     "billing": billing_routes,
-    "experiments": experiments_routes(),
+    "experiments": [*experiments_routes(), *federation_routes()],
 }
 
 
