@@ -287,3 +287,24 @@ def test_dp_with_secure_aggregation_stops_at_the_budget(dask_client, datasets):
     plain = fed.run_federation(dataclasses.replace(p, secure_aggregation=False),
                                members(dask_client, dirs))  # fmt: skip
     assert np.abs(secure.weights - plain.weights).max() <= 10 * quantisation_bound(p, plain.weights)
+
+
+def test_the_strategy_takes_the_server_step(dask_client, datasets):
+    dirs, _ = datasets
+    p = plan(rounds=2, strategy="fedavgm", strategy_params={"server_lr": 1.0, "momentum": 0.9})
+    secure = fed.run_federation(p, members(dask_client, dirs))
+    plain = fed.run_federation(dataclasses.replace(p, secure_aggregation=False),
+                               members(dask_client, dirs))  # fmt: skip
+    fedavg = fed.run_federation(dataclasses.replace(p, strategy="fedavg", strategy_params={}),
+                                members(dask_client, dirs))  # fmt: skip
+    bound = quantisation_bound(p, plain.weights)
+    assert np.abs(secure.weights - plain.weights).max() <= 10 * bound
+    # round 2 adds 0.9 x round 1's step: far from FedAvg's weights
+    assert np.abs(secure.weights - fedavg.weights).max() > 1e3 * bound
+    # robust strategies see each member's model (plain aggregation only)
+    median = fed.run_federation(
+        dataclasses.replace(p, strategy="fedmedian", strategy_params={}, secure_aggregation=False),
+        members(dask_client, dirs),
+    )
+    assert median.rounds[-1]["members"] == [0, 1, 2]
+    assert np.abs(median.weights - fedavg.weights).max() > 1e3 * bound
