@@ -397,3 +397,34 @@ def test_each_member_is_billed_its_own_client_time_and_audited(fed_hub, call, tr
     acme_chain = fed_hub.api("GET", "/services/audit/api/v1/events?action=federation.created&limit=500",
                              fed_hub.token("acme-admin")).json()["events"]  # fmt: skip
     assert any(e["target"] == f"federation:{fid}" for e in acme_chain)
+
+
+def test_a_federation_stops_before_its_epsilon_budget_would_be_exceeded(call, trained):
+    """Client-level DP: ε per round as the accountant says, and a stop (``stopped_budget``)
+    before the round that would spend more than the budget. Last in the module: its
+    client time is not in the invoices checked above."""
+    from fedhub.fl.privacy import PrivacyAccountant
+
+    dp = {"noise_multiplier": 1.0, "clip_norm": 5.0, "delta": 1e-5}
+    accountant = PrivacyAccountant(dp["noise_multiplier"], 1.0, dp["delta"])
+    budget = (accountant.epsilon(2) + accountant.epsilon(3)) / 2  # two rounds fit, not three
+    task = {**TASK, "rounds": 5, "compare_local_only": False}
+    fed = create(call, task=task, privacy={"dp": {**dp, "epsilon_budget": budget}})
+    fid = fed["id"]
+    assert call("acme-admin")("POST", f"/{fid}/invitations", json={"tenant": "globex"}).ok
+    assert call("globex-admin")("POST", f"/{fid}/join", json={"dataset": "digits"}).ok
+    assert call("acme-admin")("POST", f"/{fid}/run").status_code == 202
+    done = wait_for(
+        lambda: (f := call("bob")("GET", f"/{fid}").json())["status"] not in ("running",) and f,
+        90,
+        0.5,
+        "the DP federation to end",
+    )
+    assert done["status"] == "stopped_budget", done
+    assert done["rounds_done"] == 2
+    rounds = call("bob")("GET", f"/{fid}/rounds").json()
+    assert [r["epsilon"] for r in rounds["rounds"]] == pytest.approx(
+        [accountant.epsilon(1), accountant.epsilon(2)]
+    )
+    assert rounds["epsilon"] == pytest.approx(accountant.epsilon(2)) and rounds["epsilon"] <= budget
+    assert call("alice")("GET", f"/{fid}/model").status_code == 200  # the model so far

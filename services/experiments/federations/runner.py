@@ -41,6 +41,7 @@ from fedhub.db import insert_ignore, rls, session_scope, utcnow
 from fedhub.errors import QuotaExceeded
 
 from .. import quota
+from ..clusters import ClusterConfigError
 from ..models import ACTIVE, ExperimentRun
 from . import audit
 from .models import (
@@ -59,6 +60,10 @@ from .models import (
 from .spec import plan_kwargs
 
 SOURCE = quota.SOURCE
+
+
+class RunRefused(RuntimeError):
+    """A federation cannot run as it stands; the message is safe to show every member."""
 
 
 class FederationRunner(LoggingConfigurable):
@@ -214,11 +219,8 @@ class FederationRunner(LoggingConfigurable):
 
             # what members read: the coordinator's own message, never a path or a
             # traceback (a member's dataset folder must not reach the others)
-            message = (
-                str(e)
-                if isinstance(e, FederationError)
-                else "internal error; the service logged it"
-            )
+            shown = isinstance(e, FederationError | RunRefused | ClusterConfigError)
+            message = str(e) if shown else "internal error; the service logged it"
             self._finish(fed_id, FAILED, error=message)
         finally:
             with self._lock:
@@ -226,15 +228,20 @@ class FederationRunner(LoggingConfigurable):
 
     def members(self, fed: Federation, seats: list[FederationMember]) -> list:
         """One :class:`FederationMember` per seat: the member's executor and dataset."""
-        from fedhub.datasets import DatasetStore
+        from fedhub.datasets import DatasetNotFound, DatasetStore
         from fedhub.fl.federation import FederationMember as Seat
 
         store = DatasetStore()
         out = []
         for seat in seats:
+            try:
+                folder, _ = store.resolve(seat.tenant, f"tenant/{seat.dataset}")
+            except DatasetNotFound:
+                raise RunRefused(
+                    f"member {seat.tenant}'s bound dataset was deleted since it joined"
+                ) from None
             tier_name = self.scheduler.tenant_tier(seat.tenant)
             executor = self.scheduler.clusters.tenant_executor(seat.tenant, tier_name)
-            folder, _ = store.resolve(seat.tenant, f"tenant/{seat.dataset}")
             out.append(Seat(seat.member_id, seat.tenant, executor, str(folder)))
         return out
 
