@@ -29,6 +29,7 @@ with needs_extra("notebook", "fedhub's widgets"):
 __all__ = ["FederationMonitor", "render_rounds", "members_table", "epsilon_text"]
 
 FINISHED = ("finished", "failed", "cancelled", "stopped_budget")
+DRAFT_POLL_SECONDS = 10.0
 _STATUS_COLOR = {"running": "#1f77b4", "finished": "#2ca02c", "stopped_budget": "#2ca02c",
                  "cancelled": "#ff7f0e", "failed": "#d62728"}  # fmt: skip
 _BAR_STYLE = {"running": "info", "finished": "success", "stopped_budget": "success",
@@ -248,13 +249,19 @@ class FederationMonitor(widgets.VBox):
         else:
             self.epsilon_box.layout.display = "none"
 
+    def _pause(self) -> float:
+        """Seconds to the next poll: ``interval`` while it runs; a draft waits for its
+        members' answers, which take minutes, not seconds (at least 10 s)."""
+        draft = self.federation.info.get("status") == "draft"
+        return max(self.interval, DRAFT_POLL_SECONDS) if draft else self.interval
+
     def stop(self) -> None:
         """Stop following (the panel keeps what it shows)."""
         self._stop.set()
 
     def _follow(self) -> None:
         try:
-            while not self._stop.wait(self.interval):
+            while not self._stop.wait(self._pause()):
                 self.refresh()
                 if self.finished:
                     return

@@ -393,7 +393,9 @@ def test_the_watch_widget_shows_members_rounds_and_the_budget(service, as_user):
     assert live.epsilon_bar.value == 1.5 and live.epsilon_bar.bar_style == "info"
 
     plain = fedhub.federations.create("no dp", dataset="d", rounds=1)
-    assert FederationMonitor(plain, follow=False).epsilon_box.layout.display == "none"
+    draft = FederationMonitor(plain, follow=False, interval=0.05)
+    assert draft.epsilon_box.layout.display == "none"
+    assert draft._pause() == 10.0 and live._pause() == 0.05  # a draft is polled slowly
 
 
 def test_the_client_loads_no_widget_code_until_watch():
