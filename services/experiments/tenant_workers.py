@@ -65,13 +65,20 @@ class TenantExecutor:
         return f"TenantExecutor(tenant={self.tenant!r}, account={self.account!r})"
 
     def submit(self, fn, *args, **kwargs):
-        """``client.submit`` restricted to the tenant's workers (never pure: each call runs)."""
+        """``client.submit`` restricted to the tenant's workers, or to the ones of them the
+        caller names in ``workers`` (never pure: each call runs)."""
         self._touch(0)
         kwargs.setdefault("pure", False)
         workers = self.workers
         if workers is not None:
             if not workers:
                 raise RuntimeError(f"tenant {self.tenant}'s workers are not running")
+            wanted = kwargs.get("workers")
+            if wanted is not None:  # a caller pinning a task to one of them (a later wave)
+                wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+                if not set(wanted) <= set(workers):
+                    raise RuntimeError(f"{wanted} are not workers of tenant {self.tenant}")
+                workers = wanted
             kwargs["workers"] = workers
             kwargs["allow_other_workers"] = False
         return self.client.submit(fn, *args, **kwargs)

@@ -121,6 +121,12 @@ def test_tenant_workers_run_as_the_tenant_and_read_only_its_own_data(store, clus
     assert other["uid"] == accounts.lookup(accounts.tenant_account("globex")).pw_uid
     assert other["other"] == "PermissionError"
 
+    # a later wave pinned to the worker that trained: one of the tenant's own, never another's
+    pinned = acme.submit(os.getuid, workers=acme.workers[:1]).result(timeout=60)
+    assert pinned == acme_uid
+    with pytest.raises(RuntimeError, match="are not workers of tenant acme"):
+        acme.submit(os.getuid, workers=globex.workers[:1])
+
 
 def test_shared_workers_cannot_read_a_tenants_data_nor_see_its_workers(store, clusters):
     acme = clusters.tenant_executor("acme", "free")
