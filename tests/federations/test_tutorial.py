@@ -1,5 +1,6 @@
 """The federations tutorial, as written, on a real hub: part A in a kernel of acme's admin,
-part B in a kernel of globex's admin (two tenants, so papermill's one kernel cannot run it).
+part B in a kernel of globex's admin (two tenants, so papermill's one kernel cannot run it);
+then the bundled federations dashboard in globex's admin's kernel.
 
 Each code cell is sent to its part's kernel in the order the notebook tells the two people
 to run them; only the two "paste the id here" cells get the id the other kernel printed.
@@ -20,6 +21,7 @@ from tests.harness import ROOT
 pytestmark = pytest.mark.slow
 
 NOTEBOOK = ROOT / "notebooks" / "tutorials" / "federations.ipynb"
+DASHBOARD = ROOT / "notebooks" / "dashboards" / "federations.ipynb"
 ANSI = re.compile("\x1b\\[[0-9;]*m")
 
 
@@ -112,3 +114,23 @@ def test_the_tutorial_runs_in_acme_and_globex_admins_kernels(kernels):
     out = run(a, "", status="dp_fed.info['status']",
               eps="[round(e, 2) for e in dp_fed.rounds()['epsilon']]")  # fmt: skip
     assert out == {"status": "'stopped_budget'", "eps": "[4.73, 7.08, 9.01, 10.73, 12.3]"}
+
+
+def test_the_federations_dashboard_lists_them_and_follows_the_newest(kernels):
+    """notebooks/dashboards/federations.ipynb in globex's admin's kernel, after the tutorial:
+    both federations acme made (globex joined them), the newest one followed."""
+    nb = json.loads(DASHBOARD.read_text())
+    b = kernels["globex-admin"]
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            run(b, "".join(cell["source"]))
+    out = run(
+        b, "", names="sorted(f.name for f in feds)", owners="sorted({f.owner for f in feds})",
+        chosen="chosen.name", budget="chosen.watch().epsilon_label.value",
+    )  # fmt: skip
+    assert out == {
+        "names": "['digits across acme and globex', 'digits with DP']",
+        "owners": "['acme']",
+        "chosen": "'digits with DP'",
+        "budget": "'ε 12.30 of 12.5 (δ = 1e-05)'",
+    }
