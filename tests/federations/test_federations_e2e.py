@@ -176,6 +176,16 @@ def test_only_tenant_admins_change_a_federation_and_the_state_machine_holds(call
     assert call("dave")("GET", f"/{fid}").status_code == 200
     assert call("dave")("POST", f"/{fid}/run").status_code == 403
     assert call("bob")("POST", f"/{fid}/cancel").status_code == 403
+    # bad requests name what is wrong
+    admin = call("acme-admin")
+    r = admin("POST", json={"name": "x", "dataset": "digits", "schema": {"features": []}})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("schema: ")
+    r = admin("POST", json={"name": "x", "dataset": "nope"})
+    assert r.status_code == 404 and "no dataset 'nope'" in r.json()["error"]["message"]
+    r = admin("POST", json={"name": "x", "dataset": "digits", "task": {"model": "gpt"}})
+    assert r.status_code == 400 and "task.model: unknown model 'gpt'" in r.text
+    r = admin("POST", json={"name": "x", "dataset": "digits", "task": {"rounds": 0}})
+    assert r.status_code == 400 and r.json()["error"]["details"]["fields"] == ["task.rounds"]
     # a second join, an unknown invitee, a member inviting
     r = call("globex-admin")("POST", f"/{fid}/join", json={"dataset": "digits"})
     assert r.status_code == 409 and "already joined" in r.json()["error"]["message"]

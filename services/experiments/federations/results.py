@@ -22,14 +22,18 @@ def bind_dataset(tenant: str, ref: str, schema: dict | None) -> tuple[str, dict]
     text = ref if DatasetRef.is_tenant(ref) else f"tenant/{ref}"
     store = DatasetStore()
     try:
+        wanted = Schema.from_dict(schema) if schema is not None else None
+    except DatasetError as e:
+        raise InvalidRequest(f"schema: {e}", details={"field": "schema"}) from None
+    try:
         parsed = DatasetRef.parse(text)
         _, version = store.resolve(tenant, parsed)
         mine = store.schema(tenant, parsed.name, version)
-        wanted = Schema.from_dict(schema) if schema is not None else mine
     except DatasetNotFound as e:
         raise NotFound(f"dataset: {e}") from None
     except DatasetError as e:
-        raise InvalidRequest(f"dataset: {e}") from None
+        raise InvalidRequest(f"dataset: {e}", details={"field": "dataset"}) from None
+    wanted = wanted or mine
     problems = wanted.matches(mine)
     if problems:
         raise InvalidRequest(
