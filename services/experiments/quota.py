@@ -43,13 +43,19 @@ TIER_LIMIT = "tier_limit"
 
 
 def usage(session: Session, tenant: str, now: datetime | None = None) -> dict[str, Any]:
-    """The tenant's experiment usage this calendar month and right now."""
+    """The tenant's experiment usage this calendar month and right now.
+
+    ``concurrent_experiments`` counts the tenant's queued and running experiments and the
+    running federations it takes part in (each holds its workers like an experiment).
+    """
+    from .federations.lifecycle import running_federations  # the package imports this one
+
     start, _end = metering.month_bounds(now)
     active = session.execute(
         select(func.count())
         .select_from(ExperimentRun)
         .where(ExperimentRun.tenant == tenant, ExperimentRun.status.in_(ACTIVE))
-    ).scalar_one()
+    ).scalar_one() + running_federations(session, tenant)
     # the registry's definitions: the numbers billing prices
     experiments = metering.used(session, tenant, "experiments_per_month", now)
     client_hours = metering.used(session, tenant, "federated_client_hours_per_month", now)

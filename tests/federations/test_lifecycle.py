@@ -18,6 +18,7 @@ from sqlalchemy import select
 from fedhub import metering
 from fedhub.db import rls, session_scope
 from fedhub.errors import Conflict
+from fedhub.services.experiments import quota
 from fedhub.services.experiments.federations import lifecycle, results
 from fedhub.services.experiments.federations.models import Federation
 from fedhub.services.experiments.federations.runner import FederationRunner
@@ -64,6 +65,9 @@ def test_the_state_machine_and_its_conflicts(migrated_db):
         assert lifecycle.listed(url, "hooli") == []
         assert lifecycle.member_tenants(url, fid, joined_only=True) == ["acme", "globex"]
         assert lifecycle.start(url, fid, "acme-admin") == ["acme", "globex"]
+        with session_scope(url) as s:  # a running federation holds a slot of each member
+            slots = {t: quota.usage(s, t)["concurrent_experiments"] for t in ("globex", "initech")}
+        assert slots == {"globex": 1, "initech": 0}
         with pytest.raises(Conflict, match="already running"):
             lifecycle.start(url, fid, "acme-admin")
         with pytest.raises(Conflict, match="no longer takes answers"):

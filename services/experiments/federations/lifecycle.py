@@ -252,3 +252,20 @@ def member_tenants(db_url: str, fed_id: str, *, joined_only: bool = False) -> li
                 .order_by(FederationMember.member_id)
             )
         )
+
+
+def running_federations(session, tenant: str) -> int:
+    """How many running federations ``tenant`` takes part in (joined): each counts as one
+    of its concurrent experiments (:func:`..quota.usage`)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Federation)
+            .join(FederationMember, FederationMember.federation_id == Federation.id)
+            .where(
+                Federation.status == RUNNING,
+                FederationMember.tenant == tenant,
+                FederationMember.state == JOINED,
+            )
+        )
+    )

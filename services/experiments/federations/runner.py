@@ -32,7 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from traitlets import Bool, Float, default
 from traitlets.config import LoggingConfigurable
 
@@ -42,7 +42,6 @@ from fedhub.errors import QuotaExceeded
 
 from .. import quota
 from ..clusters import ClusterConfigError
-from ..models import ACTIVE, ExperimentRun
 from . import audit
 from .models import (
     CANCELLED,
@@ -156,7 +155,9 @@ class FederationRunner(LoggingConfigurable):
                     raise QuotaExceeded(
                         f"member {tenant}: {e.message}", details=e.details
                     ) from None
-                active = running_count(s, tenant, exclude=fed_id)
+                # queued and running experiments and running federations (this one is
+                # still a draft): what experiment submissions count too
+                active = quota.usage(s, tenant)["concurrent_experiments"]
                 if active >= tier.max_concurrent_experiments:
                     _refuse(
                         tenant,
@@ -409,29 +410,6 @@ class FederationRunner(LoggingConfigurable):
             },
         )
         self.log.info("federation %s %s after %d rounds", fed_id, status, done)
-
-
-def running_count(session, tenant: str, exclude: str | None = None) -> int:
-    """The tenant's experiments queued or running plus the running federations it is a
-    member of (``exclude``: the federation being started)."""
-    experiments = session.scalar(
-        select(func.count())
-        .select_from(ExperimentRun)
-        .where(ExperimentRun.tenant == tenant, ExperimentRun.status.in_(ACTIVE))
-    )
-    q = (
-        select(func.count())
-        .select_from(Federation)
-        .join(FederationMember, FederationMember.federation_id == Federation.id)
-        .where(
-            Federation.status == RUNNING,
-            FederationMember.tenant == tenant,
-            FederationMember.state == JOINED,
-        )
-    )
-    if exclude:
-        q = q.where(Federation.id != exclude)
-    return int(experiments) + int(session.scalar(q))
 
 
 def _refuse(tenant: str, tier_name: str, limit: str, value, what: str) -> None:
