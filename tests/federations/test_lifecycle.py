@@ -123,3 +123,33 @@ def test_a_run_left_by_a_stopped_service_ends_failed_in_every_members_chain(migr
     failed = [e for e in spool() if e["action"] == "federation.failed"]
     assert sorted(e["tenant"] for e in failed) == ["acme", "globex"]  # not initech (invited)
     assert all(e["target"] == f"federation:{fid}" for e in failed)
+
+
+def test_the_run_stops_for_a_member_suspended_removed_or_out_of_client_hours(migrated_db, spool):
+    from datetime import timedelta
+
+    from fedhub.db import utcnow
+    from fedhub.tenancy.models import TenantStatus
+    from fedhub.tenancy.store import TenantStore
+
+    url = migrated_db
+    runner = FederationRunner(url, SimpleNamespace())
+    with rls.platform():
+        store = TenantStore(url)
+        for slug in ("acme", "globex"):
+            store.create_tenant(slug, tier="starter")
+        assert runner._stop_reason(["acme", "globex"]) is None
+        now = utcnow()
+        with session_scope(url) as s:  # globex spends its 50 client-hours
+            metering.record(s, [metering.Usage(tenant="globex", kind=quota.FL_CLIENT_SECONDS,
+                                               quantity=50 * 3600, start=now - timedelta(hours=1),
+                                               end=now, source="tests", idempotency_key="k")])  # fmt: skip
+        assert runner._stop_reason(["acme", "globex"]) == (
+            "client_hours_exhausted: member globex has used all its federated client-hours"
+            " this month (tier starter: federated_client_hours_per_month = 50)"
+        )
+        store.set_status("acme", TenantStatus.SUSPENDED, actor="tests")
+        assert (
+            runner._stop_reason(["acme", "globex"]) == "tenant_suspended: member acme is suspended"
+        )
+        assert runner._stop_reason(["initech"]) == "tenant_removed: member initech was removed"

@@ -13,8 +13,9 @@ weights and receives masked updates, counts and metrics, never rows of data.
 After every round the thread stores the aggregate record (every member reads it), each
 member's own evaluation (that member only), meters each member's client seconds to that
 member (``fl_client_seconds``, idempotency key ``fed:<id>:<round>:<tenant>``) and emits
-``federation.round_completed`` into every member's audit chain; a cancel, or a member whose
-month's federated client-hours are spent, stops the run after the round in flight. The
+``federation.round_completed`` into every member's audit chain; a cancel, or a member that is
+suspended, removed or out of its month's federated client-hours, stops the run after the
+round in flight (``cancelled``, the error naming the member and why). The
 final weights go to ``<state>/federations/<id>/model.npz`` (0600), served to members only.
 
 A service that stops mid-run does not resume a federation (its members' secure-aggregation
@@ -38,7 +39,8 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import metering
 from fedhub.db import insert_ignore, rls, session_scope, utcnow
-from fedhub.errors import QuotaExceeded
+from fedhub.errors import FedhubError, QuotaExceeded
+from fedhub.tenancy.models import Tenant, TenantStatus
 
 from .. import quota
 from ..clusters import ClusterConfigError
@@ -177,20 +179,29 @@ class FederationRunner(LoggingConfigurable):
                         "has used all its federated client-hours for this month",
                     )
 
-    def _hours_spent(self, tenants: list[str]) -> str | None:
-        """``client_hours_exhausted: ...`` for the first member whose budget is spent."""
+    def _stop_reason(self, tenants: list[str]) -> str | None:
+        """Why the run must stop after this round, as ``"<reason>: <message>"``: a member
+        suspended or removed, or one whose month's federated client-hours are spent (named,
+        its usage not shown: every member reads the federation's error)."""
         with session_scope(self.db_url) as s:
+            status = dict(
+                s.execute(select(Tenant.slug, Tenant.status).where(Tenant.slug.in_(tenants))).all()
+            )
             for tenant in tenants:
+                if tenant not in status:
+                    return f"{quota.TENANT_REMOVED}: member {tenant} was removed"
+                if status[tenant] == TenantStatus.SUSPENDED:
+                    return f"{quota.TENANT_SUSPENDED}: member {tenant} is suspended"
                 try:
                     tier_name, tier = quota.tenant_tier(s, self.catalog(), tenant)
-                except Exception:  # removed tenant or tier: stop, saying which member
-                    return f"{quota.TENANT_REMOVED}: member {tenant} can no longer take part"
+                except FedhubError:  # its tier is gone from the catalog
+                    return f"{quota.TIER_LIMIT}: member {tenant}'s tier is no longer offered"
                 used, limit = quota.client_hours_left(s, tenant, tier)
                 if used >= limit:
                     return (
-                        f"{quota.CLIENT_HOURS_EXHAUSTED}: member {tenant} has used {used:.4g}"
-                        f" of its {limit:g} federated client-hours this month (tier"
-                        f" {tier_name}: federated_client_hours_per_month = {limit:g})"
+                        f"{quota.CLIENT_HOURS_EXHAUSTED}: member {tenant} has used all its"
+                        f" federated client-hours this month (tier {tier_name}:"
+                        f" federated_client_hours_per_month = {limit:g})"
                     )
         return None
 
@@ -264,7 +275,7 @@ class FederationRunner(LoggingConfigurable):
         def on_round(record: dict) -> None:
             self._record_round(fed_id, record, users)
             if int(record["round"]) < fed.rounds:
-                spent = self._hours_spent(tenants)
+                spent = self._stop_reason(tenants)
                 if spent is not None:
                     self.log.info("federation %s: %s", fed_id, spent)
                     stop.setdefault("reason", spent)
