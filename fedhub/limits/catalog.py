@@ -177,11 +177,14 @@ LIMITS: tuple[Limit, ...] = (
     Limit(
         "max_concurrent_experiments",
         LIMIT,
-        "Experiments queued or running at once",
+        "Experiments queued or running at once (a running federation counts for each member)",
         "experiments",
         LEVEL,
         enforced_at=(SERVICE,),
-        enforcers=(f"{EXP_QUOTA}:check",),
+        enforcers=(
+            f"{EXP_QUOTA}:check",
+            "fedhub.services.experiments.federations.runner:FederationRunner.check_members",
+        ),
     ),
     Limit(
         "federated_client_hours_per_month",
