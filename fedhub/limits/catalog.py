@@ -198,6 +198,8 @@ LIMITS: tuple[Limit, ...] = (
         enforcers=(
             f"{EXP_QUOTA}:check",
             "fedhub.services.experiments.scheduler:ExperimentScheduler._client_hours_refusal",
+            "fedhub.services.experiments.federations.runner:FederationRunner.check_members",
+            "fedhub.services.experiments.federations.runner:FederationRunner._stop_reason",
         ),
         price="client_hours",
     ),
