@@ -150,7 +150,8 @@ FEDERATION_WRITES: dict[str, str] = {
 # the tenant registry and its revision counter (read to resolve a slug, before
 # any tenant is known), local credentials and their history (keyed by user name,
 # read at login), the rate limiter's counters (keys hash the tenant), the audit
-# service's signing keys, erasure log and spool offsets (platform bookkeeping).
+# service's signing keys, erasure log and spool offsets (platform bookkeeping), the
+# tiers stored in the database (the platform's price list, read by every scope: 0019).
 PLATFORM_TABLES = frozenset(
     {
         "fedhub_tenants",
@@ -162,6 +163,8 @@ PLATFORM_TABLES = frozenset(
         "fedhub_audit_keys",
         "fedhub_audit_erasures",
         "fedhub_audit_spool_offsets",
+        "fedhub_tier_versions",
+        "fedhub_tier_applied",
     }
 )
 
