@@ -80,7 +80,8 @@ class TenantStore(SignupMixin):
         totp_box: TotpSecretBox | None = None,
     ):
         self.db = db
-        self.tiers = tiers or load_tiers()
+        # the file's tiers and the database's (docs/tier-templates.md)
+        self.tiers = tiers or load_tiers(db=db if isinstance(db, str) else None)
         self._totp_box = totp_box
 
     @property
