@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Integer, String, func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fedhub import db as fedhub_db
@@ -165,20 +165,83 @@ class Tier(_Strict):
 
 
 class TierCatalog:
-    """The tiers and profiles of one ``tiers.yaml``."""
+    """The tiers and profiles of one ``tiers.yaml``, and the tiers a database adds.
+
+    A catalog made by :func:`load_tiers` with a database re-reads the database's tiers
+    when they are older than :data:`STORED_TIERS_TTL` seconds, so a tier imported or a
+    version applied reaches a running hub and its services without a restart.
+    """
 
     def __init__(
         self,
         tiers: Mapping[str, Tier],
         profiles: Mapping[str, Profile],
         source: str,
-        versions: Mapping[str, int] | None = None,
+        *,
+        db: str | None = None,
     ):
-        self.tiers = dict(tiers)
+        self._file_tiers = dict(tiers)
         self.profiles = dict(profiles)
         self.source = source
-        #: the tiers that come from the database, and the version of each that applies
-        self.versions = dict(versions or {})
+        self._db = db
+        self._tiers = dict(tiers)
+        self._versions: dict[str, int] = {}
+        self._stored_seen: dict[str, tuple[int, dict[str, Any]]] = {}
+        if db:
+            self._refresh(strict=True)
+
+    @property
+    def tiers(self) -> dict[str, Tier]:
+        self._refresh()
+        return self._tiers
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """The tiers that come from the database, and the version of each that applies."""
+        self._refresh()
+        return self._versions
+
+    def _refresh(self, strict: bool = False) -> None:
+        """Merge the database's tiers in (the file wins for a name it defines). ``strict``
+        (at load): a bad stored tier raises; later it is logged and the last good kept."""
+        if self._db is None or (not strict and _tiers_database(self._db) is None):
+            return
+        try:
+            stored = applied_tiers(self._db)
+        except SQLAlchemyError as e:
+            if strict:
+                raise
+            log.warning("tiers of the database not re-read (%s): the last ones kept", e)
+            return
+        if stored == self._stored_seen:
+            return
+        self._stored_seen = stored
+        tiers, versions = dict(self._file_tiers), {}
+        for name, (version, definition) in sorted(stored.items()):
+            if name in tiers:
+                log.warning(
+                    "tier %r of the database (version %d) is ignored: %s defines it and wins",
+                    name,
+                    version,
+                    self.source,
+                )
+                continue
+            where = f"{TierVersion.__tablename__} (version {version})"  # not the URL: a password
+            try:
+                tier = Tier.model_validate(definition)
+                self._check_profiles(name, tier, where)
+            except ValidationError as e:
+                error = ConfigError(_describe(e, f"{where}: tier {name!r}"))
+            except ConfigError as e:
+                error = e
+            else:
+                tiers[name], versions[name] = tier, version
+                continue
+            if strict:
+                raise error from None
+            log.error("%s; the tiers read before are kept", error.message)
+            return
+        self._tiers, self._versions = tiers, versions
 
     def origin(self, name: str) -> str:
         """Where a tier is defined: the file, or the database and the version that applies."""
@@ -225,7 +288,7 @@ class TierCatalog:
                     f" (declared: {', '.join(sorted(self.profiles))})"
                 )
 
-    @cached_property
+    @property
     def as_dict(self) -> dict[str, Any]:
         return {
             "profiles": {k: v.model_dump() for k, v in self.profiles.items()},
@@ -304,28 +367,9 @@ def load_tiers(path: str | os.PathLike | None = None, *, db: str | None = None) 
     """
     catalog = load_tiers_file(path)
     url = _tiers_database(db)
-    stored = applied_tiers(url) if url else {}
-    if not stored:
+    if not url:
         return catalog
-    tiers = dict(catalog.tiers)
-    versions = {}
-    for name, (version, definition) in sorted(stored.items()):
-        if name in tiers:
-            log.warning(
-                "tier %r of the database (version %d) is ignored: %s defines it and wins",
-                name,
-                version,
-                catalog.source,
-            )
-            continue
-        where = f"{TierVersion.__tablename__} (version {version})"  # never the URL: a password
-        try:
-            tiers[name] = Tier.model_validate(definition)
-        except ValidationError as e:
-            raise ConfigError(_describe(e, f"{where}: tier {name!r}")) from None
-        catalog._check_profiles(name, tiers[name], where)
-        versions[name] = version
-    return TierCatalog(tiers, catalog.profiles, catalog.source, versions)
+    return TierCatalog(catalog.tiers, catalog.profiles, catalog.source, db=url)
 
 
 def load_tiers_file(path: str | os.PathLike | None = None) -> TierCatalog:

@@ -15,12 +15,14 @@ from fedhub.cli.common import ACTOR, db_url, output, table
 from fedhub.cli.tenants import parse_overrides
 from fedhub.errors import ConfigError
 from fedhub.tiers import (
+    STORED_TIERS_TTL,
     Tier,
     TierCatalog,
     _describe,
     _merge,
     apply_tier_version,
     load_tiers,
+    load_tiers_file,
     store_tier_version,
     tier_versions,
 )
@@ -31,13 +33,20 @@ def command():
     """Inspect and validate tiers.yaml; export, import, clone and diff tier templates."""
 
 
+def _catalog(ctx, path) -> TierCatalog:
+    """PATH: that file alone; else what the hub sees: the configured file and the tiers of
+    the database (when it exists: these commands never create one)."""
+    return load_tiers_file(path) if path else load_tiers(db=db_url(ctx))
+
+
 @command.command("show")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--full", is_flag=True, help="Every key of every tier, as YAML.")
-def show(path, as_json, full):
-    """Show the tiers (default file: $FEDHUB_TIERS or hub_config/tiers.yaml)."""
-    catalog = load_tiers(path)
+@click.pass_context
+def show(ctx, path, as_json, full):
+    """Show the tiers (default: the configured file with the database's tiers; PATH: a file)."""
+    catalog = _catalog(ctx, path)
     if full or as_json:
         output(catalog.as_dict, as_json, yaml.safe_dump(catalog.as_dict, sort_keys=False).rstrip())
         return
@@ -80,10 +89,11 @@ def show(path, as_json, full):
 @command.command("limits")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def limits_table(path, as_json):
+@click.pass_context
+def limits_table(ctx, path, as_json):
     """Every tier key from the limits registry: unit, window, meter, where it is enforced,
     and each tier's value (one column per tier). Keys not enforced yet are marked."""
-    catalog = load_tiers(path)
+    catalog = _catalog(ctx, path)
     names = catalog.names()
     data = []
     rows = []
@@ -138,7 +148,7 @@ def _cell(value) -> str:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def validate(path):
     """Check a tiers file; exits non-zero naming the file, tier and key of a problem."""
-    catalog = load_tiers(path)
+    catalog = load_tiers_file(path)
     click.echo(
         f"{catalog.source}: {len(catalog.tiers)} tiers, {len(catalog.profiles)} profiles, OK"
     )
@@ -370,6 +380,6 @@ def apply(ctx, name, version):
     url = _database(ctx)
     row = apply_tier_version(url, name, version, actor=ACTOR)
     click.echo(
-        f"Tier {name!r} version {row.version} applies from now on (a running hub and its "
-        "services use it after their restart; docs/tier-templates.md)."
+        f"Tier {name!r} version {row.version} applies from now on, to every tenant on it "
+        f"(a running hub and its services read it within {STORED_TIERS_TTL:g} s)."
     )

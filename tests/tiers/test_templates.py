@@ -293,6 +293,8 @@ def test_the_hubs_loader_sees_imported_tiers(hub_db, monkeypatch):
     assert (
         catalog.get("gold").max_users == 12 and catalog.origin("gold") == "the database, version 1"
     )
+    shown = json.loads(run(state, "show", "--json").output)["tiers"]  # what the hub sees
+    assert list(shown)[4:] == ["gold"] and shown["gold"]["max_users"] == 12
     tenant = TenantStore(url, catalog).create_tenant("globex", tier="gold")
     assert tenant.tier == "gold"
     # a process told of no database reads the file alone
@@ -337,3 +339,33 @@ def test_a_services_unscoped_and_tenant_transactions_read_stored_tiers(migrated_
             assert load_tiers(db=url).get("gold").max_users == 12
     forget_stored_tiers()
     assert load_tiers(db=url).versions == {"gold": 1}  # unscoped, as fedhub_tenant
+
+
+def test_a_catalog_loaded_at_start_follows_imports_and_applies(hub_db, monkeypatch, caplog):
+    """The hub and the services load their catalog once; the database's part is re-read
+    when older than STORED_TIERS_TTL (0 here: every access), so a running hub spawns for
+    a tenant on a tier imported after it started, and sees a version applied later."""
+    from fedhub import tiers
+
+    state, url = hub_db
+    monkeypatch.setattr(tiers, "STORED_TIERS_TTL", 0.0)
+    monkeypatch.setenv("FEDHUB_DB_URL", url)
+    running = Fedhub(config=Config()).apply()
+    assert "gold" not in running
+    import_gold(state)
+    assert running.get("gold").max_users == 12
+    run(state, "clone", "gold", "gold", "--set", "max_users=13")
+    assert running.get("gold").max_users == 12  # stored, not applied
+    run(state, "apply", "gold", "--version", "2")
+    assert running.get("gold").max_users == 13 and running.versions == {"gold": 2}
+    # a stored version that no longer validates (written behind the CLI's back) is logged;
+    # the running catalog keeps what it had, a fresh load refuses to start
+    with fedhub_db.get_engine(url).begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE fedhub_tier_versions SET definition = json_set(definition, '$.max_users', -1)"
+            " WHERE version = 2"
+        )
+    assert running.get("gold").max_users == 13
+    assert "fedhub_tier_versions (version 2): tier 'gold', key 'max_users'" in caplog.text
+    with pytest.raises(ConfigError, match="tier 'gold', key 'max_users'"):
+        load_tiers(db=url)
