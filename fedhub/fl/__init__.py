@@ -13,7 +13,7 @@ services never pay for torch or Dask. See docs/fl.md.
 # first: without the fl extra, one line naming it instead of a traceback
 import fedhub.fl._requirements  # noqa: F401
 
-from . import aggregate, checkpoint, datasets, models, partition, strategies
+from . import aggregate, checkpoint, datasets, graphs, models, partition, strategies
 from .datasets import FederatedData
 from .experiment import Cancelled, Experiment, Result, Stragglers
 from .strategies import Strategy
@@ -31,6 +31,7 @@ __all__ = [
     "aggregate",
     "checkpoint",
     "datasets",
+    "graphs",
     "models",
     "partition",
     "strategies",

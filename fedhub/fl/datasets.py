@@ -251,6 +251,70 @@ def sbm(
     return FederatedData(clients, None, num_features, num_classes, "graph", "sbm", params)
 
 
+@registry.register(
+    "sbm_large",
+    params={
+        "num_clients": _CLIENTS,
+        "num_nodes": Param(int, min=100, max=100_000),
+        "num_communities": Param(int, min=1, max=1000),
+        "num_classes": Param(int, min=2, max=20),
+        "num_features": Param(int, min=1, max=256),
+        "avg_degree": Param(float, min=1.0, max=50.0),
+        "cross_fraction": Param(float, min=0.0, max=1.0),
+        "homophily": Param(float, min=0.0, max=1.0),
+        "label_purity": Param(float, min=0.0, max=1.0),
+        "feature_noise": Param(float, min=0.0, max=100.0),
+        "train_fraction": Param(float, min=0.01, max=0.9),
+        "test_fraction": _TEST_FRACTION,
+        "partitioner": Param(str, choices=("metis", "louvain", "random")),
+        "neighbour_features": Param(bool),
+        "seed": _SEED,
+    },
+)
+def sbm_large(
+    num_clients: int = 10,
+    num_nodes: int = 20_000,
+    num_communities: int = 40,
+    num_classes: int = 8,
+    num_features: int = 32,
+    avg_degree: float = 10.0,
+    cross_fraction: float = 0.1,
+    homophily: float = 0.7,
+    label_purity: float = 0.6,
+    feature_noise: float = 3.0,
+    train_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    partitioner: str = "metis",
+    neighbour_features: bool = False,
+    seed: int = 0,
+) -> FederatedData:
+    """Node classification on one community-structured graph split into client subgraphs.
+
+    The graph is :func:`fedhub.fl.graphs.community_graph`; ``partitioner`` (``metis``,
+    ``louvain``, ``random``) gives each node an owner; cut edges are dropped, and
+    ``params["edge_cut"]`` reports them. ``neighbour_features`` appends FedGCN's one-time
+    aggregate of each node's missing (cross-client) neighbours to its features, which
+    doubles ``num_features``. See docs/fl.md, "Graphs".
+    """
+    from . import graphs
+
+    if num_clients > num_nodes:
+        raise ValueError("num_clients must not exceed num_nodes")
+    graph = graphs.community_graph(
+        num_nodes, num_communities, num_classes, num_features, avg_degree, cross_fraction,
+        homophily, label_purity, feature_noise, seed,
+    )  # fmt: skip
+    owner = graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
+    train, test = graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
+    clients = graphs.split(graph, owner, num_clients, train, test, neighbour_features)
+    params = {"num_clients": num_clients, "num_nodes": num_nodes, "partitioner": partitioner,
+              "neighbour_features": neighbour_features, "seed": seed,
+              "edge_cut": graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
+    features = clients[0]["x"].shape[1]
+    return FederatedData(clients, None, features, num_classes, "graph", "sbm_large", params)
+
+
 def get(name: str, **params) -> FederatedData:
-    """Build a dataset by name: ``synthetic``, ``digits``, ``mnist5k``, ``sbm``."""
+    """Build a dataset by name: ``synthetic``, ``digits``, ``mnist5k``, ``sbm``,
+    ``sbm_large``."""
     return registry.get(name, **params)

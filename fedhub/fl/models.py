@@ -116,8 +116,70 @@ class GCN(nn.Module):
         return self.conv2(h, edge_index)
 
 
+_GRAPH_IN = Param(int, min=1, max=4096)
+
+
+@registry.register(
+    "sage",
+    params={
+        "in_features": _GRAPH_IN,
+        "num_classes": _CLASSES,
+        "hidden": Param(int, min=1, max=512),
+    },
+)
+class GraphSAGE(nn.Module):
+    """Two-layer GraphSAGE (Hamilton et al. 2017), mean aggregation, full-batch.
+
+    No neighbour sampling: torch-geometric's ``NeighborLoader`` needs ``pyg-lib`` or
+    ``torch-sparse``, which have no wheels for this torch; a client's subgraph (a few
+    thousand nodes) fits one full-batch step.
+    """
+
+    takes_graph = True
+
+    def __init__(self, in_features: int = 16, num_classes: int = 4, hidden: int = 64) -> None:
+        super().__init__()
+        from torch_geometric.nn import SAGEConv
+
+        self.conv1 = SAGEConv(in_features, hidden)
+        self.conv2 = SAGEConv(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x, edge_index))
+        return self.conv2(h, edge_index)
+
+
+@registry.register(
+    "gat",
+    params={
+        "in_features": _GRAPH_IN,
+        "num_classes": _CLASSES,
+        "hidden": Param(int, min=1, max=256),
+        "heads": Param(int, min=1, max=16),
+    },
+)
+class GAT(nn.Module):
+    """Two-layer GAT (Velickovic et al. 2018): ``heads`` attention heads of ``hidden``
+    channels, concatenated, then one head to the classes."""
+
+    takes_graph = True
+
+    def __init__(
+        self, in_features: int = 16, num_classes: int = 4, hidden: int = 16, heads: int = 4
+    ) -> None:
+        super().__init__()
+        from torch_geometric.nn import GATConv
+
+        self.conv1 = GATConv(in_features, hidden, heads=heads)
+        self.conv2 = GATConv(hidden * heads, num_classes, heads=1)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.elu(self.conv1(x, edge_index))
+        return self.conv2(h, edge_index)
+
+
 def get(name: str, **params) -> nn.Module:
-    """Build a model by name: ``logistic_regression``, ``mlp``, ``cnn``, ``gcn``."""
+    """Build a model by name: ``logistic_regression``, ``mlp``, ``cnn``, ``gcn``, ``sage``, ``gat``."""
     return registry.get(name, **params)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fedhub.errors import InvalidRequest
 
 #: Models that fit each dataset when the spec names none.
-DEFAULT_MODEL = {"sbm": "gcn"}
+DEFAULT_MODEL = {"sbm": "gcn", "sbm_large": "sage"}
 
 
 class ExperimentSpec(BaseModel):
@@ -27,8 +27,8 @@ class ExperimentSpec(BaseModel):
     dataset: str = Field(
         "synthetic",
         max_length=200,
-        description="a bundled dataset (synthetic, digits, mnist5k, sbm) or one of your "
-        "tenant's own: tenant/<name>@<version>",
+        description="a bundled dataset (synthetic, digits, mnist5k, sbm, sbm_large) or one of "
+        "your tenant's own: tenant/<name>@<version>",
     )
     dataset_params: dict[str, Any] = Field(default_factory=dict)
     partition: str | None = None
