@@ -204,7 +204,7 @@ class TierCatalog:
     def _refresh(self, strict: bool = False) -> None:
         """Merge the database's tiers in (the file wins for a name it defines). ``strict``
         (at load): a bad stored tier raises; later it is logged and the last good kept."""
-        if self._db is None or (not strict and _tiers_database(self._db) is None):
+        if self._db is None:
             return
         try:
             stored = applied_tiers(self._db)
@@ -213,7 +213,7 @@ class TierCatalog:
                 raise
             log.warning("tiers of the database not re-read (%s): the last ones kept", e)
             return
-        if stored == self._stored_seen:
+        if stored is self._stored_seen or stored == self._stored_seen:
             return
         self._stored_seen = stored
         tiers, versions = dict(self._file_tiers), {}
@@ -456,6 +456,16 @@ def applied_tiers(url: str) -> dict[str, tuple[int, dict[str, Any]]]:
         hit = _stored_cache.get(url)
         if hit and time.monotonic() - hit[0] < STORED_TIERS_TTL:
             return hit[1]
+    if _tiers_database(url) is None:
+        result = {}  # a SQLite file gone since: reading would make an empty one
+    else:
+        result = _read_applied(url)
+    with _stored_lock:
+        _stored_cache[url] = (time.monotonic(), result)
+    return result
+
+
+def _read_applied(url: str) -> dict[str, tuple[int, dict[str, Any]]]:
     newest = select(func.max(TierApplied.id)).group_by(TierApplied.name).scalar_subquery()
     query = (
         select(TierVersion.name, TierVersion.version, TierVersion.definition)
@@ -467,14 +477,8 @@ def applied_tiers(url: str) -> dict[str, tuple[int, dict[str, Any]]]:
     )
     with fedhub_db.get_engine(url).connect() as conn:
         if not inspect(conn).has_table(TierApplied.__tablename__):
-            result = {}  # not migrated yet: the file alone
-        else:
-            result = {
-                name: (version, definition) for name, version, definition in conn.execute(query)
-            }
-    with _stored_lock:
-        _stored_cache[url] = (time.monotonic(), result)
-    return result
+            return {}  # not migrated yet: the file alone
+        return {name: (version, definition) for name, version, definition in conn.execute(query)}
 
 
 def forget_stored_tiers() -> None:
