@@ -258,6 +258,11 @@ class TierCatalog:
         return known + sorted(set(self.tiers) - set(known))
 
     def get(self, name: str) -> Tier:
+        if name not in self.tiers and self._db is not None:
+            # a tier imported since the last read (a tenant just created on it): read now
+            # rather than refuse for up to STORED_TIERS_TTL seconds
+            forget_stored_tiers(self._db)
+            self._refresh()
         try:
             return self.tiers[name]
         except KeyError:
@@ -481,10 +486,13 @@ def _read_applied(url: str) -> dict[str, tuple[int, dict[str, Any]]]:
         return {name: (version, definition) for name, version, definition in conn.execute(query)}
 
 
-def forget_stored_tiers() -> None:
-    """Drop what this process read of the database's tiers (after it wrote some)."""
+def forget_stored_tiers(url: str | None = None) -> None:
+    """Drop what this process read of a database's tiers (default: of every database)."""
     with _stored_lock:
-        _stored_cache.clear()
+        if url is None:
+            _stored_cache.clear()
+        else:
+            _stored_cache.pop(url, None)
 
 
 def tier_sha256(definition: Mapping[str, Any]) -> str:

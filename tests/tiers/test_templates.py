@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from traitlets.config import Config
 
 from fedhub import db as fedhub_db
+from fedhub import tiers
 from fedhub.cli import main
 from fedhub.cli.common import ACTOR
 from fedhub.config import Fedhub
@@ -285,8 +287,14 @@ def test_the_hubs_loader_sees_imported_tiers(hub_db, monkeypatch):
     state, url = hub_db
     # no tier rows: exactly the file's catalog (the rest of the suite depends on it)
     monkeypatch.setenv("FEDHUB_DB_URL", url)
-    assert Fedhub(config=Config()).apply().as_dict == load_tiers_file().as_dict
+    at_start = Fedhub(config=Config()).apply()
+    assert at_start.as_dict == load_tiers_file().as_dict
     import_gold(state)
+    # another process (the hub) read the database just before the import: its cache is
+    # fresh and empty, yet its catalog finds the new name at once (a tenant just made on it)
+    monkeypatch.setitem(tiers._stored_cache, url, (time.monotonic(), {}))
+    assert "gold" not in at_start
+    assert at_start.get("gold").max_users == 12
     # what the hub's authenticator and every service call at start (c.Fedhub.tiers_file)
     catalog = Fedhub(config=Config()).apply()
     assert catalog.names()[:4] == ["free", "starter", "professional", "enterprise"]
