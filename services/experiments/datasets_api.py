@@ -128,8 +128,14 @@ class DatasetHandlerBase(BaseHandler):
             raise NotFound(f"no dataset {name!r}")
         return found
 
+    def tenant_for_delete(self) -> str:
+        """The caller's tenant; a platform admin names one with ``?tenant=`` (removing a
+        tenant's data on request), and asking for another tenant reads as missing (404)."""
+        self.require("experiments:run")
+        return self.tenant_for_read()
+
     async def remove(self, name: str, version: str | None) -> None:
-        slug = self.tenant_for_write()
+        slug = self.tenant_for_delete()
         _check_name(name)
         wanted = int(version) if version is not None else None
 
@@ -156,6 +162,7 @@ class DatasetHandlerBase(BaseHandler):
         removed = await run_blocking(remove)
         self.emit(
             "dataset.deleted",
+            tenant=slug,
             target=f"dataset:{name}",
             details={"name": name, "versions": removed},
         )

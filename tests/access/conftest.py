@@ -88,8 +88,39 @@ def seed_records(hub) -> dict:
                 )
             )
         records[tenant] = {"invoice": invoice["id"], "experiment": run_id,
-                           **seed_scheduled_job(hub, tenant)}  # fmt: skip
+                           **seed_scheduled_job(hub, tenant),
+                           **seed_dataset_and_federation(hub, tenant)}  # fmt: skip
     return records
+
+
+def seed_dataset_and_federation(hub, tenant: str) -> dict:
+    """A private dataset of the tenant's, and a federation its admin made on it and cancelled
+    while a draft (the tenant its only member; nothing ever trains)."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+
+    admin = hub.token(PEOPLE[Role.TENANT_ADMIN][tenant])
+    api = "/services/experiments/api/v1"
+    buf = io.BytesIO()
+    np.savez(buf, x=np.eye(8, 2, dtype=np.float32), y=np.arange(8, dtype=np.int64) % 2,
+             split=(np.arange(8) % 4 == 0).astype(np.uint8))  # fmt: skip
+    schema = {"features": [{"name": "a", "dtype": "float32"}, {"name": "b", "dtype": "float32"}],
+              "label": {"name": "y", "num_classes": 2}}  # fmt: skip
+    meta = base64.urlsafe_b64encode(json.dumps({"schema": schema}).encode()).decode()
+    r = hub.api("POST", f"{api}/datasets/table-test", admin, data=buf.getvalue(),
+                headers={"X-Fedhub-Dataset": meta, "Content-Type": "application/octet-stream"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    r = hub.api("POST", f"{api}/federations", admin,
+                json={"name": "table test", "dataset": "table-test"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    fed_id = r.json()["id"]
+    # cancelled: running and cancelling it again are refused (409) whoever asks first
+    r = hub.api("POST", f"{api}/federations/{fed_id}/cancel", admin)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+    return {"dataset": "table-test", "federation": fed_id}
 
 
 def seed_scheduled_job(hub, tenant: str) -> dict:

@@ -36,6 +36,7 @@ class Endpoint:
     ok: int  # the status when allowed (a 4xx that is not 403/404 proves the check passed)
     body: object = None
     tenant_data: bool = True  # another tenant's caller gets 404
+    admins_only: bool = False  # beyond the permission, the caller must be an admin
 
     def url(self, tenant: str, records: dict) -> str:
         ids = records[tenant]
@@ -45,6 +46,8 @@ class Endpoint:
 
 AUDIT_READ = ("audit:read", "audit:read-if-tier", "audit:read-all")
 JOB, RUN = r"api/v1/jobs/([0-9a-f]{32})", r"api/v1/runs/([0-9a-f]{32})"
+DATASETS, DATASET = r"api/v1/datasets", r"api/v1/datasets/([^/]{1,200})"
+FED = r"api/v1/federations/([0-9a-f]{1,32})"
 TABLE = [
     # billing (fedhub.services.billing.app.ROUTES)
     Endpoint(
@@ -179,6 +182,97 @@ TABLE = [
     Endpoint(
         "experiments", r"api/v1/quota", "GET", ("usage:read",), "api/v1/quota?tenant={tenant}", 200
     ),
+    # private datasets (fedhub.services.experiments.datasets_api.handlers)
+    *(
+        Endpoint("experiments", route, method, (need,), path, ok, body=body, tenant_data=own)
+        for route, method, need, path, ok, body, own in (
+            (
+                DATASETS,
+                "GET",
+                "experiments:read",
+                "api/v1/datasets?tenant={tenant}",
+                200,
+                None,
+                True,
+            ),
+            (
+                DATASET,
+                "GET",
+                "experiments:read",
+                "api/v1/datasets/{dataset}?tenant={tenant}",
+                200,
+                None,
+                True,
+            ),
+            # no metadata header: refused after the check (a platform admin has no tenant: 400)
+            (DATASET, "POST", "experiments:run", "api/v1/datasets/{dataset}", 400, ["x"], False),
+            # an absent name: the check passed, nothing is there to delete
+            (
+                DATASET,
+                "DELETE",
+                "experiments:run",
+                "api/v1/datasets/absent?tenant={tenant}",
+                404,
+                None,
+                True,
+            ),
+            (
+                DATASET + r"/([0-9]{1,9})",
+                "DELETE",
+                "experiments:run",
+                "api/v1/datasets/absent/1?tenant={tenant}",
+                404,
+                None,
+                True,
+            ),
+        )  # fmt: skip
+    ),
+    # federations (fedhub.services.experiments.federations.handlers): a federation is read
+    # by its member tenants' callers; changes are for admins. Outsiders get 404 before the
+    # admin check. The seeded federation was cancelled as a draft, its owner its only member.
+    Endpoint(
+        "experiments",
+        r"api/v1/federations",
+        "GET",
+        ("experiments:read",),
+        "api/v1/federations",
+        200,
+        tenant_data=False,
+    ),
+    Endpoint(
+        "experiments",
+        r"api/v1/federations",
+        "POST",
+        ("experiments:run",),
+        "api/v1/federations",
+        400,
+        body=["x"],
+        tenant_data=False,
+        admins_only=True,
+    ),
+    *(
+        Endpoint(
+            "experiments",
+            FED + tail,
+            method,
+            ("experiments:read",),
+            "api/v1/federations/{federation}" + tail,
+            ok,
+            body=body,
+            admins_only=admins,
+        )
+        for tail, method, ok, body, admins in (
+            ("", "GET", 200, None, False),
+            ("/invitations", "POST", 400, ["x"], True),
+            ("/join", "POST", 400, ["x"], True),
+            ("/decline", "POST", 400, ["x"], True),
+            ("/run", "POST", 409, None, True),  # cancelled: refused, nothing trains
+            ("/cancel", "POST", 409, None, True),  # cancelled already
+            ("/rounds", "GET", 200, None, False),
+            ("/metrics", "GET", 200, None, False),
+            ("/model", "GET", 404, None, False),  # never ran: no model
+        )
+    ),  # fmt: skip
     # scheduler (fedhub.services.scheduler.handlers.handlers); the seeded job is the member's,
     # so every caller holding scheduler:run may change it (tests/access/conftest.py)
     *(
@@ -241,10 +335,12 @@ def service_endpoints() -> set[tuple[str, str, str]]:
 
     from fedhub.services.audit.handlers import routes
     from fedhub.services.billing.app import ROUTES
+    from fedhub.services.experiments.federations import handlers as federation_handlers
     from fedhub.services.experiments.handlers import handlers
     from fedhub.services.scheduler.handlers import handlers as scheduler_handlers
 
-    tables = {"billing": ROUTES, "audit": routes(), "experiments": handlers(),
+    tables = {"billing": ROUTES, "audit": routes(),
+              "experiments": [*handlers(), *federation_handlers()],
               "scheduler": scheduler_handlers()}  # fmt: skip
     return {
         (service, route, method.upper())
@@ -367,6 +463,8 @@ def expected(endpoint: Endpoint, caller: str, permissions: frozenset, own: bool)
         return 403
     if not own and endpoint.tenant_data and caller != "platform-admin":
         return 404
+    if endpoint.admins_only and caller not in ("platform-admin", "tenant-admin"):
+        return 403
     return endpoint.ok
 
 
