@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Float, Unicode, default
 from traitlets.config import Config, Configurable, LoggingConfigurable, PyFileConfigLoader
 
 from fedhub import tiers
@@ -52,12 +52,26 @@ class Fedhub(LoggingConfigurable):
         """,
     )
 
+    stored_tiers_ttl = Float(
+        tiers.STORED_TIERS_TTL,
+        min=0,
+        config=True,
+        help="""Seconds a process reuses the tiers it read from the database (tiers made by
+        ``fedhub tiers import|clone``, docs/tier-templates.md) before reading them again: how
+        long a version applied with ``fedhub tiers apply`` takes to reach a running hub and
+        its services. A tier name a process does not know yet is read at once.
+
+            c.Fedhub.stored_tiers_ttl = 30
+        """,
+    )
+
     @default("tiers_file")
     def _default_tiers_file(self):
         return os.environ.get("FEDHUB_TIERS", "")
 
     def apply(self) -> tiers.TierCatalog:
         """Make the configured tiers file this process's default; load and validate it."""
+        tiers.STORED_TIERS_TTL = self.stored_tiers_ttl
         path = self.tiers_file or None
         catalog = tiers.load_tiers(path)  # raises ConfigError naming the file and key
         tiers.use_tiers_file(path)
