@@ -356,9 +356,10 @@ def test_a_catalog_loaded_at_start_follows_imports_and_applies(hub_db, monkeypat
     from fedhub import tiers
 
     state, url = hub_db
-    monkeypatch.setattr(tiers, "STORED_TIERS_TTL", 0.0)
+    monkeypatch.setattr(tiers, "STORED_TIERS_TTL", tiers.STORED_TIERS_TTL)  # restored after
     monkeypatch.setenv("FEDHUB_DB_URL", url)
-    running = Fedhub(config=Config()).apply()
+    running = Fedhub(config=Config({"Fedhub": {"stored_tiers_ttl": 0}})).apply()
+    assert tiers.STORED_TIERS_TTL == 0
     assert "gold" not in running
     import_gold(state)
     assert running.get("gold").max_users == 12
