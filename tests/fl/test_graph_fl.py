@@ -136,3 +136,20 @@ def test_service_spec_names_the_bad_graph_field():
     with pytest.raises(InvalidRequest) as info:
         parse_spec({"dataset": "sbm_large", "dataset_params": {"partitioner": "kmeans"}})
     assert "dataset_params.partitioner" in str(info.value)
+
+
+def test_service_builds_and_runs_an_sbm_large_spec(dask_client):
+    from fedhub.services.experiments.build import build_experiment
+    from fedhub.services.experiments.spec import parse_spec
+
+    spec = parse_spec({
+        "dataset": "sbm_large", "clients": 3, "rounds": 3, "local_epochs": 3, "lr": 0.3,
+        "dataset_params": {"num_nodes": 600, "num_communities": 6, "num_classes": 3,
+                           "train_fraction": 0.3, "partitioner": "louvain",
+                           "neighbour_features": True},
+    })  # fmt: skip
+    exp = build_experiment(spec)
+    assert exp.data.num_features == 64  # 32 features and their missing-neighbour block
+    assert isinstance(exp.model(), fl.models.GraphSAGE)
+    result = exp.run(client=dask_client, progress=None)
+    assert len(result.history) == 3 and result.final_accuracy > 0.4  # 3 classes
