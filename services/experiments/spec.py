@@ -116,6 +116,26 @@ def check_names(spec: ExperimentSpec) -> None:
                 details={"field": "partition"},
             )
     check_params(spec)
+    if not tenant_dataset:
+        _check_clients_fit_the_graph(spec)
+
+
+def _check_clients_fit_the_graph(spec: ExperimentSpec) -> None:
+    """A graph split over more clients than it has nodes fails at submission (400)."""
+    import inspect
+
+    from fedhub import fl
+
+    parameter = inspect.signature(fl.datasets.registry.constructor(spec.dataset)).parameters
+    if "num_nodes" not in parameter:
+        return
+    nodes = spec.dataset_params.get("num_nodes", parameter["num_nodes"].default)
+    if isinstance(nodes, int) and spec.clients > nodes:
+        raise InvalidRequest(
+            f"clients: {spec.clients} clients cannot split a graph of {nodes} nodes "
+            "(dataset_params.num_nodes)",
+            details={"field": "clients"},
+        )
 
 
 def model_name(spec: ExperimentSpec) -> str:

@@ -136,6 +136,10 @@ def test_service_spec_names_the_bad_graph_field():
     with pytest.raises(InvalidRequest) as info:
         parse_spec({"dataset": "sbm_large", "dataset_params": {"partitioner": "kmeans"}})
     assert "dataset_params.partitioner" in str(info.value)
+    with pytest.raises(InvalidRequest, match="200 clients cannot split a graph of 100 nodes"):
+        parse_spec({"dataset": "sbm_large", "dataset_params": {"num_nodes": 100},
+                    "clients": 200})  # fmt: skip
+    assert parse_spec({"dataset": "sbm_large", "clients": 100}).clients == 100  # 20,000 nodes
 
 
 def test_service_builds_and_runs_an_sbm_large_spec(dask_client):
