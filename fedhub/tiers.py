@@ -140,6 +140,9 @@ class Tier(_Strict):
     experiments_per_month: NonNegativeInt
     max_clients_per_experiment: NonNegativeInt
     max_concurrent_experiments: NonNegativeInt = 1
+    # agent groups of one graph_td3 experiment (each counts as a client); a tier that does
+    # not say runs none
+    max_agents_per_experiment: NonNegativeInt = 0
     federated_client_hours_per_month: NonNegativeFloat = 0.0
     # per experiment: how long one run may hold the shared workers (checked at submission)
     max_rounds_per_experiment: int = Field(100, ge=1, le=10_000)

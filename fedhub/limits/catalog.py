@@ -175,6 +175,15 @@ LIMITS: tuple[Limit, ...] = (
         enforcers=(f"{EXP_QUOTA}:check",),
     ),
     Limit(
+        "max_agents_per_experiment",
+        LIMIT,
+        "Agent groups (clients) of one reinforcement-learning experiment (graph_td3)",
+        "agents",
+        REQUEST,
+        enforced_at=(SERVICE, RUNTIME),
+        enforcers=(f"{EXP_QUOTA}:check_size",),
+    ),
+    Limit(
         "max_concurrent_experiments",
         LIMIT,
         "Experiments queued or running at once (a running federation counts for each member)",
