@@ -73,6 +73,7 @@ def usage(session: Session, tenant: str, now: datetime | None = None) -> dict[st
 SERVICE_LIMITS = (
     "experiments_per_month",
     "max_clients_per_experiment",
+    "max_agents_per_experiment",
     "max_concurrent_experiments",
     "federated_client_hours_per_month",
     "max_rounds_per_experiment",
@@ -93,12 +94,23 @@ def _refuse(tier_name: str, limit: str, value, current, message: str, requested=
     )
 
 
-def check_size(tier_name: str, tier: Tier, rounds: int, local_epochs: int) -> None:
-    """Refuse a run longer than the tier allows one experiment to hold the shared workers.
+def check_size(tier_name: str, tier: Tier, rounds: int, local_epochs: int, agents: int = 0) -> None:
+    """Refuse a run longer or larger than the tier allows one experiment to hold the
+    shared workers (``agents``: a graph_td3 experiment's agent groups, 0 for FL).
 
     Checked at submission (:func:`check`) and again by the runner before it starts a run,
     because a tier (or a tenant's override) may have changed while the run was queued.
     """
+    if agents > tier.max_agents_per_experiment:
+        _refuse(
+            tier_name,
+            "max_agents_per_experiment",
+            tier.max_agents_per_experiment,
+            None,
+            f"an experiment may have at most {tier.max_agents_per_experiment} agent groups,"
+            f" this one asks for {agents}",
+            requested=agents,
+        )
     if rounds > tier.max_rounds_per_experiment:
         _refuse(
             tier_name,
@@ -129,6 +141,7 @@ def check(
     clients: int,
     rounds: int = 1,
     local_epochs: int = 1,
+    agents: int = 0,
 ) -> dict:
     """Raise :class:`QuotaExceeded` naming the first limit the new run would break.
 
@@ -139,7 +152,7 @@ def check(
     def refuse(limit: str, value, current, message: str, requested=1):
         _refuse(tier_name, limit, value, current, message, requested)
 
-    check_size(tier_name, tier, rounds, local_epochs)
+    check_size(tier_name, tier, rounds, local_epochs, agents)
     if clients > tier.max_clients_per_experiment:
         refuse(
             "max_clients_per_experiment",
@@ -184,7 +197,8 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
     """
     with session_scope(db_url) as s:
         tenant_lock(s, tenant)
-        check(s, tenant, tier_name, tier, spec.clients, spec.rounds, spec.local_epochs)
+        check(s, tenant, tier_name, tier, spec.clients, spec.rounds, spec.local_epochs,
+              spec.agents or 0)  # fmt: skip
         run = ExperimentRun(
             id=uuid.uuid4().hex[:16],
             tenant=tenant,

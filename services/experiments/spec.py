@@ -8,14 +8,59 @@ objects from the validated spec only (third layer: nothing from the request reac
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedhub.errors import InvalidRequest
 
+#: "field: ..." or "field.sub: ..." at the start of a cross-field check's message
+_NAMED = re.compile(r"^[a-z_]+(\.[a-z_]+)*: ")
+
 #: Models that fit each dataset when the spec names none.
 DEFAULT_MODEL = {"sbm": "gcn", "sbm_large": "sage"}
+
+#: Fields that describe supervised FL; a graph_td3 experiment leaves them at their defaults
+#: (its data is the simulator, its model the graph actor and critics).
+FL_ONLY = ("dataset", "dataset_params", "partition", "partition_params", "model",
+           "model_params", "batch_size", "lr", "stragglers", "straggler_policy")  # fmt: skip
+
+
+class TrafficEnvironment(BaseModel):
+    """A signalised road grid in SUMO (``fedhub.fl.rl.traffic.TrafficConfig``), bounded so
+    that one episode stays a few seconds of simulation on a shared worker. The demand and
+    incident seed is the spec's ``seed``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["traffic-grid"] = "traffic-grid"
+    grid: int = Field(4, ge=2, le=8, description="grid x grid intersections")
+    length: float = Field(200.0, ge=50, le=1000, description="metres between intersections")
+    lanes: int = Field(2, ge=1, le=4, description="lanes per direction")
+    episode_seconds: int = Field(900, ge=60, le=3600, description="simulated seconds")
+    decision_seconds: int = Field(
+        30, ge=5, le=120, description="simulated seconds between two signal decisions"
+    )
+    demand: float = Field(0.25, ge=0.01, le=2, description="vehicles per second entering")
+    demand_shift: bool = Field(True, description="the main flow changes direction mid-episode")
+    incident: bool = Field(True, description="one road blocked for a while each episode")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("environment.seed: set it with the top-level field 'seed'")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> TrafficEnvironment:
+        if self.decision_seconds > self.episode_seconds:
+            raise ValueError(
+                f"environment.decision_seconds: {self.decision_seconds} s must not exceed"
+                f" environment.episode_seconds ({self.episode_seconds} s)"
+            )
+        return self
 
 
 class ExperimentSpec(BaseModel):
@@ -46,9 +91,37 @@ class ExperimentSpec(BaseModel):
     stragglers: float = Field(0.0, ge=0, le=1)
     straggler_policy: Literal["drop", "partial"] = "drop"
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    algorithm: Literal["fl", "graph_td3"] = Field(
+        "fl",
+        description="fl: supervised federated learning on 'dataset'; graph_td3: federated "
+        "graph-TD3 agents controlling traffic signals in 'environment'",
+    )
+    environment: TrafficEnvironment | None = Field(
+        None, description="graph_td3 only: the simulated road network (default: a 4x4 grid)"
+    )
+    agents: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="graph_td3 only (required): agent groups, each a district of the network "
+        "trained as one client",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
+        if self.algorithm == "graph_td3":
+            self._check_rl()
+        else:
+            if self.agents is not None:
+                raise ValueError(
+                    'agents: only graph_td3 experiments have agents (set "algorithm":'
+                    " \"graph_td3\"; an FL experiment's are its 'clients')"
+                )
+            if self.environment is not None:
+                raise ValueError(
+                    "environment: only graph_td3 experiments run in an environment (set"
+                    ' "algorithm": "graph_td3"; an FL experiment trains on its \'dataset\')'
+                )
         if self.clients_per_round is None:
             self.clients_per_round = min(10, self.clients)
         if self.clients_per_round > self.clients:
@@ -63,6 +136,39 @@ class ExperimentSpec(BaseModel):
                     f" '{'clients' if key == 'num_clients' else key}'"
                 )
         return self
+
+    def _check_rl(self) -> None:
+        """graph_td3: agents are the clients; FL's data and model fields do not apply."""
+        if self.agents is None:
+            raise ValueError(
+                "agents: a graph_td3 experiment needs 'agents', the number of agent groups"
+                " (districts of the network), e.g. 4"
+            )
+        for field in FL_ONLY:
+            if getattr(self, field) != type(self).model_fields[field].get_default(
+                call_default_factory=True
+            ):
+                raise ValueError(
+                    f"{field}: a graph_td3 experiment takes none (its data is the simulator"
+                    " in 'environment', its model the graph actor and critics)"
+                )
+        if "clients" in self.model_fields_set and self.clients != self.agents:
+            raise ValueError(
+                f"clients: a graph_td3 experiment's clients are its agent groups; set"
+                f" 'agents' ({self.agents}), not 'clients' ({self.clients})"
+            )
+        self.clients = self.agents
+        if self.environment is None:
+            self.environment = TrafficEnvironment()
+        intersections = self.environment.grid**2
+        if self.agents > intersections:
+            raise ValueError(
+                f"agents: {self.agents} agent groups cannot split a"
+                f" {self.environment.grid}x{self.environment.grid} grid of {intersections}"
+                " intersections (environment.grid)"
+            )
+        if self.clients_per_round is None:
+            self.clients_per_round = self.agents
 
 
 def is_tenant_dataset(spec: ExperimentSpec) -> bool:
@@ -91,6 +197,9 @@ def check_names(spec: ExperimentSpec) -> None:
     """Unknown registry names fail at submission, not minutes later in the runner."""
     from fedhub import fl
 
+    if spec.algorithm == "graph_td3":
+        _check_strategy(spec)
+        return
     tenant_dataset = is_tenant_dataset(spec)
     if tenant_dataset:
         check_tenant_dataset(spec)
@@ -118,6 +227,23 @@ def check_names(spec: ExperimentSpec) -> None:
     check_params(spec)
     if not tenant_dataset:
         _check_clients_fit_the_graph(spec)
+
+
+def _check_strategy(spec: ExperimentSpec) -> None:
+    """A graph_td3 spec names only a strategy of the engine's registry (and its bounds)."""
+    from fedhub import fl
+    from fedhub.fl.registry import ParameterError
+
+    if spec.strategy.lower() not in fl.strategies.registry.names():
+        raise InvalidRequest(
+            f"strategy: unknown strategy {spec.strategy!r};"
+            f" known: {', '.join(fl.strategies.registry.names())}",
+            details={"field": "strategy"},
+        )
+    try:
+        fl.strategies.registry.check(spec.strategy, spec.strategy_params)
+    except ParameterError as e:
+        raise InvalidRequest(str(e), details={"field": e.field, **e.bound}) from None
 
 
 def _check_clients_fit_the_graph(spec: ExperimentSpec) -> None:
@@ -192,6 +318,9 @@ def parse_spec(body: Any) -> ExperimentSpec:
             field = ".".join(str(p) for p in err["loc"]) or "spec"
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             msg = msg.removeprefix("Value error, ")
+            if field in ("spec", "environment") and _NAMED.match(msg):
+                # a cross-field check's message starts with the field it blames
+                field, msg = msg.split(": ", 1)
             problems.append(f"{field}: {msg}" if field != "spec" else msg)
             fields.append(field)
         raise InvalidRequest("; ".join(problems), details={"fields": fields}) from None
