@@ -75,3 +75,20 @@ class Quota(BaseModel):
     limits: dict[str, Any]
     usage: dict[str, Any]
     meters: list[MeterRow]
+
+
+class Agent(BaseModel):
+    agent: int = Field(description="the agent group's index (a client of the run)")
+    district: int = Field(description="the district of the network the group controls")
+    last_reward: float | None = Field(
+        description="its reward in the last round it trained (null before its first)"
+    )
+    episodes: int = Field(description="episodes it has simulated so far")
+    health: Literal["ok", "lost", "retrying"] = Field(
+        description="lost: its worker was lost and the round's retries ran out"
+    )
+
+
+class Agents(BaseModel):
+    experiment: str
+    agents: list[Agent] = Field(description="empty until the run's first round is recorded")

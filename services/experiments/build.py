@@ -7,8 +7,14 @@ output sizes, where the partitioner goes) can be read and tested on its own.
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
 from .spec import DEFAULT_MODEL, ExperimentSpec
+
+#: libsumo runs one simulation per process, and building an RL experiment probes its
+#: network in the service's process: one build at a time (the runs' threads share it)
+_SIMULATOR = threading.Lock()
 
 
 def build_experiment(spec: ExperimentSpec, data=None):
@@ -19,6 +25,8 @@ def build_experiment(spec: ExperimentSpec, data=None):
     """
     from fedhub import fl
 
+    if spec.algorithm == "graph_td3":
+        return build_rl_experiment(spec)
     if data is None:
         params = dict(spec.dataset_params)
         if spec.partition:
@@ -43,6 +51,42 @@ def build_experiment(spec: ExperimentSpec, data=None):
         stragglers=fl.Stragglers(spec.stragglers, spec.straggler_policy),
         seed=spec.seed,
     )
+
+
+def rl_settings(spec: ExperimentSpec) -> dict[str, Any]:
+    """What a graph_td3 spec asks of the RL engine (:func:`fedhub.fl.rl.federated.
+    build_experiment`): the environment's ``TrafficConfig`` fields (its seed the spec's),
+    the agent groups as clients, and ``local_epochs`` as each group's episodes per round."""
+    environment = spec.environment.model_dump(exclude={"name"})
+    return {
+        "config": {**environment, "seed": spec.seed},
+        "clients": spec.agents,
+        "rounds": spec.rounds,
+        "clients_per_round": spec.clients_per_round,
+        "episodes_per_round": spec.local_epochs,
+        "seed": spec.seed,
+        "strategy": (spec.strategy, dict(spec.strategy_params)),
+    }
+
+
+def build_rl_experiment(spec: ExperimentSpec):
+    """An ``fl.Experiment`` whose clients are graph-TD3 agent groups on the spec's grid."""
+    from fedhub import fl
+    from fedhub.fl.rl import federated
+    from fedhub.fl.rl.traffic import TrafficConfig
+
+    settings = rl_settings(spec)
+    name, params = settings["strategy"]
+    with _SIMULATOR:
+        return federated.build_experiment(
+            TrafficConfig(**settings["config"]),
+            settings["clients"],
+            settings["rounds"],
+            strategy=fl.strategies.get(name, **params),
+            episodes_per_round=settings["episodes_per_round"],
+            seed=settings["seed"],
+            clients_per_round=settings["clients_per_round"],
+        )
 
 
 def tenant_data(spec: ExperimentSpec, tenant: str, executor, store):

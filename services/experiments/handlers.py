@@ -7,6 +7,7 @@
     GET  /experiments/{id}/events     server-sent events: one ``round`` event per round,
                                       then ``status`` when the run ends
     GET  /experiments/{id}/weights    the final weights (``torch.save`` of the state dict)
+    GET  /experiments/{id}/agents     a graph_td3 run's agent groups, as of its last round
     GET  /quota                       the tenant's tier, experiment limits and usage
     /datasets...                      tenants' private datasets (:mod:`.datasets_api`)
 
@@ -29,7 +30,15 @@ from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
 from . import quota
-from .api_models import EventsQuery, Experiment, ExperimentPage, PageQuery, Quota, TenantQuery
+from .api_models import (
+    Agents,
+    EventsQuery,
+    Experiment,
+    ExperimentPage,
+    PageQuery,
+    Quota,
+    TenantQuery,
+)
 from .models import FINISHED, ExperimentRound, ExperimentRun
 from .spec import ExperimentSpec, is_tenant_dataset, parse_spec
 
@@ -120,7 +129,8 @@ class ExperimentsHandler(BaseHandler):
             "experiment.submitted",
             target=f"experiment:{run.id}",
             details={"strategy": spec.strategy, "dataset": spec.dataset, "clients": spec.clients,
-                     "rounds": spec.rounds},
+                     "rounds": spec.rounds, "algorithm": spec.algorithm,
+                     **({"agents": spec.agents} if spec.agents else {})},
         )  # fmt: skip
         self.scheduler.wake()
         self.write_json(run.to_json(rounds=[]), status=201)
@@ -236,6 +246,41 @@ class WeightsHandler(BaseHandler):
         self.finish(path.read_bytes())
 
 
+#: what the agents API shows of each agent group of an RL round record
+AGENT_FIELDS = ("agent", "district", "last_reward", "episodes", "health")
+
+
+class AgentsHandler(BaseHandler):
+    @operation(
+        "A graph_td3 run's agent groups: district, last reward, episodes, health",
+        responses={200: Agents},
+    )
+    async def get(self, exp_id: str):
+        """As of the run's last recorded round (an empty list before its first). An
+        experiment of another algorithm has no agents: 400 naming it."""
+        self.require("experiments:read")
+        run = self.load_run(exp_id)
+        algorithm = (run.spec or {}).get("algorithm", "fl")
+        if algorithm != "graph_td3":
+            raise InvalidRequest(
+                f"experiment {exp_id} runs algorithm {algorithm!r}, which has no agents"
+                " (only graph_td3 experiments do; see its clients in its metrics)",
+                details={"field": "algorithm", "algorithm": algorithm},
+            )
+        last = await run_blocking(self.last_round, exp_id)
+        agents = [{k: a.get(k) for k in AGENT_FIELDS} for a in (last or {}).get("agents", [])]
+        self.write_json({"experiment": exp_id, "agents": agents})
+
+    def last_round(self, exp_id: str) -> dict | None:
+        with session_scope(self.db_url) as s:
+            return s.execute(
+                select(ExperimentRound.metrics)
+                .where(ExperimentRound.experiment_id == exp_id)
+                .order_by(ExperimentRound.round.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
+
 class QuotaHandler(BaseHandler):
     @operation(
         "The tenant's tier, experiment limits and usage", query=TenantQuery, responses={200: Quota}
@@ -274,6 +319,7 @@ def handlers() -> list[tuple]:
         (exp + "/cancel", CancelHandler),
         (exp + "/events", EventsHandler),
         (exp + "/weights", WeightsHandler),
+        (exp + "/agents", AgentsHandler),
         ("api/v1/quota", QuotaHandler),
         *dataset_handlers(),
     ]

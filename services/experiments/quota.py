@@ -189,6 +189,13 @@ def check(
     return used
 
 
+def _default_name(spec) -> str:
+    if spec.algorithm == "graph_td3":
+        grid = spec.environment.grid
+        return f"{spec.strategy} graph_td3 on traffic-grid {grid}x{grid}"
+    return f"{spec.strategy} on {spec.dataset}"
+
+
 def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier, spec):
     """Check the limits and queue the run in one transaction; returns the new run.
 
@@ -203,7 +210,7 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
             id=uuid.uuid4().hex[:16],
             tenant=tenant,
             username=username,
-            name=spec.name or f"{spec.strategy} on {spec.dataset}",
+            name=spec.name or _default_name(spec),
             status=QUEUED,
             spec=spec.model_dump(),
             clients=spec.clients,

@@ -233,7 +233,7 @@ class ExperimentScheduler(LoggingConfigurable):
             return f"{reason}: {message}"
         try:
             tier_name, tier = self._tier(tenant)
-            quota.check_size(tier_name, tier, spec.rounds, spec.local_epochs)
+            quota.check_size(tier_name, tier, spec.rounds, spec.local_epochs, spec.agents or 0)
         except FedhubError as e:  # a size limit (QuotaExceeded) or a tier gone
             return f"{quota.TIER_LIMIT}: {e.message}"
         return self._client_hours_refusal(tenant, tier_name, tier)
@@ -473,6 +473,14 @@ class ExperimentScheduler(LoggingConfigurable):
 
 
 def _jsonable(value):
+    """A round record's value as JSON: numbers as floats (NaN as null), lists and dicts
+    (an RL round's ``agents``) item by item, anything else as text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None:
+        return None
     try:
         value = float(value) if not isinstance(value, int | str | bool) else value
     except (TypeError, ValueError):

@@ -180,6 +180,14 @@ TABLE = [
         404,  # a cancelled run has no weights: the check passed, the file is missing
     ),
     Endpoint(
+        "experiments",
+        r"api/v1/experiments/([0-9a-f]{1,32})/agents",
+        "GET",
+        ("experiments:read",),
+        "api/v1/experiments/{experiment}/agents",
+        400,  # the seeded run is no graph_td3 run: the check passed, it has no agents
+    ),
+    Endpoint(
         "experiments", r"api/v1/quota", "GET", ("usage:read",), "api/v1/quota?tenant={tenant}", 200
     ),
     # private datasets (fedhub.services.experiments.datasets_api.handlers)

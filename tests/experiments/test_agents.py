@@ -1,0 +1,207 @@
+"""graph_td3 experiments in the service: the spec's algorithm, environment and agents, the
+tier limit max_agents_per_experiment, and GET /experiments/{id}/agents.
+
+The spec and limit tests run without a hub; the endpoint tests use the session's
+experiments hub (tests/experiments/conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+
+import pytest
+
+from fedhub.errors import InvalidRequest, QuotaExceeded
+from fedhub.services.experiments import quota
+from fedhub.services.experiments.build import rl_settings
+from fedhub.services.experiments.scheduler import _jsonable
+from fedhub.services.experiments.spec import ExperimentSpec, parse_spec
+from fedhub.tiers import DEFAULT_TIERS_PATH, load_tiers
+
+RL = {"algorithm": "graph_td3", "agents": 2, "environment": {"name": "traffic-grid", "grid": 2}}
+
+
+# -- the spec ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({**RL, "environment": {"grid": 9}}, "environment.grid", "less than or equal to 8"),
+        ({**RL, "environment": {"grid": 1}}, "environment.grid", "greater than or equal to 2"),
+        ({**RL, "environment": {"demand": 5}}, "environment.demand", "less than or equal to 2"),
+        ({**RL, "environment": {"episode_seconds": 30}}, "environment.episode_seconds", "60"),
+        ({**RL, "environment": {"decision_seconds": 121}}, "environment.decision_seconds", "120"),
+        ({**RL, "environment": {"incident": "sometimes"}}, "environment.incident", "boolean"),
+        ({**RL, "environment": {"name": "city"}}, "environment.name", "'traffic-grid'"),
+        ({**RL, "environment": {"lanes": 2, "colour": 1}}, "environment.colour", "unknown field"),
+        ({**RL, "environment": {"seed": 3}}, "environment.seed", "top-level field 'seed'"),
+        (
+            {**RL, "environment": {"episode_seconds": 60, "decision_seconds": 90}},
+            "environment.decision_seconds",
+            "must not exceed environment.episode_seconds (60 s)",
+        ),
+        ({**RL, "agents": 5}, "agents", "cannot split a 2x2 grid of 4 intersections"),
+        ({**RL, "agents": 0}, "agents", "greater than or equal to 1"),
+        ({"algorithm": "graph_td3"}, "agents", "needs 'agents'"),
+        ({"agents": 2}, "agents", "only graph_td3 experiments have agents"),
+        ({"environment": {"grid": 3}}, "environment", "only graph_td3 experiments run in"),
+        ({**RL, "dataset": "digits"}, "dataset", "takes none"),
+        ({**RL, "model": "mlp"}, "model", "takes none"),
+        ({**RL, "clients": 3}, "clients", "set 'agents' (2), not 'clients' (3)"),
+        ({**RL, "algorithm": "ppo"}, "algorithm", "'fl' or 'graph_td3'"),
+    ],
+)
+def test_bad_rl_specs_are_refused_naming_the_field(spec, field, words):
+    with pytest.raises(InvalidRequest) as e:
+        parse_spec(spec)
+    assert e.value.message.startswith(f"{field}: "), e.value.message
+    assert words in e.value.message, e.value.message
+    assert field in e.value.details.get("fields", [e.value.details.get("field")])
+
+
+def test_a_graph_td3_spec_runs_its_agents_as_clients():
+    spec = parse_spec({**RL, "agents": 3, "rounds": 2, "local_epochs": 2, "seed": 7})
+    assert spec.clients == spec.clients_per_round == 3
+    assert spec.environment.grid == 2 and spec.environment.episode_seconds == 900
+    # the stored spec validates again as it is (the runner reads it back)
+    assert ExperimentSpec.model_validate(spec.model_dump()) == spec
+    # the environment defaults to a 4x4 grid; an FL spec has neither agents nor environment
+    assert parse_spec({"algorithm": "graph_td3", "agents": 4}).environment.grid == 4
+    fl = parse_spec({"clients": 4})
+    assert fl.algorithm == "fl" and fl.agents is None and fl.environment is None
+
+
+def test_the_spec_maps_to_the_engines_config():
+    """What build_rl_experiment hands fedhub.fl.rl.federated.build_experiment."""
+    spec = parse_spec(
+        {**RL, "agents": 3, "rounds": 5, "local_epochs": 2, "seed": 11, "strategy": "fedprox",
+         "strategy_params": {"mu": 0.1},
+         "environment": {"grid": 3, "episode_seconds": 120, "decision_seconds": 10,
+                         "demand": 0.5, "incident": False}}
+    )  # fmt: skip
+    assert rl_settings(spec) == {
+        "config": {"grid": 3, "length": 200.0, "lanes": 2, "episode_seconds": 120,
+                   "decision_seconds": 10, "demand": 0.5, "demand_shift": True,
+                   "incident": False, "seed": 11},
+        "clients": 3,
+        "rounds": 5,
+        "clients_per_round": 3,
+        "episodes_per_round": 2,
+        "seed": 11,
+        "strategy": ("fedprox", {"mu": 0.1}),
+    }  # fmt: skip
+
+
+def test_the_environment_fields_are_the_simulators():
+    """Every environment field of the spec is a TrafficConfig field (and none is lost)."""
+    traffic = pytest.importorskip("fedhub.fl.rl.traffic")
+    config = {f.name for f in dataclasses.fields(traffic.TrafficConfig)}
+    spec = parse_spec(RL)
+    assert set(rl_settings(spec)["config"]) == config
+    traffic.TrafficConfig(**rl_settings(spec)["config"])
+
+
+# -- the tier limit ---------------------------------------------------------------------------
+
+CATALOG = load_tiers(DEFAULT_TIERS_PATH)
+
+
+@pytest.mark.parametrize(
+    ("tier", "allowed"), [("free", 2), ("starter", 5), ("professional", 25), ("enterprise", 100)]
+)
+def test_agents_over_the_tier_are_refused_naming_the_limit(tier, allowed):
+    t = CATALOG.get(tier)
+    assert t.max_agents_per_experiment == allowed
+    quota.check_size(tier, t, rounds=1, local_epochs=1, agents=allowed)
+    with pytest.raises(QuotaExceeded) as e:
+        quota.check_size(tier, t, rounds=1, local_epochs=1, agents=allowed + 1)
+    assert e.value.details["limit"] == "max_agents_per_experiment"
+    assert e.value.details["allowed"] == allowed and e.value.details["requested"] == allowed + 1
+    assert f"max_agents_per_experiment = {allowed}" in e.value.message
+
+
+def test_a_round_record_keeps_its_agents_as_json():
+    record = {"round": 2, "clients": 2, "reward": float("nan"), "agents": [
+        {"agent": 0, "district": 0, "last_reward": -1.5, "episodes": 4, "health": "ok"},
+        {"agent": 1, "district": 1, "last_reward": float("nan"), "episodes": 0,
+         "health": "lost"}]}  # fmt: skip
+    stored = {k: _jsonable(v) for k, v in record.items()}
+    assert json.loads(json.dumps(stored)) == stored
+    assert stored["reward"] is None and stored["agents"][1]["last_reward"] is None
+    assert stored["agents"][0] == record["agents"][0]
+
+
+# -- on the hub -------------------------------------------------------------------------------
+
+
+def seed_rl_run(hub, tenant: str, user: str, rounds: list[dict]) -> str:
+    """A finished graph_td3 run of ``tenant`` with these round records, written to the hub's
+    database as the scheduler writes them (the RL engine is not run here)."""
+    from fedhub import db
+    from fedhub.services.experiments.models import COMPLETED, ExperimentRound, ExperimentRun
+
+    run_id = uuid.uuid4().hex[:16]
+    with db.session_scope(hub.db_url) as s:
+        s.add(ExperimentRun(id=run_id, tenant=tenant, username=user, name="seeded rl",
+                            status=COMPLETED, spec=parse_spec(RL).model_dump(), clients=2,
+                            rounds=len(rounds), rounds_done=len(rounds)))  # fmt: skip
+        s.flush()
+        for record in rounds:
+            s.add(ExperimentRound(experiment_id=run_id, round=record["round"],
+                                  metrics={k: _jsonable(v) for k, v in record.items()}))  # fmt: skip
+    return run_id
+
+
+def agent(i: int, reward, episodes: int, health: str = "ok") -> dict:
+    return {"agent": i, "district": i, "last_reward": reward, "episodes": episodes,
+            "health": health}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_submissions_refused_by_spec_and_tier(api):
+    carol = api("carol")  # initech, free tier: 2 agents
+    r = carol.submit(**{**RL, "agents": 3, "environment": {"grid": 3}})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["code"] == "quota_exceeded"
+    assert err["details"]["limit"] == "max_agents_per_experiment"
+    assert "max_agents_per_experiment = 2" in err["message"] and "requested 3" in err["message"]
+    r = carol.submit(**TINY_FL, agents=2)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("agents: ")
+    r = carol.submit(**{**RL, "environment": {"grid": 2, "demand": 3}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"].startswith("environment.demand: ")
+
+
+TINY_FL = {"dataset": "synthetic", "clients": 4, "clients_per_round": 2, "rounds": 1, "seed": 1}
+
+
+@pytest.mark.slow
+def test_agents_endpoint_tenants_and_roles(exp_hub, api):
+    alice, dave, bob = api("alice"), api("dave"), api("bob")  # acme member, analyst; globex
+    rounds = [
+        {"round": 1, "clients": 2, "reward": -3.0, "agents": [agent(0, -3.5, 2), agent(1, -2.5, 2)]},
+        {"round": 2, "clients": 1, "reward": -2.0,
+         "agents": [agent(0, -2.0, 4), agent(1, -2.5, 2, "lost")]},
+    ]  # fmt: skip
+    run_id = seed_rl_run(exp_hub, "acme", "alice", rounds)
+    r = alice.call("GET", f"/experiments/{run_id}/agents")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"experiment": run_id, "agents": rounds[-1]["agents"]}  # the last round's
+    assert dave.call("GET", f"/experiments/{run_id}/agents").json() == r.json()  # analysts read
+    r = bob.call("GET", f"/experiments/{run_id}/agents")
+    assert r.status_code == 404 and r.json()["error"]["message"] == "no such experiment"
+    # before its first round: no agents yet
+    empty = seed_rl_run(exp_hub, "acme", "alice", [])
+    assert alice.call("GET", f"/experiments/{empty}/agents").json() == {
+        "experiment": empty,
+        "agents": [],
+    }
+    # an FL experiment has none: 400 naming its algorithm
+    r = alice.submit(**TINY_FL)
+    assert r.status_code == 201, r.text
+    r = alice.call("GET", f"/experiments/{r.json()['id']}/agents")
+    assert r.status_code == 400 and "algorithm 'fl'" in r.json()["error"]["message"], r.text
