@@ -67,7 +67,7 @@ class Result:
 
     @property
     def final_accuracy(self) -> float:
-        return self.history[-1]["test_accuracy"] if self.history else math.nan
+        return self.history[-1].get("test_accuracy", math.nan) if self.history else math.nan
 
     def to_dataframe(self):
         import pandas as pd
@@ -223,7 +223,10 @@ class Experiment:
                     if results:
                         params = strategy.aggregate(rnd, params, results).astype(np.float32)
                     fm.set(params)
-                    if isinstance(self.data, TenantData):  # its rows are on the workers only
+                    measure = getattr(self.data, "round_metrics", None)
+                    if measure is not None:  # e.g. RL: the clients' episodes measure a round
+                        test_loss = test_acc = None
+                    elif isinstance(self.data, TenantData):  # its rows are on the workers only
                         test_loss, test_acc = dc.submit(
                             evaluate_on_worker, self.data, self.model, params, pure=False
                         ).result()
@@ -243,6 +246,9 @@ class Experiment:
                         "duration_s": time.perf_counter() - t0,
                         "dropped": len(lost),
                     }
+                    if measure is not None:
+                        del record["test_loss"], record["test_accuracy"]
+                        record.update(measure(rnd, results, lost, history))
                     record.update(strategy.evaluate(rnd, params) or {})
                     history.append(record)
                     bar.update(record)

@@ -21,9 +21,7 @@ class TqdmProgress:
         self.bar = tqdm(total=total, initial=initial, desc="fl", unit="round", file=sys.stderr)
 
     def update(self, record: dict) -> None:
-        self.bar.set_postfix(
-            acc=f"{record['test_accuracy']:.3f}", loss=f"{record['test_loss']:.3f}"
-        )
+        self.bar.set_postfix_str(_summary(record))
         self.bar.update(1)
 
     def close(self) -> None:
@@ -45,13 +43,18 @@ class WidgetProgress:
 
     def update(self, record: dict) -> None:
         self.bar.value = record["round"]
-        self.label.value = (
-            f"{record['round']}/{self.total} · accuracy {record['test_accuracy']:.3f}"
-            f" · loss {record['test_loss']:.3f}"
-        )
+        self.label.value = f"{record['round']}/{self.total} · {_summary(record)}"
 
     def close(self) -> None:
         self.bar.bar_style = "success" if self.bar.value >= self.total else "warning"
+
+
+def _summary(record: dict) -> str:
+    """The round's headline metrics: accuracy and loss, or an RL run's reward and delay."""
+    if "test_accuracy" in record:
+        return f"accuracy {record['test_accuracy']:.3f} · loss {record['test_loss']:.3f}"
+    reward, delay = record.get("reward", float("nan")), record.get("mean_delay", float("nan"))
+    return f"reward {reward:.3f} · delay {delay:.1f} s"
 
 
 def in_notebook() -> bool:

@@ -69,7 +69,10 @@ def _worker_state(payload: WorkerPayload) -> tuple[FlatModel, list]:
 
         torch.set_num_threads(1)
         fm = FlatModel(payload.model_factory())
-        tensors = [to_tensors(c) for c in payload.data.clients]
+        if payload.data.kind == "rl":  # a client is an environment config, not tensors
+            tensors = list(payload.data.clients)
+        else:
+            tensors = [to_tensors(c) for c in payload.data.clients]
         state = (fm, tensors)
         _WORKER_CACHE[payload.token] = state
         while len(_WORKER_CACHE) > _WORKER_CACHE_SIZE:
@@ -96,6 +99,15 @@ def train_batch(
 
 
 def _train_jobs(fm, tensors, global_params, jobs, rnd, payload, kind):
+    if kind == "rl":
+        from .rl.federated import train_rl_client
+
+        return [
+            train_rl_client(
+                fm, payload.data, job, global_params, rnd=rnd, seed=payload.seed, mu=payload.mu
+            )  # fmt: skip
+            for job in jobs
+        ]
     return [
         train_client(
             fm,
@@ -133,7 +145,8 @@ class ClientTrainer:
         that round 1 does not pay for caches and torch's lazy initialisation. Every
         client starts from the global weights, so this leaves no trace in results."""
         fm, _ = _worker_state(self.payload)
-        if self.payload.data.num_clients:
+        # an RL client's step is whole episodes on a simulator: not worth a warm-up
+        if self.payload.data.num_clients and self.payload.data.kind != "rl":
             train_batch(self.payload, fm.get(), [ClientJob(0, 1)], 0)
         return os.getpid()
 

@@ -1,0 +1,167 @@
+"""Federated graph-TD3 through the engine: determinism on 1 and 2 workers, resume,
+a worker killed mid-round, per-agent status. On the toy graph environment (fast); the
+SUMO run is at the end."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fedhub import fl
+from fedhub.fl.rl import federated as frl
+from fedhub.fl.rl.td3 import TD3Config
+from fedhub.fl.runtime import active_round
+from fedhub.fl.training import ClientResult
+from tests.fl.rl.toy_env import ToyConfig, ToyEnv
+
+TD3 = TD3Config(batch_size=8, hidden=16, policy_delay=2)
+
+
+def cluster_kwargs(n_workers: int) -> dict:
+    return {"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+            "host": "127.0.0.1", "dashboard_address": ":0", "memory_limit": "2GiB"}  # fmt: skip
+
+
+def _clients(step_seconds: float = 0.0):
+    net = ToyConfig(seed=1, step_seconds=step_seconds)
+    return [
+        frl.RLClient(net, [0, 1], district=0),  # two districts of one network
+        frl.RLClient(net, [2, 3], district=1),
+        frl.RLClient(ToyConfig(seed=2, step_seconds=step_seconds)),  # a whole network
+        frl.RLClient(ToyConfig(seed=3, step_seconds=step_seconds)),
+    ]
+
+
+def _experiment(rounds=3, step_seconds=0.0, strategy=None):
+    return frl.build_experiment(
+        None,
+        _clients(step_seconds),
+        rounds,
+        env_factory=ToyEnv,
+        td3=TD3,
+        episodes_per_round=2,
+        seed=11,
+        strategy=strategy or fl.strategies.FedProx(mu=0.01),
+    )
+
+
+def _strip(history):
+    return [{k: v for k, v in h.items() if k != "duration_s"} for h in history]
+
+
+@pytest.fixture(scope="module")
+def reference(dask_client):
+    return _experiment().run(client=dask_client, progress=None)
+
+
+def test_round_records_carry_reward_delay_queue_and_agents(reference):
+    assert [h["round"] for h in reference.history] == [1, 2, 3]
+    for h in reference.history:
+        assert h["clients"] == 4 and h["dropped"] == 0
+        for key in ("reward", "mean_delay", "queue", "train_loss"):
+            assert math.isfinite(h[key]), key
+    agents = frl.agents_status(reference.history[-1])
+    assert [a["agent"] for a in agents] == [0, 1, 2, 3]
+    assert [a["district"] for a in agents] == [0, 1, 2, 3]
+    assert all(a["health"] == "ok" and a["episodes"] == 6 for a in agents)
+    assert all(a["last_reward"] < 0 for a in agents)  # minus queues
+    # training moved the weights away from the initial ones
+    init = fl.training.FlatModel(_experiment().initial_model()).get()
+    assert not np.array_equal(init, reference.params)
+
+
+@pytest.mark.slow
+def test_same_weights_on_one_and_two_workers(reference):
+    one = _experiment().run(progress=None, cluster_kwargs=cluster_kwargs(1))
+    assert np.array_equal(one.params, reference.params)
+    assert _strip(one.history) == _strip(reference.history)
+
+
+def test_resume_is_bit_identical(reference, dask_client, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    stopped = _experiment().run(
+        client=dask_client, progress=None, checkpoint_dir=ckpt, checkpoint_every=1,
+        callback=lambda rec: rec["round"] < 2,
+    )  # fmt: skip
+    assert stopped.cancelled and len(stopped.history) == 2
+    resumed = fl.Experiment.resume(ckpt, client=dask_client, progress=None)
+    assert np.array_equal(resumed.params, reference.params)
+    assert _strip(resumed.history) == _strip(reference.history)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_round_run_finishes(reference):
+    from distributed import Client, LocalCluster
+
+    # 20 ms of wall time per simulated step (the numbers do not change): a round lasts
+    # ~0.5 s per worker, long enough to kill one in the middle of it
+    with (
+        LocalCluster(**cluster_kwargs(2)) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        pids = client.run(os.getpid)
+        killed = {}
+
+        def kill_when_training():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                try:
+                    rounds = client.run(active_round, on_error="ignore")
+                except OSError:
+                    continue
+                for addr, rnd in rounds.items():
+                    if rnd == 2:
+                        os.kill(pids[addr], signal.SIGKILL)
+                        killed[addr] = pids[addr]
+                        return
+                time.sleep(0.002)
+
+        killer = threading.Thread(target=kill_when_training, daemon=True)
+        killer.start()
+        result = _experiment(step_seconds=0.02).run(client=client, progress=None)
+        killer.join(timeout=5)
+    assert killed, "no round-2 task was seen running, so nothing was killed"
+    assert len(result.history) == 3 and result.lost_clients == 0
+    # the killed worker's clients ran again on the survivor: same weights as without a kill
+    assert np.array_equal(result.params, reference.params)
+    assert _strip(result.history) == _strip(reference.history)
+
+
+def test_agents_status_marks_lost_groups_and_keeps_their_last_reward():
+    data = frl.RLClients(_clients(), env_factory=ToyEnv)
+
+    def res(cid, reward):
+        extra = {"reward": reward, "mean_delay": 2.0, "queue": 5.0}
+        return ClientResult(cid, np.zeros(1), 16, 1.0, 2, 16, extra)
+
+    first = data.round_metrics(1, [res(c, -float(c)) for c in range(4)], [], [])
+    second = data.round_metrics(2, [res(0, -7.0), res(2, -9.0)], [1], [first])
+    status = frl.agents_status(second)
+    assert [a["health"] for a in status] == ["ok", "lost", "ok", "ok"]
+    assert [a["episodes"] for a in status] == [4, 2, 4, 2]  # 3 was not sampled in round 2
+    assert [a["last_reward"] for a in status] == [-7.0, -1.0, -9.0, -3.0]
+    assert second["reward"] == -8.0
+
+
+def test_policies_act_on_the_whole_graph(reference):
+    exp = _experiment()
+    policy = frl.policy_of(reference, exp)
+    obs = ToyEnv(ToyConfig()).reset(seed=0)
+    a = policy.act(obs, None)
+    assert a.shape == (4, 1) and np.all(np.abs(a) <= 1)
+    other = frl.GraphPolicy(exp.initial_model())
+    split = frl.DistrictPolicy([policy, other], [[0, 1], [2, 3]])
+    b = split.act(obs, None)
+    assert np.array_equal(b[:2], a[:2]) and np.array_equal(b[2:], other.act(obs)[2:])
+
+
+def test_scaffold_is_refused_for_rl():
+    with pytest.raises(ValueError, match="SCAFFOLD"):
+        _experiment(rounds=1, strategy=fl.strategies.registry.get("scaffold"))
