@@ -40,7 +40,11 @@ class TrafficEnvironment(BaseModel):
     lanes: int = Field(2, ge=1, le=4, description="lanes per direction")
     episode_seconds: int = Field(900, ge=60, le=3600, description="simulated seconds")
     decision_seconds: int = Field(
-        30, ge=5, le=120, description="simulated seconds between two signal decisions"
+        30,
+        ge=16,
+        le=120,
+        description="simulated seconds between two signal decisions (one cycle: at least two "
+        "5 s greens and their 3 s yellows)",
     )
     demand: float = Field(0.25, ge=0.01, le=2, description="vehicles per second entering")
     demand_shift: bool = Field(True, description="the main flow changes direction mid-episode")

@@ -19,6 +19,7 @@ from fedhub.services.experiments.build import rl_settings
 from fedhub.services.experiments.scheduler import _jsonable
 from fedhub.services.experiments.spec import ExperimentSpec, parse_spec
 from fedhub.tiers import DEFAULT_TIERS_PATH, load_tiers
+from tests.experiments.conftest import sql
 
 RL = {"algorithm": "graph_td3", "agents": 2, "environment": {"name": "traffic-grid", "grid": 2}}
 
@@ -34,6 +35,7 @@ RL = {"algorithm": "graph_td3", "agents": 2, "environment": {"name": "traffic-gr
         ({**RL, "environment": {"demand": 5}}, "environment.demand", "less than or equal to 2"),
         ({**RL, "environment": {"episode_seconds": 30}}, "environment.episode_seconds", "60"),
         ({**RL, "environment": {"decision_seconds": 121}}, "environment.decision_seconds", "120"),
+        ({**RL, "environment": {"decision_seconds": 15}}, "environment.decision_seconds", "16"),
         ({**RL, "environment": {"incident": "sometimes"}}, "environment.incident", "boolean"),
         ({**RL, "environment": {"name": "city"}}, "environment.name", "'traffic-grid'"),
         ({**RL, "environment": {"lanes": 2, "colour": 1}}, "environment.colour", "unknown field"),
@@ -79,12 +81,12 @@ def test_the_spec_maps_to_the_engines_config():
     spec = parse_spec(
         {**RL, "agents": 3, "rounds": 5, "local_epochs": 2, "seed": 11, "strategy": "fedprox",
          "strategy_params": {"mu": 0.1},
-         "environment": {"grid": 3, "episode_seconds": 120, "decision_seconds": 10,
+         "environment": {"grid": 3, "episode_seconds": 120, "decision_seconds": 20,
                          "demand": 0.5, "incident": False}}
     )  # fmt: skip
     assert rl_settings(spec) == {
         "config": {"grid": 3, "length": 200.0, "lanes": 2, "episode_seconds": 120,
-                   "decision_seconds": 10, "demand": 0.5, "demand_shift": True,
+                   "decision_seconds": 20, "demand": 0.5, "demand_shift": True,
                    "incident": False, "seed": 11},
         "clients": 3,
         "rounds": 5,
@@ -102,6 +104,18 @@ def test_the_environment_fields_are_the_simulators():
     spec = parse_spec(RL)
     assert set(rl_settings(spec)["config"]) == config
     traffic.TrafficConfig(**rl_settings(spec)["config"])
+    # the spec's bounds are inside the simulator's: both ends build a config, beyond is a 400
+    bounds = {"grid": (2, 8, 1), "length": (50, 1000, 1), "lanes": (1, 4, 1),
+              "episode_seconds": (60, 3600, 1), "decision_seconds": (16, 120, 1),
+              "demand": (0.01, 2, 0.001)}  # fmt: skip
+    for field, (low, high, step) in bounds.items():
+        for value in (low, high):
+            env = {"episode_seconds": 3600, field: value}
+            traffic.TrafficConfig(**rl_settings(parse_spec({**RL, "environment": env}))["config"])
+        for value in (low - step, high + step):
+            env = {"episode_seconds": 3600, field: value}
+            with pytest.raises(InvalidRequest, match=f"^environment.{field}: "):
+                parse_spec({**RL, "environment": env})
 
 
 # -- the tier limit ---------------------------------------------------------------------------
@@ -205,3 +219,37 @@ def test_agents_endpoint_tenants_and_roles(exp_hub, api):
     assert r.status_code == 201, r.text
     r = alice.call("GET", f"/experiments/{r.json()['id']}/agents")
     assert r.status_code == 400 and "algorithm 'fl'" in r.json()["error"]["message"], r.text
+
+
+@pytest.mark.slow
+def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api):
+    """A real run: SUMO on the service's Dask workers, two agent groups, two rounds."""
+    alice, bob = api("alice"), api("bob")
+    env = {"name": "traffic-grid", "grid": 2, "episode_seconds": 60, "decision_seconds": 20}
+    r = alice.submit(algorithm="graph_td3", agents=2, rounds=2, environment=env, seed=3)
+    assert r.status_code == 201, r.text
+    exp_id = r.json()["id"]
+    assert r.json()["name"] == "fedavg graph_td3 on traffic-grid 2x2"
+    done = alice.wait_done(exp_id, timeout=240)
+    assert done["status"] == "completed", done
+    assert [m["round"] for m in done["metrics"]] == [1, 2]
+    assert all(m["clients"] == 2 and m["mean_delay"] >= 0 for m in done["metrics"])
+    agents = alice.call("GET", f"/experiments/{exp_id}/agents").json()
+    assert agents["experiment"] == exp_id
+    assert [(a["agent"], a["episodes"], a["health"]) for a in agents["agents"]] == [
+        (0, 2, "ok"),  # one episode per round (local_epochs 1), two rounds
+        (1, 2, "ok"),
+    ]
+    assert agents["agents"] == done["metrics"][-1]["agents"]
+    assert all(isinstance(a["last_reward"], float) for a in agents["agents"])
+    assert bob.call("GET", f"/experiments/{exp_id}/agents").status_code == 404
+    # agent time is metered as client time: each round's duration x its agent groups
+    rows = sql(
+        exp_hub,
+        "select quantity, attributes from fedhub_meter_events"
+        " where kind='fl_client_seconds' and attributes like ?",
+        f'%"{exp_id}"%',
+    )
+    metered = {json.loads(a)["round"]: q for q, a in rows}
+    assert metered == {m["round"]: pytest.approx(m["duration_s"] * 2) for m in done["metrics"]}
+    assert alice.call("GET", f"/experiments/{exp_id}/weights").status_code == 200
