@@ -25,6 +25,7 @@ SPEC_FIELDS = {
     "name", "dataset", "dataset_params", "partition", "partition_params", "model",
     "model_params", "strategy", "strategy_params", "rounds", "clients", "clients_per_round",
     "local_epochs", "batch_size", "lr", "stragglers", "straggler_policy", "seed",
+    "algorithm", "environment", "agents",
 }  # fmt: skip
 
 
@@ -82,6 +83,16 @@ class Experiment:
 
         self.refresh()
         return pd.DataFrame(self._data.get("metrics") or [])
+
+    @property
+    def agents(self):
+        """A graph_td3 run's agent groups as of its last round (agent, district, last
+        reward, episodes, health), as a pandas DataFrame; empty before the first round."""
+        import pandas as pd
+
+        found = request("GET", f"api/v1/experiments/{self.id}/agents")["agents"]
+        return pd.DataFrame(found, columns=["agent", "district", "last_reward", "episodes",
+                                            "health"])  # fmt: skip
 
     def cancel(self) -> Experiment:
         """Ask the service to stop the run; it stops after the round in progress."""

@@ -76,6 +76,14 @@ def test_a_graph_td3_spec_runs_its_agents_as_clients():
     assert fl.algorithm == "fl" and fl.agents is None and fl.environment is None
 
 
+def test_the_notebook_client_sends_every_spec_field_as_such():
+    """fedhub.experiments.submit(algorithm=..., agents=...) puts them in the spec, not in
+    strategy_params (keywords it does not know go to the strategy)."""
+    from fedhub.client.experiments import SPEC_FIELDS
+
+    assert set(ExperimentSpec.model_fields) == SPEC_FIELDS
+
+
 def test_the_spec_maps_to_the_engines_config():
     """What build_rl_experiment hands fedhub.fl.rl.federated.build_experiment."""
     spec = parse_spec(
@@ -222,7 +230,7 @@ def test_agents_endpoint_tenants_and_roles(exp_hub, api):
 
 
 @pytest.mark.slow
-def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api):
+def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api, monkeypatch):
     """A real run: SUMO on the service's Dask workers, two agent groups, two rounds."""
     alice, bob = api("alice"), api("bob")
     env = {"name": "traffic-grid", "grid": 2, "episode_seconds": 60, "decision_seconds": 20}
@@ -243,6 +251,14 @@ def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api):
     assert agents["agents"] == done["metrics"][-1]["agents"]
     assert all(isinstance(a["last_reward"], float) for a in agents["agents"])
     assert bob.call("GET", f"/experiments/{exp_id}/agents").status_code == 404
+    # the notebook client's view of the same
+    import fedhub.client
+    from fedhub.client import experiments
+
+    monkeypatch.setitem(fedhub.client._overrides, "url", f"{exp_hub.url}/services/experiments/")
+    monkeypatch.setitem(fedhub.client._overrides, "token", alice.token)
+    frame = experiments.get(exp_id).agents
+    assert frame.to_dict("records") == agents["agents"]
     # agent time is metered as client time: each round's duration x its agent groups
     rows = sql(
         exp_hub,
