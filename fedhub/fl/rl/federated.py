@@ -234,11 +234,7 @@ def make_clients(config, clients, env_factory: Callable | None = None) -> list[R
             raise ValueError("clients must be >= 1")
         from .traffic import districts
 
-        env = RLClients([], env_factory=env_factory).make_env(config)
-        try:
-            groups = districts(env, clients)
-        finally:
-            env.close()
+        groups = districts(config, clients)
         return [RLClient(config, list(g), d) for d, g in enumerate(groups)]
     out = []
     for i, c in enumerate(clients):

@@ -16,7 +16,7 @@ import pytest
 from fedhub import fl
 from fedhub.fl.rl import federated as frl
 from fedhub.fl.rl.td3 import TD3Config
-from fedhub.fl.runtime import active_round
+from fedhub.fl.runtime import active_round, dask_client
 from fedhub.fl.training import ClientResult
 from tests.fl.rl.toy_env import ToyConfig, ToyEnv
 
@@ -97,14 +97,10 @@ def test_resume_is_bit_identical(reference, dask_client, tmp_path):
 
 @pytest.mark.slow
 def test_worker_killed_mid_round_run_finishes(reference):
-    from distributed import Client, LocalCluster
-
     # 20 ms of wall time per simulated step (the numbers do not change): a round lasts
     # ~0.5 s per worker, long enough to kill one in the middle of it
-    with (
-        LocalCluster(**cluster_kwargs(2)) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+    # the engine's own cluster (workers forked from a server that imported torch: fast)
+    with dask_client(None, None, cluster_kwargs(2)) as client:
         client.wait_for_workers(2, timeout=60)
         pids = client.run(os.getpid)
         killed = {}
@@ -165,3 +161,21 @@ def test_policies_act_on_the_whole_graph(reference):
 def test_scaffold_is_refused_for_rl():
     with pytest.raises(ValueError, match="SCAFFOLD"):
         _experiment(rounds=1, strategy=fl.strategies.registry.get("scaffold"))
+
+
+@pytest.mark.slow
+def test_two_rounds_of_two_districts_on_a_sumo_grid(dask_client):
+    from fedhub.fl.rl.baselines import evaluate
+    from fedhub.fl.rl.traffic import TrafficConfig
+
+    config = TrafficConfig(grid=2, episode_seconds=240, decision_seconds=30, demand=0.3, seed=5)
+    exp = frl.build_experiment(config, 2, 2, td3=TD3, episodes_per_round=1, seed=3)
+    assert [c.agents for c in exp.data.clients] == [[0, 1], [2, 3]]
+    result = exp.run(client=dask_client, progress=None)
+    assert [h["clients"] for h in result.history] == [2, 2]
+    for h in result.history:
+        assert h["mean_delay"] > 0 and h["queue"] >= 0 and h["reward"] <= 0
+    assert [a["episodes"] for a in frl.agents_status(result.history[-1])] == [2, 2]
+    # the trained actor drives the simulator in this process too
+    scored = evaluate(frl.policy_of(result, exp), config, [1_000_000])
+    assert math.isfinite(scored["mean_delay"])
