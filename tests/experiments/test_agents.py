@@ -159,16 +159,17 @@ def test_a_round_record_keeps_its_agents_as_json():
 # -- on the hub -------------------------------------------------------------------------------
 
 
-def seed_rl_run(hub, tenant: str, user: str, rounds: list[dict]) -> str:
-    """A finished graph_td3 run of ``tenant`` with these round records, written to the hub's
-    database as the scheduler writes them (the RL engine is not run here)."""
+def seed_rl_run(hub, tenant: str, user: str, rounds: list[dict], spec: dict = RL) -> str:
+    """A finished run of ``tenant`` (graph_td3 unless ``spec`` says otherwise) with these
+    round records, written to the hub's database as the scheduler writes them (no engine
+    runs here)."""
     from fedhub import db
     from fedhub.services.experiments.models import COMPLETED, ExperimentRound, ExperimentRun
 
     run_id = uuid.uuid4().hex[:16]
     with db.session_scope(hub.db_url) as s:
         s.add(ExperimentRun(id=run_id, tenant=tenant, username=user, name="seeded rl",
-                            status=COMPLETED, spec=parse_spec(RL).model_dump(), clients=2,
+                            status=COMPLETED, spec=parse_spec(spec).model_dump(), clients=2,
                             rounds=len(rounds), rounds_done=len(rounds)))  # fmt: skip
         s.flush()
         for record in rounds:
@@ -223,9 +224,8 @@ def test_agents_endpoint_tenants_and_roles(exp_hub, api):
         "agents": [],
     }
     # an FL experiment has none: 400 naming its algorithm
-    r = alice.submit(**TINY_FL)
-    assert r.status_code == 201, r.text
-    r = alice.call("GET", f"/experiments/{r.json()['id']}/agents")
+    fl_run = seed_rl_run(exp_hub, "acme", "alice", [{"round": 1, "clients": 2}], TINY_FL)
+    r = alice.call("GET", f"/experiments/{fl_run}/agents")
     assert r.status_code == 400 and "algorithm 'fl'" in r.json()["error"]["message"], r.text
 
 
@@ -240,6 +240,8 @@ def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api, monkeypatc
     assert r.json()["name"] == "fedavg graph_td3 on traffic-grid 2x2"
     done = alice.wait_done(exp_id, timeout=240)
     assert done["status"] == "completed", done
+    print("graph_td3 2x2 run:", done["created_at"], done["started_at"], done["finished_at"],
+          [round(m["duration_s"], 2) for m in done["metrics"]])  # fmt: skip
     assert [m["round"] for m in done["metrics"]] == [1, 2]
     assert all(m["clients"] == 2 and m["mean_delay"] >= 0 for m in done["metrics"])
     agents = alice.call("GET", f"/experiments/{exp_id}/agents").json()
