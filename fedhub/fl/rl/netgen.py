@@ -59,6 +59,13 @@ def cache_dir() -> Path:
         or Path(tempfile.gettempdir()) / f"fedhub-traffic-{os.getuid()}"
     )
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # in a shared /tmp another account could have made the folder first and planted a net
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise RuntimeError(
+            f"{path} belongs to another account or others may write it: "
+            "set FEDHUB_TRAFFIC_CACHE to a folder of your own"
+        )
     return path
 
 

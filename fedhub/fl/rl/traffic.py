@@ -209,7 +209,7 @@ class TrafficEnv:
         self.edge_dim = len(EDGE_FEATURES)
 
         self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="fedhub-traffic-") if workdir is None else workdir)  # fmt: skip
+        self.workdir = Path(tempfile.mkdtemp(prefix="fedhub-episode-") if workdir is None else workdir)  # fmt: skip
         self._sumo = None
         self._episodes = 0
         self.scenario = None

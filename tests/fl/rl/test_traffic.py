@@ -193,3 +193,16 @@ def test_baselines_report_delay_and_max_pressure_beats_fixed_time():
         assert result["mean_delay"] > 0 and result["mean_queue"] > 0
     # measured: ~23-30 % less delay on these settings (docs/benchmarks.md)
     assert pressure["mean_delay"] < 0.9 * fixed["mean_delay"]
+
+
+def test_network_cache_refuses_a_folder_others_may_write(tmp_path, monkeypatch):
+    from fedhub.fl.rl.netgen import cache_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("FEDHUB_TRAFFIC_CACHE", str(shared))
+    with pytest.raises(RuntimeError, match="FEDHUB_TRAFFIC_CACHE"):
+        cache_dir()
+    shared.chmod(0o700)
+    assert cache_dir() == shared
