@@ -271,3 +271,28 @@ def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api, monkeypatc
     metered = {json.loads(a)["round"]: q for q, a in rows}
     assert metered == {m["round"]: pytest.approx(m["duration_s"] * 2) for m in done["metrics"]}
     assert alice.call("GET", f"/experiments/{exp_id}/weights").status_code == 200
+
+
+def test_the_runner_rechecks_agents_when_a_run_starts(tmp_path):
+    """A tier lowered while a graph_td3 run waited: the run is refused when it would start
+    (the runner's own layer), naming the limit."""
+    from fedhub import db
+    from fedhub.services.experiments.scheduler import ExperimentScheduler
+    from fedhub.tenancy.store import TenantStore
+
+    url = f"sqlite:///{tmp_path / 'fedhub.sqlite'}"
+    db.upgrade(url)
+    store = TenantStore(url, CATALOG)
+    store.create_tenant("tiny", tier="free")
+    store.add_user("u", tenant="tiny")
+    runner = ExperimentScheduler(url, lambda t: "free", state_dir=str(tmp_path))
+    runner._tiers = CATALOG
+    spec = parse_spec(RL)  # 2 agent groups: what the free tier allows
+    try:
+        assert runner._refusal("tiny", "u", spec) is None
+        store.update_tenant("tiny", overrides={"max_agents_per_experiment": 1})
+        refusal = runner._refusal("tiny", "u", spec)
+        assert refusal.startswith("tier_limit: ") and "max_agents_per_experiment = 1" in refusal
+    finally:
+        runner.clusters.close()
+        db.dispose_engines()
