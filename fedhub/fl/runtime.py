@@ -99,14 +99,10 @@ def train_batch(
 
 
 def _train_jobs(fm, tensors, global_params, jobs, rnd, payload, kind):
-    if kind == "rl":
-        from .rl.federated import train_rl_client
-
+    if kind == "rl":  # the data trains its own clients (fedhub.fl.rl.federated.RLClients)
+        train = payload.data.train_client
         return [
-            train_rl_client(
-                fm, payload.data, job, global_params, rnd=rnd, seed=payload.seed, mu=payload.mu
-            )  # fmt: skip
-            for job in jobs
+            train(fm, job, global_params, rnd=rnd, seed=payload.seed, mu=payload.mu) for job in jobs
         ]
     return [
         train_client(

@@ -67,6 +67,11 @@ class RLClients:
 
         return TrafficEnv(config)
 
+    def train_client(self, fm: FlatModel, job: ClientJob, global_params: torch.Tensor, *,
+                     rnd: int, seed: int, mu: float = 0.0) -> ClientResult:  # fmt: skip
+        """The engine's worker-side entry point for one client of kind ``"rl"``."""
+        return train_rl_client(fm, self, job, global_params, rnd=rnd, seed=seed, mu=mu)
+
     # the engine asks the data how a round went when it has no test set
     def round_metrics(self, rnd: int, results: list[ClientResult], lost: list[int],
                       history: list[dict]) -> dict:  # fmt: skip
