@@ -272,7 +272,9 @@ def test_diff_prints_a_key_by_key_table_and_json(hub_db):
         "max_users": ["10", "12"],
         "profiles": ["small,medium", "small,medium,large"],
     }
-    assert lines[-1] == "3 of 48 keys differ"
+    from fedhub import limits  # one registry entry per key of a tier
+
+    assert lines[-1] == f"3 of {len(limits.BY_KEY)} keys differ"
     data = json.loads(run(state, "diff", "gold@1", "gold@2", "--json").output)
     assert data["differences"] == [
         {"key": "max_users", "a": 12, "b": 13},
