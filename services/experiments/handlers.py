@@ -122,7 +122,12 @@ class ExperimentsHandler(BaseHandler):
                 "experiment.refused",
                 result="denied",
                 severity="notice",
-                details={**e.details, "clients": spec.clients, "rounds": spec.rounds},
+                details={
+                    **e.details,
+                    "clients": spec.clients,
+                    "rounds": spec.rounds,
+                    "algorithm": spec.algorithm,
+                },  # fmt: skip
             )
             raise
         self.emit(
