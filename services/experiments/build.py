@@ -12,8 +12,9 @@ from typing import Any
 
 from .spec import DEFAULT_MODEL, ExperimentSpec
 
-#: libsumo runs one simulation per process, and building an RL experiment probes its
-#: network in the service's process: one build at a time (the runs' threads share it)
+#: building an RL experiment sizes its network in the service's process (netgenerate into
+#: a cache shared by the process, then sumolib reads it): one build at a time, as the runs'
+#: threads share the process
 _SIMULATOR = threading.Lock()
 
 
