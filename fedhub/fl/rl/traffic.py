@@ -47,6 +47,7 @@ import io
 import math
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def _quiet_libsumo():
     return libsumo
 
 
-_running: TrafficEnv | None = None  # the process's one libsumo simulation
+# the environment whose simulation libsumo runs (one per process); a weak reference, so an
+# environment dropped without close() does not hold the slot for ever
+_owner: weakref.ref[TrafficEnv] | None = None
 
 
 class TrafficEnv:
@@ -208,8 +211,9 @@ class TrafficEnv:
         self.node_dim = len(self.feature_names)
         self.edge_dim = len(EDGE_FEATURES)
 
-        self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="fedhub-episode-") if workdir is None else workdir)  # fmt: skip
+        # a folder of our own goes at close(), or when the environment is dropped unclosed
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.workdir, True) if workdir is None else None  # fmt: skip
         self._sumo = None
         self._episodes = 0
         self.scenario = None
@@ -249,12 +253,16 @@ class TrafficEnv:
     def reset(self, seed: int | None = None) -> Data:
         """Start an episode: ``seed`` draws its demand and incident (default: the config's
         seed for the first episode, then seed + 1, + 2, ... for later ones)."""
-        global _running
-        if _running is not None and _running is not self:
+        global _owner
+        other = _owner() if _owner is not None else None
+        if other is not None and other is not self:
             raise RuntimeError(
                 "libsumo runs one simulation per process: close the other TrafficEnv first"
             )
         self._stop()
+        ls = _quiet_libsumo()
+        if ls.isLoaded():  # left running by an environment that was dropped unclosed
+            ls.close()
         c = self.config
         seed = c.seed + self._episodes if seed is None else int(seed)
         self._episodes += 1
@@ -268,14 +276,13 @@ class TrafficEnv:
         routes = self.workdir / "episode.rou.xml"
         write_routes(self.scenario.trips, routes)
         self._depart = {t.id: t.depart for t in self.scenario.trips}
-        ls = _quiet_libsumo()
         ls.start([
             "sumo", "-n", str(self.net_file), "-r", str(routes), "--step-length", "1",
             "--seed", str(seed % 2**31), "--no-step-log", "--no-warnings",
             "--duration-log.disable", "--device.tripinfo.probability", "1",
             "--time-to-teleport", "300",
         ])  # fmt: skip
-        _running = self
+        _owner = weakref.ref(self)
         self._sumo = ls
         self.time = 0
         self.blocked: list[str] = []
@@ -326,8 +333,8 @@ class TrafficEnv:
 
     def close(self) -> None:
         self._stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._cleanup is not None:
+            self._cleanup()
 
     def __enter__(self):
         return self
@@ -336,12 +343,12 @@ class TrafficEnv:
         self.close()
 
     def _stop(self) -> None:
-        global _running
+        global _owner
         if self._sumo is not None:
             self._sumo.close()
             self._sumo = None
-        if _running is self:
-            _running = None
+        if _owner is not None and _owner() is self:
+            _owner = None
 
     # ------------------------------------------------------------------ incident
     def _incident_tick(self) -> None:

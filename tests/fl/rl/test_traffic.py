@@ -143,6 +143,13 @@ def test_one_simulation_per_process():
             second.reset()
         first.close()
         second.reset()  # the slot is free again
+    dropped = TrafficEnv(SMALL)
+    dropped.reset()
+    folder = dropped.workdir
+    del dropped  # never closed: the next environment takes over its simulation
+    assert not folder.exists()
+    with TrafficEnv(SMALL) as third:
+        assert len(run(third, 1)) == 10
 
 
 @pytest.mark.parametrize(
