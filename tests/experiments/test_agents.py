@@ -240,8 +240,6 @@ def test_a_graph_td3_run_on_a_2x2_grid_fills_its_agents(exp_hub, api, monkeypatc
     assert r.json()["name"] == "fedavg graph_td3 on traffic-grid 2x2"
     done = alice.wait_done(exp_id, timeout=240)
     assert done["status"] == "completed", done
-    print("graph_td3 2x2 run:", done["created_at"], done["started_at"], done["finished_at"],
-          [round(m["duration_s"], 2) for m in done["metrics"]])  # fmt: skip
     assert [m["round"] for m in done["metrics"]] == [1, 2]
     assert all(m["clients"] == 2 and m["mean_delay"] >= 0 for m in done["metrics"])
     agents = alice.call("GET", f"/experiments/{exp_id}/agents").json()
