@@ -31,10 +31,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from fedhub import accounts
+
+if TYPE_CHECKING:  # NumPy is imported where arrays are handled: the service loads without it
+    import numpy as np
 
 __all__ = [
     "ARRAYS",
@@ -214,6 +216,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def check_arrays(arrays: dict[str, np.ndarray], schema: Schema) -> int:
     """The number of rows, after checking shapes, types and labels against ``schema``."""
+    import numpy as np
+
     missing = {"x", "y", "split"} - set(arrays)
     if missing:
         raise DatasetError(f"arrays.npz lacks {', '.join(sorted(missing))} (needs x, y, split)")
@@ -239,6 +243,8 @@ def check_arrays(arrays: dict[str, np.ndarray], schema: Schema) -> int:
 
 def read_npz(data: bytes) -> dict[str, np.ndarray]:
     """The arrays of an uploaded ``.npz`` (no pickled objects are ever loaded)."""
+    import numpy as np
+
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -252,6 +258,8 @@ def load_arrays(version_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     This is what runs on a tenant's worker, as the tenant's account: the files are
     readable by nothing else.
     """
+    import numpy as np
+
     folder = Path(version_dir)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -375,6 +383,8 @@ class DatasetStore:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             if label_counts:
+                import numpy as np
+
                 counts = np.bincount(parsed["y"], minlength=schema.num_classes)
                 manifest["label_counts"] = [int(c) for c in counts]
             self._write(staging / ARRAYS, raw, owner)
@@ -445,6 +455,8 @@ class DatasetStore:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import numpy as np
+
     buffer = io.BytesIO()
     np.savez(buffer, **{k: arrays[k] for k in ("x", "y", "split")})
     return buffer.getvalue()
