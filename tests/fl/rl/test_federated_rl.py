@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from fedhub import fl
 from fedhub.fl.rl import federated as frl
@@ -176,6 +177,16 @@ def test_two_rounds_of_two_districts_on_a_sumo_grid(dask_client):
     for h in result.history:
         assert h["mean_delay"] > 0 and h["queue"] >= 0 and h["reward"] <= 0
     assert [a["episodes"] for a in frl.agents_status(result.history[-1])] == [2, 2]
+    # the same rounds replayed in this process give the same bits: the simulator and the
+    # agent depend on (seed, round, client) only, not on the process that ran them
+    fm = fl.training.FlatModel(exp.initial_model())
+    params = fm.get()
+    for rnd in (1, 2):
+        global_params = torch.from_numpy(params.copy())
+        results = [exp.data.train_client(fm, fl.ClientJob(c, 1), global_params, rnd=rnd, seed=3)
+                   for c in (0, 1)]  # fmt: skip
+        params = fl.strategies.FedAvg().aggregate(rnd, params, results).astype(np.float32)
+    assert np.array_equal(params, result.params)
     # the trained actor drives the simulator in this process too
     scored = evaluate(frl.policy_of(result, exp), config, [1_000_000])
     assert math.isfinite(scored["mean_delay"])
