@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..training import ClientJob, ClientResult, FlatModel, client_seed
+from ..training import ClientJob, ClientResult, FlatModel, client_seed, torch_threads
 from .td3 import GraphActorCritic, GraphTD3, ReplayBuffer, TD3Config
 
 
@@ -197,7 +197,10 @@ class GraphPolicy:
     @torch.no_grad()
     def act(self, obs, env=None) -> np.ndarray:
         ea = getattr(obs, "edge_attr", None)
-        a = self.model.actor(obs.x.float(), obs.edge_index, None if ea is None else ea.float())
+        # one thread: a few dozen nodes gain nothing from more, and on a busy machine a
+        # multi-threaded region stalls on a descheduled thread (see training.torch_threads)
+        with torch_threads(1):
+            a = self.model.actor(obs.x.float(), obs.edge_index, None if ea is None else ea.float())
         return a.numpy().astype(np.float32)
 
 
