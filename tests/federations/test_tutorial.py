@@ -27,7 +27,20 @@ ANSI = re.compile("\x1b\\[[0-9;]*m")
 
 @pytest.fixture(scope="module")
 def hub(hub_factory):
-    return hub_factory(env={"FEDHUB_EXPERIMENTS_WORKERS": "1"})
+    global HUB
+    HUB = hub_factory(env={"FEDHUB_EXPERIMENTS_WORKERS": "1"})
+    return HUB
+
+
+HUB = None
+
+
+def service_tracebacks() -> str:
+    """The tracebacks in the hub's log (its services log there): what an "internal error"
+    answer hides from the notebook."""
+    text = HUB.log() if HUB is not None else ""
+    found = [block for block in text.split("Traceback (most recent call last):")[1:]]
+    return "\n".join("Traceback:" + block[:3000] for block in found[-3:])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +82,9 @@ def run(kc, code: str, **expressions: str) -> dict[str, str]:
 
     reply = kc.execute_interactive(code, timeout=600, output_hook=hook,
                                    user_expressions=expressions)  # fmt: skip
-    assert reply["content"]["status"] == "ok", f"{code[:200]}\n{''.join(errors)}"
+    assert reply["content"]["status"] == "ok", (
+        f"{code[:200]}\n{''.join(errors)}\n{service_tracebacks()}"
+    )
     values = reply["content"]["user_expressions"]
     for name, value in values.items():
         assert value["status"] == "ok", f"{expressions[name]}: {value}"
