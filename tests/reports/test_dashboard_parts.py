@@ -62,3 +62,20 @@ def test_a_stale_link_is_repointed_and_the_users_own_folder_kept(tmp_path):
     (mine / "dashboards" / "notes.ipynb").write_text("{}")
     assert link_dashboards(mine) is None
     assert [p.name for p in (mine / "dashboards").iterdir()] == ["notes.ipynb"]
+
+
+def test_the_round_chart_plots_delay_and_queue_for_a_traffic_run():
+    from fedhub.extensions.widgets.chart import render
+
+    fl_run = [{"round": 1, "test_accuracy": 0.5, "test_loss": 1.2}]
+    assert "accuracy 0.500" in render(fl_run, 10) and "test accuracy" in render(fl_run, 10)
+    rl_run = [
+        {"round": 1, "reward": -1.5, "mean_delay": 48.0, "queue": 25.0},
+        {"round": 2, "reward": -1.1, "mean_delay": 40.0, "queue": 20.0},
+    ]
+    svg = render(rl_run, 10)
+    assert "delay 40.0 s" in svg and "queue 20.0" in svg and "reward -1.10" in svg
+    assert "mean delay (s)" in svg and "accuracy" not in svg
+    # both rounds are drawn: two points on each line
+    for line in re.findall(r'points="([^"]*)"', svg):
+        assert len(line.split()) == 2
