@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import graphs as _graphs
 from . import partition as _partition
 from .registry import Param, Registry
 
@@ -24,6 +25,9 @@ _TEST_FRACTION = Param(float, min=0.05, max=0.9)
 _PARTITION = Param(
     str, choices=tuple(_partition.registry.names()), other=(dict, _partition.Partitioner)
 )
+# mini-batch neighbour sampling of large client subgraphs (graphs.NeighbourSampling)
+_SAMPLING = {"minibatch_nodes": Param(int, min=0, max=1_000_000),
+             "batch_nodes": Param(int, min=1, max=100_000)}  # fmt: skip
 _SPLIT = {"num_clients": _CLIENTS, "partition": _PARTITION, "test_fraction": _TEST_FRACTION,
           "seed": _SEED}  # fmt: skip
 
@@ -34,7 +38,8 @@ class FederatedData:
 
     ``kind`` is ``"tabular"`` (clients hold ``x``, ``y``) or ``"graph"`` (clients hold one
     graph each: ``x``, ``edge_index``, ``y``, ``train_mask``, ``test_mask``; the test set
-    is the union of the clients' test nodes).
+    is the union of the clients' test nodes). ``sampling`` makes graph clients above its
+    node count train on sampled mini-batches (None: full-batch).
     """
 
     clients: list[dict[str, np.ndarray]]
@@ -44,6 +49,7 @@ class FederatedData:
     kind: str = "tabular"
     name: str = "custom"
     params: dict = field(default_factory=dict)
+    sampling: _graphs.NeighbourSampling | None = None
 
     @property
     def num_clients(self) -> int:
@@ -269,6 +275,7 @@ def sbm(
         "partitioner": Param(str, choices=("metis", "louvain", "random")),
         "neighbour_features": Param(bool),
         "seed": _SEED,
+        **_SAMPLING,
     },
 )
 def sbm_large(
@@ -287,6 +294,8 @@ def sbm_large(
     partitioner: str = "metis",
     neighbour_features: bool = False,
     seed: int = 0,
+    minibatch_nodes: int = 0,
+    batch_nodes: int = 256,
 ) -> FederatedData:
     """Node classification on one community-structured graph split into client subgraphs.
 
@@ -294,27 +303,87 @@ def sbm_large(
     ``louvain``, ``random``) gives each node an owner; cut edges are dropped, and
     ``params["edge_cut"]`` reports them. ``neighbour_features`` appends FedGCN's one-time
     aggregate of each node's missing (cross-client) neighbours to its features, which
-    doubles ``num_features``. See docs/fl.md, "Graphs".
+    doubles ``num_features``. A client with more than ``minibatch_nodes`` nodes (0: none)
+    trains on mini-batches of ``batch_nodes`` seed nodes with sampled neighbours. See
+    docs/fl.md, "Graphs".
     """
-    from . import graphs
-
     if num_clients > num_nodes:
         raise ValueError("num_clients must not exceed num_nodes")
-    graph = graphs.community_graph(
+    graph = _graphs.community_graph(
         num_nodes, num_communities, num_classes, num_features, avg_degree, cross_fraction,
         homophily, label_purity, feature_noise, seed,
     )  # fmt: skip
-    owner = graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
-    train, test = graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
-    clients = graphs.split(graph, owner, num_clients, train, test, neighbour_features)
+    owner = _graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
+    train, test = _graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
+    clients = _graphs.split(graph, owner, num_clients, train, test, neighbour_features)
     params = {"num_clients": num_clients, "num_nodes": num_nodes, "partitioner": partitioner,
               "neighbour_features": neighbour_features, "seed": seed,
-              "edge_cut": graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
+              "edge_cut": _graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
     features = clients[0]["x"].shape[1]
-    return FederatedData(clients, None, features, num_classes, "graph", "sbm_large", params)
+    sampling = _sampling(minibatch_nodes, batch_nodes)
+    return FederatedData(clients, None, features, num_classes, "graph", "sbm_large", params,
+                         sampling)  # fmt: skip
+
+
+@registry.register(
+    "road_network",
+    params={
+        "num_clients": _CLIENTS,
+        "network": Param(str, choices=("grid", "spider", "random")),
+        "size": Param(int, min=2, max=30),
+        "train_fraction": Param(float, min=0.01, max=0.9),
+        "test_fraction": _TEST_FRACTION,
+        "partitioner": Param(str, choices=("metis", "louvain", "random")),
+        "neighbour_features": Param(bool),
+        "seed": _SEED,
+        **_SAMPLING,
+    },
+)
+def road_network(
+    num_clients: int = 4,
+    network: str = "grid",
+    size: int = 10,
+    train_fraction: float = 0.5,
+    test_fraction: float = 0.3,
+    partitioner: str = "metis",
+    neighbour_features: bool = False,
+    seed: int = 0,
+    minibatch_nodes: int = 0,
+    batch_nodes: int = 256,
+) -> FederatedData:
+    """Junction congestion classes on a SUMO road network split into client districts.
+
+    ``netgenerate`` builds a ``grid`` (``size`` x ``size`` junctions), ``spider`` (``size``
+    circles of ``max(size, 3)`` arms) or ``random`` network from ``seed``; junctions are
+    nodes with 9 features from the net file, roads undirected edges, and the label is the
+    junction's measured delay tertile (low, medium, high) in a seeded ``sumo`` run of random
+    trips: see :mod:`fedhub.fl.roads`. Built once per parameters and cached. The split is
+    the one of ``sbm_large`` (``partitioner``, ``neighbour_features``, ``params["edge_cut"]``).
+    """
+    from . import roads
+
+    graph = roads.road_graph(network, size, seed)
+    num_nodes = len(graph["y"])
+    if num_clients > num_nodes:
+        raise ValueError(f"num_clients must not exceed the network's {num_nodes} junctions")
+    owner = _graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
+    train, test = _graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
+    clients = _graphs.split(graph, owner, num_clients, train, test, neighbour_features)
+    params = {"num_clients": num_clients, "network": network, "size": size,
+              "num_nodes": num_nodes, "partitioner": partitioner,
+              "neighbour_features": neighbour_features, "seed": seed,
+              "edge_cut": _graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
+    return FederatedData(clients, None, clients[0]["x"].shape[1], roads.NUM_CLASSES, "graph",
+                         "road_network", params, _sampling(minibatch_nodes, batch_nodes))  # fmt: skip
+
+
+def _sampling(minibatch_nodes: int, batch_nodes: int) -> _graphs.NeighbourSampling | None:
+    if not minibatch_nodes:
+        return None
+    return _graphs.NeighbourSampling(minibatch_nodes, batch_nodes)
 
 
 def get(name: str, **params) -> FederatedData:
     """Build a dataset by name: ``synthetic``, ``digits``, ``mnist5k``, ``sbm``,
-    ``sbm_large``."""
+    ``sbm_large``, ``road_network``."""
     return registry.get(name, **params)

@@ -116,6 +116,7 @@ def _train_jobs(fm, tensors, global_params, jobs, rnd, payload, kind):
             batch_size=payload.batch_size,
             mu=payload.mu,
             kind=kind,
+            sampling=payload.data.sampling,
         )
         for job in jobs
     ]

@@ -132,8 +132,13 @@ def train_client(
     batch_size: int | None,
     mu: float = 0.0,
     kind: str = "tabular",
+    sampling=None,
 ) -> ClientResult:
     """Run ``job.epochs`` epochs of minibatch SGD from ``global_params``.
+
+    A graph client trains full-batch (one step per epoch on its whole subgraph), or, when
+    ``sampling`` (a :class:`fedhub.fl.graphs.NeighbourSampling`) applies to its node count,
+    on mini-batches of seed nodes with sampled neighbourhoods (one step per batch).
 
     The local objective is ``loss + mu/2 * ||w - w_global||^2`` (FedProx). If ``job.extra``
     holds SCAFFOLD's ``c`` and ``c_i``, each gradient is corrected by ``c - c_i`` and the
@@ -155,13 +160,18 @@ def train_client(
     if kind == "graph":
         x, edge_index, y, mask = data["x"], data["edge_index"], data["y"], data["train_mask"]
         n = int(mask.sum())
-        for _ in range(job.epochs):
+        if sampling is not None and sampling.applies(len(y)):
+            rng = np.random.default_rng(client_seed(seed, rnd, job.cid))
+            batches = _sampled_batches(data, sampling, job.epochs, rng)
+        else:
+            batches = ((x, edge_index, mask, y[mask]) for _ in range(job.epochs))
+        for xb, eb, rows, yb in batches:
             fm.zero_grad()
-            loss = F.cross_entropy(model(x, edge_index)[mask], y[mask])
+            loss = F.cross_entropy(model(xb, eb)[rows], yb)
             loss.backward()
             _sgd_step(w, fm.grad, w0, lr, mu, correction)
-            loss_sum += loss.detach() * n
-            seen += n
+            loss_sum += loss.detach() * len(yb)
+            seen += len(yb)
             steps += 1
     else:
         x, y = data["x"], data["y"]
@@ -198,6 +208,24 @@ def train_client(
         steps=steps,
         extra=extra,
     )
+
+
+def _sampled_batches(data: dict[str, torch.Tensor], sampling, epochs: int, rng):
+    """Per epoch, the training nodes in a seeded random order, ``sampling.batch_nodes`` at a
+    time, each batch with its sampled computation graph: ``(x, edge_index, rows, y)`` where
+    ``rows`` are the seeds' rows in ``x`` (the first ones)."""
+    from .graphs import NeighbourSampler
+
+    x, y = data["x"], data["y"]
+    sampler = NeighbourSampler(data["edge_index"].numpy(), len(y), sampling.fanouts)
+    train_nodes = np.flatnonzero(data["train_mask"].numpy())
+    for _ in range(epochs):
+        order = rng.permutation(train_nodes)
+        for start in range(0, len(order), sampling.batch_nodes):
+            seeds = order[start : start + sampling.batch_nodes]
+            nodes, edge_index = sampler.sample(seeds, rng)
+            rows = slice(0, len(seeds))
+            yield x[nodes], torch.from_numpy(edge_index), rows, y[seeds]
 
 
 def _sgd_step(w, grad, w0, lr, mu, correction) -> None:
