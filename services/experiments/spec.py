@@ -19,7 +19,7 @@ from fedhub.errors import InvalidRequest
 _NAMED = re.compile(r"^[a-z_]+(\.[a-z_]+)*: ")
 
 #: Models that fit each dataset when the spec names none.
-DEFAULT_MODEL = {"sbm": "gcn", "sbm_large": "sage"}
+DEFAULT_MODEL = {"sbm": "gcn", "sbm_large": "sage", "road_network": "sage"}
 
 #: Fields that describe supervised FL; a graph_td3 experiment leaves them at their defaults
 #: (its data is the simulator, its model the graph actor and critics).
@@ -76,8 +76,8 @@ class ExperimentSpec(BaseModel):
     dataset: str = Field(
         "synthetic",
         max_length=200,
-        description="a bundled dataset (synthetic, digits, mnist5k, sbm, sbm_large) or one of "
-        "your tenant's own: tenant/<name>@<version>",
+        description="a bundled dataset (synthetic, digits, mnist5k, sbm, sbm_large,"
+        " road_network) or one of your tenant's own: tenant/<name>@<version>",
     )
     dataset_params: dict[str, Any] = Field(default_factory=dict)
     partition: str | None = None
