@@ -86,6 +86,16 @@ def test_road_network_bounds(params, field):
     assert info.value.field == field
 
 
+def test_service_spec_takes_road_network():
+    from fedhub.errors import InvalidRequest
+    from fedhub.services.experiments.spec import model_name, parse_spec
+
+    spec = parse_spec({"dataset": "road_network", "dataset_params": {"network": "spider"}})
+    assert model_name(spec) == "sage"
+    with pytest.raises(InvalidRequest, match="dataset_params.size: must be at most 30"):
+        parse_spec({"dataset": "road_network", "dataset_params": {"size": 99}})
+
+
 # ------------------------------------------------------------------ neighbour sampling
 @pytest.fixture(scope="module")
 def community():
