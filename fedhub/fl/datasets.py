@@ -14,6 +14,7 @@ import numpy as np
 from . import graphs as _graphs
 from . import partition as _partition
 from .registry import Param, Registry
+from .sampling import NeighbourSampling
 
 registry = Registry("dataset")
 
@@ -25,7 +26,7 @@ _TEST_FRACTION = Param(float, min=0.05, max=0.9)
 _PARTITION = Param(
     str, choices=tuple(_partition.registry.names()), other=(dict, _partition.Partitioner)
 )
-# mini-batch neighbour sampling of large client subgraphs (graphs.NeighbourSampling)
+# mini-batch neighbour sampling of large client subgraphs (sampling.NeighbourSampling)
 _SAMPLING = {"minibatch_nodes": Param(int, min=0, max=1_000_000),
              "batch_nodes": Param(int, min=1, max=100_000)}  # fmt: skip
 _SPLIT = {"num_clients": _CLIENTS, "partition": _PARTITION, "test_fraction": _TEST_FRACTION,
@@ -49,7 +50,7 @@ class FederatedData:
     kind: str = "tabular"
     name: str = "custom"
     params: dict = field(default_factory=dict)
-    sampling: _graphs.NeighbourSampling | None = None
+    sampling: NeighbourSampling | None = None
 
     @property
     def num_clients(self) -> int:
@@ -377,10 +378,10 @@ def road_network(
                          "road_network", params, _sampling(minibatch_nodes, batch_nodes))  # fmt: skip
 
 
-def _sampling(minibatch_nodes: int, batch_nodes: int) -> _graphs.NeighbourSampling | None:
+def _sampling(minibatch_nodes: int, batch_nodes: int) -> NeighbourSampling | None:
     if not minibatch_nodes:
         return None
-    return _graphs.NeighbourSampling(minibatch_nodes, batch_nodes)
+    return NeighbourSampling(minibatch_nodes, batch_nodes)
 
 
 def get(name: str, **params) -> FederatedData:

@@ -26,7 +26,7 @@ junctions tie at zero on a lightly loaded network. It is a node-classification t
 real signal (queues form where lanes, lights and through traffic meet) that the static
 features only partly explain, so accuracy well below 1 is expected.
 
-Everything is cached per parameters in :func:`fedhub.fl.rl.netgen.cache_dir` (a folder
+Everything is cached per parameters in :func:`fedhub.fl.sumo.cache_dir` (a folder
 private to the Unix account), as ``road-<key>.npz``; a second call with the same
 parameters reads the arrays and runs no SUMO program.
 """
@@ -42,6 +42,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+
+from .sumo import cache_dir, sumo_binary
 
 NETWORKS = ("grid", "spider", "random")
 SIM_SECONDS = 600
@@ -72,8 +74,6 @@ def road_graph(network: str = "grid", size: int = 6, seed: int = 0) -> dict[str,
     """The graph of a generated network with its measured congestion classes (cached):
     ``x`` (nodes × 9, see the module's table), ``edge_index`` (both directions), ``y``,
     ``delay`` (the measured value behind ``y``) and ``junction`` (SUMO ids)."""
-    from .rl.netgen import cache_dir, sumo_binary
-
     args = netgenerate_args(network, size, seed)
     binaries = [sumo_binary("netgenerate"), sumo_binary("sumo")]
     key = hashlib.sha256(" ".join([*binaries, *args, str(SIM_SECONDS)]).encode()).hexdigest()
@@ -138,8 +138,6 @@ def measure_delay(net_file: Path, junctions: np.ndarray, seed: int, work: Path) 
     ``sumo`` run of random trips (about three departures per junction per minute)."""
     import sumo
     import sumolib
-
-    from .rl.netgen import sumo_binary
 
     trips, edgedata = work / "trips.xml", work / "edgedata.xml"
     period = 20.0 / max(len(junctions), 1)

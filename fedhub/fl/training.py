@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .sampling import NeighbourSampler
+
 
 def client_seed(seed: int, rnd: int, cid: int) -> int:
     """A 63-bit seed that is a pure function of (experiment seed, round, client)."""
@@ -137,7 +139,7 @@ def train_client(
     """Run ``job.epochs`` epochs of minibatch SGD from ``global_params``.
 
     A graph client trains full-batch (one step per epoch on its whole subgraph), or, when
-    ``sampling`` (a :class:`fedhub.fl.graphs.NeighbourSampling`) applies to its node count,
+    ``sampling`` (a :class:`fedhub.fl.sampling.NeighbourSampling`) applies to its node count,
     on mini-batches of seed nodes with sampled neighbourhoods (one step per batch).
 
     The local objective is ``loss + mu/2 * ||w - w_global||^2`` (FedProx). If ``job.extra``
@@ -214,8 +216,6 @@ def _sampled_batches(data: dict[str, torch.Tensor], sampling, epochs: int, rng):
     """Per epoch, the training nodes in a seeded random order, ``sampling.batch_nodes`` at a
     time, each batch with its sampled computation graph: ``(x, edge_index, rows, y)`` where
     ``rows`` are the seeds' rows in ``x`` (the first ones)."""
-    from .graphs import NeighbourSampler
-
     x, y = data["x"], data["y"]
     sampler = NeighbourSampler(data["edge_index"].numpy(), len(y), sampling.fanouts)
     train_nodes = np.flatnonzero(data["train_mask"].numpy())

@@ -13,7 +13,7 @@ import pytest
 from fedhub import fl
 from fedhub.fl import graphs, roads
 from fedhub.fl.registry import ParameterError
-from fedhub.fl.rl.netgen import sumo_binary
+from fedhub.fl.sumo import sumo_binary
 
 
 def net_file(tmp_path, network: str, size: int, seed: int = 0):

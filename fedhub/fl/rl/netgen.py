@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..sumo import cache_dir, sumo_binary
 
 YELLOW_SECONDS = 3
 MIN_GREEN_SECONDS = 5
@@ -33,40 +34,6 @@ STRAIGHT_SHARE = 0.7
 SIDES = ("west", "east", "south", "north")
 OPPOSITE = {"west": "east", "east": "west", "south": "north", "north": "south"}
 AXES = (("west", "east"), ("south", "north"))
-
-
-def sumo_binary(name: str) -> str:
-    """A SUMO program from the eclipse-sumo wheel (``sumo.SUMO_HOME/bin``), else from PATH."""
-    try:
-        import sumo
-
-        path = Path(sumo.SUMO_HOME) / "bin" / name
-        if path.exists():
-            return str(path)
-    except ImportError:
-        pass
-    found = shutil.which(name)
-    if found is None:
-        from fedhub.extras import MissingExtra
-
-        raise MissingExtra(f"traffic simulation needs SUMO's {name}: pip install 'fedhub[fl]'")
-    return found
-
-
-def cache_dir() -> Path:
-    path = Path(
-        os.environ.get("FEDHUB_TRAFFIC_CACHE")
-        or Path(tempfile.gettempdir()) / f"fedhub-traffic-{os.getuid()}"
-    )
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # in a shared /tmp another account could have made the folder first and planted a net
-    st = path.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise RuntimeError(
-            f"{path} belongs to another account or others may write it: "
-            "set FEDHUB_TRAFFIC_CACHE to a folder of your own"
-        )
-    return path
 
 
 def network_file(grid: int, length: float, lanes: int, cycle: int) -> Path:
