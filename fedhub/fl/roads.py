@@ -50,6 +50,8 @@ SIM_SECONDS = 600
 NUM_CLASSES = 3
 FEATURES = ("x", "y", "degree", "lanes_in", "lanes_out", "speed_mean", "speed_max",
             "traffic_light", "length_mean")  # fmt: skip
+#: part of the cache key: bump it when the features, the demand or the measurement change
+CACHE_VERSION = 1
 #: a road's length in metres for grid and spider networks
 ROAD_LENGTH = 150.0
 
@@ -76,7 +78,8 @@ def road_graph(network: str = "grid", size: int = 6, seed: int = 0) -> dict[str,
     ``delay`` (the measured value behind ``y``) and ``junction`` (SUMO ids)."""
     args = netgenerate_args(network, size, seed)
     binaries = [sumo_binary("netgenerate"), sumo_binary("sumo")]
-    key = hashlib.sha256(" ".join([*binaries, *args, str(SIM_SECONDS)]).encode()).hexdigest()
+    key_text = " ".join([*binaries, *args, str(SIM_SECONDS), f"v{CACHE_VERSION}"])
+    key = hashlib.sha256(key_text.encode()).hexdigest()
     path = cache_dir() / f"road-{network}{size}-{key[:16]}.npz"
     if path.exists():
         with np.load(path) as z:
