@@ -117,6 +117,12 @@ def build_config(ctx: LaunchContext) -> Config:
     c.JupyterHub.bind_url = f"{ctx.hub_url}/"
     c.JupyterHub.hub_bind_url = f"http://{ctx.ip}:{free_port()}"
     c.JupyterHub.db_url = ctx.db_url
+    if ctx.db_url.startswith("sqlite"):
+        # The hub shares the SQLite file with four services, whose transactions take the
+        # write lock at BEGIN (fedhub.db): wait for it as long as they do (30 s), not the
+        # driver's 5 s, after which JupyterHub's one session is left unusable and every
+        # later request fails ("Missing or invalid credentials").
+        c.JupyterHub.db_kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
     c.JupyterHub.authenticator_class = "fedhub-local"
