@@ -116,7 +116,7 @@ def _train_jobs(fm, tensors, global_params, jobs, rnd, payload, kind):
             batch_size=payload.batch_size,
             mu=payload.mu,
             kind=kind,
-            sampling=payload.data.sampling,
+            sampling=getattr(payload.data, "sampling", None),  # TenantData and RL data have none
         )
         for job in jobs
     ]
