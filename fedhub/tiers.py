@@ -483,7 +483,9 @@ def _read_applied(url: str) -> dict[str, tuple[int, dict[str, Any]]]:
         )
         .where(TierApplied.id.in_(newest))
     )
-    with fedhub_db.get_engine(url).connect() as conn:
+    # read-only: callers are often inside a transaction of their own on this database
+    # (a rating, a spawn), whose write lock a second BEGIN IMMEDIATE would wait on
+    with fedhub_db.read_only(fedhub_db.get_engine(url)).connect() as conn:
         if not inspect(conn).has_table(TierApplied.__tablename__):
             return {}  # not migrated yet: the file alone
         return {name: (version, definition) for name, version, definition in conn.execute(query)}

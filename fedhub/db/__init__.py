@@ -6,6 +6,7 @@ the services can read while one writes) and on PostgreSQL (production).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ __all__ = [
     "session_scope",
     "upgrade",
     "database_url",
+    "read_only",
     "sqlite_url",
     "transaction",
     "ensure_sqlite_dir",
@@ -46,6 +48,8 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "fedhub_alembic_version"
+
+log = logging.getLogger(__name__)
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -80,10 +84,48 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn):
-    # Take the write lock at BEGIN, so read-then-write transactions (quota
-    # reservations) serialise instead of failing with "database is locked".
+#: the execution option of read-only work on SQLite (:func:`read_only`)
+READ_ONLY = "fedhub_read_only"
+
+
+def _sqlite_begin(conn):
+    # A transaction that may write takes the write lock at BEGIN, so read-then-write
+    # transactions (quota reservations) serialise instead of failing with "database is
+    # locked". Read-only work begins deferred: in WAL mode a reader never waits for a
+    # writer, and never waits on a write lock its own thread holds in another
+    # transaction (which would stall for the whole busy timeout).
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        return
+    held = _held()
+    database = conn.engine.url.database
+    if database in held.values():
+        log.warning(
+            "a second write transaction on %s in one thread waits on the first's lock "
+            "(up to the busy timeout): read with fedhub.db.read_only, or use the open session",
+            database,
+            stack_info=True,
+        )
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+    held[id(conn.info)] = database
+
+
+#: this thread's connections in a write transaction: ``Connection.info`` id -> database
+_writing = threading.local()
+
+
+def _held() -> dict[int, str | None]:
+    if not hasattr(_writing, "records"):
+        _writing.records = {}
+    return _writing.records
+
+
+def _sqlite_end(conn):
+    _held().pop(id(conn.info), None)
+
+
+def _sqlite_reset(_dbapi_connection, record, _reset_state):
+    _held().pop(id(record.info), None)
 
 
 def create_db_engine(url: str, **kwargs) -> Engine:
@@ -96,10 +138,13 @@ def create_db_engine(url: str, **kwargs) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_transactions(dbapi_connection, _record):
-            # let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself
+            # let SQLAlchemy's "begin" event issue BEGIN (IMMEDIATE) itself
             dbapi_connection.isolation_level = None
 
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
+        for end in ("commit", "rollback"):
+            event.listen(engine, end, _sqlite_end)
+        event.listen(engine, "reset", _sqlite_reset)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -113,6 +158,14 @@ def get_engine(url: str | None = None) -> Engine:
             _engines[url] = create_db_engine(url)
             rls.install(_engines[url])  # the tenant scope of each transaction (PostgreSQL)
         return _engines[url]
+
+
+def read_only(engine: Engine) -> Engine:
+    """``engine`` for work that only reads: on SQLite its transactions begin deferred
+    (no write lock, no wait behind writers). Writing through it may fail with "database
+    is locked" when another connection wrote since the read began; PostgreSQL is
+    unaffected."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def dispose_engines() -> None:

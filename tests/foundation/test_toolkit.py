@@ -311,3 +311,63 @@ async def test_run_blocking_runs_in_a_thread():
 
     ident, total = await run_blocking(where, 1, b=2)
     assert total == 3 and ident != threading.get_ident()
+
+
+# -- transactions on SQLite ----------------------------------------------------------------
+
+
+def _in_thread(fn, seconds: float = 10.0):
+    """``fn()`` in a thread; whether it finished within ``seconds`` (a lock wait would not:
+    SQLite's busy timeout is 30 s), and its result or error."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["result"] = fn()
+        except Exception as e:  # reported to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive(), out
+
+
+def test_read_only_work_inside_a_write_transaction_does_not_wait_on_it(tmp_path):
+    """The stall behind the suite's 60-second timeouts: a tier refresh opened a second
+    connection inside a rating's transaction, and its BEGIN IMMEDIATE waited on its own
+    thread's lock for the whole busy timeout, holding every other writer up too."""
+    url = db.sqlite_url(tmp_path)
+    db.upgrade(url)
+    engine = db.get_engine(url)
+
+    def read_inside_a_write():
+        with db.session_scope(url) as s:
+            s.add(QuotaNotice(**_notice("held")))
+            s.flush()  # this thread now holds the write lock
+            with db.read_only(engine).connect() as conn:
+                return conn.execute(select(NOTICES.c.key)).scalars().all()
+
+    finished, out = _in_thread(read_inside_a_write)
+    assert finished and out == {"result": []}, out  # the other transaction's row is unseen
+    with db.session_scope(url) as s:
+        assert s.scalars(select(QuotaNotice.key)).all() == ["held"]
+    db.dispose_engines()
+
+
+def test_a_second_write_transaction_in_one_thread_is_logged(tmp_path, caplog):
+    url = db.sqlite_url(tmp_path)
+    db.upgrade(url)
+    quick = db.create_db_engine(url, connect_args={"timeout": 0.1, "check_same_thread": False})
+    with caplog.at_level(logging.WARNING, logger="fedhub.db"):
+        with db.session_scope(url) as s:
+            s.add(QuotaNotice(**_notice("held")))
+            s.flush()
+            with pytest.raises(Exception, match="locked"), quick.connect() as conn:
+                conn.execute(select(NOTICES.c.key)).all()
+        with db.session_scope(url) as s:  # one at a time: nothing to say
+            s.scalars(select(QuotaNotice.key)).all()
+    waits = [r for r in caplog.records if "waits on the first's lock" in r.getMessage()]
+    assert len(waits) == 1 and str(tmp_path) in waits[0].getMessage()
+    quick.dispose()
+    db.dispose_engines()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from sqlalchemy import text
 from traitlets.config import Config
 
 from fedhub import db as fedhub_db
@@ -380,3 +381,18 @@ def test_a_catalog_loaded_at_start_follows_imports_and_applies(hub_db, monkeypat
     assert "fedhub_tier_versions (version 2): tier 'gold', key 'max_users'" in caplog.text
     with pytest.raises(ConfigError, match="tier 'gold', key 'max_users'"):
         load_tiers(db=url)
+
+
+def test_a_refresh_inside_a_write_transaction_reads_at_once(hub_db):
+    """Services rate usage inside a transaction, and the catalog's refresh happens
+    there: it must read without waiting on that transaction's write lock."""
+    _, url = hub_db
+    catalog = load_tiers(db=url)
+    elapsed = []
+    with fedhub_db.session_scope(url) as s:
+        s.execute(text("UPDATE fedhub_tenants SET name = name"))  # this thread's write lock
+        tiers.forget_stored_tiers(url)
+        tic = time.monotonic()
+        catalog.get("free")
+        elapsed.append(time.monotonic() - tic)
+    assert elapsed[0] < 5, f"the refresh waited {elapsed[0]:.1f} s on its own thread's lock"
