@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from fedhub import db
 from fedhub.db import InvalidCursor, insert_ignore, keyset_page, parse_iso, tenant_lock
@@ -358,7 +358,12 @@ def test_read_only_work_inside_a_write_transaction_does_not_wait_on_it(tmp_path)
 def test_a_second_write_transaction_in_one_thread_is_logged(tmp_path, caplog):
     url = db.sqlite_url(tmp_path)
     db.upgrade(url)
-    quick = db.create_db_engine(url, connect_args={"timeout": 0.1, "check_same_thread": False})
+    quick = db.create_db_engine(url)
+
+    @event.listens_for(quick, "connect")
+    def _fail_fast(dbapi_connection, _record):  # after fedhub's 30 s busy timeout
+        dbapi_connection.execute("PRAGMA busy_timeout=100")
+
     with caplog.at_level(logging.WARNING, logger="fedhub.db"):
         with db.session_scope(url) as s:
             s.add(QuotaNotice(**_notice("held")))
