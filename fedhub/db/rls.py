@@ -122,6 +122,7 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_sessions": _BY_ID,
     "fedhub_signup_requests": _BY_ID,
     "fedhub_tenant_datasets": _BY_SLUG,
+    "fedhub_tenant_branding": _BY_ID,
 }
 
 # Where a tenant may write less than it reads (the policies' WITH CHECK; the platform

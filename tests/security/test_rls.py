@@ -58,6 +58,7 @@ def _load_models():
     import fedhub.scheduler.models
     import fedhub.services.experiments.federations.models
     import fedhub.services.experiments.models
+    import fedhub.tenancy.branding
     import fedhub.tenancy.models
     import fedhub.tenancy.plans
     import fedhub.tenancy.sessions  # noqa: F401
