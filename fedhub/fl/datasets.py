@@ -23,6 +23,8 @@ registry = Registry("dataset")
 _CLIENTS = Param(int, min=1, max=100_000)
 _SEED = Param(int, min=0, max=2**31 - 1)
 _TEST_FRACTION = Param(float, min=0.05, max=0.9)
+_GRAPH_CLASSES = Param(int, min=2, max=20)  # the synthetic graphs' (sbm, sbm_large)
+_FEATURE_NOISE = Param(float, min=0.0, max=100.0)
 _PARTITION = Param(
     str, choices=tuple(_partition.registry.names()), other=(dict, _partition.Partitioner)
 )
@@ -31,6 +33,11 @@ _SAMPLING = {"minibatch_nodes": Param(int, min=0, max=1_000_000),
              "batch_nodes": Param(int, min=1, max=100_000)}  # fmt: skip
 _SPLIT = {"num_clients": _CLIENTS, "partition": _PARTITION, "test_fraction": _TEST_FRACTION,
           "seed": _SEED}  # fmt: skip
+# how one graph is split into client subgraphs (sbm_large, road_network: _split_graph)
+_GRAPH_SPLIT = {"train_fraction": Param(float, min=0.01, max=0.9),
+                "test_fraction": _TEST_FRACTION,
+                "partitioner": Param(str, choices=("metis", "louvain", "random")),
+                "neighbour_features": Param(bool), "seed": _SEED, **_SAMPLING}  # fmt: skip
 
 
 @dataclass
@@ -199,11 +206,11 @@ def mnist5k(
     params={
         "num_clients": _CLIENTS,
         "nodes_per_client": Param(int, min=8, max=2000),
-        "num_classes": Param(int, min=2, max=20),
+        "num_classes": _GRAPH_CLASSES,
         "num_features": Param(int, min=1, max=512),
         "p_in": Param(float, min=0.0, max=1.0),
         "p_out": Param(float, min=0.0, max=1.0),
-        "feature_noise": Param(float, min=0.0, max=100.0),
+        "feature_noise": _FEATURE_NOISE,
         "test_fraction": _TEST_FRACTION,
         "seed": _SEED,
     },
@@ -264,19 +271,14 @@ def sbm(
         "num_clients": _CLIENTS,
         "num_nodes": Param(int, min=100, max=100_000),
         "num_communities": Param(int, min=1, max=1000),
-        "num_classes": Param(int, min=2, max=20),
+        "num_classes": _GRAPH_CLASSES,
         "num_features": Param(int, min=1, max=256),
         "avg_degree": Param(float, min=1.0, max=50.0),
         "cross_fraction": Param(float, min=0.0, max=1.0),
         "homophily": Param(float, min=0.0, max=1.0),
         "label_purity": Param(float, min=0.0, max=1.0),
-        "feature_noise": Param(float, min=0.0, max=100.0),
-        "train_fraction": Param(float, min=0.01, max=0.9),
-        "test_fraction": _TEST_FRACTION,
-        "partitioner": Param(str, choices=("metis", "louvain", "random")),
-        "neighbour_features": Param(bool),
-        "seed": _SEED,
-        **_SAMPLING,
+        "feature_noise": _FEATURE_NOISE,
+        **_GRAPH_SPLIT,
     },
 )
 def sbm_large(
@@ -314,16 +316,11 @@ def sbm_large(
         num_nodes, num_communities, num_classes, num_features, avg_degree, cross_fraction,
         homophily, label_purity, feature_noise, seed,
     )  # fmt: skip
-    owner = _graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
-    train, test = _graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
-    clients = _graphs.split(graph, owner, num_clients, train, test, neighbour_features)
-    params = {"num_clients": num_clients, "num_nodes": num_nodes, "partitioner": partitioner,
-              "neighbour_features": neighbour_features, "seed": seed,
-              "edge_cut": _graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
-    features = clients[0]["x"].shape[1]
-    sampling = _sampling(minibatch_nodes, batch_nodes)
-    return FederatedData(clients, None, features, num_classes, "graph", "sbm_large", params,
-                         sampling)  # fmt: skip
+    params = {"num_clients": num_clients, "num_nodes": num_nodes}
+    return _split_graph(
+        graph, "sbm_large", num_classes, params, train_fraction, test_fraction, partitioner,
+        neighbour_features, seed, minibatch_nodes, batch_nodes,
+    )  # fmt: skip
 
 
 @registry.register(
@@ -332,12 +329,7 @@ def sbm_large(
         "num_clients": _CLIENTS,
         "network": Param(str, choices=("grid", "spider", "random")),
         "size": Param(int, min=2, max=30),
-        "train_fraction": Param(float, min=0.01, max=0.9),
-        "test_fraction": _TEST_FRACTION,
-        "partitioner": Param(str, choices=("metis", "louvain", "random")),
-        "neighbour_features": Param(bool),
-        "seed": _SEED,
-        **_SAMPLING,
+        **_GRAPH_SPLIT,
     },
 )
 def road_network(
@@ -367,21 +359,39 @@ def road_network(
     num_nodes = len(graph["y"])
     if num_clients > num_nodes:
         raise ValueError(f"num_clients must not exceed the network's {num_nodes} junctions")
+    params = {"num_clients": num_clients, "network": network, "size": size,
+              "num_nodes": num_nodes}  # fmt: skip
+    return _split_graph(
+        graph, "road_network", roads.NUM_CLASSES, params, train_fraction, test_fraction,
+        partitioner, neighbour_features, seed, minibatch_nodes, batch_nodes,
+    )  # fmt: skip
+
+
+def _split_graph(
+    graph: dict[str, np.ndarray],
+    name: str,
+    num_classes: int,
+    params: dict,
+    train_fraction: float,
+    test_fraction: float,
+    partitioner: str,
+    neighbour_features: bool,
+    seed: int,
+    minibatch_nodes: int,
+    batch_nodes: int,
+) -> FederatedData:
+    """One graph split into ``params["num_clients"]`` client subgraphs (the parameters of
+    ``_GRAPH_SPLIT``); ``params`` gains the split's settings and its ``edge_cut``."""
+    num_clients, num_nodes = params["num_clients"], len(graph["y"])
     owner = _graphs.get(partitioner).assign(graph["edge_index"], num_nodes, num_clients, seed)
     train, test = _graphs.node_split(graph["y"], train_fraction, test_fraction, seed)
     clients = _graphs.split(graph, owner, num_clients, train, test, neighbour_features)
-    params = {"num_clients": num_clients, "network": network, "size": size,
-              "num_nodes": num_nodes, "partitioner": partitioner,
-              "neighbour_features": neighbour_features, "seed": seed,
-              "edge_cut": _graphs.edge_cut(graph["edge_index"], owner).as_dict()}  # fmt: skip
-    return FederatedData(clients, None, clients[0]["x"].shape[1], roads.NUM_CLASSES, "graph",
-                         "road_network", params, _sampling(minibatch_nodes, batch_nodes))  # fmt: skip
-
-
-def _sampling(minibatch_nodes: int, batch_nodes: int) -> NeighbourSampling | None:
-    if not minibatch_nodes:
-        return None
-    return NeighbourSampling(minibatch_nodes, batch_nodes)
+    cut = _graphs.edge_cut(graph["edge_index"], owner).as_dict()
+    params = {**params, "partitioner": partitioner, "neighbour_features": neighbour_features,
+              "seed": seed, "edge_cut": cut}  # fmt: skip
+    sampling = NeighbourSampling(minibatch_nodes, batch_nodes) if minibatch_nodes else None
+    return FederatedData(clients, None, clients[0]["x"].shape[1], num_classes, "graph", name,
+                         params, sampling)  # fmt: skip
 
 
 def get(name: str, **params) -> FederatedData:
