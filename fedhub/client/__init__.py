@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-__all__ = ["FedhubAPIError", "configure", "quota", "service_url", "request"]
+__all__ = ["FedhubAPIError", "configure", "quota", "service_url", "request", "paged"]
 
 _overrides: dict[str, str] = {}
 
@@ -107,6 +107,25 @@ def request(method: str, path: str, *, service: str = "experiments", **kwargs) -
     if raw or kwargs.get("stream"):
         return r
     return r.json() if r.content else None
+
+
+def paged(
+    path: str, key: str, limit: int | None, params: dict[str, Any] | None = None
+) -> list[dict]:
+    """The first ``limit`` items (None: all of them) of a list endpoint that pages with
+    ``?limit=&cursor=`` and answers ``{key: [...], "next_cursor": ...}``; asks for at most
+    500 a page (the services' largest)."""
+    items: list[dict] = []
+    params = dict(params or {})
+    while limit is None or len(items) < limit:
+        if limit is not None:
+            params["limit"] = min(limit - len(items), 500)
+        data = request("GET", path, params=params)
+        items.extend(data[key])
+        if not data.get("next_cursor"):
+            break
+        params["cursor"] = data["next_cursor"]
+    return items if limit is None else items[:limit]
 
 
 def _error(r: requests.Response) -> FedhubAPIError:

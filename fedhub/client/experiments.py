@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import FedhubAPIError, request
+from . import FedhubAPIError, paged, request
 
 __all__ = ["Experiment", "ExperimentResult", "submit", "list", "get"]
 
@@ -209,17 +209,8 @@ def list(  # noqa: A001 - public name
 
     The service pages its list (``?limit=&cursor=``); this follows the pages.
     """
-    runs: _builtin_list[Experiment] = []
-    params: dict[str, Any] = {"tenant": tenant} if tenant else {}
-    while limit is None or len(runs) < limit:
-        if limit is not None:
-            params["limit"] = min(limit - len(runs), 500)
-        data = request("GET", "api/v1/experiments", params=params)
-        runs.extend(Experiment(d) for d in data["experiments"])
-        if not data.get("next_cursor"):
-            break
-        params["cursor"] = data["next_cursor"]
-    return runs
+    params = {"tenant": tenant} if tenant else None
+    return [Experiment(d) for d in paged("api/v1/experiments", "experiments", limit, params)]
 
 
 def get(exp_id: str) -> Experiment:

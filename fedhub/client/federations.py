@@ -31,7 +31,7 @@ import io
 import time
 from typing import Any
 
-from . import FedhubAPIError, request
+from . import FedhubAPIError, paged, request
 
 __all__ = ["Federation", "create", "join", "decline", "list", "get"]
 
@@ -256,17 +256,7 @@ def decline(fed_id: str) -> Federation:
 
 def list(limit: int | None = 200) -> _builtin_list[Federation]:  # noqa: A001 - public name
     """The federations your tenant owns, is a member of or is invited to, newest first."""
-    feds: _builtin_list[Federation] = []
-    params: dict[str, Any] = {}
-    while limit is None or len(feds) < limit:
-        if limit is not None:
-            params["limit"] = min(limit - len(feds), 500)
-        data = request("GET", "api/v1/federations", params=params)
-        feds.extend(Federation(d) for d in data["federations"])
-        if not data.get("next_cursor"):
-            break
-        params["cursor"] = data["next_cursor"]
-    return feds if limit is None else feds[:limit]
+    return [Federation(d) for d in paged("api/v1/federations", "federations", limit)]
 
 
 def get(fed_id: str) -> Federation:
