@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fl.workers import cluster_kwargs
+
 
 @pytest.fixture(scope="session")
 def dask_client():
     from distributed import Client, LocalCluster
 
-    kwargs = {"n_workers": 2, "threads_per_worker": 1, "processes": True,
-              "host": "127.0.0.1", "dashboard_address": ":0", "memory_limit": "2GiB"}  # fmt: skip
-    with LocalCluster(**kwargs) as cluster, Client(cluster, set_as_default=False) as c:
+    with LocalCluster(**cluster_kwargs(2)) as cluster, Client(cluster, set_as_default=False) as c:
         c.wait_for_workers(2, timeout=60)
         yield c
 

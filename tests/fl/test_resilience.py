@@ -7,22 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fedhub import fl
-from fedhub.fl.runtime import active_round
+from tests.fl.workers import cluster_kwargs, kill_worker_in_round
 from tests.harness import wait_for
-
-
-def cluster_kwargs(n_workers: int) -> dict:
-    return {"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-            "host": "127.0.0.1", "dashboard_address": ":0", "memory_limit": "2GiB"}  # fmt: skip
-
 
 pytestmark = pytest.mark.slow
 
@@ -67,27 +59,8 @@ def test_worker_killed_mid_round_run_finishes(dask_client):
         Client(cluster, set_as_default=False) as client,
     ):
         client.wait_for_workers(2, timeout=60)
-        pids = client.run(os.getpid)
-        killed = {}
-
-        def kill_when_training():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
-                try:
-                    rounds = client.run(active_round, on_error="ignore")
-                except OSError:
-                    continue
-                for addr, rnd in rounds.items():
-                    if rnd == 2:
-                        os.kill(pids[addr], signal.SIGKILL)
-                        killed[addr] = pids[addr]
-                        return
-                time.sleep(0.002)
-
-        killer = threading.Thread(target=kill_when_training, daemon=True)
-        killer.start()
-        result = _experiment(data, **exp_kw).run(client=client, progress=None)
-        killer.join(timeout=5)
+        with kill_worker_in_round(client, 2) as killed:
+            result = _experiment(data, **exp_kw).run(client=client, progress=None)
 
     assert killed, "no round-2 task was seen running, so nothing was killed"
     assert len(result.history) == 4

@@ -5,10 +5,6 @@ SUMO run is at the end."""
 from __future__ import annotations
 
 import math
-import os
-import signal
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,16 +13,12 @@ import torch
 from fedhub import fl
 from fedhub.fl.rl import federated as frl
 from fedhub.fl.rl.td3 import TD3Config
-from fedhub.fl.runtime import active_round, dask_client
+from fedhub.fl.runtime import dask_client
 from fedhub.fl.training import ClientResult
 from tests.fl.rl.toy_env import ToyConfig, ToyEnv
+from tests.fl.workers import cluster_kwargs, kill_worker_in_round
 
 TD3 = TD3Config(batch_size=8, hidden=16, policy_delay=2)
-
-
-def cluster_kwargs(n_workers: int) -> dict:
-    return {"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-            "host": "127.0.0.1", "dashboard_address": ":0", "memory_limit": "2GiB"}  # fmt: skip
 
 
 def _clients(step_seconds: float = 0.0):
@@ -103,27 +95,8 @@ def test_worker_killed_mid_round_run_finishes(reference):
     # the engine's own cluster (workers forked from a server that imported torch: fast)
     with dask_client(None, None, cluster_kwargs(2)) as client:
         client.wait_for_workers(2, timeout=60)
-        pids = client.run(os.getpid)
-        killed = {}
-
-        def kill_when_training():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
-                try:
-                    rounds = client.run(active_round, on_error="ignore")
-                except OSError:
-                    continue
-                for addr, rnd in rounds.items():
-                    if rnd == 2:
-                        os.kill(pids[addr], signal.SIGKILL)
-                        killed[addr] = pids[addr]
-                        return
-                time.sleep(0.002)
-
-        killer = threading.Thread(target=kill_when_training, daemon=True)
-        killer.start()
-        result = _experiment(step_seconds=0.02).run(client=client, progress=None)
-        killer.join(timeout=5)
+        with kill_worker_in_round(client, 2) as killed:
+            result = _experiment(step_seconds=0.02).run(client=client, progress=None)
     assert killed, "no round-2 task was seen running, so nothing was killed"
     assert len(result.history) == 3 and result.lost_clients == 0
     # the killed worker's clients ran again on the survivor: same weights as without a kill
