@@ -230,7 +230,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return state.role_specs()
 
     def get_handlers(self, app):
-        from fedhub.extensions.hub import keys_api, sessions
+        from fedhub.extensions.hub import branding_api, keys_api, sessions
         from fedhub.extensions.hub.hub_api import USER_API_PATTERN, TenantUserAPIHandler
 
         # before the hub's own handlers: this one refuses renames (hub_api.py)
@@ -238,6 +238,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             (USER_API_PATTERN, TenantUserAPIHandler),
             *keys_api.handlers(),  # service accounts and their API keys (docs/access.md)
             *sessions.install(self),  # session rows, lifetimes, /hub/fedhub/sessions
+            *branding_api.install(self),  # tenants' branding, its logo, the pages' variable
             *super().get_handlers(app),
         ]
 

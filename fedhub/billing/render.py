@@ -43,16 +43,36 @@ def _by_user(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return [(u, str(a)) for u, a in sorted(totals.items())]
 
 
-def render_html(doc: dict[str, Any]) -> str:
+def invoice_branding(s, tenant: str) -> dict[str, Any] | None:
+    """The tenant's branding as an invoice shows it: name, colour, and the logo as a ``data:``
+    URI (a PDF fetches nothing); None when the tenant has none."""
+    from fedhub.tenancy import branding
+
+    view = branding.find(s, tenant)
+    if view is None or not (view.display_name or view.primary_colour or view.has_logo):
+        return None
+    return {
+        "display_name": view.display_name,
+        "primary_colour": view.primary_colour,
+        "logo": branding.logo_data_uri(s, tenant) if view.has_logo else None,
+    }
+
+
+def render_html(doc: dict[str, Any], branding: dict[str, Any] | None = None) -> str:
+    """The invoice ``doc`` as HTML; ``branding`` (:func:`invoice_branding`) heads it."""
     title = f"Invoice {doc['number']}" if doc.get("number") else f"Draft invoice {doc['period']}"
     last = parse_iso(doc["period_end"]) - timedelta(days=1)
     return _env.get_template("invoice.html").render(
-        doc=doc, title=title, by_user=_by_user(doc), period_last_day=f"{last:%Y-%m-%d}"
+        doc=doc,
+        title=title,
+        by_user=_by_user(doc),
+        period_last_day=f"{last:%Y-%m-%d}",
+        branding=branding,
     )
 
 
-def render_pdf(doc: dict[str, Any]) -> bytes:
+def render_pdf(doc: dict[str, Any], branding: dict[str, Any] | None = None) -> bytes:
     with needs_extra("pdf", "PDF invoices"):
         from weasyprint import HTML  # imported here: it loads Pango
 
-    return HTML(string=render_html(doc)).write_pdf()
+    return HTML(string=render_html(doc, branding)).write_pdf()

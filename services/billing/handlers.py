@@ -22,7 +22,7 @@ from fedhub.billing.money import ZERO, cents, dec
 from fedhub.billing.operations import Billing
 from fedhub.billing.periods import Period, containing, parse
 from fedhub.billing.rating import Rating, rate
-from fedhub.billing.render import render_html, render_pdf
+from fedhub.billing.render import invoice_branding, render_html, render_pdf
 from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
 from fedhub.jobs import run_blocking
@@ -258,15 +258,19 @@ class InvoiceHandler(BillingHandler):
 
         def load(s):
             inv = load_invoice(s, invoice_id)
-            return None if inv is None else invoice_document(s, inv)
+            if inv is None:
+                return None, None
+            doc = invoice_document(s, inv)
+            # the tenant's name, colour and logo head the rendered invoice (docs/branding.md)
+            return doc, invoice_branding(s, doc["tenant"]) if fmt else None
 
-        doc = await self.in_session(load)
+        doc, branding = await self.in_session(load)
         self.check_owner(doc and doc["tenant"], "invoice")
         if fmt == ".html":
             self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(render_html(doc))
+            self.finish(render_html(doc, branding))
         elif fmt == ".pdf":
-            pdf = await run_blocking(render_pdf, doc)
+            pdf = await run_blocking(render_pdf, doc, branding)
             self.set_header("Content-Type", "application/pdf")
             name = doc["number"] or f"draft-{doc['tenant']}-{doc['period']}"
             self.set_header("Content-Disposition", f'inline; filename="{name}.pdf"')

@@ -1,0 +1,108 @@
+"""fedhub.tenancy.branding's checks and the invoice's branded header, on a SQLite file
+(no hub): what may be stored, and what an invoice of each tenant shows."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from fedhub import db
+from fedhub.billing import subscriptions
+from fedhub.billing.invoices import invoice_document
+from fedhub.billing.models import Invoice
+from fedhub.billing.operations import Billing
+from fedhub.billing.periods import containing
+from fedhub.billing.render import invoice_branding, render_html
+from fedhub.db.base import utcnow
+from fedhub.errors import FedhubError, InvalidRequest
+from fedhub.metering import Usage, record
+from fedhub.tenancy import branding
+from fedhub.tenancy.store import TenantStore
+
+
+def image(fmt="PNG", size=(64, 24), mode="RGB") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, size, (10, 120, 200)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, kind", [("PNG", "image/png"), ("JPEG", "image/jpeg"),
+                                       ("WEBP", "image/webp")])  # fmt: skip
+def test_accepted_logo_types(fmt, kind):
+    assert branding.check_logo(image(fmt)) == kind
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', 400),
+        (b"GIF89a", 400),
+        (image("GIF"), 400),  # a real image, of a type not accepted
+        (image("PNG")[:40], 400),  # a truncated PNG
+        (image(size=(2049, 1)), 400),
+        (b"\0" * (branding.MAX_LOGO_BYTES + 1), 413),
+    ],
+)
+def test_refused_logos(data, status):
+    with pytest.raises(FedhubError) as e:
+        branding.check_logo(data)
+    assert e.value.status == status
+
+
+@pytest.mark.parametrize("value", ["red", "#fff", "#c2185b;}", " #c2185b", "#c2185b\n", 7])
+def test_only_rrggbb_colours(value):
+    with pytest.raises(InvalidRequest):
+        branding.check_colour(value)
+
+
+def test_colours_and_links_that_are_kept():
+    assert branding.check_colour("#C2185B") == "#c2185b"
+    assert branding.check_support_url("mailto:help@acme.example") == "mailto:help@acme.example"
+    for bad in (
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "https://",
+        "//x.example",
+        "https://a b",
+    ):
+        with pytest.raises(InvalidRequest):
+            branding.check_support_url(bad)
+    assert branding.Branding("a", primary_colour="#ffeb3b").text_colour == "#000000"
+    assert branding.Branding("a", primary_colour="#0d47a1").text_colour == "#ffffff"
+
+
+def test_an_invoice_shows_its_own_tenants_branding(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fedhub.sqlite'}"
+    db.upgrade(url)
+    store = TenantStore(url)
+    for slug in ("acme", "globex"):
+        store.create_tenant(slug)
+    logo = image()
+    last = containing(utcnow()).previous()
+    with db.session_scope(url) as s:
+        branding.set_branding(s, "acme", display_name="Acme <Rockets>", primary_colour="#c2185b")
+        branding.set_logo(s, "acme", logo)
+        for tenant in ("acme", "globex"):
+            subscriptions.record_change(s, tenant, "starter", at=last.start)
+            record(s, [Usage(tenant, "cpu_seconds", 60, last.start, last.start, "t", tenant, "u")])
+    Billing(url).close(last)
+    with db.session_scope(url) as s:
+        pages = {}
+        for inv in s.query(Invoice).all():
+            doc = invoice_document(s, inv)
+            pages[doc["tenant"]] = render_html(doc, invoice_branding(s, doc["tenant"]))
+        assert branding.logo(s, "acme")[0] == logo
+    acme, globex = pages["acme"], pages["globex"]
+    assert "Acme &lt;Rockets&gt;" in acme and "<Rockets>" not in acme  # escaped
+    assert "border-bottom: 1.5mm solid #c2185b" in acme
+    assert 'id="tenant-logo" src="data:image/png;base64,' in acme
+    assert "Acme" not in globex and "#c2185b" not in globex and "tenant-logo" not in globex
+    # the tenant goes, and its branding with it
+    store.delete_tenant("acme")
+    with db.session_scope(url) as s:
+        assert branding.find(s, "acme") is None
+        assert s.query(branding.TenantBranding).count() == 0
+    db.dispose_engines()
