@@ -28,6 +28,7 @@ import functools
 
 from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
+from jupyterhub.handlers.login import LoginHandler
 from tornado import web
 
 from fedhub import events
@@ -210,6 +211,20 @@ def login_branding(authenticator, slug: str) -> branding.Branding | None:
     return branding.Branding(
         found.tenant, display_name=found.display_name, logo_sha256=found.logo_sha256
     )
+
+
+class BrandedLoginMixin:
+    """A login handler whose page shows the tenant ``?tenant=<slug>`` names (its name and
+    logo only). It changes nothing about who may log in, or into which tenant."""
+
+    def render_template(self, name, **ns):
+        if name == "login.html" and TEMPLATE_VAR not in ns:
+            ns[TEMPLATE_VAR] = login_branding(self.authenticator, self.get_argument("tenant", ""))
+        return super().render_template(name, **ns)
+
+
+class BrandedLoginHandler(BrandedLoginMixin, LoginHandler):
+    """JupyterHub's ``/login`` with the tenant's name and logo (the OIDC authenticator's)."""
 
 
 def install(authenticator) -> list[tuple]:

@@ -25,6 +25,7 @@ from tornado.httputil import url_concat
 
 from fedhub import events
 from fedhub.errors import FedhubError
+from fedhub.extensions.hub.branding_api import BrandedLoginMixin
 from fedhub.extensions.hub.tenant_auth import client_info
 
 PENDING_COOKIE = "fedhub-login-pending"
@@ -101,19 +102,9 @@ async def finish_login(handler, username: str):
     return user
 
 
-class PolicyLoginHandler(LoginHandler):
+class PolicyLoginHandler(BrandedLoginMixin, LoginHandler):
     """JupyterHub's login form; a login with steps left continues on the security page.
-
     ``/hub/login?tenant=<slug>`` shows that tenant's name and logo (branding_api.py)."""
-
-    def render_template(self, name, **ns):
-        if name == "login.html" and "fedhub_branding" not in ns:
-            from fedhub.extensions.hub.branding_api import login_branding
-
-            ns["fedhub_branding"] = login_branding(
-                self.authenticator, self.get_argument("tenant", "")
-            )
-        return super().render_template(name, **ns)
 
     async def post(self):
         try:

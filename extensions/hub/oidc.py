@@ -88,7 +88,10 @@ class TenantOIDCAuthenticator(TenantAuthenticatorMixin, GenericOAuthenticator):
     )
 
     def get_handlers(self, app):
-        return super().get_handlers(app) + SECURITY_HANDLERS
+        from fedhub.extensions.hub.branding_api import BrandedLoginHandler
+
+        # before the hub's own /login: ?tenant=<slug> shows the tenant's name and logo
+        return [(r"/login", BrandedLoginHandler), *super().get_handlers(app), *SECURITY_HANDLERS]
 
     async def authenticate(self, handler, data=None, **kwargs):
         model = await super().authenticate(handler, data, **kwargs)

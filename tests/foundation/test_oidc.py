@@ -135,3 +135,18 @@ def test_oidc_maps_by_email_domain_only_when_the_address_is_verified(oidc_hub, p
         fedhub_tenant="acme",
     )
     assert r.status_code == 302, _text(r)[-600:]
+
+
+def test_login_page_shows_the_named_tenants_branding(oidc_hub):
+    """``/hub/login?tenant=acme`` on the OIDC hub: acme's name and logo (docs/branding.md)."""
+    from fedhub import db
+    from fedhub.tenancy import branding
+
+    hub = oidc_hub
+    with db.session_scope(hub.db_url) as s:
+        branding.set_branding(s, "acme", display_name="Acme via SSO", primary_colour="#c2185b")
+    page = requests.get(f"{hub.url}/hub/login?tenant=acme", timeout=10).text
+    assert 'id="fedhub-tenant-name"' in page and "Acme via SSO" in page
+    assert "#c2185b" not in page  # the colour is not public: only the name and logo
+    plain = requests.get(f"{hub.url}/hub/login?tenant=globex", timeout=10).text
+    assert "fedhub-tenant-name" not in plain and "Acme" not in plain
