@@ -14,9 +14,11 @@ member rows are written by the owner or by the member itself (its answer).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from fedhub.db import rls, session_scope, tenant_lock, utcnow
 from fedhub.errors import Conflict, NotFound
@@ -72,22 +74,29 @@ def create(
             )
         )
         s.flush()
-        s.add(FederationTenant(federation_id=fed_id, tenant=tenant))
-        s.flush()
-        s.add(
-            FederationMember(
-                federation_id=fed_id,
-                tenant=tenant,
-                member_id=1,
-                state=JOINED,
-                dataset=dataset,
-                invited_by=username,
-                invited_at=now,
-                responded_by=username,
-                responded_at=now,
-            )
-        )
+        _seat(s, fed_id, tenant, 1, username, now, dataset=dataset)
     return fed_id
+
+
+def _seat(
+    s: Session,
+    fed_id: str,
+    tenant: str,
+    member_id: int,
+    username: str,
+    now: datetime,
+    *,
+    dataset: str | None,
+) -> None:
+    """List ``tenant`` for the federation and give it seat ``member_id``: invited by
+    ``username``, or (``dataset`` given: the owner's own seat) joined with it bound."""
+    s.add(FederationTenant(federation_id=fed_id, tenant=tenant))
+    s.flush()
+    answer = {} if dataset is None else {"responded_by": username, "responded_at": now}
+    state = INVITED if dataset is None else JOINED
+    s.add(FederationMember(federation_id=fed_id, tenant=tenant, member_id=member_id,
+                           state=state, dataset=dataset, invited_by=username, invited_at=now,
+                           **answer))  # fmt: skip
 
 
 def load(db_url: str, fed_id: str) -> tuple[Federation | None, list[FederationMember]]:
@@ -155,18 +164,7 @@ def invite(db_url: str, fed_id: str, invitee: str, username: str) -> int:
                 FederationMember.federation_id == fed_id
             )
         )
-        s.add(FederationTenant(federation_id=fed_id, tenant=invitee))
-        s.flush()
-        s.add(
-            FederationMember(
-                federation_id=fed_id,
-                tenant=invitee,
-                member_id=member_id,
-                state=INVITED,
-                invited_by=username,
-                invited_at=now,
-            )
-        )
+        _seat(s, fed_id, invitee, member_id, username, now, dataset=None)
     return member_id
 
 
