@@ -170,19 +170,25 @@ def check_logo(data: bytes) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the header first: type and size are known before any pixel is decoded, so a
+            # small file that claims huge dimensions is refused without inflating it
+            with Image.open(io.BytesIO(data)) as image:
+                kind, size = image.format, image.size
+            if kind not in LOGO_TYPES:
+                raise refused
+            if max(size) > MAX_LOGO_PIXELS:
+                raise InvalidRequest(
+                    f"the logo is {size[0]}x{size[1]} pixels; "
+                    f"at most {MAX_LOGO_PIXELS}x{MAX_LOGO_PIXELS}"
+                )
             with Image.open(io.BytesIO(data)) as image:
                 image.verify()  # the whole file, not only the header
             with Image.open(io.BytesIO(data)) as image:
-                kind, size = image.format, image.size
                 image.load()  # verify() does not decode every format's pixels
+    except InvalidRequest:
+        raise
     except Exception:  # Pillow raises many kinds for a file it cannot read
         raise refused from None
-    if kind not in LOGO_TYPES:
-        raise refused
-    if max(size) > MAX_LOGO_PIXELS:
-        raise InvalidRequest(
-            f"the logo is {size[0]}x{size[1]} pixels; at most {MAX_LOGO_PIXELS}x{MAX_LOGO_PIXELS}"
-        )
     return LOGO_TYPES[kind]
 
 

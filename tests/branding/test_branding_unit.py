@@ -52,6 +52,23 @@ def test_refused_logos(data, status):
     assert e.value.status == status
 
 
+def test_a_small_file_claiming_huge_dimensions_is_refused_before_decoding():
+    """A PNG whose header says 8000x8000 (64 M pixels, under Pillow's own bomb limit) but holds a 1x1 image's data."""
+    import struct
+    import time
+    import zlib
+
+    data = bytearray(image(size=(1, 1)))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", 8000, 8000)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest, match="8000x8000 pixels"):
+        branding.check_logo(bytes(data))
+    assert time.monotonic() - started < 1
+
+
 @pytest.mark.parametrize("value", ["red", "#fff", "#c2185b;}", " #c2185b", "#c2185b\n", 7])
 def test_only_rrggbb_colours(value):
     with pytest.raises(InvalidRequest):
