@@ -2,7 +2,8 @@
 input in fedhub's error shape with nothing stored, the public logo's headers, the hub
 pages of two tenants' users in Chromium (screenshots in docs/img/), and an invoice.
 
-One hub for the module (the demo's tenants acme and globex and their people).
+One hub at a time for the module (the demo's tenants acme and globex and their people), on
+SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import uuid
 
 import pytest
 
@@ -45,9 +47,18 @@ def png(word="ACME", ink=(194, 24, 91), size=(160, 48), fmt="PNG") -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def hub(hub_factory):
-    return hub_factory()
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def hub(request, hub_factory):
+    """The demo hub on SQLite, then on PostgreSQL (row-level security on the branding row:
+    the handlers read and write it in the tenant's own scope)."""
+    db_url = None
+    if request.param == "postgresql":
+        db_url = request.getfixturevalue("postgres").create_database(
+            f"branding_{uuid.uuid4().hex[:8]}"
+        )
+    return hub_factory(db_url=db_url)
 
 
 @pytest.fixture(scope="module")
