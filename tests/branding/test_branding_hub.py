@@ -63,7 +63,10 @@ def hub(request, hub_factory):
 
 @pytest.fixture(scope="module")
 def tokens(hub):
-    people = ("admin", "acme-admin", "alice", "dave", "globex-admin", "bob")
+    # the demo has no analyst in globex: gina is one
+    hub.fedhub("user", "add", "gina", "--tenant", "globex", "--role", "analyst",
+               "--password", hub.password)  # fmt: skip
+    people = ("admin", "acme-admin", "alice", "dave", "globex-admin", "bob", "gina")
     return {name: hub.token(name) for name in people}
 
 
@@ -93,8 +96,8 @@ def test_who_may_read_and_change_a_tenants_branding(hub, tokens):
         assert_error(hub.api("DELETE", url, tokens[reader]), 403, "forbidden")
         assert_error(put_logo(hub, tokens[reader], "acme", png()), 403, "forbidden")
         assert_error(hub.api("DELETE", url + "/logo", tokens[reader]), 403, "forbidden")
-    # another tenant's people: as if acme did not exist, for every method
-    for other in ("globex-admin", "bob"):
+    # another tenant's admin, member and analyst: as if acme did not exist, for every method
+    for other in ("globex-admin", "bob", "gina"):
         for method, kwargs in (("GET", {}), ("PUT", {"json": GLOBEX}), ("DELETE", {})):
             r = hub.api(method, url, tokens[other], **kwargs)
             assert_error(r, 404, "not_found")
