@@ -13,7 +13,7 @@ from fedhub.billing.invoices import invoice_document
 from fedhub.billing.models import Invoice
 from fedhub.billing.operations import Billing
 from fedhub.billing.periods import containing
-from fedhub.billing.render import invoice_branding, render_html
+from fedhub.billing.render import invoice_branding, render_html, render_pdf
 from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError, InvalidRequest
 from fedhub.metering import Usage, record
@@ -107,11 +107,14 @@ def test_an_invoice_shows_its_own_tenants_branding(tmp_path):
             record(s, [Usage(tenant, "cpu_seconds", 60, last.start, last.start, "t", tenant, "u")])
     Billing(url).close(last)
     with db.session_scope(url) as s:
-        pages = {}
+        pages, pdfs = {}, {}
         for inv in s.query(Invoice).all():
             doc = invoice_document(s, inv)
             pages[doc["tenant"]] = render_html(doc, invoice_branding(s, doc["tenant"]))
+            pdfs[doc["tenant"]] = render_pdf(doc, invoice_branding(s, doc["tenant"]))
         assert branding.logo(s, "acme")[0] == logo
+    # the PDF embeds the logo (WeasyPrint decodes the data: URI): an image only in acme's
+    assert b"/Subtype /Image" in pdfs["acme"] and b"/Subtype /Image" not in pdfs["globex"]
     acme, globex = pages["acme"], pages["globex"]
     assert "Acme &lt;Rockets&gt;" in acme and "<Rockets>" not in acme  # escaped
     assert "border-bottom: 1.5mm solid #c2185b" in acme
