@@ -34,11 +34,17 @@ class DataNotHere(RuntimeError):
 
 
 def _on_a_worker() -> bool:
+    """True inside a task a Dask worker runs (not merely in a process that once had a
+    worker: a closed in-process worker can linger in ``Worker._instances``)."""
     try:
-        from distributed.worker import Worker
+        from distributed import get_worker
     except ImportError:  # pragma: no cover - fedhub[fl] has distributed
         return False
-    return any(True for _ in Worker._instances)
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 class TenantData:
