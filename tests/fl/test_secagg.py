@@ -23,11 +23,9 @@ from fedhub.fl.secagg import (
     SecAggMember,
     SecAggServer,
     TooFewSurvivors,
-    _lagrange_at,
     default_threshold,
-    shamir_combine,
-    shamir_split,
 )
+from fedhub.fl.secagg_math import _lagrange_at, shamir_combine, shamir_split
 
 DIM = 4096
 
