@@ -28,6 +28,7 @@ from traitlets.config import Config, Configurable, LoggingConfigurable, PyFileCo
 
 from fedhub import tiers
 from fedhub.errors import ConfigError
+from fedhub.tiers import store as tier_store
 
 CONFIG_FILE_NAME = "fedhub_config.py"
 CONFIG_FILE_ENV = "FEDHUB_CONFIG_FILE"
@@ -53,7 +54,7 @@ class Fedhub(LoggingConfigurable):
     )
 
     stored_tiers_ttl = Float(
-        tiers.STORED_TIERS_TTL,
+        tier_store.STORED_TIERS_TTL,
         min=0,
         config=True,
         help="""Seconds a process reuses the tiers it read from the database (tiers made by
@@ -71,7 +72,7 @@ class Fedhub(LoggingConfigurable):
 
     def apply(self) -> tiers.TierCatalog:
         """Make the configured tiers file this process's default; load and validate it."""
-        tiers.STORED_TIERS_TTL = self.stored_tiers_ttl
+        tier_store.STORED_TIERS_TTL = self.stored_tiers_ttl
         path = self.tiers_file or None
         catalog = tiers.load_tiers(path)  # raises ConfigError naming the file and key
         tiers.use_tiers_file(path)

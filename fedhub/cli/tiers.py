@@ -14,15 +14,10 @@ from fedhub import limits
 from fedhub.cli.common import ACTOR, db_url, output, table
 from fedhub.cli.tenants import parse_overrides
 from fedhub.errors import ConfigError
-from fedhub.tiers import (
+from fedhub.tiers import Tier, TierCatalog, _describe, _merge, load_tiers, load_tiers_file
+from fedhub.tiers.store import (
     STORED_TIERS_TTL,
-    Tier,
-    TierCatalog,
-    _describe,
-    _merge,
     apply_tier_version,
-    load_tiers,
-    load_tiers_file,
     store_tier_version,
     tier_versions,
 )

@@ -21,13 +21,13 @@ from sqlalchemy import text
 from traitlets.config import Config
 
 from fedhub import db as fedhub_db
-from fedhub import tiers
 from fedhub.cli import main
 from fedhub.cli.common import ACTOR
 from fedhub.config import Fedhub
 from fedhub.errors import ConfigError
 from fedhub.tenancy.store import TenantStore
 from fedhub.tiers import load_tiers, load_tiers_file
+from fedhub.tiers import store as tier_store
 
 FEDHUB = Path(sys.executable).parent / "fedhub"
 
@@ -295,7 +295,7 @@ def test_the_hubs_loader_sees_imported_tiers(hub_db, monkeypatch):
     import_gold(state)
     # another process (the hub) read the database just before the import: its cache is
     # fresh and empty, yet its catalog finds the new name at once (a tenant just made on it)
-    monkeypatch.setitem(tiers._stored_cache, url, (time.monotonic(), {}))
+    monkeypatch.setitem(tier_store._stored_cache, url, (time.monotonic(), {}))
     assert "gold" not in at_start
     assert at_start.get("gold").max_users == 12
     # what the hub's authenticator and every service call at start (c.Fedhub.tiers_file)
@@ -336,7 +336,8 @@ def test_a_services_unscoped_and_tenant_transactions_read_stored_tiers(migrated_
     """On PostgreSQL a hub service's unscoped transaction runs as fedhub_tenant (fail
     closed): the tier tables are granted to it, so every process sees the same catalog."""
     from fedhub.db import rls
-    from fedhub.tiers import TierCatalog, forget_stored_tiers, store_tier_version
+    from fedhub.tiers import TierCatalog
+    from fedhub.tiers.store import forget_stored_tiers, store_tier_version
 
     url = migrated_db
     monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", "")
@@ -356,13 +357,12 @@ def test_a_catalog_loaded_at_start_follows_imports_and_applies(hub_db, monkeypat
     """The hub and the services load their catalog once; the database's part is re-read
     when older than STORED_TIERS_TTL (0 here: every access), so a running hub spawns for
     a tenant on a tier imported after it started, and sees a version applied later."""
-    from fedhub import tiers
-
     state, url = hub_db
-    monkeypatch.setattr(tiers, "STORED_TIERS_TTL", tiers.STORED_TIERS_TTL)  # restored after
+    ttl = tier_store.STORED_TIERS_TTL
+    monkeypatch.setattr(tier_store, "STORED_TIERS_TTL", ttl)  # restored after
     monkeypatch.setenv("FEDHUB_DB_URL", url)
     running = Fedhub(config=Config({"Fedhub": {"stored_tiers_ttl": 0}})).apply()
-    assert tiers.STORED_TIERS_TTL == 0
+    assert tier_store.STORED_TIERS_TTL == 0
     assert "gold" not in running
     import_gold(state)
     assert running.get("gold").max_users == 12
@@ -391,7 +391,7 @@ def test_a_refresh_inside_a_write_transaction_reads_at_once(hub_db):
     elapsed = []
     with fedhub_db.session_scope(url) as s:
         s.execute(text("UPDATE fedhub_tenants SET name = name"))  # this thread's write lock
-        tiers.forget_stored_tiers(url)
+        tier_store.forget_stored_tiers(url)
         tic = time.monotonic()
         catalog.get("free")
         elapsed.append(time.monotonic() - tic)
