@@ -21,7 +21,8 @@ Three tables, like :data:`fedhub.billing.pricebook.METERS`:
   how much is included and the ``overage`` key that prices the rest.
 
 The vocabulary and the record types are in :mod:`fedhub.limits.model`, the entries in
-:mod:`fedhub.limits.catalog`; this module re-exports both and holds the functions.
+:mod:`fedhub.limits.catalog` (tier keys) and :mod:`fedhub.limits.usage` (meter kinds and
+price lines); this module re-exports them and holds the functions.
 
 A limit that is declared but not enforced says so (``enforced=False`` and a ``gap``): the
 docs print it and the registry test lists it, instead of a table that quietly promises.
@@ -34,7 +35,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from fedhub.limits.catalog import LIMITS, METER_KINDS, PRICES
+from fedhub.limits.catalog import LIMITS
 from fedhub.limits.model import (
     API_CALLS,
     BILLING,
@@ -77,6 +78,7 @@ from fedhub.limits.model import (
     MeterKind,
     PriceLine,
 )
+from fedhub.limits.usage import METER_KINDS, PRICES
 
 __all__ = [
     "API_CALLS",
