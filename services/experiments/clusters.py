@@ -5,7 +5,9 @@
   hold; the scheduler runs in the service, each worker is a separate process on loopback
   with one thread, running as :data:`fedhub.accounts.WORKER_ACCOUNT` when the service runs
   as root (so tenants' code paths on the workers cannot open the hub's files). Every tenant
-  shares it; the scheduler (:mod:`.scheduler`) keeps the share fair.
+  shares it; the scheduler (:mod:`.scheduler`) keeps the share fair. A tenant's private
+  datasets and federations run on a cluster of its own, as its own account
+  (:meth:`DaskClusters.tenant_executor`). Both are started by :mod:`.local_clusters`.
 * ``address``: an existing Dask scheduler (``c.DaskClusters.scheduler_address``), reached
   over TLS with the operator's credentials (``c.DaskClusters.tls_*`` or
   ``c.DaskClusters.security``); a plain ``tcp://`` scheduler is refused unless
@@ -23,7 +25,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from pathlib import Path
 
 from traitlets import (
     Any,
@@ -42,12 +43,15 @@ from fedhub import accounts
 from fedhub.db import rls
 from fedhub.extras import needs_extra
 
+from .gateway_clusters import GatewayMode
+from .local_clusters import LocalClusters
+
 
 class ClusterConfigError(RuntimeError):
     """The cluster cannot be started safely as configured (the message says what to do)."""
 
 
-class DaskClusters(LoggingConfigurable):
+class DaskClusters(LocalClusters, GatewayMode, LoggingConfigurable):
     """Hands out a Dask client for a tenant's experiment."""
 
     mode = Enum(
@@ -371,59 +375,6 @@ class DaskClusters(LoggingConfigurable):
             pool = self._tenant_pool
         return pool.executor(slug)
 
-    def _start_tenant_cluster(self, slug: str):
-        """``slug``'s own cluster: ``tenant_workers`` workers running as its account."""
-        from .private_cluster import PrivateCluster
-
-        name = accounts.tenant_account(slug)
-        entry = None
-        if accounts.can_isolate():
-            entry = accounts.ensure_account(name)
-            if entry.pw_uid == 0 or entry.pw_gid == 0:
-                raise ClusterConfigError(f"tenant account {name!r} is root's uid or group")
-            self._check_python_reachable(name)
-        else:
-            self.log.warning(
-                "tenant %s's workers run as the service's own account (uid %d), not as %s: "
-                "run the hub as root to keep tenants' datasets apart",
-                slug,
-                os.getuid(),
-                name,
-            )
-        cluster = PrivateCluster(
-            self.tenant_workers,
-            account=entry,
-            memory_limit=self.memory_limit,
-            scratch_parent=self.worker_scratch_dir,
-            python=self.worker_python,
-            preload=[self.worker_preload] if self.worker_preload else [],
-            worker_prefix=f"fedhub-tenant-{slug}",
-            name=f"fedhub-tenant-{slug}",
-        )
-        try:
-            cluster.wait_until_ready(timeout=120)
-        except BaseException:
-            cluster.close(timeout=2)
-            raise
-        self.log.info(
-            "tenant %s: %d worker(s) as %s at %s",
-            slug,
-            self.tenant_workers,
-            name,
-            cluster.scheduler_address,
-        )
-        return cluster, name
-
-    def _check_python_reachable(self, account: str) -> None:
-        blocked = accounts.blocked_for_others(self.worker_python)
-        if blocked is not None:
-            raise ClusterConfigError(
-                f"Dask workers run as {account}, which cannot reach {blocked} "
-                f"(needed to run {os.path.realpath(self.worker_python)}). Create the "
-                "virtualenv with a system Python (make does), or set "
-                "c.DaskClusters.worker_python."
-            )
-
     def client(self, tenant: str, tier: str):
         """A Dask client for ``tenant``'s run (shared: do not close it)."""
         with needs_extra("fl", "running experiments"):
@@ -454,35 +405,6 @@ class DaskClusters(LoggingConfigurable):
         )
         return Client(cluster, security=cluster.security, set_as_default=False)
 
-    def _start_private_cluster(self):
-        from .private_cluster import PrivateCluster
-
-        account = None
-        if accounts.can_isolate():
-            account = accounts.ensure_account(self.worker_account)
-            if account.pw_uid == 0 or account.pw_gid == 0:
-                raise ClusterConfigError(
-                    f"DaskClusters.worker_account {self.worker_account!r} is root's uid or "
-                    "group: the workers must run as an unprivileged account"
-                )
-            self._check_python_reachable(self.worker_account)
-            self.log.info("Dask workers run as %s (uid %d)", account.pw_name, account.pw_uid)
-        else:
-            self.log.warning(
-                "Dask workers run as the service's own account (uid %d), not isolated from "
-                "the hub's files: run the hub as root to give them %s",
-                os.getuid(),
-                self.worker_account,
-            )
-        return PrivateCluster(
-            self.n_workers,
-            account=account,
-            memory_limit=self.memory_limit,
-            scratch_parent=self.worker_scratch_dir,
-            python=self.worker_python,
-            preload=[self.worker_preload] if self.worker_preload else [],
-        )
-
     def _address_client(self):
         from distributed import Client
         from distributed.security import Security
@@ -512,56 +434,6 @@ class DaskClusters(LoggingConfigurable):
         else:
             self.log.info("experiments run on the Dask scheduler at %s", self.scheduler_address)
         return Client(self.scheduler_address, security=security, set_as_default=False)
-
-    def _gateway_clusters(self):
-        with self._lock:
-            if self._gateway is None:
-                with needs_extra("gateway", "DaskClusters.mode = 'gateway'"):
-                    from dask_gateway.auth import JupyterHubAuth
-
-                    from .gateway_clusters import TenantGatewayClusters
-                auth = self.gateway_auth
-                if auth is None:
-                    auth = JupyterHubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
-                state_dir = getattr(self.parent, "state_dir", "")
-                self._gateway = TenantGatewayClusters(
-                    address=self.gateway_address,
-                    proxy_address=self.gateway_proxy_address,
-                    auth=auth,
-                    size_of=self.gateway_cluster_size,
-                    busy=rls.as_platform(self._tenant_running),
-                    registry=(
-                        Path(state_dir) / "experiments" / "gateway-clusters.json"
-                        if state_dir
-                        else None
-                    ),
-                    idle_timeout=self.gateway_idle_timeout,
-                    start_timeout=self.gateway_start_timeout,
-                    keepalive_interval=self.gateway_keepalive_interval,
-                    log=self.log,
-                )
-            return self._gateway
-
-    def gateway_cluster_size(self, tenant: str, tier_name: str):
-        """What ``tenant``'s cluster asks the gateway for: its effective tier's gateway
-        keys (the limits registry's ``gateway_max_workers``, ``gateway_worker_cores``,
-        ``gateway_worker_memory_gb``), workers capped by ``gateway_workers_per_tier``."""
-        from fedhub.db import session_scope
-        from fedhub.tiers import load_tiers
-
-        from .gateway_clusters import ClusterSize
-        from .quota import tenant_tier
-
-        with session_scope(self._db_url()) as s:
-            tier_name, tier = tenant_tier(s, load_tiers(), tenant)
-        workers = tier.gateway_max_workers
-        if tier_name in self.gateway_workers_per_tier:
-            workers = min(workers, int(self.gateway_workers_per_tier[tier_name]))
-        return ClusterSize(
-            workers=max(1, workers),
-            worker_cores=tier.gateway_worker_cores,
-            worker_memory_gib=tier.gateway_worker_memory_gb,
-        )
 
     def _tenant_running(self, tenant: str) -> bool:
         """True while ``tenant`` has an experiment running (its cluster is not idle)."""

@@ -39,12 +39,16 @@ idle.
 Failures. A gateway that cannot be reached, refuses the service's credentials or refuses
 the cluster raises :class:`GatewayUnreachable` or :class:`GatewayRefused`, whose message
 names the gateway and the cause; the run fails with that message (no traceback).
+
+:class:`GatewayMode` is the part of :class:`~.clusters.DaskClusters` that builds the one
+:class:`TenantGatewayClusters` from its ``gateway_*`` settings and sizes each cluster.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedhub import accounts
+from fedhub.db import rls
+from fedhub.extras import needs_extra
 
 #: What a cluster asks the gateway for, when the gateway declares the option.
 TENANT_OPTION = "tenant"
@@ -357,3 +363,55 @@ class TenantGatewayClusters:
 def _reason(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return text.splitlines()[0][:300]
+
+
+class GatewayMode:
+    """The ``gateway`` mode of :class:`~.clusters.DaskClusters` (a mix-in that reads its
+    ``gateway_*`` traits): one :class:`TenantGatewayClusters`, made on first use."""
+
+    def _gateway_clusters(self):
+        with self._lock:
+            if self._gateway is None:
+                with needs_extra("gateway", "DaskClusters.mode = 'gateway'"):
+                    from dask_gateway.auth import JupyterHubAuth
+                auth = self.gateway_auth
+                if auth is None:
+                    auth = JupyterHubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+                state_dir = getattr(self.parent, "state_dir", "")
+                self._gateway = TenantGatewayClusters(
+                    address=self.gateway_address,
+                    proxy_address=self.gateway_proxy_address,
+                    auth=auth,
+                    size_of=self.gateway_cluster_size,
+                    busy=rls.as_platform(self._tenant_running),
+                    registry=(
+                        Path(state_dir) / "experiments" / "gateway-clusters.json"
+                        if state_dir
+                        else None
+                    ),
+                    idle_timeout=self.gateway_idle_timeout,
+                    start_timeout=self.gateway_start_timeout,
+                    keepalive_interval=self.gateway_keepalive_interval,
+                    log=self.log,
+                )
+            return self._gateway
+
+    def gateway_cluster_size(self, tenant: str, tier_name: str):
+        """What ``tenant``'s cluster asks the gateway for: its effective tier's gateway
+        keys (the limits registry's ``gateway_max_workers``, ``gateway_worker_cores``,
+        ``gateway_worker_memory_gb``), workers capped by ``gateway_workers_per_tier``."""
+        from fedhub.db import session_scope
+        from fedhub.tiers import load_tiers
+
+        from .quota import tenant_tier
+
+        with session_scope(self._db_url()) as s:
+            tier_name, tier = tenant_tier(s, load_tiers(), tenant)
+        workers = tier.gateway_max_workers
+        if tier_name in self.gateway_workers_per_tier:
+            workers = min(workers, int(self.gateway_workers_per_tier[tier_name]))
+        return ClusterSize(
+            workers=max(1, workers),
+            worker_cores=tier.gateway_worker_cores,
+            worker_memory_gib=tier.gateway_worker_memory_gb,
+        )
