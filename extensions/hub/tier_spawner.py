@@ -32,8 +32,15 @@ from jupyterhub.utils import maybe_future
 from traitlets import Bool, Enum, Float, Type, Unicode, default
 from traitlets.utils.importstring import import_item
 
-from fedhub import events, quotas, storage
-from fedhub.extensions.hub.spawner import kernels, kubernetes, limits, metrics, profiles
+from fedhub import events, quotas
+from fedhub.extensions.hub.spawner import (
+    kernels,
+    kubernetes,
+    limits,
+    metrics,
+    profiles,
+    tenant_storage,
+)
 from fedhub.extensions.hub.spawner.reconciler import Reconciler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
 
@@ -281,21 +288,9 @@ class TierSpawner(Spawner):
         return f"{self.user.name}/{self.name}"
 
     async def tenant_storage_bytes(self, tenant: str) -> int | None:
-        if not self.storage_path_template:
-            return None
-        cache = TierSpawner._storage_cache
-        hit = cache.get(tenant)
-        if hit and time.monotonic() - hit[0] < self.storage_cache_seconds:
-            return hit[1]
-        members = quotas.member_names(self.store.db, tenant)
-        template = self.storage_path_template
-        # only plain strings (made on the loop) go to the thread; fedhub.storage is the
-        # same measurement billing's daily sample uses
-        total = await asyncio.to_thread(storage.tenant_bytes, template, members, tenant)
-        cache[tenant] = (time.monotonic(), total)
-        return total
-
-    _storage_cache: dict[str, tuple[float, int]] = {}
+        return await tenant_storage.tenant_bytes(
+            self.store.db, tenant, self.storage_path_template, self.storage_cache_seconds
+        )
 
     def _member_or_refuse(self):
         """The user's membership; no server for a hub user fedhub does not know.
