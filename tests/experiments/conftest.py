@@ -51,6 +51,16 @@ class ExperimentsAPI:
             exp_id, lambda d: d["status"] in ("completed", "failed", "cancelled"), timeout
         )
 
+    def settle(self, timeout: float = 90) -> None:
+        """Cancel the tenant's unfinished runs (left by other modules on this session's hub)
+        and wait until they end: a test of the scheduler's slots starts from none taken."""
+        r = self.call("GET", "/experiments", params={"limit": 500})
+        assert r.status_code == 200, r.text
+        for run in r.json()["experiments"]:
+            if run["status"] in ("queued", "running"):
+                self.call("POST", f"/experiments/{run['id']}/cancel")
+                self.wait_done(run["id"], timeout)
+
 
 def wait_for_experiments_service(hub) -> None:
     """Until the experiments service answers through the hub's proxy (its API is up)."""

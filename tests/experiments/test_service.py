@@ -163,6 +163,8 @@ def test_two_tenants_at_once_both_progress(api):
     """acme queues two experiments, globex one; with one slot per tenant, globex runs
     alongside acme's first while acme's second waits its turn."""
     alice, bob = api("alice"), api("bob")
+    alice.settle()
+    bob.settle()
     spec = {**TINY, "rounds": 12}
     a1 = alice.submit(**spec).json()["id"]
     a2 = alice.submit(**spec).json()["id"]
