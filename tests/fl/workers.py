@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from fedhub.fl.runtime import active_round
+from tests.harness import wait_for
 
 
 def cluster_kwargs(n_workers: int) -> dict:
@@ -27,19 +27,18 @@ def kill_worker_in_round(client, round_no: int = 2, within: float = 120.0) -> It
     pids = client.run(os.getpid)
     killed: dict[str, int] = {}
 
+    def worker_in_round() -> str | None:
+        try:
+            rounds = client.run(active_round, on_error="ignore")
+        except OSError:
+            return None
+        return next((addr for addr, rnd in rounds.items() if rnd == round_no), None)
+
     def kill_when_training():
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not killed:
-            try:
-                rounds = client.run(active_round, on_error="ignore")
-            except OSError:
-                continue
-            for addr, rnd in rounds.items():
-                if rnd == round_no:
-                    os.kill(pids[addr], signal.SIGKILL)
-                    killed[addr] = pids[addr]
-                    return
-            time.sleep(0.002)
+        with suppress(TimeoutError):  # none seen: the caller's assertion on `killed` fails
+            addr = wait_for(worker_in_round, within, 0.002, f"a worker in round {round_no}")
+            os.kill(pids[addr], signal.SIGKILL)
+            killed[addr] = pids[addr]
 
     killer = threading.Thread(target=kill_when_training, daemon=True)
     killer.start()
