@@ -31,15 +31,11 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.handlers.login import LoginHandler
 from tornado import web
 
-from fedhub import events
 from fedhub.db import rls
-from fedhub.errors import Forbidden, InvalidRequest, NotFound
+from fedhub.errors import InvalidRequest
 from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.tenancy import branding
-from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.checks import SLUG_RE
-from fedhub.tenancy.models import Role
-from fedhub.tenancy.store import UserInfo
 
 API = r"/api/fedhub/tenants/([^/]+)/branding"
 LOGO_PATH = r"/fedhub/branding/([^/]+)/logo"
@@ -47,40 +43,7 @@ TEMPLATE_VAR = "fedhub_branding"
 
 
 class _BrandingAPI(FedhubAPIHandler):
-    """Who may read and change which tenant's branding."""
-
-    def caller(self, slug: str, permission: str) -> UserInfo:
-        """The caller, if they may ``permission`` (``tenant:read`` or ``tenant:admin``) in
-        ``slug``: 404 for anyone outside the tenant, 403 for a member who may only read or a
-        token made with fewer scopes."""
-        user = self.current_user  # a hub User, a hub service (orm.Service) or nobody
-        if user is None:
-            raise Forbidden("authentication required")
-        is_user = not isinstance(user, orm.Service)
-        info = self.store.user(user.name) if is_user else None
-        if info is None or not (info.is_platform_admin or info.tenant == slug):
-            raise NotFound(f"no tenant {slug!r}")
-        if permission == "tenant:admin" and info.role not in (
-            Role.TENANT_ADMIN,
-            Role.PLATFORM_ADMIN,
-        ):
-            raise Forbidden(f"your role ({info.role}) may not change the tenant's branding")
-        if not fedhub_scopes.granted(permission, self.expanded_scopes, slug):
-            raise Forbidden(
-                f"this token does not hold the scope custom:fedhub:{permission} for the tenant"
-            )
-        return info
-
-    def audit(self, action: str, slug: str, info: UserInfo, details: dict) -> None:
-        events.emit(
-            action,
-            tenant=slug,
-            actor=info.username,
-            target=slug,
-            details=details,
-            source_ip=self.request.remote_ip,
-            user_agent=self.request.headers.get("User-Agent"),
-        )
+    """Who may read and change which tenant's branding (:meth:`FedhubAPIHandler.caller`)."""
 
     def answer(self, view: branding.Branding) -> None:
         self.set_header("Cache-Control", "no-store")

@@ -230,7 +230,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
         return state.role_specs()
 
     def get_handlers(self, app):
-        from fedhub.extensions.hub import branding_api, keys_api, sessions
+        from fedhub.extensions.hub import branding_api, keys_api, sessions, tenancy_api
         from fedhub.extensions.hub.hub_api import USER_API_PATTERN, TenantUserAPIHandler
 
         # before the hub's own handlers: this one refuses renames (hub_api.py)
@@ -239,6 +239,7 @@ class TenantAuthenticatorMixin(LoggingConfigurable):
             *keys_api.handlers(),  # service accounts and their API keys (docs/access.md)
             *sessions.install(self),  # session rows, lifetimes, /hub/fedhub/sessions
             *branding_api.install(self),  # tenants' branding, its logo, the pages' variable
+            *tenancy_api.install(self),  # members, invitations, teams, requests, consoles
             *super().get_handlers(app),
         ]
 
