@@ -166,6 +166,7 @@ PLATFORM_TABLES = frozenset(
         "fedhub_audit_spool_offsets",
         "fedhub_tier_versions",
         "fedhub_tier_applied",
+        "fedhub_onboardings",  # no tenant yet (fedhub.tenancy.onboarding)
     }
 )
 

@@ -60,6 +60,7 @@ def _load_models():
     import fedhub.services.experiments.models
     import fedhub.tenancy.branding
     import fedhub.tenancy.models
+    import fedhub.tenancy.onboarding
     import fedhub.tenancy.plans
     import fedhub.tenancy.sessions  # noqa: F401
 
