@@ -123,6 +123,8 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_signup_requests": _BY_ID,
     "fedhub_tenant_datasets": _BY_SLUG,
     "fedhub_tenant_branding": _BY_ID,
+    "fedhub_teams": _BY_ID,
+    "fedhub_team_members": "EXISTS (SELECT 1 FROM fedhub_teams t WHERE t.id = team_id)",
 }
 
 # Where a tenant may write less than it reads (the policies' WITH CHECK; the platform

@@ -62,7 +62,8 @@ def _load_models():
     import fedhub.tenancy.models
     import fedhub.tenancy.onboarding
     import fedhub.tenancy.plans
-    import fedhub.tenancy.sessions  # noqa: F401
+    import fedhub.tenancy.sessions
+    import fedhub.tenancy.teams  # noqa: F401
 
     return db.Base.metadata
 
