@@ -1,5 +1,6 @@
 """The hub's sign-up pages: ``/hub/signup``, ``/hub/signup/verify`` and, for tenant
-admins, ``/hub/signup/requests``.
+admins, ``/hub/signup/requests``. An emailed invitation's link is
+``/hub/signup?invitation=<code>`` (:func:`invitation_link`): the form comes filled in.
 
 A domain sign-up is a request until its address is proven
 (:mod:`fedhub.tenancy.signup`): the sign-up page sends the link through the
@@ -48,9 +49,24 @@ class SignupHandler(_SignupPage):
     """/hub/signup: an account by invitation, or a request by allowed email domain."""
 
     async def get(self):
+        # the link of an emailed invitation (tenancy_api/members_api.py) lands here with
+        # its code: the form comes filled in with the code and the invited address
+        code = self.get_argument("invitation", "")
+        invited = self.authenticator.store.invitation_for_token(code) if code else None
+        error = None
+        if code and invited is None:
+            self.set_status(400)
+            error = (
+                "This invitation is not valid: it was used, revoked, replaced by a newer "
+                "link, or it expired. Ask the person who invited you to send it again."
+            )
         self.finish(
             await self._render(
-                invitation=self.get_argument("invitation", ""), error=None, status=None
+                invitation=code if invited else "",
+                invited=invited,
+                email=invited.email if invited else "",
+                error=error,
+                status=None,
             )
         )
 
@@ -259,16 +275,24 @@ class SignupRequestsHandler(_SignupPage):
 
 def verify_link(handler: BaseHandler, token: str) -> str:
     """The absolute URL of the verify page for ``token``."""
+    return _hub_url(handler, VERIFY_PATH) + "?" + urlencode({"token": token})
+
+
+def invitation_link(handler: BaseHandler, token: str) -> str:
+    """The absolute URL of the sign-up page with an invitation's code filled in."""
+    return _hub_url(handler, "signup") + "?" + urlencode({"invitation": token})
+
+
+def _hub_url(handler: BaseHandler, page: str) -> str:
     base = _public_base(handler.app)
     if base is None:
         # no public_url and a wildcard bind address: the request's host is all we have
         base = f"{handler.request.protocol}://{handler.request.host}/"
         handler.log.warning(
-            "Sign-up links use the request's Host header (%s): set c.JupyterHub.public_url",
+            "Emailed links use the request's Host header (%s): set c.JupyterHub.public_url",
             handler.request.host,
         )
-    path = handler.hub.base_url + VERIFY_PATH  # e.g. /hub/signup/verify
-    return urljoin(base, path) + "?" + urlencode({"token": token})
+    return urljoin(base, handler.hub.base_url + page)
 
 
 def _public_base(app) -> str | None:

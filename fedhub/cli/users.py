@@ -47,8 +47,10 @@ def invite(ctx, email, tenant, role, days):
     """Invite someone to sign up at /hub/signup; prints the invitation code once."""
     from datetime import timedelta
 
-    token = store(ctx).invite(tenant, email, role, valid_for=timedelta(days=days), actor=ACTOR)
-    click.echo(f"Invitation for {email} to {tenant} as {role}: {token}")
+    invitation = store(ctx).invite(
+        tenant, email, role, valid_for=timedelta(days=days), actor=ACTOR
+    )
+    click.echo(f"Invitation for {email} to {tenant} as {role}: {invitation.token}")
     click.echo("They sign up at <hub>/hub/signup?invitation=<code>.")
 
 

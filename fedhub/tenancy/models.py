@@ -166,6 +166,14 @@ class Invitation(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # sent by email (0024_invitation_mail): when, how often again, and a revocation
+    created_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)  # the last link
+    resent_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(255), default=None)
+
+    tenant: Mapped[Tenant] = relationship()
 
 
 class SignupRequest(Base):

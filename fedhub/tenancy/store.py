@@ -20,7 +20,7 @@ from fedhub import events, limits
 from fedhub.db import session_scope
 from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
-from fedhub.tenancy import passwords, plans
+from fedhub.tenancy import members, passwords, plans
 from fedhub.tenancy.checks import (  # noqa: F401  (SLUG_RE, EMAIL_RE: re-exported)
     EMAIL_RE,
     SLUG_RE,
@@ -303,10 +303,24 @@ class TenantStore(SignupMixin):
                 details=limits.details("max_users", limit, count, 1),
             )
 
-    def set_role(self, username: str, role: Role | str, *, actor: str | None = None) -> Membership:
-        role = Role(role)
+    def set_role(
+        self,
+        username: str,
+        role: Role | str,
+        *,
+        tenant: str | None = None,
+        actor: str | None = None,
+    ) -> Membership:
+        """Change a user's role (``fedhub user set-role``, and the tenancy API).
+
+        With ``tenant`` (a tenant admin's change, :mod:`fedhub.tenancy.members`) the
+        user must be in that tenant, the new role is a tenant's role, and the tenant
+        keeps at least one tenant admin (409 otherwise)."""
+        role = members.parse_role(role)
         with self.session() as s:
             m = self._membership(s, username)
+            if tenant is not None:
+                members.check_role_change(s, m, role, tenant)
             if m.tenant_id is None and role != Role.PLATFORM_ADMIN:
                 raise InvalidRequest(f"user {username!r} has no tenant; add them to one first")
             old = m.role

@@ -19,10 +19,12 @@ the caller (the hub's sign-up page) to put in a link and send.
 
 The applicant's side (signing up, following the link) is in
 :mod:`.applying`; the tenant admin's side (invitations, the policy, reviewing
-requests) in :mod:`.review`; what both share in :mod:`.outcomes`.
+requests) in :mod:`.review`; invitations (emailed by the hub's tenancy API, resent,
+revoked) in :mod:`.invitations`; what both share in :mod:`.outcomes`.
 """
 
 from fedhub.tenancy.signup.applying import ApplicantMixin
+from fedhub.tenancy.signup.invitations import InvitationMixin, InvitationView
 from fedhub.tenancy.signup.outcomes import (
     ACTIVE,
     DEFAULT_LINK_VALIDITY,
@@ -38,6 +40,7 @@ from fedhub.tenancy.signup.review import ReviewMixin
 
 __all__ = [
     "ACTIVE",
+    "InvitationView",
     "DEFAULT_LINK_VALIDITY",
     "MAX_CONFIRM_ATTEMPTS",
     "LinkExpired",
@@ -50,5 +53,5 @@ __all__ = [
 ]
 
 
-class SignupMixin(ApplicantMixin, ReviewMixin):
+class SignupMixin(ApplicantMixin, ReviewMixin, InvitationMixin):
     """The invitation and sign-up methods of :class:`fedhub.tenancy.store.TenantStore`."""

@@ -14,6 +14,7 @@ from fedhub.errors import Forbidden, InvalidRequest
 from fedhub.tenancy import passwords
 from fedhub.tenancy.checks import EMAIL_RE, validate_password, validate_username
 from fedhub.tenancy.models import Invitation, SignupPolicy, SignupRequest, SignupStatus, Tenant
+from fedhub.tenancy.signup.invitations import state_of
 from fedhub.tenancy.signup.outcomes import (
     ACTIVE,
     DEFAULT_LINK_VALIDITY,
@@ -68,8 +69,11 @@ class ApplicantMixin(MembershipMixin):
             inv = s.scalar(
                 select(Invitation).where(Invitation.token_hash == token_hash(invitation))
             )
-            if inv is None or inv.used_at is not None or inv.expires_at < utcnow():
-                raise InvalidRequest("this invitation is not valid (wrong, used or expired)")
+            if inv is None or state_of(inv) != "pending":
+                raise InvalidRequest(
+                    "this invitation is not valid (wrong, used, revoked, replaced by a newer "
+                    "link, or expired): ask the person who invited you for a new one"
+                )
             if inv.email != email:
                 raise InvalidRequest("this invitation was sent to another email address")
             tenant = s.get(Tenant, inv.tenant_id)

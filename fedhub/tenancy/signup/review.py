@@ -1,10 +1,7 @@
-"""The tenant admin's side of sign-up: invitations, the sign-up policy, and the
-requests that wait for an admin's approval."""
+"""The tenant admin's side of sign-up: the sign-up policy and the requests that wait
+for an admin's approval (invitations are in :mod:`.invitations`)."""
 
 from __future__ import annotations
-
-import secrets
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -12,10 +9,8 @@ from sqlalchemy.orm import Session, selectinload
 from fedhub import events
 from fedhub.db.base import utcnow
 from fedhub.errors import InvalidRequest, NotFound
-from fedhub.tenancy.checks import EMAIL_RE, bump_revision
+from fedhub.tenancy.checks import bump_revision
 from fedhub.tenancy.models import (
-    Invitation,
-    Role,
     SignupPolicy,
     SignupRequest,
     SignupStatus,
@@ -29,46 +24,11 @@ from fedhub.tenancy.signup.outcomes import (
     check_open,
     emit,
     emit_signed_up,
-    token_hash,
 )
 
 
 class ReviewMixin(MembershipMixin):
-    """Invitations, the policy, and pending requests, for tenant admins and the CLI."""
-
-    def invite(
-        self,
-        tenant: str,
-        email: str,
-        role: Role | str = Role.MEMBER,
-        *,
-        valid_for: timedelta = timedelta(days=7),
-        actor: str | None = None,
-    ) -> str:
-        """Create an invitation and return its token (only its hash is stored)."""
-        if not EMAIL_RE.match(email or ""):
-            raise InvalidRequest(f"invalid email address {email!r}")
-        token = secrets.token_urlsafe(24)
-        with self.session() as s:
-            t = self._tenant(s, tenant)
-            s.add(
-                Invitation(
-                    tenant_id=t.id,
-                    email=email.lower(),
-                    role=Role(role),
-                    token_hash=token_hash(token),
-                    expires_at=utcnow() + valid_for,
-                    created_by=actor,
-                )
-            )
-        events.emit(
-            "user.invited",
-            tenant=tenant,
-            actor=actor,
-            target=email.lower(),
-            details={"role": str(Role(role))},
-        )
-        return token
+    """The policy and pending requests, for tenant admins and the CLI."""
 
     def set_signup_policy(
         self, slug: str, policy: SignupPolicy | str, *, actor: str | None = None
