@@ -115,6 +115,10 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_memberships": _BY_ID,
     "fedhub_meter_events": _BY_SLUG,
     "fedhub_quota_notices": _BY_SLUG,
+    # approval requests (0021): a request with no tenant yet (an onboarding) is the
+    # platform's alone; comments are visible exactly when their request is
+    "fedhub_requests": _BY_ID,
+    "fedhub_request_comments": "EXISTS (SELECT 1 FROM fedhub_requests r WHERE r.id = request_id)",
     "fedhub_scheduled_jobs": _BY_SLUG,
     "fedhub_scheduled_runs": _BY_SLUG,
     "fedhub_scheduler_defaults": _BY_SLUG,

@@ -174,29 +174,58 @@ class TenantStore(SignupMixin):
         actor: str | None = None,
     ) -> Tenant:
         with self.session() as s:
-            tenant = self._tenant(s, slug)
-            changes: dict[str, Any] = {}
-            new_tier = tier or tenant.tier
-            new_overrides = dict(tenant.overrides)
-            if overrides is not None:
-                new_overrides.update(overrides)
-                new_overrides = {k: v for k, v in new_overrides.items() if v is not None}
-            self.tiers.effective(new_tier, new_overrides)
-            if name is not None and name != tenant.name:
-                changes["name"] = [tenant.name, name]
-                tenant.name = name
-            if tier is not None and tier != tenant.tier:
-                changes["tier"] = [tenant.tier, tier]
-                tenant.tier = tier
-            if email_domains is not None:
-                tenant.allowed_email_domains = validate_domains(email_domains)
-                changes["allowed_email_domains"] = tenant.allowed_email_domains
-            if new_overrides != tenant.overrides:
-                changes["overrides"] = new_overrides
-                tenant.overrides = new_overrides
-            if "tier" in changes or "overrides" in changes:  # billing prorates from today
-                plans.record_change(s, slug, new_tier, new_overrides, actor=actor)
-            bump_revision(s)
+            tenant, changes = self.update_tenant_in(
+                s,
+                slug,
+                name=name,
+                tier=tier,
+                email_domains=email_domains,
+                overrides=overrides,
+                actor=actor,
+            )
+        self.emit_tenant_updated(slug, changes, actor)
+        return tenant
+
+    def update_tenant_in(
+        self,
+        s: Session,
+        slug: str,
+        *,
+        name: str | None = None,
+        tier: str | None = None,
+        email_domains: Iterable[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> tuple[Tenant, dict[str, Any]]:
+        """:meth:`update_tenant` in an open transaction (an approved request's change):
+        returns the tenant and the changes, for :meth:`emit_tenant_updated` once committed."""
+        tenant = self._tenant(s, slug)
+        changes: dict[str, Any] = {}
+        new_tier = tier or tenant.tier
+        new_overrides = dict(tenant.overrides)
+        if overrides is not None:
+            new_overrides.update(overrides)
+            new_overrides = {k: v for k, v in new_overrides.items() if v is not None}
+        self.tiers.effective(new_tier, new_overrides)
+        if name is not None and name != tenant.name:
+            changes["name"] = [tenant.name, name]
+            tenant.name = name
+        if tier is not None and tier != tenant.tier:
+            changes["tier"] = [tenant.tier, tier]
+            tenant.tier = tier
+        if email_domains is not None:
+            tenant.allowed_email_domains = validate_domains(email_domains)
+            changes["allowed_email_domains"] = tenant.allowed_email_domains
+        if new_overrides != tenant.overrides:
+            changes["overrides"] = new_overrides
+            tenant.overrides = new_overrides
+        if "tier" in changes or "overrides" in changes:  # billing prorates from today
+            plans.record_change(s, slug, new_tier, new_overrides, actor=actor)
+        bump_revision(s)
+        return tenant, changes
+
+    @staticmethod
+    def emit_tenant_updated(slug: str, changes: dict[str, Any], actor: str | None) -> None:
         events.emit("tenant.updated", tenant=slug, actor=actor, target=slug, details=changes)
         if "tier" in changes:
             events.emit(
@@ -206,7 +235,6 @@ class TenantStore(SignupMixin):
                 target=slug,
                 details={"from": changes["tier"][0], "to": changes["tier"][1]},
             )
-        return tenant
 
     def set_status(
         self,

@@ -50,6 +50,7 @@ TENANTS = ("acme", "globex")
 
 def _load_models():
     # every module that declares fedhub tables, so Base.metadata is complete
+    import fedhub.approvals.models
     import fedhub.audit.models
     import fedhub.billing.models
     import fedhub.metering

@@ -28,6 +28,7 @@ from fedhub.tenancy.signup.outcomes import (
     check_open,
     emit,
     emit_signed_up,
+    tell_listeners,
     token_hash,
 )
 
@@ -193,9 +194,12 @@ class ApplicantMixin(MembershipMixin):
             username, email = req.username, req.email
             req.token_hash = None
             req.verified_at = utcnow()
+            after = []
             if tenant.signup_policy == SignupPolicy.ADMIN_APPROVAL:
                 req.status = SignupStatus.AWAITING_APPROVAL
                 status = SignupStatus.AWAITING_APPROVAL.value
+                s.flush()
+                after = tell_listeners(self, s, "awaiting_approval", PendingSignup.of(req))
             else:
                 self._make_member(s, tenant, username, email, req.password_hash)
                 s.delete(req)
@@ -205,6 +209,8 @@ class ApplicantMixin(MembershipMixin):
         emit("user.signup_verified", result, username, details={"next": next_step})
         if result.active:
             emit_signed_up(result, "email_domain")
+        for fn in after:
+            fn()
         return result
 
     def _check_confirm_password(self, token: str, password: str) -> None:

@@ -5,6 +5,7 @@ a member."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +89,37 @@ class PendingSignup:
             created_at=req.created_at,
             expires_at=req.expires_at,
         )
+
+
+#: What a listener is told: ``listener(store, session, event, pending, actor=..., reason=...)``
+#: with ``event`` one of "awaiting_approval", "approved", "rejected", inside the
+#: transaction that makes the change; it may return a function to run once that
+#: transaction has committed. fedhub.approvals listens, to keep a ``join_tenant`` request
+#: beside each sign-up that waits for an admin (tenancy never imports it).
+SignupListener = Callable[..., Callable[[], None] | None]
+LISTENERS: list[SignupListener] = []
+
+
+def listen(listener: SignupListener) -> None:
+    """Tell ``listener`` about every sign-up that starts or stops waiting for an admin."""
+    if listener not in LISTENERS:
+        LISTENERS.append(listener)
+
+
+def tell_listeners(
+    store: Any,
+    s: Session,
+    event: str,
+    pending: PendingSignup,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> list[Callable[[], None]]:
+    """Run the listeners in the transaction; returns what each wants run after commit."""
+    after = [
+        listener(store, s, event, pending, actor=actor, reason=reason) for listener in LISTENERS
+    ]
+    return [fn for fn in after if fn is not None]
 
 
 def emit(

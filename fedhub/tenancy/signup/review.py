@@ -24,6 +24,7 @@ from fedhub.tenancy.signup.outcomes import (
     check_open,
     emit,
     emit_signed_up,
+    tell_listeners,
 )
 
 
@@ -90,32 +91,62 @@ class ReviewMixin(MembershipMixin):
     ) -> PendingSignup:
         """Drop a sign-up request (either state); the address may ask again."""
         with self.session() as s:
-            req = _request_of(s, username, tenant)
-            pending = PendingSignup.of(req)
-            s.delete(req)
+            pending = self.reject_signup_in(s, username, tenant=tenant)
+            after = tell_listeners(self, s, "rejected", pending, actor=actor, reason=reason)
+        self.emit_signup_rejected(pending, reason, actor)
+        for fn in after:
+            fn()
+        return pending
+
+    def reject_signup_in(
+        self, s: Session, username: str, *, tenant: str | None = None
+    ) -> PendingSignup:
+        """:meth:`reject_signup` in an open transaction (no event: the caller emits
+        :meth:`emit_signup_rejected` once it has committed)."""
+        req = _request_of(s, username, tenant)
+        pending = PendingSignup.of(req)
+        s.delete(req)
+        return pending
+
+    @staticmethod
+    def emit_signup_rejected(pending: PendingSignup, reason: str | None, actor: str | None):
         details = {"reason": reason} if reason else None
         emit("user.signup_rejected", pending, actor, severity="notice", details=details)
-        return pending
 
     def approve_signup(
         self, username: str, *, tenant: str | None = None, actor: str | None = None
     ) -> SignupResult:
         """A tenant admin lets a verified request in: it becomes a member."""
         with self.session() as s:
-            req = _request_of(s, username, tenant)
-            if req.status != SignupStatus.AWAITING_APPROVAL:
-                raise InvalidRequest(
-                    f"{username} has not confirmed their email address yet: they must follow "
-                    "the link sent to them before their request can be approved"
-                )
-            t = req.tenant
-            check_open(t)
-            self._make_member(s, t, req.username, req.email, req.password_hash)
-            s.delete(req)
-            result = SignupResult(req.username, req.email, t.slug, t.name, ACTIVE)
+            pending = PendingSignup.of(_request_of(s, username, tenant))
+            result = self.approve_signup_in(s, username, tenant=tenant)
+            after = tell_listeners(self, s, "approved", pending, actor=actor)
+        self.emit_signup_approved(result, actor)
+        for fn in after:
+            fn()
+        return result
+
+    def approve_signup_in(
+        self, s: Session, username: str, *, tenant: str | None = None
+    ) -> SignupResult:
+        """:meth:`approve_signup` in an open transaction (no event: the caller emits
+        :meth:`emit_signup_approved` once it has committed)."""
+        req = _request_of(s, username, tenant)
+        if req.status != SignupStatus.AWAITING_APPROVAL:
+            raise InvalidRequest(
+                f"{username} has not confirmed their email address yet: they must follow "
+                "the link sent to them before their request can be approved"
+            )
+        t = req.tenant
+        check_open(t)
+        self._make_member(s, t, req.username, req.email, req.password_hash)
+        s.delete(req)
+        return SignupResult(req.username, req.email, t.slug, t.name, ACTIVE)
+
+    @staticmethod
+    def emit_signup_approved(result: SignupResult, actor: str | None) -> None:
         emit("user.signup_approved", result, actor)
         emit_signed_up(result, "email_domain")
-        return result
 
 
 def _request_by_username(username: str):
