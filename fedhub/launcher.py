@@ -223,9 +223,10 @@ def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
 
 
 # under the state dir, only these are meant for user accounts: their homes (each 0700,
-# theirs), the tier kernel specs (read-only) and the tenants' stores (0711; each tenant's
-# folder 0700, its own account's: fedhub.datasets)
-PUBLIC_STATE_ENTRIES = ("homes", "share", "tenant-data")
+# theirs), the tier kernel specs (read-only), the tenants' stores (0711; each tenant's
+# folder 0700, its own account's: fedhub.datasets) and the teams' folders (0711; each
+# team's 2770, its Unix group's: fedhub.tenancy.team_folders)
+PUBLIC_STATE_ENTRIES = ("homes", "share", "tenant-data", "team-data")
 
 
 def secure_state_dir(state_dir: Path) -> None:
