@@ -23,6 +23,7 @@ from fedhub.billing.operations import Billing
 from fedhub.billing.periods import Period, containing, parse
 from fedhub.billing.rating import Rating, rate
 from fedhub.billing.render import invoice_branding, render_html, render_pdf
+from fedhub.billing.summary import usage_document
 from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
 from fedhub.jobs import run_blocking
@@ -135,23 +136,9 @@ class UsageHandler(BillingHandler):
         tenant = self.tenant_arg()
         r = await self.in_session(self.rate, tenant, self.period_arg())
         if self.sees_whole_tenant:
-            self.write_json(_tenant_usage(r))
+            self.write_json(usage_document(r))
         else:
             self.write_json(_user_usage(r, self.caller.name))
-
-
-def _tenant_usage(r: Rating) -> dict[str, Any]:
-    meters = {
-        m: {k: (v if k == "unit" else str(v)) for k, v in vals.items()}
-        for m, vals in r.usage_summary().items()
-    }
-    return {
-        "tenant": r.tenant,
-        "period": r.period.name,
-        "meters": meters,
-        "estimated_total": str(r.total),
-        "by_user": _money(r.by_user()),
-    }
 
 
 def _user_usage(r: Rating, me: str) -> dict[str, Any]:
