@@ -114,9 +114,10 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
         return ""
 
     def get_handlers(self, app):
+        # a route may carry the handler's keyword arguments as a third item (tornado's form)
         handlers = [
-            (pattern, PolicyLoginHandler if pattern == "/login" else handler)
-            for pattern, handler in super().get_handlers(app)
+            (pattern, PolicyLoginHandler if pattern == "/login" else handler, *kwargs)
+            for pattern, handler, *kwargs in super().get_handlers(app)
         ]
         return handlers + [
             *SECURITY_HANDLERS,
