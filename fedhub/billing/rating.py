@@ -143,7 +143,46 @@ def rate(
     segs = segments(changes, period)
     end = min(until, period.end) if until else period.end
     rows = fetch_usage(session, tenant, period.start, end) if segs else ()
-    return rate_rows(tenant, period, catalog, segs, rows)
+    rating = rate_rows(tenant, period, catalog, segs, rows)
+    rating.lines += charge_lines(session, tenant, period.start, end)
+    return rating
+
+
+#: meter kinds whose events are charges of an exact amount (``attributes.amount``, a
+#: decimal string, negative for a reversal), not usage priced by the tier: one invoice
+#: line each, never discounted, never included in the plan (docs/billing.md)
+CHARGE_KINDS = ("marketplace",)
+
+
+def charge_lines(session: Session, tenant: str, start: datetime, end: datetime) -> list[LineSpec]:
+    """One ``charge`` line per charge event of ``tenant`` in ``[start, end)``, amount exact."""
+    q = (
+        select(MeterEvent.id, MeterEvent.kind, MeterEvent.username, MeterEvent.attributes)
+        .where(
+            MeterEvent.tenant == tenant,
+            MeterEvent.kind.in_(CHARGE_KINDS),
+            MeterEvent.start >= start,
+            MeterEvent.start < end,
+        )
+        .order_by(MeterEvent.start, MeterEvent.id)
+    )
+    lines = []
+    for event_id, kind, username, attributes in session.execute(q):
+        amount = cents(dec(attributes["amount"]))
+        lines.append(
+            LineSpec(
+                "charge",
+                kind,
+                str(attributes.get("description") or kind)[:500],
+                Decimal(1),
+                "item",
+                amount,
+                amount,
+                f"charge:{kind}:{attributes.get('key') or event_id}",
+                attribution={"users": {username or NO_USER: {"amount": str(amount)}}},
+            )
+        )
+    return lines
 
 
 def _finite_rows(rows, tenant: str, period: Period):
