@@ -113,6 +113,28 @@ TENANT_TABLES: dict[str, str] = {
     "fedhub_federation_member_metrics": _BY_SLUG,
     "fedhub_invitations": _BY_ID,
     "fedhub_memberships": _BY_ID,
+    # marketplace (0025): a listed asset, its listed versions and the reviews of an asset a
+    # tenant may see are readable by every tenant; a pending asset by its publisher's tenant;
+    # a delisted one also by the tenants holding a licence for it. A tenant writes only its
+    # own assets, their versions and its own reviews (the migration's CHECKS); purchases
+    # write the publisher's payout line as platform work.
+    "fedhub_market_assets": (
+        f"fedhub_market_assets.tenant = {_SETTING} OR fedhub_market_assets.state = 'listed' OR "
+        "EXISTS (SELECT 1 FROM fedhub_market_entitlements e "
+        f"WHERE e.asset_id = fedhub_market_assets.id AND e.tenant = {_SETTING})"
+    ),
+    "fedhub_market_entitlements": _BY_SLUG,
+    "fedhub_market_payout_lines": _BY_SLUG,
+    "fedhub_market_purchases": _BY_SLUG,
+    "fedhub_market_reviews": (
+        f"fedhub_market_reviews.tenant = {_SETTING} OR EXISTS (SELECT 1 FROM "
+        "fedhub_market_assets a WHERE a.id = fedhub_market_reviews.asset_id)"
+    ),
+    "fedhub_market_versions": (
+        "EXISTS (SELECT 1 FROM fedhub_market_assets a WHERE a.id = "
+        f"fedhub_market_versions.asset_id AND (a.tenant = {_SETTING} OR "
+        "fedhub_market_versions.state = 'listed'))"
+    ),
     "fedhub_meter_events": _BY_SLUG,
     "fedhub_quota_notices": _BY_SLUG,
     # approval requests (0021): a request with no tenant yet (an onboarding) is the

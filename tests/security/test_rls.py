@@ -53,6 +53,7 @@ def _load_models():
     import fedhub.approvals.models
     import fedhub.audit.models
     import fedhub.billing.models
+    import fedhub.marketplace.models
     import fedhub.metering
     import fedhub.quotas
     import fedhub.ratelimit
