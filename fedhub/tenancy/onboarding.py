@@ -31,7 +31,7 @@ import enum
 import re
 import secrets
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -246,7 +246,6 @@ def request_onboarding(
                 Onboarding.state == OnboardingState.AWAITING_EMAIL, Onboarding.expires_at < now
             )
         )
-        _sync_decisions(s, select(Onboarding).where(Onboarding.email == email))
         if s.scalar(
             select(Onboarding.id).where(Onboarding.email == email, Onboarding.state.in_(PENDING))
         ):
@@ -310,12 +309,24 @@ def by_token(store, token: str) -> OnboardingView | None:
     if not token:
         return None
     with store.session() as s:
-        _sync_decisions(s, select(Onboarding).where(Onboarding.token_hash == token_hash(token)))
         row = s.scalar(select(Onboarding).where(Onboarding.token_hash == token_hash(token)))
         return None if row is None else OnboardingView.of(row, is_paid(store, row.tier))
 
 
-def verify(store, token: str, password: str, *, source_ip: str | None = None) -> OnboardingView:
+#: ``ask(session, onboarding) -> (request id, run once committed)``: opens the approval
+#: request of a paid tier's onboarding (:mod:`fedhub.approvals.kinds.onboarding`; tenancy
+#: never imports approvals, so the caller passes it)
+AskPlatform = Callable[[Session, Onboarding], tuple[int, Callable[[], None]]]
+
+
+def verify(
+    store,
+    token: str,
+    password: str,
+    *,
+    ask: AskPlatform | None = None,
+    source_ip: str | None = None,
+) -> OnboardingView:
     """Follow the link: a free tier's tenant exists now; a paid tier's is asked for."""
     _check_confirm_password(store, token, password)
     with store.session() as s:
@@ -329,13 +340,18 @@ def verify(store, token: str, password: str, *, source_ip: str | None = None) ->
             raise InvalidRequest("This link is not valid: it was used already.")
         row.verified_at = utcnow()
         paid = is_paid(store, row.tier)
+        after = None
         if paid:
+            if ask is None:
+                raise Conflict("paid tiers cannot be asked for here: no approvals")
             row.state = OnboardingState.AWAITING_APPROVAL
-            row.request_id = _ask_platform(s, row)
+            row.request_id, after = ask(s, row)
         else:
             found(s, row, actor=row.username)
         view = OnboardingView.of(row, paid)
     _emit_verified(view, source_ip)
+    if after is not None:
+        after()  # the request's own audit event and the approvers' mail
     return view
 
 
@@ -395,6 +411,15 @@ def _emit_verified(view: OnboardingView, source_ip: str | None) -> None:
 # -- founding the tenant -------------------------------------------------------------
 
 
+def reject(row: Onboarding, reason: str | None) -> None:
+    """A platform admin said no (in the transaction of the rejection): the reason is
+    what the status page shows; the password hash is not kept."""
+    row.state = OnboardingState.REJECTED
+    row.reason = reason
+    row.password_hash = ""
+    row.decided_at = utcnow()
+
+
 def found(s: Session, row: Onboarding, *, actor: str | None) -> Tenant:
     """The tenant, its admin's membership and password, in the caller's transaction.
 
@@ -449,17 +474,3 @@ def emit_onboarded(view: OnboardingView, *, actor: str | None, how: str) -> None
         target=slug,
         details={"tier": view.tier, "admin": view.username, "how": how},
     )
-
-
-# -- the approval request (paid tiers) -----------------------------------------------
-
-
-def _ask_platform(s: Session, row: Onboarding) -> int | None:
-    """Open the ``onboarding`` approval request for ``row``; its id."""
-    raise NotImplementedError("paid-tier onboarding needs fedhub.approvals")
-
-
-def _sync_decisions(s: Session, query) -> None:
-    """Copy a rejection or withdrawal (and its reason) from the approval requests onto the
-    onboardings ``query`` selects, so they stop being pending."""
-    return None

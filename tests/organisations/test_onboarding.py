@@ -1,0 +1,362 @@
+"""Self-service onboarding (#13) against one real hub, with a real SMTP server in this
+process (aiosmtpd): the free tier end to end through the JSON API and through the form,
+the emailed link, the new tenant admin's login and server; abuse limits, bad input and
+slug collisions. The paid tier's approval is in ``test_onboarding_approval.py``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from tests.conftest import DEMO_PASSWORD
+from tests.harness import HubProcess, free_port, wait_for
+from tests.security.signup_mail import Inbox, sql
+
+pytestmark = pytest.mark.slow
+
+ONBOARD = "/hub/api/fedhub/onboard"
+LINK_RE = re.compile(r"https?://[^\s\"'<>]+/hub/onboard/verify\?token=[A-Za-z0-9_\-]+")
+PER_IP = 8  # c.Onboarding.requests_per_ip_per_hour of this module's hub
+
+
+def text(r: requests.Response) -> str:
+    """The page's words, without its markup."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", r.text)).split())
+
+
+def mail_config(controller, extra: str = "") -> str:
+    return (
+        "c = get_config()  # noqa\n"
+        f"c.Mailer.smtp_host = {controller.hostname!r}\n"
+        f"c.Mailer.smtp_port = {controller.port}\n"
+        'c.Mailer.smtp_security = "none"\n'
+        'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n' + extra
+    )
+
+
+@pytest.fixture(scope="module")
+def inbox():
+    box = Inbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.controller = controller
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(inbox, hub_state_root):
+    state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
+    extra = f"c.Onboarding.requests_per_ip_per_hour = {PER_IP}\n"
+    (state / "jupyterhub_config.py").write_text(mail_config(inbox.controller, extra))
+    hub = HubProcess(state, password=DEMO_PASSWORD)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+_ip = iter(range(1, 250))
+
+
+def onboard(hub, ip: str | None = None, **body) -> requests.Response:
+    """``POST /hub/api/fedhub/onboard`` from a source address of its own (``X-Real-Ip``,
+    which the hub trusts as JupyterHub does behind its proxy), so that the tests do not
+    spend each other's per-address limit."""
+    ip = ip or f"198.51.100.{next(_ip)}"
+    return hub.api("POST", ONBOARD, json=body, headers={"X-Real-Ip": ip})
+
+
+def wait_link(inbox: Inbox, address: str) -> str:
+    msgs = wait_for(lambda: inbox.to(address), 30, what=f"a message to {address}")
+    body = msgs[-1].get_body(preferencelist=("plain",)).get_content()
+    match = LINK_RE.search(body)
+    assert match, f"no onboarding link in:\n{body}"
+    return match.group(0)
+
+
+def confirm(link: str, password: str) -> requests.Response:
+    """Open the link as a browser would, type the password and press confirm."""
+    s = requests.Session()
+    r = s.get(link, timeout=10)
+    assert r.status_code == 200, text(r)
+    token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)
+    data = {"token": token, "password": password, "_xsrf": s.cookies.get("_xsrf")}
+    return s.post(link.split("?", 1)[0], data=data, timeout=30)
+
+
+def form_post(hub, path: str, data: dict, ip: str) -> requests.Response:
+    s = requests.Session()
+    s.headers["X-Real-Ip"] = ip  # the same address for the page and the post (its xsrf token)
+    s.get(f"{hub.url}{path}", timeout=10)
+    return s.post(f"{hub.url}{path}", data={**data, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
+
+
+def audit_events(hub, action: str) -> list[dict]:
+    found = []
+    for path in sorted((hub.state_dir / "spool").glob("events-*.jsonl")):
+        found += [
+            e for e in map(json.loads, path.read_text().splitlines()) if e["action"] == action
+        ]
+    return found
+
+
+def tenant_row(hub, slug: str):
+    rows = sql(hub, "SELECT name, tier, status FROM fedhub_tenants WHERE slug = ?", slug)
+    return rows[0] if rows else None
+
+
+# -- the free tier, end to end ------------------------------------------------------
+
+
+def test_free_onboarding_through_the_api_then_login_and_a_server(hub, inbox):
+    password = "Rivet-works-pass-7"
+    r = onboard(
+        hub,
+        organisation="Rivet Works",
+        email="Founder@Rivet.example",
+        username="rivet-founder",
+        password=password,
+        tier="free",
+    )
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["onboarding"] == {
+        "organisation": "Rivet Works",
+        "slug": "rivet-works",
+        "tier": "free",
+        "username": "rivet-founder",
+        "state": "awaiting_email",
+        "paid": False,
+        "reason": None,
+    }
+    assert "f***@rivet.example" in body["message"] and "token" not in r.text
+    # nothing exists before the link: no tenant, no login
+    assert tenant_row(hub, "rivet-works") is None
+    assert hub.login("rivet-founder", password).status_code == 403
+
+    link = wait_link(inbox, "founder@rivet.example")
+    assert link.startswith(f"{hub.url}/hub/onboard/verify?token=")  # the hub's own URL
+    token = link.split("token=", 1)[1]
+    assert len(token) >= 40
+    stored = sql(hub, "SELECT token_hash FROM fedhub_onboardings WHERE slug = 'rivet-works'")
+    assert stored and stored[0][0] != token and len(stored[0][0]) == 64  # its SHA-256 only
+    # opening the link changes nothing (mail scanners open links)
+    assert requests.get(link, timeout=10).status_code == 200
+    assert tenant_row(hub, "rivet-works") is None
+    r = confirm(link, "not-the-password")
+    assert r.status_code == 403 and "not the password chosen" in text(r)
+    r = confirm(link, password)
+    assert r.status_code == 200, text(r)
+    assert "Rivet Works exists" in text(r) and "Log in" in text(r)
+    slug = "rivet-works"
+    assert tenant_row(hub, slug) == ("Rivet Works", "free", "active")
+    assert sql(
+        hub, "SELECT role, email FROM fedhub_memberships WHERE username = 'rivet-founder'"
+    ) == [("tenant-admin", "founder@rivet.example")]
+    # the link is spent: it shows the status now
+    r = requests.get(link, timeout=10)
+    assert r.status_code == 200 and "Rivet Works exists" in text(r)
+    assert 'name="password"' not in r.text  # no confirm form any more
+
+    # the new admin logs in with the password chosen and reaches their own server
+    token = hub.token("rivet-founder", password)
+    me = hub.api("GET", "/hub/api/user", token).json()
+    assert "tenant-rivet-works" in me["groups"]
+    r = hub.api("GET", "/hub/api/fedhub/tenants/rivet-works/branding", token)
+    assert r.status_code == 200, r.text  # a tenant endpoint: they are its admin
+    r = hub.api("POST", "/hub/api/users/rivet-founder/server", token)
+    assert r.status_code in (201, 202), r.text
+    try:
+        wait_for(
+            lambda: hub.api("GET", "/hub/api/users/rivet-founder", token).json()["servers"][""][
+                "ready"
+            ],
+            60,
+            what="rivet-founder's server",
+        )
+        r = requests.get(
+            f"{hub.url}/user/rivet-founder/api/status",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        hub.api("DELETE", "/hub/api/users/rivet-founder/server", token)
+
+    asked = [e for e in audit_events(hub, "tenant.onboarding_requested") if e["target"] == slug]
+    assert asked and asked[0]["tenant"] is None and asked[0]["details"]["tier"] == "free"
+    assert asked[0]["source_ip"].startswith("198.51.100.")
+    done = [e for e in audit_events(hub, "tenant.onboarded") if e["tenant"] == slug]
+    assert [(e["actor"], e["details"]["admin"], e["details"]["how"]) for e in done] == [
+        ("rivet-founder", "rivet-founder", "free_tier")
+    ]
+
+
+def test_free_onboarding_through_the_form(hub, inbox):
+    password = "Quill-house-pass-3"
+    form = {
+        "organisation": "Quill House",
+        "email": "ink@quill.example",
+        "username": "quill-admin",
+        "password": password,
+        "tier": "free",
+    }
+    r = form_post(hub, "/hub/onboard", form, "198.51.100.200")
+    assert r.status_code == 200, text(r)
+    assert "Check your email" in text(r) and "i***@quill.example" in text(r)
+    r = confirm(wait_link(inbox, "ink@quill.example"), password)
+    assert r.status_code == 200 and "Quill House exists" in text(r)
+    assert hub.login("quill-admin", password).status_code == 302
+    assert tenant_row(hub, "quill-house") == ("Quill House", "free", "active")
+
+
+def test_the_form_offers_the_tiers_of_tiers_yaml(hub):
+    r = requests.get(f"{hub.url}/hub/onboard", timeout=10)
+    assert r.status_code == 200
+    offered = re.findall(r'<option value="([a-z]+)"', r.text)
+    assert offered == ["free", "starter", "professional", "enterprise"]
+
+
+# -- abuse limits ---------------------------------------------------------------------
+
+
+def test_one_pending_onboarding_per_email(hub, inbox):
+    ask = dict(email="twice@pending.example", password="Pending-pass-12", tier="free")
+    r = onboard(hub, organisation="Pending One", username="pending-one", **ask)
+    assert r.status_code == 202, r.text
+    r = onboard(hub, organisation="Pending Two", username="pending-two", **ask)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "onboarding_pending"
+    assert len(inbox.to("twice@pending.example")) == 1  # no second mail to the address
+
+
+def test_taken_usernames_and_addresses_are_refused(hub):
+    base = dict(organisation="Taken", password="Taken-pass-1234", tier="free")
+    # a demo account's username, and a demo account's address
+    r = onboard(hub, email="new@taken.example", username="alice", **base)
+    assert r.status_code == 409 and "alice" in r.json()["error"]["message"]
+    email = sql(hub, "SELECT email FROM fedhub_memberships WHERE username = 'alice'")[0][0]
+    if email:
+        r = onboard(hub, email=email, username="fresh-name", **base)
+        assert r.status_code == 409, r.text
+    # a username another pending onboarding holds
+    r = onboard(hub, email="holder@taken.example", username="held-name", **base)
+    assert r.status_code == 202
+    r = onboard(hub, email="other@taken.example", username="held-name", **base)
+    assert r.status_code == 409 and "held-name" in r.json()["error"]["message"]
+
+
+def test_requests_from_one_address_are_rate_limited(hub):
+    ip = "203.0.113.77"
+    codes = [
+        onboard(
+            hub,
+            ip,
+            organisation=f"Flood {i}",
+            email=f"flood{i}@flood.example",
+            username=f"flood-{i}",
+            password="Flood-pass-12345",
+            tier="free",
+        )
+        for i in range(PER_IP + 1)
+    ]
+    assert [r.status_code for r in codes[:PER_IP]] == [202] * PER_IP
+    last = codes[PER_IP]
+    assert last.status_code == 429, last.text
+    assert last.json()["error"]["code"] == "rate_limited" and int(last.headers["Retry-After"]) > 0
+    # another address is not held back by this one
+    r = onboard(
+        hub,
+        "203.0.113.78",
+        organisation="Not flooded",
+        email="calm@flood.example",
+        username="calm",
+        password="Quiet-pass-123456",
+        tier="free",
+    )
+    assert r.status_code == 202, r.text
+
+
+# -- bad input ------------------------------------------------------------------------
+
+GOOD = dict(
+    organisation="Bad Input",
+    email="bad@input.example",
+    username="bad-input",
+    password="Bad-input-pass-1",
+    tier="free",
+)
+
+
+@pytest.mark.parametrize(
+    "change, status, code",
+    [
+        ({"tier": "platinum"}, 400, "unknown_tier"),
+        ({"tier": 3}, 400, "invalid_request"),
+        ({"organisation": ""}, 400, "invalid_request"),
+        ({"organisation": "x" * 101}, 400, "invalid_request"),
+        ({"email": "not-an-address"}, 400, "invalid_request"),
+        ({"username": "Bad Name!"}, 400, "invalid_request"),
+        ({"password": "short"}, 400, "invalid_request"),
+        ({"password": "bad-input-Pass-1"}, 400, "password_policy"),  # holds the username
+        ({"password": None}, 400, "invalid_request"),
+    ],
+)
+def test_bad_input_is_a_json_400(hub, change, status, code):
+    r = onboard(hub, **{**GOOD, **change})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"a string"'])
+def test_a_body_that_is_not_a_json_object_is_a_400(hub, body):
+    r = hub.api("POST", ONBOARD, data=body, headers={"X-Real-Ip": "198.51.100.250"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_bad_and_spent_links(hub):
+    r = requests.get(f"{hub.url}/hub/onboard/verify?token=nope", timeout=10)
+    assert r.status_code == 400 and "not valid" in text(r)
+    r = hub.api("POST", f"{ONBOARD}/verify", json={"token": "nope", "password": "x"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = hub.api("POST", f"{ONBOARD}/verify", json={"token": 1})
+    assert r.status_code == 400
+    r = hub.api("GET", f"{ONBOARD}/status?token=nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+# -- slugs ----------------------------------------------------------------------------
+
+
+def test_slugs_are_derived_and_unique(hub, inbox):
+    # "Acme Corporation" is not taken, "acme" is (a demo tenant); the derived slugs
+    # skip tenants and the slugs pending onboardings reserved
+    names = ["ACME", "Acme!", "  acme  ", "Ünïcödé Café & Co.", "!!!"]
+    slugs = []
+    for i, name in enumerate(names):
+        r = onboard(
+            hub,
+            organisation=name,
+            email=f"slug{i}@slugs.example",
+            username=f"slug-{i}",
+            password="Slug-pass-123456",
+            tier="free",
+        )
+        assert r.status_code == 202, r.text
+        slugs.append(r.json()["onboarding"]["slug"])
+    assert slugs == ["acme-2", "acme-3", "acme-4", "unicode-cafe-co", "org"]
+    # a slug taken after the request (an operator's `fedhub tenant create`) is derived
+    # again when the tenant is founded
+    hub.fedhub("tenant", "create", "acme-2", "--tier", "free")
+    r = confirm(wait_link(inbox, "slug0@slugs.example"), "Slug-pass-123456")
+    assert r.status_code == 200, text(r)
+    assert sql(hub, "SELECT slug FROM fedhub_tenants WHERE name = 'ACME'") == [("acme-5",)]
