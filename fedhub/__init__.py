@@ -1,7 +1,7 @@
 """fedhub: many organisations' data science on one JupyterHub.
 
 The notebook-facing helpers (``fedhub.experiments``, ``fedhub.federations``,
-``fedhub.datasets``, ``fedhub.quota``) and the
+``fedhub.datasets``, ``fedhub.marketplace``, ``fedhub.quota``) and the
 federated-learning engine (``fedhub.fl``) are imported lazily, so that the hub,
 the CLI and the services do not pay for torch or Dask at start-up.
 """
@@ -17,6 +17,9 @@ _LAZY = {
     # the store package; it hands register/list/describe/delete to fedhub.client.datasets
     "datasets": "fedhub.datasets",
     "client": "fedhub.client",
+    # the marketplace package; it hands search/publish/purchase/install/review to
+    # fedhub.client.marketplace
+    "marketplace": "fedhub.marketplace",
 }
 
 

@@ -343,6 +343,14 @@ class MarketStore:
             )
             return [_asset_row(a) for a in rows], next_offset
 
+    def own(self, actor: Actor) -> list[dict[str, Any]]:
+        """The actor's tenant's assets, in every state (what a publisher manages)."""
+        if actor.tenant is None:
+            return []
+        with self.session(actor) as s:
+            q = select(Asset).where(Asset.tenant == actor.tenant).order_by(Asset.id)
+            return [_asset_row(a) for a in s.scalars(q)]
+
     def asset(self, actor: Actor, slug: str) -> dict[str, Any]:
         with self.session(actor) as s:
             return self._asset_json(s, self._asset(s, slug, actor), actor, versions=True)

@@ -29,6 +29,7 @@ from fedhub.services.audit.handlers import routes as audit_routes
 from fedhub.services.billing.app import ROUTES as billing_routes
 from fedhub.services.experiments.federations import handlers as federation_routes
 from fedhub.services.experiments.handlers import handlers as experiments_routes
+from fedhub.services.marketplace.app import ROUTES as marketplace_routes
 from fedhub.web import description_routes, service_description
 from tests.harness import wait_for
 
@@ -36,6 +37,7 @@ SERVICES = {
     "audit": audit_routes(),
     "billing": billing_routes,
     "experiments": [*experiments_routes(), *federation_routes()],
+    "marketplace": marketplace_routes,
 }
 
 
