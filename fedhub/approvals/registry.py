@@ -20,7 +20,6 @@ from fedhub.tenancy.store import TenantStore, UserInfo
 
 if TYPE_CHECKING:
     from fedhub.approvals.models import ApprovalRequest
-    from fedhub.approvals.store import ApprovalStore
 
 #: what :attr:`Kind.apply` / :attr:`Kind.on_reject` may return: run once committed
 AfterCommit = Callable[[], None] | None
@@ -118,10 +117,11 @@ def load_kinds() -> None:
 
 # -- while a kind's apply runs ----------------------------------------------------
 
-_running: ContextVar[ApprovalStore | None] = ContextVar("fedhub_approvals_store", default=None)
+# the ApprovalStore (not imported here: the store imports this module)
+_running: ContextVar[Any] = ContextVar("fedhub_approvals_store", default=None)
 
 
-def current_store() -> ApprovalStore:
+def current_store() -> Any:
     """The :class:`~fedhub.approvals.store.ApprovalStore` whose approve (or reject) is
     running a kind's ``apply`` (``current_store().tenants`` is the TenantStore)."""
     store = _running.get()
