@@ -44,6 +44,7 @@ from fedhub import limits, metering
 from fedhub.db import insert_ignore, session_scope, tenant_lock
 from fedhub.db.base import Base, utcnow
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, QuotaExceeded
+from fedhub.tenancy import teams
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
 from fedhub.tiers import Profile, Tier, TierCatalog
 
@@ -168,6 +169,51 @@ class StorageOverQuota(LimitReached):
     template = (
         "Your organisation's home directories use {used:.3f} GB of the {allowed:g} GB its "
         "{tier} tier allows. Delete files to get under the limit, {hint}."
+    )
+
+
+class TeamLimitReached(SpawnRefused, QuotaExceeded):
+    """A team quota (docs/organisations.md) is used up: the message names the team, the
+    quota, the usage and what to do; ``details`` name the team quota and the tier key it
+    is carved out of."""
+
+    quota: str  # a key of fedhub.tenancy.teams.QUOTA_KEYS
+    template: str
+
+    @classmethod
+    def over(cls, team: teams.TeamView, used: float, requested: float | None = None, **extra):
+        allowed = team.quotas[cls.quota]
+        message = cls.template.format(team=team.name, used=used, allowed=allowed, **extra)
+        details = {
+            "limit": f"team.{cls.quota}",
+            "team": team.name,
+            "carved_from": teams.QUOTA_KEYS[cls.quota],
+            "allowed": allowed,
+            "used": used,
+            "requested": requested,
+        }
+        return cls(message, details=details)
+
+
+TEAM_HINT = "or ask your team lead to request a higher team quota"
+
+
+class TeamServerLimit(TeamLimitReached):
+    reason = "team_server_limit"
+    quota = "servers"
+    template = (
+        "Your team {team} is running {used} of the {allowed} servers its team quota "
+        "allows. Try again when a team mate has stopped a server, " + TEAM_HINT + "."
+    )
+
+
+class TeamComputeLimit(TeamLimitReached):
+    reason = "team_compute_hours"
+    quota = "compute_hours"
+    template = (
+        "Your team {team} has used {used:.2f} of the {allowed:g} compute hours (CPU-core "
+        "hours) its team quota allows this month. Servers can start again on {resume} "
+        "(UTC), " + TEAM_HINT + "."
     )
 
 
@@ -370,6 +416,43 @@ def _check_limits(
         raise UserServerLimit.over(tier, mine, requested=1)
     if theirs >= tier.max_servers_per_tenant:
         raise TenantServerLimit.over(tier, theirs, requested=1)
+    _check_team(s, t.slug, username, server_name, now)
+
+
+def _check_team(s: Session, tenant: str, username: str, server_name: str, now: datetime) -> None:
+    """The user's team's quotas (carved out of the tenant's), counted over the team's
+    current members: its servers reserved now, its compute hours this month."""
+    team = teams.team_of(s, username)
+    if team is None or team.tenant != tenant or not team.quotas:
+        return
+    if "compute_hours" in team.quotas:
+        used = teams.compute_hours_used(s, tenant, team.members, now)
+        if used >= team.quotas["compute_hours"]:
+            raise TeamComputeLimit.over(team, used, resume=next_month(now))
+    if "servers" in team.quotas:
+        running = s.scalar(
+            select(func.count()).where(
+                ServerReservation.tenant == tenant,
+                ServerReservation.username.in_(team.members),
+                ~and_(
+                    ServerReservation.username == username,
+                    ServerReservation.server_name == server_name,
+                ),
+            )
+        )
+        if running >= team.quotas["servers"]:
+            raise TeamServerLimit.over(team, running, requested=1)
+
+
+def team_servers(s: Session, tenant: str, members: list[str]) -> int:
+    """Servers the team's members have reserved now (pending or running)."""
+    if not members:
+        return 0
+    return s.scalar(
+        select(func.count()).where(
+            ServerReservation.tenant == tenant, ServerReservation.username.in_(members)
+        )
+    )
 
 
 def mark_running(db, key: str) -> None:

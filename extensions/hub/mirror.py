@@ -1,7 +1,8 @@
 """Mirror fedhub's tenants into JupyterHub groups and roles.
 
 Each tenant becomes the group ``tenant-<slug>`` (its ``properties`` carry the
-tier and status) and its tenant admins get the role ``tenant-admin-<slug>``,
+tier and status), each of its teams the group ``team-<slug>-<team>`` (properties: the
+tenant, the team, its lead and quotas; :mod:`fedhub.tenancy.teams`) and its tenant admins get the role ``tenant-admin-<slug>``,
 whose scopes are filtered to that group. Every user also gets the hub role that
 carries their fedhub role's custom scopes (``fedhub-<role>-<slug>``, or
 ``fedhub-platform-admin``; :mod:`fedhub.tenancy.scopes`); such a role exists
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from jupyterhub import orm, roles
 
-from fedhub.tenancy import scopes
+from fedhub.tenancy import scopes, teams
 from fedhub.tenancy.models import Role, TenantStatus
 from fedhub.tenancy.roles import (
     GROUP_PREFIX,
@@ -29,6 +30,9 @@ from fedhub.tenancy.roles import (
 from fedhub.tenancy.store import TenantStore
 
 MANAGED_PROPERTY = "fedhub_tenant"
+TEAM_PROPERTY = "fedhub_team"
+#: the groups the mirror owns (each also carries MANAGED_PROPERTY)
+MANAGED_GROUP_PREFIXES = (GROUP_PREFIX, teams.GROUP_PREFIX)
 #: the roles the mirror owns: a tenant's admins' hub role, and the fedhub scope roles
 MANAGED_ROLE_PREFIXES = (TENANT_ADMIN_ROLE_PREFIX, scopes.HUB_ROLE_PREFIX)
 
@@ -89,10 +93,25 @@ def desired_state(store: TenantStore) -> DesiredState:
         }
         if tenant.status == TenantStatus.SUSPENDED:
             state.suspended_users |= state.members[name]
+    _add_team_groups(state, store)
     memberships = store.memberships()
     state.platform_admins = {m.username for m in memberships if m.role == Role.PLATFORM_ADMIN}
     _add_scope_roles(state, memberships)
     return state
+
+
+def _add_team_groups(state: DesiredState, store: TenantStore) -> None:
+    """Each team's group ``team-<slug>-<team>``, with the team's current members."""
+    with store.session() as s:
+        found = teams.all_teams(s)
+    for team in found:
+        state.groups[team.group] = {
+            MANAGED_PROPERTY: team.tenant,
+            TEAM_PROPERTY: team.name,
+            "lead": team.lead,
+            "quotas": team.quotas,
+        }
+        state.members[team.group] = set(team.members)
 
 
 def _add_scope_roles(state: DesiredState, memberships) -> None:
@@ -159,9 +178,13 @@ class TenantMirror:
         return state
 
     def _sync_groups(self, state: DesiredState) -> None:
+        from sqlalchemy import or_
+
         existing = {
             g.name: g
-            for g in self.db.query(orm.Group).filter(orm.Group.name.like(f"{GROUP_PREFIX}%"))
+            for g in self.db.query(orm.Group).filter(
+                or_(*(orm.Group.name.like(f"{p}%") for p in MANAGED_GROUP_PREFIXES))
+            )
         }
         for name, properties in state.groups.items():
             group = existing.get(name)
@@ -176,7 +199,7 @@ class TenantMirror:
                 group.users = [self._user(u) for u in sorted(wanted)]
         for name, group in existing.items():
             if name not in state.groups and (group.properties or {}).get(MANAGED_PROPERTY):
-                self.log.info("fedhub mirror: deleting group %s of a deleted tenant", name)
+                self.log.info("fedhub mirror: deleting group %s (tenant or team deleted)", name)
                 self.db.delete(group)
 
     def _sync_roles(self, state: DesiredState) -> None:

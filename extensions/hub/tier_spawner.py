@@ -41,8 +41,10 @@ from fedhub.extensions.hub.spawner import (
     profiles,
     tenant_storage,
 )
+from fedhub.extensions.hub.spawner.accounts import UnixAccountSpawner
 from fedhub.extensions.hub.spawner.reconciler import Reconciler
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
+from fedhub.tenancy import team_folders, teams
 
 _classes: dict[type, type] = {}
 
@@ -353,6 +355,7 @@ class TierSpawner(Spawner):
             metrics.QUOTA_CHECK_SECONDS.observe(time.perf_counter() - tic)
         self._reservation = reservation
         self._apply_profile(self.store.tiers.profiles[reservation.profile])
+        await self._prepare_team_folder()
         if self.install_kernels:
             await self._install_kernels(reservation.tier.kernels)
         url = await super().start()
@@ -368,6 +371,29 @@ class TierSpawner(Spawner):
 
     async def stop(self, now=False):
         return await super().stop(now=now)
+
+    # -- the team folder -------------------------------------------------------
+
+    @cached_property
+    def team_folders(self) -> team_folders.TeamFolders:
+        return team_folders.TeamFolders(parent=self)
+
+    _team: teams.TeamView | None = None
+
+    async def _prepare_team_folder(self) -> None:
+        """The user's team's folder and group (made if missing); the account joins the
+        group before the server starts (UnixAccountSpawner's ``extra_groups``)."""
+        with self.store.session() as s:  # on the loop: the hub's session (one short read)
+            self._team = teams.team_of(s, self.user.name)
+        team = self._team
+        if (
+            team is None
+            or not isinstance(self, UnixAccountSpawner)
+            or not self.team_folders.enabled
+        ):
+            return
+        await asyncio.to_thread(self.team_folders.sync, team.tenant, team.name, team.members)
+        self.extra_groups = (team_folders.team_group(team.tenant, team.name),)
 
     async def poll(self):
         return await super().poll()
@@ -461,6 +487,11 @@ class TierSpawner(Spawner):
             env["FEDHUB_ROLE"] = str(info.role)
         if self._reservation is not None:
             env["FEDHUB_PROFILE"] = self._reservation.profile
+        if self._team is not None:
+            env["FEDHUB_TEAM"] = self._team.name
+            if isinstance(self, UnixAccountSpawner) and self.team_folders.enabled:
+                folder = self.team_folders.folder(self._team.tenant, self._team.name)
+                env["FEDHUB_TEAM_DIR"] = str(folder)
         settings = getattr(self.user, "settings", None) or {}
         for name, service in (settings.get("services") or {}).items():
             url = getattr(service, "url", "")

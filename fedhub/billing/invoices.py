@@ -38,10 +38,11 @@ from fedhub.billing.models import (
 )
 from fedhub.billing.money import ZERO, cents, dec
 from fedhub.billing.periods import Period, containing
-from fedhub.billing.rating import LineSpec, rate
+from fedhub.billing.rating import SHARED, LineSpec, rate
 from fedhub.billing.settings import BillingSettings
 from fedhub.errors import Conflict, InvalidRequest, NotFound
 from fedhub.metering import MeterEvent
+from fedhub.tenancy import teams
 from fedhub.tiers import TierCatalog
 
 log = logging.getLogger("fedhub.billing")
@@ -347,11 +348,56 @@ def issue_credit_note(
     )
 
 
+#: by_team's key for users in no team (team names are [a-z0-9-]: no clash)
+NO_TEAM = "(no team)"
+
+
+def by_team(lines: list[dict[str, Any]], team_of: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each team's share of an invoice: the amounts and usage its members' attribution
+    carries, summed per team (``team_of``: username -> team). Users in no team are
+    ``(no team)``, the base fee and what no user caused ``(shared)``; the amounts add up
+    to the invoice's total."""
+    amounts: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    usage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for line in lines:
+        for user, share in (line.get("attribution") or {}).get("users", {}).items():
+            team = SHARED if user == SHARED else team_of.get(user, NO_TEAM)
+            if share.get("amount") is not None:
+                amounts[team] += Decimal(share["amount"])
+            if line["type"] == "usage" and share.get("usage") is not None:
+                usage[team][line["meter"]] += Decimal(share["usage"])
+    return {
+        team: {
+            "amount": str(amounts[team]),
+            "usage": {meter: str(q) for meter, q in sorted(usage[team].items())},
+        }
+        for team in sorted(set(amounts) | set(usage))
+    }
+
+
 def invoice_document(session: Session, inv: Invoice) -> dict[str, Any]:
-    """An invoice as JSON-ready data (what the API returns and the templates render)."""
+    """An invoice as JSON-ready data (what the API returns and the templates render).
+
+    ``by_team`` splits it by the tenant's teams as they are when the document is made
+    (:func:`by_team`; docs/organisations.md)."""
     notes = session.scalars(
         select(CreditNote).where(CreditNote.invoice_id == inv.id).order_by(CreditNote.id)
     ).all()
+    lines = [
+        {
+            "type": ln.line_type,
+            "meter": ln.meter,
+            "description": ln.description,
+            "quantity": str(ln.quantity),
+            "unit": ln.unit,
+            "unit_price": str(ln.unit_price),
+            "amount": str(ln.amount),
+            "included": None if ln.included is None else str(ln.included),
+            "usage": None if ln.usage is None else str(ln.usage),
+            "attribution": ln.attribution,
+        }
+        for ln in inv.lines
+    ]
     return {
         "id": inv.id,
         "number": inv.number,
@@ -366,21 +412,8 @@ def invoice_document(session: Session, inv: Invoice) -> dict[str, Any]:
         "rated_at": inv.rated_at.isoformat() if inv.rated_at else None,
         "finalized_at": inv.finalized_at.isoformat() if inv.finalized_at else None,
         "content_sha256": inv.content_sha256,
-        "lines": [
-            {
-                "type": ln.line_type,
-                "meter": ln.meter,
-                "description": ln.description,
-                "quantity": str(ln.quantity),
-                "unit": ln.unit,
-                "unit_price": str(ln.unit_price),
-                "amount": str(ln.amount),
-                "included": None if ln.included is None else str(ln.included),
-                "usage": None if ln.usage is None else str(ln.usage),
-                "attribution": ln.attribution,
-            }
-            for ln in inv.lines
-        ],
+        "lines": lines,
+        "by_team": by_team(lines, teams.teams_by_user(session, inv.tenant)),
         "credit_notes": [
             {
                 "number": n.number,

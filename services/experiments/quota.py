@@ -23,6 +23,7 @@ from fedhub import limits as registry
 from fedhub import metering
 from fedhub.db import session_scope, tenant_lock, utcnow
 from fedhub.errors import NotFound, QuotaExceeded
+from fedhub.tenancy import teams
 from fedhub.tenancy.models import Membership, Tenant, TenantStatus
 from fedhub.tiers import Tier, TierCatalog
 
@@ -189,6 +190,41 @@ def check(
     return used
 
 
+def check_team(session: Session, tenant: str, username: str) -> None:
+    """Refuse a run when the user's team has as many experiments queued or running as its
+    ``experiments`` quota (carved out of ``max_concurrent_experiments``; docs/organisations.md).
+
+    Counted over the team's current members, in the transaction that inserts the run.
+    """
+    team = teams.team_of(session, username)
+    if team is None or team.tenant != tenant or "experiments" not in team.quotas:
+        return
+    allowed = team.quotas["experiments"]
+    active = session.execute(
+        select(func.count())
+        .select_from(ExperimentRun)
+        .where(
+            ExperimentRun.tenant == tenant,
+            ExperimentRun.username.in_(team.members),
+            ExperimentRun.status.in_(ACTIVE),
+        )
+    ).scalar_one()
+    if active >= allowed:
+        raise QuotaExceeded(
+            f"your team {team.name} already has {active} of the {allowed} experiments queued "
+            "or running that its team quota allows; wait for one to finish or cancel one, or "
+            "ask your team lead to request a higher team quota",
+            details={
+                "limit": "team.experiments",
+                "team": team.name,
+                "carved_from": teams.QUOTA_KEYS["experiments"],
+                "allowed": allowed,
+                "used": active,
+                "requested": 1,
+            },
+        )
+
+
 def _default_name(spec) -> str:
     if spec.algorithm == "graph_td3":
         grid = spec.environment.grid
@@ -206,6 +242,7 @@ def reserve(db_url: str, tenant: str, username: str, tier_name: str, tier: Tier,
         tenant_lock(s, tenant)
         check(s, tenant, tier_name, tier, spec.clients, spec.rounds, spec.local_epochs,
               spec.agents or 0)  # fmt: skip
+        check_team(s, tenant, username)
         run = ExperimentRun(
             id=uuid.uuid4().hex[:16],
             tenant=tenant,

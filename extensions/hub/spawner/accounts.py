@@ -31,6 +31,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Bool, Integer, Unicode
 
 from fedhub import accounts
+from fedhub.tenancy import team_folders
 
 
 class UnixAccountSpawner(LocalProcessSpawner):
@@ -90,8 +91,15 @@ class UnixAccountSpawner(LocalProcessSpawner):
             setting="c.UnixAccountSpawner.create_accounts",
         )
 
-    def prepare_account(self, account: str, home: str) -> pwd.struct_passwd | None:
-        """Make sure ``account`` and its private ``home`` exist (blocking; idempotent).
+    #: Unix groups the account joins at spawn (the tier spawner sets its team's group, which
+    #: guards the team folder: fedhub.tenancy.team_folders); each must exist already
+    extra_groups: tuple[str, ...] = ()
+
+    def prepare_account(
+        self, account: str, home: str, groups: tuple[str, ...] = ()
+    ) -> pwd.struct_passwd | None:
+        """Make sure ``account`` and its private ``home`` exist (blocking; idempotent),
+        and that it is in ``groups`` (the process's groups are read at ``exec``).
 
         Runs in a worker thread, so it takes plain values: ``self.account`` and
         ``self.home_dir`` read the hub's ``User``, whose attributes may lazy-load
@@ -101,13 +109,18 @@ class UnixAccountSpawner(LocalProcessSpawner):
         path = accounts.make_home(home, entry)
         if entry is not None and path.stat().st_uid != entry.pw_uid:
             accounts.chown_tree(path, entry)
+        if entry is not None:
+            for group in groups:
+                team_folders.ensure_member(account, group)
         return entry
 
     async def start(self):
         import asyncio
 
         # the hub's User is read here, on the loop; only plain values cross into the thread
-        self._entry = await asyncio.to_thread(self.prepare_account, self.account, self.home_dir)
+        self._entry = await asyncio.to_thread(
+            self.prepare_account, self.account, self.home_dir, tuple(self.extra_groups)
+        )
         if self._entry is None:
             self.log.warning(
                 "fedhub is not running as root: %s's server runs as the hub's own account "

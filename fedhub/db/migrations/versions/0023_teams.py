@@ -64,8 +64,10 @@ def upgrade() -> None:
     op.create_index("ix_fedhub_team_members_team_id", "fedhub_team_members", ["team_id"])
     op.create_index("ix_fedhub_team_members_username", "fedhub_team_members", ["username"])
     if op.get_bind().dialect.name == "postgresql":
+        roles = f"{rls.TENANT_ROLE}, {rls.PLATFORM_ROLE}"
         for table, predicate in POLICIES.items():
             op.execute(rls.grant_sql(table))
+            op.execute(f"GRANT USAGE, SELECT ON SEQUENCE {table}_id_seq TO {roles}")
             for statement in rls.enable_sql(table, predicate):
                 op.execute(statement)
 
