@@ -25,7 +25,7 @@ from fedhub.billing.periods import parse
 from fedhub.billing.render import render_html
 from fedhub.billing.settings import BillingSettings
 from fedhub.clock import FixedClock, set_clock
-from fedhub.errors import Conflict, InvalidRequest, QuotaExceeded
+from fedhub.errors import Conflict, Forbidden, InvalidRequest, QuotaExceeded
 from fedhub.metering import Usage, record
 from fedhub.tenancy import team_folders, teams
 from fedhub.tenancy.store import TenantStore
@@ -335,3 +335,39 @@ def test_team_folder_only_the_teams_accounts_can_open(hub_state_root):
         for account in (member, outsider):
             accounts.remove_account(account)
         subprocess.run(["groupdel", team_folders.team_group(slug, team)], capture_output=True)
+
+
+# -- the team_quota request ------------------------------------------------------------
+
+
+def test_team_quota_request_is_asked_by_the_lead_and_applied_carved(store, monkeypatch, tmp_path):
+    from fedhub.approvals.store import ApprovalStore
+
+    monkeypatch.setenv("FEDHUB_STATE_DIR", str(tmp_path))  # events spool (and outbox) here
+    store.add_user("acme-admin", "acme", "tenant-admin", email="acme-admin@mail.example")
+    create(store, "ml", lead="alice", quotas={"servers": 2})
+    create(store, "ds", quotas={"servers": 20})
+    requests = ApprovalStore(store)
+    asked = {"team": "ml", "quotas": {"servers": 5}}
+    with pytest.raises(Forbidden):  # a member who does not lead the team
+        requests.create("team_quota", tenant="acme", payload=asked, by=store.user("arno"))
+    with pytest.raises(InvalidRequest) as e:  # 20 + 6 > 25
+        requests.create("team_quota", tenant="acme", payload={"team": "ml",
+                        "quotas": {"servers": 6}}, by=store.user("alice"))  # fmt: skip
+    assert e.value.details["key"] == "servers"
+    view = requests.create("team_quota", tenant="acme", payload=asked, by=store.user("alice"))
+    with pytest.raises(Conflict):  # one pending per team
+        requests.create("team_quota", tenant="acme", payload=asked, by=store.user("alice"))
+    with pytest.raises(Forbidden):  # the lead may not approve: the tenant's admins do
+        requests.approve(view.id, store.user("alice"))
+    # another team took more meanwhile: the approval is refused and the request stays pending
+    with store.session() as s:
+        teams.update_team(s, "acme", "ds", store.tiers, quotas={"servers": 21})
+    with pytest.raises(Conflict, match="cannot be applied"):
+        requests.approve(view.id, store.user("acme-admin"))
+    assert requests.get(view.id).state == "pending"
+    with store.session() as s:
+        teams.update_team(s, "acme", "ds", store.tiers, quotas={"servers": 20})
+    assert requests.approve(view.id, store.user("acme-admin")).state == "approved"
+    with store.session() as s:
+        assert teams.get_team(s, "acme", "ml").quotas == {"servers": 5}
