@@ -21,10 +21,13 @@ from typing import Any
 # quote, so a spreadsheet opening the export shows text instead of running a formula
 from defusedcsv import csv
 from sqlalchemy import select
-from sqlalchemy.orm import load_only
+from sqlalchemy.orm import Session, load_only
 
 from fedhub.audit.chain import AuditLog
+from fedhub.audit.crypto import KeyRing
 from fedhub.audit.models import PLATFORM, AuditRecord
+from fedhub.audit.personal import ciphers as personal_ciphers
+from fedhub.audit.personal import reveal
 from fedhub.audit.records import time_text
 from fedhub.db.toolkit import keyset_page, parse_iso
 from fedhub.errors import InvalidRequest
@@ -197,3 +200,29 @@ def export_lines(audit: AuditLog, flt: EventFilter, fmt: str, page: int = 1000) 
             yield chunk
         if cursor is None:
             return
+
+
+def recent_events(
+    s: Session, keys: KeyRing | None, tenant: str | None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` events of one chain (``tenant``; None: the platform's), newest
+    first, rendered as :func:`read_events` renders them: what a console shows.
+
+    ``keys`` decrypts the personal fields (who did it, to whom); without it (or without
+    the master key) they show as erased. ``s`` is a session of the audit tables' database.
+    """
+    t = AuditRecord
+    rows = s.scalars(
+        select(t)
+        .options(load_only(t.id, t.canonical))
+        .where(t.tenant == (tenant or PLATFORM))
+        .order_by(t.id.desc())
+        .limit(max(1, min(int(limit), MAX_LIMIT)))
+    ).all()
+    hashed = [h for h in map(_hashed, rows) if h is not None]
+    ciphers = {}
+    if keys is not None and keys.master is not None:
+        ciphers = personal_ciphers(
+            s, keys, [h["actor_key"] for h in hashed] + [h["target_key"] for h in hashed]
+        )
+    return [reveal(h, ciphers) for h in hashed]
