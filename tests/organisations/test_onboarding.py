@@ -1,7 +1,8 @@
 """Self-service onboarding (#13) against one real hub, with a real SMTP server in this
 process (aiosmtpd): the free tier end to end through the JSON API and through the form,
-the emailed link, the new tenant admin's login and server; abuse limits, bad input and
-slug collisions. The paid tier's approval is in ``test_onboarding_approval.py``.
+the emailed link, the new tenant admin's login and server; the paid tiers through a
+platform admin's approval or rejection (approvals' API); abuse limits, bad input and
+slug collisions.
 """
 
 from __future__ import annotations
@@ -360,3 +361,140 @@ def test_slugs_are_derived_and_unique(hub, inbox):
     r = confirm(wait_link(inbox, "slug0@slugs.example"), "Slug-pass-123456")
     assert r.status_code == 200, text(r)
     assert sql(hub, "SELECT slug FROM fedhub_tenants WHERE name = 'ACME'") == [("acme-5",)]
+
+
+# -- paid tiers: a platform admin decides ---------------------------------------------
+
+REQUESTS = "/hub/api/fedhub/requests"
+
+
+def ask_paid(hub, inbox, *, organisation: str, email: str, username: str, tier: str) -> str:
+    """Onboard on a paid tier and confirm the address; the link (it shows the status)."""
+    r = onboard(
+        hub,
+        organisation=organisation,
+        email=email,
+        username=username,
+        password="Paid-tier-pass-42",
+        tier=tier,
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["onboarding"]["paid"] is True
+    link = wait_link(inbox, email)
+    r = confirm(link, "Paid-tier-pass-42")
+    assert r.status_code == 200, text(r)
+    assert "waiting for a platform administrator" in text(r)
+    return link
+
+
+def onboarding_request(hub, email: str) -> dict:
+    r = hub.api("GET", f"{REQUESTS}?kind=onboarding&state=pending", hub.token("admin"))
+    assert r.status_code == 200, r.text
+    found = [q for q in r.json()["requests"] if q["requester_email"] == email]
+    assert len(found) == 1, r.json()
+    return found[0]
+
+
+def status_of(hub, link: str) -> dict:
+    token = link.split("token=", 1)[1]
+    r = hub.api("GET", f"{ONBOARD}/status?token={token}")
+    assert r.status_code == 200, r.text
+    return r.json()["onboarding"]
+
+
+def test_paid_onboarding_is_approved_by_a_platform_admin(hub, inbox):
+    email = "cfo@orbital.example"
+    link = ask_paid(
+        hub, inbox, organisation="Orbital Freight", email=email, username="orbital-cfo",
+        tier="starter",
+    )  # fmt: skip
+    # confirmed, but nothing exists until the decision
+    assert tenant_row(hub, "orbital-freight") is None
+    assert hub.login("orbital-cfo", "Paid-tier-pass-42").status_code == 403
+    assert status_of(hub, link)["state"] == "awaiting_approval"
+    request = onboarding_request(hub, email)
+    assert request["tenant"] is None and request["approver"] == "platform"
+    assert request["payload"]["slug"] == "orbital-freight"
+    assert request["payload"]["tier"] == "starter"
+
+    # another tenant's admin neither sees nor decides it
+    other = hub.token("acme-admin")
+    assert hub.api("GET", f"{REQUESTS}/{request['id']}", other).status_code == 404
+    r = hub.api("POST", f"{REQUESTS}/{request['id']}/approve", other, json={})
+    assert r.status_code == 404, r.text
+
+    r = hub.api(
+        "POST", f"{REQUESTS}/{request['id']}/approve", hub.token("admin"), json={"reason": "ok"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "approved" and r.json()["tenant"] == "orbital-freight"
+    assert tenant_row(hub, "orbital-freight") == ("Orbital Freight", "starter", "active")
+    assert sql(
+        hub, "SELECT tier FROM fedhub_billing_subscriptions WHERE tenant = 'orbital-freight'"
+    ) == [("starter",)]  # billing charges the tier from today
+    inbox.wait_message(email, "approved")
+    assert status_of(hub, link)["state"] == "onboarded"
+    assert "Orbital Freight exists" in text(requests.get(link, timeout=10))
+    # the new admin logs in with the password chosen at the start
+    token = hub.token("orbital-cfo", "Paid-tier-pass-42")
+    me = hub.api("GET", "/hub/api/user", token).json()
+    assert "tenant-orbital-freight" in me["groups"]
+    done = [e for e in audit_events(hub, "tenant.onboarded") if e["tenant"] == "orbital-freight"]
+    assert [(e["actor"], e["details"]["how"]) for e in done] == [("admin", "approval")]
+    approved = [
+        e
+        for e in audit_events(hub, "request.approved")
+        if e["target"] == f"request:{request['id']}"
+    ]
+    assert approved and approved[0]["tenant"] == "orbital-freight"
+
+
+def test_rejected_onboarding_shows_the_reason(hub, inbox):
+    email = "boss@shady.example"
+    link = ask_paid(
+        hub, inbox, organisation="Shady Ltd", email=email, username="shady-boss",
+        tier="professional",
+    )  # fmt: skip
+    request = onboarding_request(hub, email)
+    admin = hub.token("admin")
+    r = hub.api("POST", f"{REQUESTS}/{request['id']}/reject", admin, json={})
+    assert r.status_code == 400, r.text  # a rejection needs its reason
+    reason = "We could not confirm that Shady Ltd is a registered company."
+    r = hub.api("POST", f"{REQUESTS}/{request['id']}/reject", admin, json={"reason": reason})
+    assert r.status_code == 200, r.text
+    assert tenant_row(hub, "shady-ltd") is None
+    assert status_of(hub, link) == {
+        "organisation": "Shady Ltd",
+        "slug": "shady-ltd",
+        "tier": "professional",
+        "username": "shady-boss",
+        "state": "rejected",
+        "paid": True,
+        "reason": reason,
+    }
+    page = requests.get(link.replace("/verify?", "/status?"), timeout=10)
+    assert page.status_code == 200 and reason in text(page) and "not approved" in text(page)
+    inbox.wait_message(email, reason)
+    # the password is not kept; the address may ask again
+    assert sql(hub, "SELECT password_hash FROM fedhub_onboardings WHERE slug = 'shady-ltd'") == [
+        ("",)
+    ]
+    r = onboard(
+        hub, organisation="Shady Ltd", email=email, username="shady-boss",
+        password="Second-try-pass-9", tier="free",
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+
+
+def test_an_approval_that_cannot_be_applied_stays_pending(hub, inbox):
+    email = "lead@late.example"
+    ask_paid(hub, inbox, organisation="Late Co", email=email, username="late-lead", tier="starter")
+    request = onboarding_request(hub, email)
+    # the username is given to someone else meanwhile (an operator at the CLI)
+    hub.fedhub("user", "add", "late-lead", "--tenant", "initech")
+    admin = hub.token("admin")
+    r = hub.api("POST", f"{REQUESTS}/{request['id']}/approve", admin, json={})
+    assert r.status_code == 409, r.text
+    assert "late-lead" in r.json()["error"]["message"]
+    assert onboarding_request(hub, email)["state"] == "pending"
+    assert tenant_row(hub, "late-co") is None
