@@ -87,7 +87,9 @@ class SignupHandler(_SignupPage):
             )
         except FedhubError as e:
             self.set_status(e.status)
-            self.finish(await self._render(error=e.message, status=None, **form))
+            code = form["invitation"]
+            invited = auth.store.invitation_for_token(code) if code else None
+            self.finish(await self._render(error=e.message, status=None, invited=invited, **form))
             return
         if result.token:
             try:

@@ -59,7 +59,8 @@ def fields(body: dict, allowed: tuple[str, ...], required: tuple[str, ...] = ())
     if missing:
         raise InvalidRequest(f"missing field(s) {', '.join(missing)}")
     for name, value in body.items():
-        if name != "days" and value is not None and not isinstance(value, str | list):
+        # days is a number, domains a list (each checked where it is read)
+        if name not in ("days", "domains") and value is not None and not isinstance(value, str):
             raise InvalidRequest(f"{name} must be a string")
     return body
 
