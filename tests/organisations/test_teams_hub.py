@@ -3,8 +3,8 @@ error shape), the hub group each team becomes, a real server start refused once 
 team's ``servers`` quota is used, the team folder as the spawned account sees it, and a
 team's costs on the invoice the billing service serves.
 
-One hub for the module (the demo's tenants acme and globex and their people), on SQLite,
-whose servers are the spawner tests' stand-in (tests/spawner/fast_server.py: a real
+One hub at a time for the module (the demo's tenants acme and globex and their people), on
+SQLite and on PostgreSQL, whose servers are the spawner tests' stand-in (tests/spawner/fast_server.py: a real
 process of the user's own Unix account, up in ~50 ms).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from datetime import timedelta
 
 import psutil
@@ -34,9 +35,22 @@ TEAMS = "/hub/api/fedhub/tenants/{}/teams"
 TEAM = "vision"  # acme's team in this module
 
 
-@pytest.fixture(scope="module")
-def hub(hub_factory):
-    return hub_factory(args=["--JupyterHub.allow_named_servers=True", *race.FAST_SERVER_ARGS])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def hub(request, hub_factory):
+    """The demo hub on SQLite, then on PostgreSQL (row-level security on the teams' rows:
+    the handlers read and write them in the tenant's own scope)."""
+    db_url = None
+    if request.param == "postgresql":
+        db_url = request.getfixturevalue("postgres").create_database(
+            f"teams_{uuid.uuid4().hex[:8]}"
+        )
+    hub = hub_factory(
+        db_url=db_url, args=["--JupyterHub.allow_named_servers=True", *race.FAST_SERVER_ARGS]
+    )
+    yield hub
+    hub.stop()  # before the next engine's hub: the two would share acme's team group
 
 
 @pytest.fixture(scope="module")
