@@ -72,7 +72,6 @@ class OnboardingState(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     ONBOARDED = "onboarded"
     REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
 
 
 PENDING = (OnboardingState.AWAITING_EMAIL, OnboardingState.AWAITING_APPROVAL)

@@ -35,6 +35,7 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import events
 from fedhub.approvals.kinds.onboarding import asker
+from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError, InvalidRequest, NotFound
 from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.extensions.hub.signup_pages import _hours, _public_base
@@ -281,6 +282,8 @@ class OnboardVerifyPage(_OnboardPage):
         view = onboarding.by_token(self.store, token)
         if view is None:
             await self._render(400, error=INVALID_LINK)
+        elif view.state == OnboardingState.AWAITING_EMAIL and view.expires_at < utcnow():
+            await self._render(410, error=EXPIRED_LINK)
         elif view.state == OnboardingState.AWAITING_EMAIL:
             await self._render(view=view, token=token, confirm=True)
         else:
@@ -315,6 +318,7 @@ class OnboardStatusPage(_OnboardPage):
             await self._render(view=view, token=self.get_argument("token"))
 
 
+EXPIRED_LINK = "This link has expired. Ask for the organisation again."
 INVALID_LINK = (
     "This link is not valid: it is incomplete, or the request it belonged to expired "
     "before it was confirmed. Ask for the organisation again."

@@ -4,7 +4,9 @@ On the tenancy branch (after 0021_approvals). One table of pending onboardings
 (fedhub.tenancy.onboarding): an organisation name, the slug it reserves, a tier, the
 future tenant admin's username, address and password hash, the link's token hash and
 the state. It has no tenant column (the tenant does not exist yet), so it is a platform
-table (rls.PLATFORM_TABLES), without row-level security.
+table (rls.PLATFORM_TABLES), without row-level security; on PostgreSQL only the
+platform role (fedhub_platform: a platform admin's approval runs as platform work) may
+use it besides the login role, never the tenant role.
 
 Revision ID: 0022_onboarding
 Revises: 0021_approvals
@@ -17,7 +19,7 @@ from alembic import op
 revision = "0022_onboarding"
 down_revision = "0021_approvals"
 branch_labels = None
-depends_on = None
+depends_on = ("0016_rls",)  # the roles the grant names
 
 TABLE = "fedhub_onboardings"
 STATE = sa.Enum(
@@ -25,7 +27,6 @@ STATE = sa.Enum(
     "awaiting_approval",
     "onboarded",
     "rejected",
-    "withdrawn",
     name="onboarding_state",
     native_enum=False,
     length=32,
@@ -53,6 +54,9 @@ def upgrade() -> None:
         sa.Column("verified_at", sa.DateTime),
         sa.Column("decided_at", sa.DateTime),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {TABLE} TO fedhub_platform")
+        op.execute(f"GRANT USAGE, SELECT ON SEQUENCE {TABLE}_id_seq TO fedhub_platform")
 
 
 def downgrade() -> None:
