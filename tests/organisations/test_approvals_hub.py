@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from fedhub.tenancy.store import TenantStore
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, SESSION_GUARD_MARK
 from tests.harness import HubProcess, free_port
 from tests.security.signup_mail import Inbox, follow, sign_up
 
@@ -68,6 +68,8 @@ def hub(smtp, hub_state_root):
         store.add_user(name, tenant, role, password=DEMO_PASSWORD, email=mail_of(name))
     yield hub
     hub.stop()
+    # mail goes out from a thread; the hub's database session never leaves the event loop
+    assert SESSION_GUARD_MARK not in hub.log()
 
 
 @pytest.fixture(scope="module")
