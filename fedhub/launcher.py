@@ -306,7 +306,7 @@ def prepare(
 
 def run_hub(ctx: LaunchContext, argv: list[str]) -> None:
     """Run JupyterHub in this process until it is stopped."""
-    from jupyterhub.app import JupyterHub
+    from fedhub.extensions.hub.app import FedhubHub
 
     config = build_config(ctx)
     # the fedhub configuration file wins over the embedded defaults (and reaches the
@@ -314,5 +314,5 @@ def run_hub(ctx: LaunchContext, argv: list[str]) -> None:
     # if present (a file in the state dir for local overrides), then the command line
     config.merge(fedhub_config(ctx.config_file))
     os.chdir(ctx.state_dir)
-    JupyterHub.instance(config=config)  # the singleton launch_instance() will use
-    JupyterHub.launch_instance(argv)
+    FedhubHub.instance(config=config)  # the singleton launch_instance() will use
+    FedhubHub.launch_instance(argv)
