@@ -12,15 +12,21 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql_text
 
+from fedhub import db
+from fedhub.db.base import utcnow
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import HubProcess, free_port
-from tests.security.signup_mail import Inbox, sql
+from tests.security.signup_mail import Inbox
 from tests.security.signup_mail import text as page_text
 
 pytestmark = pytest.mark.slow
@@ -44,10 +50,20 @@ def inbox(smtp):
     return smtp[1]
 
 
-@pytest.fixture(scope="module")
-def hub(smtp, hub_state_root, hub_factory):
-    """The demo hub, its mail going to the in-process SMTP server (config in its state)."""
-    controller, _ = smtp
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def hub(request, smtp, hub_state_root, hub_factory):
+    """The demo hub, its mail going to the in-process SMTP server (config in its state), on
+    SQLite and then on PostgreSQL (where fedhub_invitations and fedhub_memberships have
+    row-level security)."""
+    controller, inbox = smtp
+    inbox.messages.clear()  # the engines' hubs send to the same addresses, one after the other
+    db_url = None
+    if request.param == "postgresql":
+        db_url = request.getfixturevalue("postgres").create_database(
+            f"members_{uuid.uuid4().hex[:8]}"
+        )
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
     (state / "jupyterhub_config.py").write_text(
         "c = get_config()  # noqa\n"
@@ -56,11 +72,13 @@ def hub(smtp, hub_state_root, hub_factory):
         'c.Mailer.smtp_security = "none"\n'
         'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n'
     )
-    hub = HubProcess(state, password=DEMO_PASSWORD)
+    hub = HubProcess(state, db_url=db_url, password=DEMO_PASSWORD)
     hub.keep = False
     hub_factory.started.append(hub)  # stopped with the module; its log checked at the end
     hub.start()
-    return hub
+    yield hub
+    hub.stop()  # before the next engine's hub starts (two idle hubs cost CPU)
+    db.dispose_engines()
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +89,17 @@ def tok(hub):
 def text(r: requests.Response) -> str:
     """The page's words, without its tags."""
     return " ".join(re.sub(r"<[^>]+>", " ", page_text(r)).split())
+
+
+def sql(hub, statement: str, **params) -> list:
+    """Run one statement on the hub's database (SQLite or PostgreSQL) as its owner."""
+    engine = create_engine(hub.db_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sql_text(statement), params)
+            return result.all() if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def call(hub, tok, who, method, path, body=None, **kwargs):
@@ -300,7 +329,7 @@ def test_an_emailed_invitation_makes_a_member_who_logs_in(hub, tok, inbox):
     body = msg.get_body(preferencelist=("plain",)).get_content()
     assert "within 7 days" in body and "as analyst" in body
     code = link.split("invitation=", 1)[1]
-    assert not sql(hub, "SELECT 1 FROM fedhub_invitations WHERE token_hash = ?", code)
+    assert not sql(hub, "SELECT 1 FROM fedhub_invitations WHERE token_hash = :c", c=code)
 
     page = requests.get(link, timeout=10)
     assert "You are invited to join Acme Corporation as analyst" in text(page)
@@ -341,8 +370,8 @@ def test_a_resent_invitation_kills_the_old_link_at_most_once_a_minute(hub, tok, 
     error(call(hub, tok, "globex-admin", "POST", path), 404)
     error(call(hub, tok, "globex-admin", "POST", f"/globex/invitations/{sent['id']}/resend"), 404)
     # a minute later (the last link's time moved back rather than waiting)
-    sql(hub, "UPDATE fedhub_invitations SET sent_at = datetime(sent_at, '-61 seconds') "
-        "WHERE id = ?", sent["id"])  # fmt: skip
+    sql(hub, "UPDATE fedhub_invitations SET sent_at = :t WHERE id = :id",
+        t=utcnow() - timedelta(seconds=61), id=sent["id"])  # fmt: skip
     r = call(hub, tok, "acme-admin", "POST", path)
     assert r.status_code == 200, r.text
     assert r.json()["resent_count"] == 1 and r.json()["state"] == "pending"
@@ -366,8 +395,8 @@ def test_a_resent_invitation_kills_the_old_link_at_most_once_a_minute(hub, tok, 
 def test_expired_and_revoked_invitations_do_not_open_the_door(hub, tok, inbox):
     expiring = invite(hub, tok, "fay@elsewhere.example", days=1)
     fay = link_to(inbox, "fay@elsewhere.example")
-    sql(hub, "UPDATE fedhub_invitations SET expires_at = datetime('now', '-1 minute') "
-        "WHERE id = ?", expiring["id"])  # fmt: skip
+    sql(hub, "UPDATE fedhub_invitations SET expires_at = :t WHERE id = :id",
+        t=utcnow() - timedelta(minutes=1), id=expiring["id"])  # fmt: skip
     r = requests.get(fay, timeout=10)
     assert r.status_code == 400 and "expired" in text(r)
     listed = call(hub, tok, "acme-admin", "GET", "/acme/invitations").json()["invitations"]
