@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -165,7 +166,8 @@ def test_a_removed_users_name_given_again_is_in_no_team(store):
 
 
 def test_team_groups_fit_unix_names():
-    assert team_folders.team_group("acme", "ml") == "fedhub_tm_acme-ml"
+    # fedhub_tm_acme-ml (the account prefix without its dash: fedhub-, or a test worker's)
+    assert team_folders.team_group("acme", "ml") == accounts.ACCOUNT_PREFIX[:-1] + "_tm_acme-ml"
     long_a = team_folders.team_group("a" * 63, "b" * 20)
     long_b = team_folders.team_group("a" * 63, "b" * 19 + "c")
     assert len(long_a) <= 32 and len(long_b) <= 32 and long_a != long_b
@@ -202,6 +204,34 @@ def test_reserve_refuses_a_server_over_the_teams_quota(store):
     # a slot frees when a team mate's server stops
     quotas.release(store.db, "anna", "")
     reserve(store, "alice", "second")
+
+
+def test_racing_team_mates_start_exactly_the_teams_quota(store):
+    """Twenty named servers of a team's members requested at once against a team quota of
+    3 (the tenant allows 25): the team check runs under the tenant's lock, like the tenant's."""
+    store.update_tenant("acme", overrides={"max_servers_per_user": 20})
+    create(store, "ml", lead="alice", quotas={"servers": 3})
+    with store.session() as s:
+        teams.add_member(s, "acme", "ml", "anna")
+    barrier = threading.Barrier(20)
+    granted, refused, errors = [], [], []
+
+    def attempt(i):
+        barrier.wait()
+        try:
+            granted.append(reserve(store, ("alice", "anna")[i % 2], f"s{i}"))
+        except quotas.TeamServerLimit:
+            refused.append(i)
+        except Exception as e:  # anything else is a bug the test must show
+            errors.append(e)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    assert len(granted) == 3 and len(refused) == 17
 
 
 def test_reserve_refuses_when_the_teams_compute_hours_are_used(store):
