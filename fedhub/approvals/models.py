@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fedhub.db.base import Base, utcnow
@@ -35,7 +35,17 @@ class ApprovalRequest(Base):
     """One request of a kind (:mod:`fedhub.approvals.kinds`) waiting for, or past, a decision."""
 
     __tablename__ = "fedhub_requests"
-    __table_args__ = (Index("ix_fedhub_requests_tenant_state", "tenant_id", "state"),)
+    __table_args__ = (
+        Index("ix_fedhub_requests_tenant_state", "tenant_id", "state"),
+        # one pending tier change per tenant, also when two are asked at the same moment
+        Index(
+            "uq_fedhub_requests_pending_tier_change",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("kind = 'tier_change' AND state = 'pending'"),
+            postgresql_where=text("kind = 'tier_change' AND state = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)

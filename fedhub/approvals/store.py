@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from fedhub import events
@@ -212,7 +213,10 @@ class ApprovalStore:
             state=RequestState.PENDING,
         )
         s.add(req)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # a unique index of the kind's (one pending tier change)
+            raise Conflict(f"a {kind} request like this one is pending already") from None
         view = RequestView.of(req, k, tenant)
 
         def after() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from fedhub.approvals import ApprovalStore, Kind, RequestState, register
+from fedhub.approvals import ApprovalRequest, ApprovalStore, Kind, RequestState, register
 from fedhub.approvals import registry as approvals_registry
 from fedhub.db import rls
 from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -132,6 +133,24 @@ def test_one_pending_tier_change_per_tenant_and_only_admins_ask(world):
         done = store.reject(again.id, p["root"], reason="talk to sales first")
     assert done.state == "rejected" and done.reason == "talk to sales first"
     assert tier(tenants, "acme") == "starter"
+
+
+def test_the_database_keeps_one_pending_tier_change_per_tenant(world):
+    """Two asked at the same moment both pass the store's check; the partial unique index
+    refuses the second row (a 409 from the store)."""
+    tenants, store, p = world
+    with rls.tenant("acme"):
+        store.create("tier_change", tenant="acme", payload={"tier": "professional"},
+                     by=p["acme-admin"])  # fmt: skip
+    with rls.platform(), pytest.raises(IntegrityError), tenants.session() as s:
+        acme = s.scalar(select(Tenant.id).where(Tenant.slug == "acme"))
+        s.add(ApprovalRequest(kind="tier_change", tenant_id=acme, requester="acme-admin2",
+                              payload={"tier": "enterprise"}))  # fmt: skip
+        s.flush()
+    with rls.platform(), tenants.session() as s:  # any other kind, or a decided one, is fine
+        s.add(ApprovalRequest(kind="join_tenant", tenant_id=acme, requester="x", payload={}))
+        s.add(ApprovalRequest(kind="tier_change", tenant_id=acme, requester="y", payload={},
+                              state=RequestState.REJECTED))  # fmt: skip
 
 
 def test_who_sees_which_requests(world):

@@ -2,7 +2,8 @@
 
 ``fedhub_requests`` (a kind, a tenant or none yet, the requester, a JSON payload, the
 state pending|approved|rejected|withdrawn and the decision) and
-``fedhub_request_comments``. Tenant-owned by ``tenant_id``: on PostgreSQL both get
+``fedhub_request_comments``; a partial unique index keeps one pending ``tier_change`` per
+tenant. Tenant-owned by ``tenant_id``: on PostgreSQL both get
 row-level security like every such table (rls.TENANT_TABLES), after 0016_rls; a request
 with no tenant (an onboarding) matches no tenant's predicate, so it is platform work
 only. Comments are visible exactly when their request is.
@@ -54,6 +55,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_fedhub_requests_kind", "fedhub_requests", ["kind"])
     op.create_index("ix_fedhub_requests_tenant_state", "fedhub_requests", ["tenant_id", "state"])
+    pending_tier_change = sa.text("kind = 'tier_change' AND state = 'pending'")
+    op.create_index(
+        "uq_fedhub_requests_pending_tier_change",
+        "fedhub_requests",
+        ["tenant_id"],
+        unique=True,
+        sqlite_where=pending_tier_change,
+        postgresql_where=pending_tier_change,
+    )
     op.create_table(
         "fedhub_request_comments",
         sa.Column("id", sa.Integer, primary_key=True),
