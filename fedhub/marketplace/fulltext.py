@@ -66,6 +66,15 @@ def fts5_query(text: str) -> str | None:
     return " ".join(terms)
 
 
+def tsquery_text(text: str) -> str | None:
+    """The user's words as a PostgreSQL ``to_tsquery`` text: word characters only (no
+    operator gets through), all required, the last one as a prefix, as on SQLite."""
+    words = [w for w in _WORD.findall(text) if w.strip("_")][:16]
+    if not words:
+        return None
+    return " & ".join(words[:-1] + [words[-1] + ":*"])
+
+
 def visible(tenant: str | None, platform_admin: bool):
     """Listed assets, plus the caller's own tenant's pending ones (platform admins: all
     pending ones, which they review)."""
@@ -78,13 +87,12 @@ def visible(tenant: str | None, platform_admin: bool):
 def statement(session: Session, q: Query, tenant: str | None, platform_admin: bool) -> Select:
     stmt = select(Asset).where(visible(tenant, platform_admin))
     relevance = None
-    words = _WORD.findall(q.text)
-    if words:
+    if tsquery_text(q.text):
         if session.get_bind().dialect.name == "postgresql":
             document = func.to_tsvector(
                 literal_column("'english'::regconfig"), literal_column(DOCUMENT)
             )
-            tsquery = func.plainto_tsquery(literal_column("'english'::regconfig"), " ".join(words))
+            tsquery = func.to_tsquery(literal_column("'english'::regconfig"), tsquery_text(q.text))
             stmt = stmt.where(document.bool_op("@@")(tsquery))
             relevance = func.ts_rank(document, tsquery).desc()
         else:
