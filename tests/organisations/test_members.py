@@ -196,6 +196,15 @@ def test_platform_admins_create_change_suspend_and_resume_tenants(hub, tok):
     for who in ("acme-admin", "alice", "globex-admin"):
         error(call(hub, tok, who, "POST", "", {"name": "Mine", "tier": "free"}), 403, "forbidden")
 
+    # a platform admin's token made with fewer scopes does not manage tenants
+    r = hub.api("POST", "/hub/api/users/admin/tokens", tok["admin"],
+                json={"scopes": ["read:users", "custom:fedhub:tenant:read"]})  # fmt: skip
+    narrow = {"admin": r.json()["token"]}
+    err = error(call(hub, narrow, "admin", "POST", "", {"name": "Narrow", "tier": "free"}), 403)
+    assert "tenants:manage" in err["message"]
+    error(call(hub, narrow, "admin", "POST", "/acme/suspend", {"reason": "x"}), 403)
+    assert call(hub, narrow, "admin", "GET", "/acme").status_code == 200
+
     # bad input: 400 in fedhub's shape, nothing made
     assert "unknown tier 'gold'" in error(
         call(hub, tok, "admin", "POST", "", {"name": "X", "tier": "gold"}), 400)["message"]  # fmt: skip
@@ -349,6 +358,14 @@ def test_an_emailed_invitation_makes_a_member_who_logs_in(hub, tok, inbox):
 
     # who may see and send invitations
     assert call(hub, tok, "admin", "GET", "/acme/invitations").status_code == 200
+    r = hub.api("POST", "/hub/api/users/acme-admin/tokens", tok["acme-admin"],
+                json={"scopes": ["custom:fedhub:tenant:read!group=tenant-acme"]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    reader = {"acme-admin": r.json()["token"]}  # the admin's token, made to read only
+    assert call(hub, reader, "acme-admin", "GET", "/acme/members").status_code == 200
+    error(call(hub, reader, "acme-admin", "GET", "/acme/invitations"), 403)
+    error(call(hub, reader, "acme-admin", "POST", "/acme/invitations", {"email": "x@y.example"}),
+          403)  # fmt: skip
     for who in ("alice", "dave"):
         error(call(hub, tok, who, "GET", "/acme/invitations"), 403)
         error(call(hub, tok, who, "POST", "/acme/invitations", {"email": "x@y.example"}), 403)

@@ -39,6 +39,7 @@ from fedhub.extensions.hub.api import ADMIN_ROLES, FedhubAPIHandler
 from fedhub.extensions.hub.signup_pages import invitation_link
 from fedhub.mail import MailError
 from fedhub.tenancy import members
+from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import TenantStatus
 from fedhub.tenancy.signup import InvitationView
 from fedhub.tenancy.signup.invitations import validity
@@ -94,11 +95,16 @@ class _TenancyAPI(FedhubAPIHandler):
                 raise InvalidRequest(f"unknown tier {name!r:.70}: use one of {names}") from None
         return name
 
-    def platform_admin_of(self, slug: str) -> UserInfo:
-        """A platform admin; a tenant's own people are refused (403), anyone else 404."""
-        info = self.caller(slug, "tenant:read")
+    def tenants_manager(self, slug: str | None = None) -> UserInfo:
+        """A platform admin whose token holds ``tenants:manage``; for one tenant, its own
+        people are refused (403) and anyone else answered 404."""
+        info = self.caller(slug, "tenant:read") if slug else self.platform_admin()
         if not info.is_platform_admin:
             raise Forbidden("only a platform admin may do this")
+        if not fedhub_scopes.granted("tenants:manage", self.expanded_scopes, None):
+            raise Forbidden(
+                f"this token does not hold the scope {fedhub_scopes.scope('tenants:manage')}"
+            )
         return info
 
 
@@ -106,6 +112,8 @@ class TenantsHandler(_TenancyAPI):
     def get(self):
         info = self.signed_in()
         if info.is_platform_admin:
+            if not fedhub_scopes.granted("tenant:read", self.expanded_scopes, None):
+                raise Forbidden("this token does not hold the scope to read every tenant")
             tenants = [members.tenant_json(t) for t in self.store.list_tenants()]
         elif info.tenant:
             self.caller(info.tenant, "tenant:read")
@@ -115,7 +123,7 @@ class TenantsHandler(_TenancyAPI):
         self.answer({"tenants": tenants})
 
     def post(self):
-        info = self.platform_admin()
+        info = self.tenants_manager()
         body = fields(self.body(), ("slug", "name", "tier", "domains"), ("name", "tier"))
         name = text_field(body, "name")
         domains = body.get("domains") or []
@@ -139,7 +147,7 @@ class TenantHandler(_TenancyAPI):
         self.answer(self.tenant_view(slug))
 
     def patch(self, slug: str):
-        info = self.platform_admin_of(slug)
+        info = self.tenants_manager(slug)
         body = fields(self.body(), ("tier", "name"))
         if not body:
             raise InvalidRequest("nothing to change: send tier and/or name")
@@ -154,7 +162,7 @@ class TenantHandler(_TenancyAPI):
 
 class TenantStatusHandler(_TenancyAPI):
     def post(self, slug: str, action: str):
-        info = self.platform_admin_of(slug)
+        info = self.tenants_manager(slug)
         if action == "suspend":
             body = fields(self.body(), ("reason",), ("reason",))
             reason = text_field(body, "reason", 500)
