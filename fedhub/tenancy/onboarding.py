@@ -279,6 +279,17 @@ def request_onboarding(
     return view
 
 
+def cancel(store, onboarding_id: int) -> None:
+    """Forget an onboarding whose link could not be sent (so the address is not blocked
+    by a link nobody received)."""
+    with store.session() as s:
+        s.execute(
+            delete(Onboarding).where(
+                Onboarding.id == onboarding_id, Onboarding.state == OnboardingState.AWAITING_EMAIL
+            )
+        )
+
+
 def _check_free(s: Session, username: str, email: str, exclude: int | None = None) -> None:
     """Refuse a username or an address that an account, a sign-up or another pending
     onboarding has (one message each: an account is not told apart from a request)."""

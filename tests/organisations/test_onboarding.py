@@ -50,7 +50,7 @@ def inbox():
     controller.start()
     box.controller = controller
     yield box
-    controller.stop()
+    box.controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -498,3 +498,25 @@ def test_an_approval_that_cannot_be_applied_stays_pending(hub, inbox):
     assert "late-lead" in r.json()["error"]["message"]
     assert onboarding_request(hub, email)["state"] == "pending"
     assert tenant_row(hub, "late-co") is None
+
+
+# -- last: the SMTP server goes away --------------------------------------------------
+
+
+def test_a_link_that_cannot_be_sent_keeps_nothing(hub, inbox):
+    ask = dict(
+        organisation="Mailless", email="no@mail.example", username="mailless",
+        password="Unsent-pass-12345", tier="free",
+    )  # fmt: skip
+    inbox.controller.stop()
+    try:
+        for _ in range(2):  # asking again is a 503 again, not a 409: nothing was kept
+            r = onboard(hub, **ask)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "mail_not_sent"
+        assert not sql(hub, "SELECT 1 FROM fedhub_onboardings WHERE email = 'no@mail.example'")
+    finally:  # the same server again, on the same port (a stopped one cannot restart)
+        stopped = inbox.controller
+        inbox.controller = Controller(inbox, hostname=stopped.hostname, port=stopped.port)
+        inbox.controller.start()
+    assert onboard(hub, **ask).status_code == 202

@@ -86,6 +86,16 @@ def test_expired_links_are_refused_and_free_the_address(store):
     assert again.slug == "late-link"
 
 
+def test_five_wrong_passwords_kill_the_link(store):
+    view = ask(store, "Guessed One")
+    for _ in range(onboarding.MAX_CONFIRM_ATTEMPTS):
+        with pytest.raises(Forbidden):
+            onboarding.verify(store, view.token, "not-the-password")
+    with pytest.raises(LinkExpired):
+        onboarding.verify(store, view.token, PASSWORD)
+    assert store.user("guessed-one") is None
+
+
 def test_paid_tier_waits_for_a_platform_admin(store):
     view = ask(store, "Paid One", tier="starter")
     assert view.paid

@@ -170,7 +170,11 @@ class _OnboardingMixin:
             link_valid_for=self.onboard_settings.link_validity,
             source_ip=self.request.remote_ip,
         )
-        await self._send_link(view)
+        try:
+            await self._send_link(view)
+        except MailError:
+            onboarding.cancel(self.store, view.id)  # the address may ask again at once
+            raise
         return view
 
     def link(self, path: str, token: str) -> str:
@@ -267,8 +271,8 @@ class OnboardPage(_OnboardPage):
 
 
 MAIL_FAILED = (
-    "We could not send the confirmation email just now, and your request is kept: wait for "
-    "it to expire, or ask the platform's operators for help."
+    "We could not send the confirmation email just now, so nothing was kept: try again in a "
+    "few minutes."
 )
 
 
