@@ -335,8 +335,7 @@ LIMITS: tuple[Limit, ...] = (
         ENTITLEMENT,
         "Publishing to the marketplace",
         enforced_at=(SERVICE,),
-        enforced=False,
-        gap="there is no marketplace service yet; the flag is carried for it",
+        enforcers=("fedhub.marketplace.store:MarketStore.publish",),
     ),
     # the tier's login policy (docs/security-policy.md)
     Limit(

@@ -40,6 +40,7 @@ EXPERIMENTS = "experiments"
 FL_CLIENT_SECONDS = "fl_client_seconds"
 FL_ROUNDS = "fl_rounds"
 DASK_WORKER_SECONDS = "dask_worker_seconds"
+MARKETPLACE = "marketplace"  # a charge of an exact amount, not usage (billing.rating)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from fedhub.limits.model import (
     FL_CLIENT_SECONDS,
     FL_ROUNDS,
     GATEWAY_METER,
+    MARKETPLACE,
     MEMORY_GB_SECONDS,
     QUOTAS,
     SAMPLERS,
@@ -92,6 +93,16 @@ METER_KINDS: tuple[MeterKind, ...] = (
         "Time a Dask Gateway worker ran (reports; its cores and memory x time are also"
         " recorded as cpu_seconds and memory_gb_seconds, and priced so)",
         (GATEWAY_METER,),
+    ),  # fmt: skip
+    MeterKind(
+        MARKETPLACE,
+        "item",
+        "A marketplace sale, monthly renewal or refund: an exact amount (attributes.amount),"
+        " billed as one charge line (fedhub.billing.rating.CHARGE_KINDS), not priced by the tier",
+        (
+            "fedhub.marketplace.store:MarketStore.purchase",
+            "fedhub.marketplace.store:MarketStore.renew_monthly",
+        ),
     ),  # fmt: skip
 )
 

@@ -28,8 +28,6 @@ CATALOG = load_tiers(DEFAULT_TIERS_PATH)
 #: The keys the registry declares but nothing enforces, and nothing else. A new gap must be
 #: added here on purpose (and is printed in docs/quotas.md and `fedhub tiers limits`).
 KNOWN_GAPS = {
-    # no marketplace service exists yet
-    "features.marketplace_publishing",
     # retired price: compute hours are core-hours, priced by overage.compute_hour
     "overage.cpu_core_hour",
 }
@@ -303,6 +301,27 @@ def _gateway_workers(url, tmp_path, monkeypatch) -> None:
     assert record_worker_time(url, [one]) == 0  # the same slice counts once
 
 
+def _marketplace_sale(url, tmp_path, monkeypatch):
+    from fedhub.marketplace.store import Actor, MarketStore
+    from fedhub.tenancy.store import TenantStore
+
+    tenants = TenantStore(url, CATALOG)
+    tenants.create_tenant("acme", tier="professional")
+    tenants.create_tenant("globex", tier="starter")
+    market = MarketStore(url, tenants)
+    spec = {"name": "Strategy", "asset_type": "algorithm", "price": "10.00", "pricing": "monthly"}
+    market.publish(Actor("ann", "acme", "tenant-admin"), spec, content=b"x = 1\n", filename="s.py")
+    market.review(Actor("root", None, "platform-admin"), "strategy", "1.0.0", "approve")
+    market.purchase(Actor("bob", "globex", "tenant-admin"), "strategy", "key")
+    return market
+
+
+def _marketplace_renewal(url, tmp_path, monkeypatch):
+    market = _marketplace_sale(url, tmp_path, monkeypatch)
+    _clear(url)
+    assert market.renew_monthly(datetime.now() + timedelta(days=62)) >= 2
+
+
 #: How to make each declared producer run once; a producer added to the registry needs one.
 EXERCISES = {
     "fedhub.quotas:meter_running": lambda *a: _servers(*a, release=False),
@@ -316,6 +335,8 @@ EXERCISES = {
     ),
     "fedhub.scheduler.claims:record_compute": _scheduled_run,
     "fedhub.gateway.meter:record_worker_time": _gateway_workers,
+    "fedhub.marketplace.store:MarketStore.purchase": _marketplace_sale,
+    "fedhub.marketplace.store:MarketStore.renew_monthly": _marketplace_renewal,
 }
 PRODUCERS = sorted({p for m in limits.METER_KINDS for p in m.producers})
 
@@ -487,4 +508,4 @@ def test_cli_prints_every_key_and_the_gaps():
     for lim in limits.LIMITS:
         if lim.role != limits.LABEL:
             assert lim.key in result.output
-    assert "features.marketplace_publishing: there is no marketplace" in result.output
+    assert "overage.cpu_core_hour: retired when compute hours" in result.output
