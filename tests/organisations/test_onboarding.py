@@ -277,8 +277,8 @@ def test_requests_from_one_address_are_rate_limited(hub):
     r = onboard(
         hub,
         "203.0.113.78",
-        organisation="Not flooded",
-        email="calm@flood.example",
+        company="Not flooded",  # the seed's names (POST /api/v1/onboard) work too
+        admin_email="calm@flood.example",
         username="calm",
         password="Quiet-pass-123456",
         tier="free",
