@@ -36,6 +36,7 @@ def _plugin(value, group: str, fallback: str):
 def hub_classes(effective: Config) -> list[type]:
     """The hub-side fedhub classes of this configuration."""
     from fedhub.extensions.hub.keys_api import ServiceAccountKeys
+    from fedhub.extensions.hub.tenancy_api.onboarding import Onboarding
     from fedhub.extensions.hub.tier_spawner import TierSpawner
     from fedhub.gateway import GatewaySettings
     from fedhub.mail import Mailer
@@ -53,7 +54,15 @@ def hub_classes(effective: Config) -> list[type]:
         backend = effective.get("TierSpawner", {}).get("backend_class")
         if backend:
             classes.append(import_item(backend) if isinstance(backend, str) else backend)
-    return [*classes, Mailer, TotpSecretBox, ServiceAccountKeys, RateLimits, GatewaySettings]
+    return [
+        *classes,
+        Mailer,
+        TotpSecretBox,
+        ServiceAccountKeys,
+        RateLimits,
+        GatewaySettings,
+        Onboarding,
+    ]
 
 
 def service_classes() -> dict[str, list[type]]:
