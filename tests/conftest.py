@@ -36,15 +36,59 @@ DEMO_PASSWORD = "Fedhub-test-password-1"
 SHARED_HUB_PACKAGES = ("tests/reports/", "tests/scheduler/")
 
 
+#: The rough cost of a work unit, in seconds, by which the units are sent longest first: a
+#: unit with end-to-end (``slow``) tests starts a hub or more, and each such test mostly
+#: waits on it; the other tests are unit tests, mostly well under a second.
+UNIT_WITH_HUB_SECONDS, SLOW_TEST_SECONDS, TEST_SECONDS = 20.0, 8.0, 0.3
+
+
+def _work_unit(nodeid: str) -> str:
+    """What ``--dist loadscope`` sends to one worker: a package of ``SHARED_HUB_PACKAGES``,
+    else the module (or the class), split as xdist's ``LoadScopeScheduling`` splits it."""
+    package = next((p for p in SHARED_HUB_PACKAGES if nodeid.startswith(p)), None)
+    return package or nodeid.rsplit("::", 1)[0]
+
+
+def _estimated_seconds(items: list[pytest.Item]) -> float:
+    slow = sum(1 for item in items if item.get_closest_marker("slow"))
+    return (
+        (UNIT_WITH_HUB_SECONDS if slow else 0.0)
+        + slow * SLOW_TEST_SECONDS
+        + (len(items) - slow) * TEST_SECONDS
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadscope``, collect the work units longest first.
+
+    The scheduler below hands the units out in collection order. xdist's own order (most
+    tests first) left the one-test end-to-end modules, a minute each, for the very end,
+    where one worker ran them while the other had nothing left; longest first, the short
+    unit-test modules fill the end instead. Only the order changes: every test still runs,
+    each unit on one worker, its tests in their own order.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ or config.getvalue("dist") != "loadscope":
+        return
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(_work_unit(item.nodeid), []).append(item)
+    ordered = sorted(units.values(), key=_estimated_seconds, reverse=True)  # stable: ties keep
+    items[:] = [item for unit in ordered for item in unit]
+
+
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    # the units go out in the order the workers collected them (longest first, above),
+    # not re-sorted by their number of tests
+    config.option.loadscopereorder = False
+
     class SharedHubScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            package = next((p for p in SHARED_HUB_PACKAGES if nodeid.startswith(p)), None)
-            return package or super()._split_scope(nodeid)
+            return _work_unit(nodeid)
 
     return SharedHubScheduling(config, log)
 
