@@ -92,20 +92,23 @@ def test_tier_change_pending_then_approved_applies_once(world, spool):
     assert any(e["action"] == "tenant.tier_changed" for e in events(spool, "tenant."))
 
 
-@pytest.mark.parametrize(
-    "payload, error, words",
-    [
-        ({"tier": "platinum"}, InvalidRequest, "unknown tier 'platinum'"),
-        ({"tier": "starter"}, InvalidRequest, "on the starter tier already"),
-        ({"tier": 3}, InvalidRequest, "payload"),
-        ({"tier": "professional", "extra": 1}, InvalidRequest, "payload"),
-        ({}, InvalidRequest, "payload"),
-    ],
-)
-def test_tier_change_refuses_bad_payloads(world, payload, error, words):
+BAD_PAYLOADS = [
+    ({"tier": "platinum"}, "unknown tier 'platinum': use one of free, starter"),
+    ({"tier": "starter"}, "on the starter tier already"),
+    ({"tier": 3}, "payload"),
+    ({"tier": "professional", "extra": 1}, "payload"),
+    ({}, "payload"),
+    ("professional", "payload must be a JSON object"),
+]
+
+
+def test_tier_change_refuses_bad_payloads(world):
     tenants, store, p = world
-    with rls.tenant("acme"), pytest.raises(error, match=words):
-        store.create("tier_change", tenant="acme", payload=payload, by=p["acme-admin"])
+    for payload, words in BAD_PAYLOADS:  # one database for the table (a migration each costs)
+        with rls.tenant("acme"), pytest.raises(InvalidRequest, match=words):
+            store.create("tier_change", tenant="acme", payload=payload, by=p["acme-admin"])
+    with rls.tenant("acme"):
+        assert store.list(None) == []
 
 
 def test_one_pending_tier_change_per_tenant_and_only_admins_ask(world):
