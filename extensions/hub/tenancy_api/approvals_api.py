@@ -41,14 +41,14 @@ class _RequestsAPI(FedhubAPIHandler):
     def requests(self) -> ApprovalStore:
         return ApprovalStore(self.store)
 
-    def who(self, permission: str = "tenant:read") -> UserInfo:
-        """The signed-in caller, with a token that carries ``permission`` for their
-        tenant (platform admins: unfiltered); 403 otherwise."""
+    def who(self) -> UserInfo:
+        """The signed-in caller, with a token that carries ``tenant:read`` for their
+        tenant (platform admins: ``tenants:manage``); 403 otherwise."""
         info = self.signed_in()
         if not info.is_platform_admin:
             if not info.tenant:
                 raise Forbidden("only members of a tenant may use requests")
-            self.caller(info.tenant, permission)
+            self.caller(info.tenant, "tenant:read")
         elif not fedhub_scopes.granted("tenants:manage", self.expanded_scopes, None):
             raise Forbidden("this token does not hold the scope custom:fedhub:tenants:manage")
         return info
