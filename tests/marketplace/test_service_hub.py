@@ -1,0 +1,164 @@
+"""The marketplace service on one real hub (PostgreSQL, so row-level security is enforced
+in the service): publish, review, buy exactly once, licences, reviews, downloads, sales
+and payouts, each endpoint tried with the tokens of other tenants and roles.
+
+One hub for the module (the demo: acme on professional, globex on starter, initech on free).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from tests.harness import wait_for
+from tests.marketplace.conftest import ALGORITHM
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+API = "/services/marketplace/api/v1/"
+SLUG = "fedprox-variant"
+REF = f"market/{SLUG}@1.0.0"
+ASSET = {
+    "name": "FedProx variant",
+    "slug": SLUG,
+    "asset_type": "algorithm",
+    "category": "strategies",
+    "description": "FedProx with a smaller proximal term. <script>alert(1)</script>",
+    "tags": ["fedprox"],
+    "licence": "commercial",
+    "price": "49.99",
+    "filename": "variant.py",
+    "content_base64": base64.b64encode(ALGORITHM).decode(),
+}
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, postgres):
+    hub = hub_factory(db_url=postgres.create_database(f"market_{uuid.uuid4().hex[:8]}"))
+    wait_for(lambda: hub.api("GET", API + "openapi.json").status_code == 200, 120, 0.3,
+             "the marketplace service")  # fmt: skip
+    return hub
+
+
+@pytest.fixture(scope="module")
+def t(hub) -> dict[str, str]:
+    people = ("admin", "acme-admin", "alice", "dave", "globex-admin", "bob", "carol")
+    return {name: hub.token(name) for name in people}
+
+
+def call(hub, token, method, path, **kw):
+    r = hub.api(method, API + path, token, **kw)
+    if r.status_code >= 400:
+        body = r.json()
+        assert set(body["error"]) >= {"code", "message"}, body  # fedhub's error shape
+    return r
+
+
+def code(r) -> str:
+    return r.json()["error"]["code"]
+
+
+def test_publish_review_buy_use_and_get_paid(hub, t):
+    r = call(hub, t["globex-admin"], "POST", "assets", json={**ASSET, "slug": "g"})
+    assert (r.status_code, code(r)) == (403, "marketplace_publishing_not_in_tier")
+    r = call(hub, t["alice"], "POST", "assets", json=ASSET)  # a member: no publish scope
+    assert r.status_code == 403
+    r = call(hub, t["acme-admin"], "POST", "assets", json=ASSET)
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "pending_review"
+
+    # pending: acme sees it, globex neither finds, opens nor buys it
+    assert [
+        a["slug"] for a in call(hub, t["acme-admin"], "GET", "search?q=fedprox").json()["assets"]
+    ] == [SLUG]
+    assert call(hub, t["globex-admin"], "GET", "search?q=fedprox").json()["assets"] == []
+    assert call(hub, t["globex-admin"], "GET", f"assets/{SLUG}").status_code == 404
+    r = call(
+        hub, t["globex-admin"], "POST", f"assets/{SLUG}/purchase", headers={"Idempotency-Key": "k1"}
+    )
+    assert r.status_code == 404
+
+    # the platform admin reads the source in the queue and approves
+    queue = call(hub, t["admin"], "GET", "assets?state=pending_review").json()["pending"]
+    [item] = [p for p in queue if p["asset"]["slug"] == SLUG]
+    assert item["source"] == ALGORITHM.decode()
+    body = {"version": "1.0.0", "decision": "approve", "note": "read"}
+    assert call(hub, t["acme-admin"], "POST", f"assets/{SLUG}/review", json=body).status_code == 403
+    assert call(hub, t["admin"], "POST", f"assets/{SLUG}/review", json=body).status_code == 200
+    card = call(hub, t["carol"], "GET", f"assets/{SLUG}").json()
+    assert card["state"] == "listed" and "<script>" not in card["description_html"]
+
+    # buying: tenant admins only, a key required, one purchase per key
+    path = f"assets/{SLUG}/purchase"
+    assert call(hub, t["bob"], "POST", path, headers={"Idempotency-Key": "k1"}).status_code == 403
+    assert call(hub, t["globex-admin"], "POST", path).status_code == 400
+    first = call(hub, t["globex-admin"], "POST", path, headers={"Idempotency-Key": "k1"})
+    again = call(hub, t["globex-admin"], "POST", path, headers={"Idempotency-Key": "k1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json() and first.json()["amount"] == "49.99"
+
+    # use: the licence is checked every time
+    [ent] = call(hub, t["bob"], "GET", "entitlements").json()["entitlements"]
+    assert ent["reference"] == REF
+    assert call(hub, t["bob"], "GET", f"entitlements/check?ref={REF}").status_code == 200
+    r = call(hub, t["carol"], "GET", f"entitlements/check?ref={REF}")
+    assert (r.status_code, code(r)) == (403, "not_entitled") and SLUG in r.json()["error"][
+        "message"
+    ]
+    assert call(hub, t["carol"], "GET", f"assets/{SLUG}/content").status_code == 403
+    got = call(hub, t["bob"], "GET", f"assets/{SLUG}/content")
+    assert got.content == ALGORITHM and got.headers["X-Fedhub-Version"] == "1.0.0"
+    assert call(hub, t["carol"], "GET", "entitlements").json()["entitlements"] == []
+
+    # reviews: from the buyer's tenant only, once per user
+    assert (
+        call(hub, t["carol"], "POST", f"assets/{SLUG}/reviews", json={"stars": 5}).status_code
+        == 403
+    )
+    assert (
+        call(
+            hub, t["bob"], "POST", f"assets/{SLUG}/reviews", json={"stars": 4, "text": "good"}
+        ).status_code
+        == 201
+    )
+    assert (
+        call(hub, t["bob"], "POST", f"assets/{SLUG}/reviews", json={"stars": 5}).status_code == 409
+    )
+    reviews = call(hub, t["carol"], "GET", f"assets/{SLUG}/reviews").json()
+    assert (reviews["rating"], reviews["count"]) == (4.0, 1)
+
+    # the publisher's sales and payouts: its own only
+    [statement] = call(hub, t["acme-admin"], "GET", "payouts").json()["statements"]
+    assert (statement["gross"], statement["amount"]) == ("49.99", "39.99")
+    assert call(hub, t["globex-admin"], "GET", "sales?tenant=acme").status_code == 404
+    assert call(hub, t["globex-admin"], "GET", "payouts?tenant=acme").status_code == 404
+    assert call(hub, t["globex-admin"], "GET", "sales").json()["sales"] == []
+    assert call(hub, t["bob"], "GET", "sales").status_code == 403
+    assert call(hub, t["admin"], "GET", "sales?tenant=acme").json()["sales"][0]["buyer"] == "globex"
+
+
+def test_other_tenants_purchases_and_licences_are_out_of_reach(hub, t):
+    mine = call(hub, t["globex-admin"], "GET", "entitlements").json()["entitlements"]
+    assert mine, "runs after the purchase test"
+    purchase = mine[0]["purchase"]
+    r = call(hub, t["acme-admin"], "POST", f"purchases/{purchase}/refund", json={})
+    assert r.status_code == 404  # another tenant's purchase does not exist for acme
+    assert call(hub, t["acme-admin"], "GET", "entitlements?tenant=globex").status_code == 404
+    assert call(hub, t["dave"], "GET", "entitlements").json()["entitlements"] == []
+
+
+def test_bad_input_is_a_4xx_in_fedhubs_shape(hub, t):
+    cases = [
+        ("POST", "assets", {"data": b"{not json"}),
+        ("POST", "assets", {"json": {**ASSET, "slug": "x", "price": "-1"}}),
+        ("POST", "assets", {"json": {**ASSET, "slug": "y", "content_base64": "%%%"}}),
+        ("GET", "search?sort=cheapest", {}),
+        ("GET", "search?min_price=abc", {}),
+        ("GET", "entitlements/check?ref=not-a-ref", {}),
+        ("POST", f"assets/{SLUG}/reviews", {"json": {"stars": 9}}),
+    ]
+    for method, path, kw in cases:
+        r = call(hub, t["acme-admin"], method, path, **kw)
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
