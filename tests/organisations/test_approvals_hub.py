@@ -104,6 +104,17 @@ def spooled(hub, action: str) -> list[dict]:
     return [e for e in found if e["action"] == action]
 
 
+def read_only_token(hub, name: str) -> str:
+    """A token of ``name`` asked for with ``tenant:read`` only (filtered to their tenant)."""
+    s = hub.login(name).session
+    scope = "custom:fedhub:tenant:read!group=tenant-umbrella"
+    r = s.post(f"{hub.url}/hub/api/users/{name}/tokens", json={"scopes": [scope]},
+               headers={"X-XSRFToken": s.cookies.get("_xsrf"), "Referer": f"{hub.url}/hub/"},
+               timeout=10)  # fmt: skip
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
 def tier_of(hub, slug: str) -> str:
     return TenantStore(hub.db_url).get_tenant(slug).tier
 
@@ -232,6 +243,11 @@ def test_a_sign_up_awaiting_approval_is_a_join_tenant_request(hub, tokens, inbox
     assert req["state"] == "pending" and req["approver"] == "tenant"
     assert hub.login("ursula", "Umbrella-signup-pw-1").status_code == 403
     assert_error(hub.api("GET", f"{API}/{req['id']}", tokens["globex-admin"]), 404, "not_found")
+    # uma's token made to read only: it sees the request and may not decide it
+    reader = read_only_token(hub, "uma")
+    assert hub.api("GET", f"{API}/{req['id']}", reader).status_code == 200
+    r = hub.api("POST", f"{API}/{req['id']}/approve", reader, json={})
+    assert "custom:fedhub:tenant:admin" in assert_error(r, 403, "forbidden")
     r = hub.api("POST", f"{API}/{req['id']}/approve", tokens["uma"], json={})
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     inbox.wait_message("ursula@umbrella.example", "was approved by uma")
