@@ -181,6 +181,14 @@ def _groups_of(account: str) -> set[int]:
     return found
 
 
+def _environ_of(account: str) -> dict[str, str]:
+    """The environment of ``account``'s server process (the first one found)."""
+    for proc in psutil.process_iter(["username", "pid"]):
+        if proc.info["username"] == account:
+            return proc.environ()
+    return {}
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-user accounts need root")
 def test_a_server_start_is_refused_once_the_teams_servers_are_used(hub, tokens, team):
     alice, admin = tokens["alice"], tokens["acme-admin"]
@@ -204,6 +212,8 @@ def test_a_server_start_is_refused_once_the_teams_servers_are_used(hub, tokens, 
         assert gid in _groups_of(accounts.account_name("alice"))
         folder = hub.state_dir / "team-data" / "acme" / TEAM
         assert oct(folder.stat().st_mode & 0o7777) == "0o2770" and folder.stat().st_gid == gid
+        env = _environ_of(accounts.account_name("alice"))
+        assert env.get("FEDHUB_TEAM") == TEAM and env.get("FEDHUB_TEAM_DIR") == str(folder)
         write = ["runuser", "-u", accounts.account_name("alice"), "--", "sh", "-c",
                  f"echo plan > {folder}/plan.txt"]  # fmt: skip
         assert subprocess.run(write, capture_output=True).returncode == 0
