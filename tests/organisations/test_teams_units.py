@@ -249,33 +249,25 @@ def test_reserve_refuses_when_the_teams_compute_hours_are_used(store):
 def test_experiments_service_refuses_over_the_teams_quota(store):
     from fedhub.services.experiments import models as exp_models
     from fedhub.services.experiments import quota as exp_quota
+    from fedhub.services.experiments.spec import parse_spec
 
     assert tuple(teams.ACTIVE_EXPERIMENTS) == tuple(exp_models.ACTIVE)
     create(store, "ml", lead="alice", quotas={"experiments": 1})
     with store.session() as s:
-        s.add(
-            exp_models.ExperimentRun(
-                id=uuid.uuid4().hex[:16],
-                tenant="acme",
-                username="alice",
-                name="x",
-                status=exp_models.QUEUED,
-                spec={},
-                clients=2,
-                rounds=1,
-                rounds_done=0,
-                cancel_requested=False,
-                attempts=0,
-                created_at=datetime.utcnow(),
-            )
-        )
+        teams.add_member(s, "acme", "ml", "anna")
+    tier = store.tiers.get("professional")  # 5 concurrent experiments for acme
+    spec = parse_spec({"clients": 2, "rounds": 1})
+    # the service's own reservation: limits checked and the run queued in one transaction
+    run = exp_quota.reserve(store.db, "acme", "alice", "professional", tier, spec)
+    with pytest.raises(QuotaExceeded) as e:  # anna, a team mate: the team has its one
+        exp_quota.reserve(store.db, "acme", "anna", "professional", tier, spec)
+    assert "your team ml already has 1 of the 1 experiments" in e.value.message
+    assert e.value.details["limit"] == "team.experiments" and e.value.details["team"] == "ml"
+    exp_quota.reserve(store.db, "acme", "arno", "professional", tier, spec)  # in no team
     with store.session() as s:
-        assert teams.concurrent_experiments(s, "acme", ["alice"]) == 1
-        with pytest.raises(QuotaExceeded) as e:
-            exp_quota.check_team(s, "acme", "alice")
-        assert "your team ml already has 1 of the 1 experiments" in e.value.message
-        assert e.value.details["limit"] == "team.experiments"
-        exp_quota.check_team(s, "acme", "arno")  # no team: nothing to refuse
+        assert teams.concurrent_experiments(s, "acme", ["alice", "anna"]) == 1
+        s.get(exp_models.ExperimentRun, run.id).status = exp_models.COMPLETED
+    exp_quota.reserve(store.db, "acme", "anna", "professional", tier, spec)  # a slot again
 
 
 # -- invoices -----------------------------------------------------------------------
