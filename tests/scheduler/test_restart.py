@@ -3,10 +3,11 @@ second time, and a job whose times passed while the hub was down runs once for a
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -18,6 +19,8 @@ from tests.scheduler.conftest import put_notebook, spooled_events, wait_status
 from tests.scheduler.notebooks import sleeper, whoami
 
 pytestmark = pytest.mark.slow
+
+TICK = 10  # seconds between the times of the test's "tick" job
 
 
 def _time(value: str) -> datetime:
@@ -63,15 +66,18 @@ def test_a_killed_hub_fails_the_run_once_and_catches_up_once(sched_hub, api):
     started = alice.call("POST", f"/jobs/{long_job['id']}/run").json()
     wait_status(alice, started["id"], ("running",), timeout=30)
     wait_for(lambda: _run_processes("alice"), 30, 0.2, "the run's process as alice")
-    tick = alice.schedule(notebook="whoami.ipynb", cron="* * * * * */10", name="tick")
+    tick = alice.schedule(notebook="whoami.ipynb", cron=f"* * * * * */{TICK}", name="tick")
 
     kill_hub(hub)
     killed = utcnow()
     # the run's processes die with the service (PR_SET_PDEATHSIG), not left to write alone
     wait_for(lambda: not [c for c in _run_processes("alice") if "scheduler.execute" in c],
              20, 0.2, "the run's process to end")  # fmt: skip
-    time.sleep(21)  # at least two of tick's times pass while the hub is down
+    # at least two of tick's times (every tenth second) pass while the hub is down
+    second_tick = (math.floor(killed.replace(tzinfo=UTC).timestamp() / TICK) + 2) * TICK
+    time.sleep(max(0.0, second_tick - time.time()) + 0.5)
     restarted = utcnow()
+    assert (restarted - killed).total_seconds() > TICK
     hub.start()
 
     run = wait_status(alice, started["id"], ("failed",), timeout=60)
