@@ -238,6 +238,25 @@ def test_a_server_start_is_refused_once_the_teams_servers_are_used(hub, tokens, 
     wait_for(lambda: not servers(hub, "acme-admin", admin), 60, what="acme-admin's server")
 
 
+def test_the_lead_asks_for_a_higher_quota_and_a_tenant_admin_approves(hub, tokens, team):
+    asked = {"kind": "team_quota", "payload": {"team": TEAM, "quotas": {"servers": 2}}}
+    r = hub.api("POST", "/hub/api/fedhub/requests", tokens["dave"], json=asked)
+    assert r.status_code == 403, r.text  # not the team's lead
+    r = hub.api("POST", "/hub/api/fedhub/requests", tokens["alice"], json=asked)
+    assert r.status_code == 201, r.text
+    request = r.json()
+    assert request["approver"] == "tenant" and request["state"] == "pending"
+    approve = f"/hub/api/fedhub/requests/{request['id']}/approve"
+    assert hub.api("POST", approve, tokens["globex-admin"], json={}).status_code == 404
+    assert hub.api("POST", approve, tokens["alice"], json={}).status_code == 403
+    r = hub.api("POST", approve, tokens["acme-admin"], json={"reason": "ok"})
+    assert r.status_code == 200 and r.json()["state"] == "approved", r.text
+    view = hub.api("GET", f"{TEAMS.format('acme')}/{TEAM}", tokens["alice"]).json()
+    assert view["quotas"] == {"servers": 2}
+    wait_for(lambda: hub_group(hub, tokens, f"team-acme-{TEAM}").json()["properties"]["quotas"]
+             == {"servers": 2}, 15, what="the mirror to show the new quota")  # fmt: skip
+
+
 def test_the_invoice_shows_costs_by_team(hub, tokens, team):
     last = containing(utcnow().replace(day=1) - timedelta(days=1))
     billing = Billing(hub.db_url)
