@@ -394,6 +394,12 @@ def handlers(authenticator) -> list[tuple]:
     """The onboarding routes, if the authenticator onboards (local accounts, a mailer)."""
     if not hasattr(authenticator, "mailer") or not configured(authenticator)[0].enabled:
         return []
+    settings = configured(authenticator)[0]
+    unknown = sorted(set(settings.tiers) - set(authenticator.store.tiers.names()))
+    if unknown:
+        authenticator.log.warning(
+            "c.Onboarding.tiers names tiers that do not exist (not offered): %s", unknown
+        )
     return [
         (r"/onboard", OnboardPage),
         (r"/onboard/verify", OnboardVerifyPage),
