@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import grp
 import os
+import secrets
 import stat
 import time
 from pathlib import Path
@@ -157,7 +158,7 @@ class TeamFolders(LoggingConfigurable):
 
     def remove(self, slug: str, name: str) -> Path | None:
         """A deleted team: its group goes, its folder is locked to root and set aside as
-        ``.<team>-deleted-<time>`` (files kept for an operator; a new team of the same
+        ``.<team>-deleted-<time>-<random>`` (files kept for an operator; a new team of the same
         name starts empty). Returns where the files went."""
         if not self.enabled:
             return None
@@ -166,7 +167,8 @@ class TeamFolders(LoggingConfigurable):
         if folder.exists():
             os.chown(folder, 0, 0)
             os.chmod(folder, 0o700)
-            kept = folder.with_name(f".{name}-deleted-{time.strftime('%Y%m%dT%H%M%S')}")
+            stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+            kept = folder.with_name(f".{name}-deleted-{stamp}")
             folder.rename(kept)
         group = team_group(slug, name)
         if group_members(group) is not None:

@@ -153,9 +153,17 @@ def test_every_endpoint_refuses_other_tenants_and_lesser_roles(hub, tokens, team
         if needs == "admin":
             r = hub.api(method, path, tokens["alice"], json=body)
             assert r.status_code == 403, ("alice", method, path, r.text)
+    # a new team never inherits files left under its name (a deleted tenant's same-named team)
+    left = hub.state_dir / "team-data" / "acme" / "ops"
+    left.mkdir(parents=True)
+    (left / "old.txt").write_text("someone else's")
     # a lead changes only their own team's members
     r = hub.api("POST", url, tokens["acme-admin"], json={"name": "ops"})
     assert r.status_code == 201
+    if os.geteuid() == 0:  # team folders are made by a root hub (the embedded default)
+        assert left.is_dir() and not (left / "old.txt").exists()
+        [aside] = left.parent.glob(".ops-deleted-*")
+        assert (aside / "old.txt").exists() and oct(aside.stat().st_mode & 0o777) == "0o700"
     r = hub.api("PUT", f"{url}/ops/members/dave", tokens["alice"])
     assert r.status_code == 403 and "lead of team ops" in r.json()["error"]["message"]
     assert hub.api("DELETE", f"{url}/ops", tokens["acme-admin"]).status_code == 204

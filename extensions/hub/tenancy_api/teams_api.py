@@ -57,13 +57,18 @@ class _TeamsAPI(FedhubAPIHandler):
         with rls.tenant(slug), self.store.session() as s:
             yield s
 
-    async def after_change(self, view: teams.TeamView, removed: bool = False) -> None:
-        """Mirror the change into the hub's groups now and keep the team's folder."""
+    async def after_change(
+        self, view: teams.TeamView, removed: bool = False, created: bool = False
+    ) -> None:
+        """Mirror the change into the hub's groups now and keep the team's folder.
+
+        A new team never inherits a folder or group left under its name (a deleted tenant
+        of the same slug had a team of that name): they are set aside first."""
         self.authenticator.mirror.sync()
         try:
-            if removed:
+            if removed or created:
                 await asyncio.to_thread(self.folders.remove, view.tenant, view.name)
-            else:
+            if not removed:
                 await asyncio.to_thread(self.folders.sync, view.tenant, view.name, view.members)
         except (accounts.AccountError, OSError) as e:
             # the team is changed; its folder catches up at the next change or spawn
@@ -109,7 +114,7 @@ class TeamsHandler(_TeamsAPI):
                 actor=info.username,
             )
         self.audit("team.created", slug, info, view.to_json(), target=f"{slug}/{name}")
-        await self.after_change(view)
+        await self.after_change(view, created=True)
         self.answer(view.to_json(), 201)
 
 
