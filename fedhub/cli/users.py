@@ -1,4 +1,5 @@
-"""``fedhub user ...``: add, invite, set-role, remove, password, totp, sign-up requests."""
+"""``fedhub user ...``: add, invite (and invitations, resend-invitation, revoke-invitation),
+set-role, remove, password, totp, sign-up requests."""
 
 from __future__ import annotations
 
@@ -47,11 +48,48 @@ def invite(ctx, email, tenant, role, days):
     """Invite someone to sign up at /hub/signup; prints the invitation code once."""
     from datetime import timedelta
 
-    invitation = store(ctx).invite(
-        tenant, email, role, valid_for=timedelta(days=days), actor=ACTOR
-    )
+    invitation = store(ctx).invite(tenant, email, role, valid_for=timedelta(days=days), actor=ACTOR)
     click.echo(f"Invitation for {email} to {tenant} as {role}: {invitation.token}")
     click.echo("They sign up at <hub>/hub/signup?invitation=<code>.")
+
+
+@command.command("invitations")
+@click.option("--tenant", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def invitations(ctx, tenant, as_json):
+    """List a tenant's invitations (pending, accepted, expired, revoked), newest first."""
+    views = store(ctx).invitations(tenant)
+    data = [v.to_json() for v in views]
+    rows = [
+        [str(v.id), v.email, str(v.role), v.state, f"{v.expires_at:%Y-%m-%d %H:%M}"] for v in views
+    ]
+    output(data, as_json, table(rows, ["ID", "EMAIL", "ROLE", "STATE", "EXPIRES"]))
+
+
+@command.command("resend-invitation")
+@click.argument("invitation_id", type=int)
+@click.option("--tenant", required=True)
+@click.option("--days", default=7, show_default=True, help="Days the new code stays valid.")
+@click.pass_context
+def resend_invitation(ctx, invitation_id, tenant, days):
+    """A new code for an invitation (the old one stops working); prints it once."""
+    from datetime import timedelta
+
+    view = store(ctx).resend_invitation(
+        tenant, invitation_id, valid_for=timedelta(days=days), actor=ACTOR
+    )
+    click.echo(f"New invitation code for {view.email} to {tenant}: {view.token}")
+
+
+@command.command("revoke-invitation")
+@click.argument("invitation_id", type=int)
+@click.option("--tenant", required=True)
+@click.pass_context
+def revoke_invitation(ctx, invitation_id, tenant):
+    """Revoke an invitation before it is used."""
+    view = store(ctx).revoke_invitation(tenant, invitation_id, actor=ACTOR)
+    click.echo(f"Invitation {view.id} for {view.email} to {tenant} is revoked.")
 
 
 @command.command("set-role")

@@ -24,6 +24,7 @@ from sqlalchemy import text as sql_text
 
 from fedhub import db
 from fedhub.db.base import utcnow
+from fedhub.tenancy.store import TenantStore
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import HubProcess, free_port
 from tests.security.signup_mail import Inbox
@@ -100,6 +101,12 @@ def sql(hub, statement: str, **params) -> list:
             return result.all() if result.returns_rows else []
     finally:
         engine.dispose()
+
+
+def add_user(hub, name: str, **kwargs) -> None:
+    """An acme member made as ``fedhub user add`` makes one (the same store call, in this
+    process: a CLI subprocess costs seconds of imports on a busy machine)."""
+    TenantStore(hub.db_url).add_user(name, "acme", actor="tests", **kwargs)
 
 
 def call(hub, tok, who, method, path, body=None, **kwargs):
@@ -256,7 +263,7 @@ def test_members_and_their_roles(hub, tok):
     assert people["dave"]["role"] == "analyst" and people["alice"]["teams"] == []
     assert {"acme-admin", "alice", "dave"} <= set(people) and "bob" not in people
     assert all(m["email"] is None for m in people.values())  # addresses: admins only
-    hub.fedhub("user", "add", "ivy", "--tenant", "acme", "--email", "ivy@acme.example")
+    add_user(hub, "ivy", email="ivy@acme.example")
     as_admin = call(hub, tok, "acme-admin", "GET", "/acme/members").json()["members"]
     assert {m["username"]: m["email"] for m in as_admin}["ivy"] == "ivy@acme.example"
     assert call(hub, tok, "dave", "GET", "/acme/members").status_code == 200
@@ -293,10 +300,10 @@ def test_members_and_their_roles(hub, tok):
 
 def test_removing_a_member_retires_them_through_the_hub(hub, tok):
     password = "Removed-member-pw-7"
-    hub.fedhub("user", "add", "gus", "--tenant", "acme", "--password", password)
+    add_user(hub, "gus", password=password)
     gus = hub.token("gus", password)  # a hub user with a token
     assert hub.api("GET", "/hub/api/user", gus).status_code == 200
-    hub.fedhub("user", "add", "hal", "--tenant", "acme")  # never came to the hub
+    add_user(hub, "hal")  # never came to the hub
     for who in ("alice", "dave"):
         error(call(hub, tok, who, "DELETE", "/acme/members/gus"), 403)
     error(call(hub, tok, "globex-admin", "DELETE", "/acme/members/gus"), 404)
@@ -465,10 +472,20 @@ def test_invitations_refuse_duplicates_members_and_unknown_ids(hub, tok, inbox):
     err = error(call(hub, tok, "acme-admin", "POST", "/acme/invitations",
                      {"email": "hank@elsewhere.example"}), 409)  # fmt: skip
     assert "pending invitation" in err["message"]
-    hub.fedhub("user", "add", "jo", "--tenant", "acme", "--email", "jo@acme.example")
+    add_user(hub, "jo", email="jo@acme.example")
     error(call(hub, tok, "acme-admin", "POST", "/acme/invitations",
                {"email": "jo@acme.example"}), 409)  # fmt: skip
     error(call(hub, tok, "acme-admin", "POST", "/acme/invitations/abc/resend"), 404)
     error(call(hub, tok, "acme-admin", "DELETE", "/acme/invitations/999999"), 404)
     error(hub.api("POST", TENANTS + "/acme/invitations", tok["acme-admin"], data=b"]"), 400)
     assert not inbox.to("x@y.example")  # nothing refused was mailed
+
+
+def test_the_cli_resends_and_revokes_the_same_invitations(hub, tok, inbox):
+    sent = invite(hub, tok, "ida@elsewhere.example")
+    soon = hub.fedhub("user", "resend-invitation", str(sent["id"]), "--tenant", "acme",
+                      check=False)  # fmt: skip
+    assert soon.returncode != 0 and "second(s)" in soon.stderr + soon.stdout
+    hub.fedhub("user", "revoke-invitation", str(sent["id"]), "--tenant", "acme")
+    listed = call(hub, tok, "acme-admin", "GET", "/acme/invitations").json()["invitations"]
+    assert next(i for i in listed if i["id"] == sent["id"])["state"] == "revoked"
