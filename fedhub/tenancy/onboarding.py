@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, delete, select
+from sqlalchemy import DateTime, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fedhub import events
@@ -302,7 +302,7 @@ def _check_free(s: Session, username: str, email: str, exclude: int | None = Non
         or s.scalar(others.where(Onboarding.username == username))
     ):
         raise Conflict(f"user {username!r} already exists: choose another username")
-    if s.scalar(select(Membership.id).where(Membership.email == email)) or s.scalar(
+    if s.scalar(select(Membership.id).where(func.lower(Membership.email) == email)) or s.scalar(
         select(SignupRequest.id).where(SignupRequest.email == email)
     ):
         raise Conflict(
