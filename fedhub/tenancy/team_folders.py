@@ -2,7 +2,7 @@
 
 On the embedded default every hub user's server runs as a Unix account of its own
 (:mod:`fedhub.accounts`, ``fedhub-alice``). A team gets a Unix group
-(:func:`team_group`: ``fedhub_tm_acme-ml``, at most 32 characters, shortened with a hash
+(:func:`team_group`: ``fedhub_tm_acme_ml``, at most 32 characters, shortened with a hash
 like account names) and the folder ``<root>/<tenant>/<team>`` (:attr:`TeamFolders.root`,
 ``<state>/team-data`` under ``fedhub up``):
 
@@ -47,8 +47,11 @@ FOLDER_MODE = 0o2770
 
 
 def team_group(slug: str, name: str) -> str:
-    """The Unix group of team ``name`` of tenant ``slug`` (at most 32 characters)."""
-    return accounts.account_name(f"{slug}-{name}", TEAM_GROUP_PREFIX)
+    """The Unix group of team ``name`` of tenant ``slug`` (at most 32 characters).
+
+    ``_`` joins the two: neither a slug nor a team name has one, so no two teams share a
+    group (``a-b`` + ``c`` and ``a`` + ``b-c`` would, with a dash)."""
+    return accounts.account_name(f"{slug}_{name}", TEAM_GROUP_PREFIX)
 
 
 def group_members(group: str) -> set[str] | None:

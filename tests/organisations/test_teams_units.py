@@ -166,8 +166,10 @@ def test_a_removed_users_name_given_again_is_in_no_team(store):
 
 
 def test_team_groups_fit_unix_names():
-    # fedhub_tm_acme-ml (the account prefix without its dash: fedhub-, or a test worker's)
-    assert team_folders.team_group("acme", "ml") == accounts.ACCOUNT_PREFIX[:-1] + "_tm_acme-ml"
+    # fedhub_tm_acme_ml (the account prefix without its dash: fedhub-, or a test worker's)
+    assert team_folders.team_group("acme", "ml") == accounts.ACCOUNT_PREFIX[:-1] + "_tm_acme_ml"
+    # "a-b" + "c" and "a" + "b-c": two teams, two Unix groups
+    assert team_folders.team_group("a-b", "c") != team_folders.team_group("a", "b-c")
     long_a = team_folders.team_group("a" * 63, "b" * 20)
     long_b = team_folders.team_group("a" * 63, "b" * 19 + "c")
     assert len(long_a) <= 32 and len(long_b) <= 32 and long_a != long_b
