@@ -37,9 +37,20 @@ INVITE_LINK = re.compile(r"https?://[^\s\"'<>]+/hub/signup\?invitation=[A-Za-z0-
 PEOPLE = ("admin", "acme-admin", "alice", "dave", "globex-admin")
 
 
+class Mailbox(Inbox):
+    """The in-process SMTP server's handler; it refuses ``@refused.example`` addresses (550),
+    as a real server refuses an unknown mailbox."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.endswith("@refused.example"):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 @pytest.fixture(scope="module")
 def smtp():
-    inbox = Inbox()
+    inbox = Mailbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, inbox
@@ -489,3 +500,14 @@ def test_the_cli_resends_and_revokes_the_same_invitations(hub, tok, inbox):
     hub.fedhub("user", "revoke-invitation", str(sent["id"]), "--tenant", "acme")
     listed = call(hub, tok, "acme-admin", "GET", "/acme/invitations").json()["invitations"]
     assert next(i for i in listed if i["id"] == sent["id"])["state"] == "revoked"
+
+
+def test_an_invitation_that_cannot_be_mailed_is_not_left_behind(hub, tok):
+    r = call(hub, tok, "acme-admin", "POST", "/acme/invitations", {"email": "kim@refused.example"})
+    err = error(r, 503, "mail_not_sent")
+    assert "could not be sent" in err["message"] and "refused.example:" not in err["message"]
+    listed = call(hub, tok, "acme-admin", "GET", "/acme/invitations").json()["invitations"]
+    assert [i["state"] for i in listed if i["email"] == "kim@refused.example"] == ["revoked"]
+    # so asking again is not refused as a duplicate
+    error(call(hub, tok, "acme-admin", "POST", "/acme/invitations",
+               {"email": "kim@refused.example"}), 503, "mail_not_sent")  # fmt: skip
