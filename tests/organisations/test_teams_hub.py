@@ -51,6 +51,8 @@ def hub(request, hub_factory):
     )
     yield hub
     hub.stop()  # before the next engine's hub: the two would share acme's team group
+    for name in (TEAM, "ops"):  # the machine's Unix groups the hub made for them
+        subprocess.run(["groupdel", team_folders.team_group("acme", name)], capture_output=True)
 
 
 @pytest.fixture(scope="module")
