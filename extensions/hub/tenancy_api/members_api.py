@@ -41,6 +41,7 @@ from fedhub.mail import MailError
 from fedhub.tenancy import members
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import TenantStatus
+from fedhub.tenancy.onboarding import unique_slug
 from fedhub.tenancy.signup import InvitationView
 from fedhub.tenancy.signup.invitations import validity
 from fedhub.tenancy.store import UserInfo
@@ -130,9 +131,7 @@ class TenantsHandler(_TenancyAPI):
         if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
             raise InvalidRequest("domains must be a list of email domains")
         slug = text_field(body, "slug", 63)
-        if slug is None:
-            from fedhub.tenancy.onboarding import unique_slug  # one slug rule (H2's)
-
+        if slug is None:  # derived as onboarding derives it (one rule)
             with self.store.session() as s:
                 slug = unique_slug(s, name)
         tenant = self.store.create_tenant(
