@@ -401,7 +401,8 @@ def test_a_resent_invitation_kills_the_old_link_at_most_once_a_minute(hub, tok, 
     path = f"/acme/invitations/{sent['id']}/resend"
     err = error(call(hub, tok, "acme-admin", "POST", path), 429, "too_soon")
     assert "second(s)" in err["message"]
-    error(call(hub, tok, "alice", "POST", path), 403)
+    for who in ("alice", "dave"):
+        error(call(hub, tok, who, "POST", path), 403)
     error(call(hub, tok, "globex-admin", "POST", path), 404)
     error(call(hub, tok, "globex-admin", "POST", f"/globex/invitations/{sent['id']}/resend"), 404)
     # a minute later (the last link's time moved back rather than waiting)
