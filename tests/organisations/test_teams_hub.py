@@ -15,6 +15,7 @@ import os
 import subprocess
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import psutil
 import pytest
@@ -23,6 +24,7 @@ from fedhub import accounts
 from fedhub.billing import subscriptions
 from fedhub.billing.operations import Billing
 from fedhub.billing.periods import containing
+from fedhub.billing.rating import rate
 from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 from fedhub.tenancy import team_folders
@@ -287,5 +289,19 @@ def test_the_invoice_shows_costs_by_team(hub, tokens, team):
     assert doc["by_team"][TEAM]["usage"]["compute_hours"].startswith("400")
     assert doc["by_team"][TEAM]["amount"] == "26.67"
     assert doc["by_team"]["(no team)"]["amount"] == "13.33"
+    # this month so far, as the console shows it: alice's usage is past the included hours
+    now = utcnow()
+    with billing.session() as s:
+        record(s, [Usage("acme", "cpu_seconds", 600 * 3600, now, now, "test", "teams-now",
+                         username="alice")])  # fmt: skip
+    usage = hub.api("GET", f"{TEAMS.format('acme')}/{TEAM}/usage", token).json()
+    # the members' shares of billing's own rating of the month so far (its per-user lines)
+    with billing.session() as s:
+        rating = rate(s, "acme", containing(now), billing.catalog, until=utcnow())
+    members = set(usage["members"])
+    expected = sum(Decimal(share["amount"]) for line in rating.lines
+                   for user, share in line.attribution.get("users", {}).items()
+                   if user in members)  # fmt: skip
+    assert expected > 0 and usage["cost_this_month"] == {"amount": str(expected), "currency": "USD"}
     html = hub.api("GET", f"{api}/{invoice['id']}.html", token).text
     assert "Cost by team" in html and f"<td>{TEAM}</td>" in html

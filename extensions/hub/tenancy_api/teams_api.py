@@ -31,7 +31,12 @@ from jupyterhub import orm
 from sqlalchemy.orm import Session
 
 from fedhub import accounts, metering
+from fedhub.billing.invoices import by_team
+from fedhub.billing.periods import containing
+from fedhub.billing.rating import rate
+from fedhub.billing.settings import BillingSettings
 from fedhub.db import rls
+from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, Forbidden, InvalidRequest
 from fedhub.extensions.hub.api import ADMIN_ROLES, FedhubAPIHandler
 from fedhub.quotas import team_servers
@@ -43,8 +48,9 @@ TEAM = BASE + r"/([^/]+)"
 
 
 class _TeamsAPI(FedhubAPIHandler):
-    def initialize(self, folders: team_folders.TeamFolders):
+    def initialize(self, folders: team_folders.TeamFolders, currency: str):
         self.folders = folders
+        self.currency = currency  # c.BillingSettings.currency: what prices are in
 
     def answer(self, data: dict, status: int = 200) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -196,6 +202,7 @@ class TeamUsageHandler(_TeamsAPI):
                 "experiments": teams.concurrent_experiments(s, slug, members),
                 "experiments_this_month": teams.experiments_this_month(s, slug, members),
             }
+            cost = month_to_date_cost(s, slug, name, members, self.store.tiers, self.currency)
         start, _ = metering.month_bounds()
         self.answer(
             {
@@ -204,14 +211,28 @@ class TeamUsageHandler(_TeamsAPI):
                 "members": members,
                 "quotas": view.quotas,
                 "usage": usage,
+                "cost_this_month": cost,
                 "month_start": start.isoformat() + "Z",
             }
         )
 
 
+def month_to_date_cost(s, slug: str, name: str, members: list[str], catalog, currency: str) -> dict:
+    """The team's share of the tenant's month so far, as billing rates it (the draft the
+    invoice's ``by_team`` will show): the members' attributed amounts."""
+    now = utcnow()
+    rating = rate(s, slug, containing(now), catalog, until=now)
+    lines = [
+        {"type": ln.line_type, "meter": ln.meter, "attribution": ln.attribution}
+        for ln in rating.lines
+    ]
+    share = by_team(lines, dict.fromkeys(members, name)).get(name)
+    return {"amount": share["amount"] if share else "0", "currency": currency}
+
+
 def handlers(authenticator) -> list[tuple]:
     folders = team_folders.TeamFolders(parent=authenticator)
-    kwargs = {"folders": folders}
+    kwargs = {"folders": folders, "currency": BillingSettings(parent=authenticator).currency}
     return [
         (BASE, TeamsHandler, kwargs),
         (TEAM + r"/members/([^/]+)", TeamMemberHandler, kwargs),
