@@ -27,6 +27,7 @@ from fedhub.config import Fedhub, default_config_file, load_config_file
 from fedhub.errors import ConfigError
 from fedhub.extras import needs_extra
 from fedhub.service import free_port, managed_service
+from fedhub.tenancy import passwords
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
 from fedhub.tenancy.store import TenantStore
@@ -211,11 +212,21 @@ def seed_demo(store: TenantStore, state_dir: Path, password: str) -> None:
     for slug, name, tier, domains in DEMO_TENANTS:
         if slug not in existing:
             store.create_tenant(slug, name, tier, email_domains=domains, actor="fedhub-demo")
+    # the demo users share one password: one argon2 hash for all (a hash costs ~0.1 s of
+    # CPU, more on a busy machine; seven of them were a third of `fedhub up`'s own start)
+    password_hash = passwords.hash_password(password)
     for username, tenant, role in DEMO_USERS:
         if store.user(username) is None:
-            store.add_user(username, tenant, role, password=password, actor="fedhub-demo")
+            store.add_user(
+                username,
+                tenant,
+                role,
+                password=password,
+                password_hash=password_hash,
+                actor="fedhub-demo",
+            )
         else:
-            store.set_password(username, password)
+            store.set_password(username, password, password_hash=password_hash)
     accounts.write_private(
         state_dir / "demo-credentials.json",
         json.dumps({"users": [u for u, _, _ in DEMO_USERS], "password": password}, indent=2),

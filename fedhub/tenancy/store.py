@@ -290,9 +290,15 @@ class TenantStore(SignupMixin):
         role: Role | str = Role.MEMBER,
         *,
         password: str | None = None,
+        password_hash: str | None = None,
         email: str | None = None,
         actor: str | None = None,
     ) -> Membership:
+        """Add ``username`` to ``tenant`` with ``role``, with a local ``password`` if given.
+
+        ``password_hash`` is ``passwords.hash_password(password)`` when the caller already
+        has it (the demo users share one password: hashed once, not once a user).
+        """
         validate_username(username)
         role = Role(role)
         if tenant is None and role != Role.PLATFORM_ADMIN:
@@ -308,11 +314,8 @@ class TenantStore(SignupMixin):
             m = Membership(username=username, tenant_id=t.id if t else None, role=role, email=email)
             s.add(m)
             if password is not None:
-                s.add(
-                    LocalCredential(
-                        username=username, password_hash=passwords.hash_password(password)
-                    )
-                )
+                password_hash = password_hash or passwords.hash_password(password)
+                s.add(LocalCredential(username=username, password_hash=password_hash))
             bump_revision(s)
         events.emit(
             "user.created", tenant=tenant, actor=actor, target=username, details={"role": str(role)}
@@ -375,19 +378,19 @@ class TenantStore(SignupMixin):
             bump_revision(s)
         events.emit("user.removed", tenant=tenant, actor=actor, target=username, severity="warning")
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_password(
+        self, username: str, password: str, *, password_hash: str | None = None
+    ) -> None:
+        """Set ``username``'s local password (``password_hash``: as in :meth:`add_user`)."""
         validate_password(password)
+        password_hash = password_hash or passwords.hash_password(password)
         with self.session() as s:
             self._membership(s, username)
             cred = s.get(LocalCredential, username)
             if cred is None:
-                s.add(
-                    LocalCredential(
-                        username=username, password_hash=passwords.hash_password(password)
-                    )
-                )
+                s.add(LocalCredential(username=username, password_hash=password_hash))
             else:
-                cred.password_hash = passwords.hash_password(password)
+                cred.password_hash = password_hash
                 cred.failed_attempts = 0
                 cred.locked_until = None
 
