@@ -2,10 +2,14 @@
 
 Both engines search the same document (name, description, tags) through SQLAlchemy:
 SQLite joins the ``fedhub_market_fts`` table (kept by triggers, migration 0025) and ranks
-by its ``bm25``; PostgreSQL matches ``to_tsvector('english', <the document>)``, the very
-expression of the GIN index ``ix_market_assets_search``, so the index is used, and ranks
-by ``ts_rank``. What a caller may see is the ORM filter (listed assets plus its own
-tenant's pending ones), and on PostgreSQL row-level security besides.
+by its ``bm25``; PostgreSQL matches the stored ``search_vector`` column
+(``to_tsvector('english', <the document>)``, GIN-indexed) and ranks by ``ts_rank``. Under
+row-level security the planner cannot use the index for ``@@`` (not leakproof), so a
+tenant's search would scan every row; so the search runs in two steps
+(:meth:`fedhub.marketplace.store.MarketStore.search`): the ids of one page as platform work
+with this module's visibility filter (listed assets plus the caller's tenant's pending
+ones), which uses the index, then those rows read in the caller's own scope, where
+row-level security drops any row the caller may not see.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from fedhub.marketplace.models import STANDARD_LICENCES, Asset, AssetType, State
 
 SORTS = ("relevance", "rating", "downloads", "newest")
 MAX_LIMIT = 100
-#: the document both the GIN index (0025) and the query use, character for character
-DOCUMENT = "coalesce(name, '') || ' ' || coalesce(description, '') || ' ' || coalesce(tags, '')"
 _FTS = table("fedhub_market_fts", column("rowid"), column("rank"))
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -85,13 +87,11 @@ def visible(tenant: str | None, platform_admin: bool):
 
 
 def statement(session: Session, q: Query, tenant: str | None, platform_admin: bool) -> Select:
-    stmt = select(Asset).where(visible(tenant, platform_admin))
+    stmt = select(Asset.id).where(visible(tenant, platform_admin))
     relevance = None
     if tsquery_text(q.text):
         if session.get_bind().dialect.name == "postgresql":
-            document = func.to_tsvector(
-                literal_column("'english'::regconfig"), literal_column(DOCUMENT)
-            )
+            document = literal_column("fedhub_market_assets.search_vector")
             tsquery = func.to_tsquery(literal_column("'english'::regconfig"), tsquery_text(q.text))
             stmt = stmt.where(document.bool_op("@@")(tsquery))
             relevance = func.ts_rank(document, tsquery).desc()
@@ -127,11 +127,11 @@ def statement(session: Session, q: Query, tenant: str | None, platform_admin: bo
     return stmt.offset(q.offset).limit(q.limit + 1)
 
 
-def search(
+def search_ids(
     session: Session, q: Query, *, tenant: str | None, platform_admin: bool = False
-) -> tuple[list[Asset], int | None]:
-    """One page of assets and the offset of the next page (None: the last page)."""
+) -> tuple[list[int], int | None]:
+    """One page of asset ids, in order, and the offset of the next page (None: the last)."""
     q = q.checked()
-    rows = list(session.scalars(statement(session, q, tenant, platform_admin)))
-    more = len(rows) > q.limit
-    return rows[: q.limit], (q.offset + q.limit if more else None)
+    ids = list(session.scalars(statement(session, q, tenant, platform_admin)))
+    more = len(ids) > q.limit
+    return ids[: q.limit], (q.offset + q.limit if more else None)

@@ -48,7 +48,7 @@ from fedhub.marketplace.errors import (
     PublishingNotInTier,
     RefundRefused,
 )
-from fedhub.marketplace.fulltext import Query, search
+from fedhub.marketplace.fulltext import Query, search_ids
 from fedhub.marketplace.models import (
     Asset,
     Entitlement,
@@ -337,11 +337,16 @@ class MarketStore:
     # -- reading -------------------------------------------------------------------------
 
     def search(self, actor: Actor, q: Query) -> tuple[list[dict[str, Any]], int | None]:
-        with self.session(actor) as s:
-            rows, next_offset = search(
+        """One page of search results and the next page's offset (see :mod:`.fulltext`)."""
+        with self.session(None) as s:  # ids only, with the visibility filter: uses the index
+            ids, next_offset = search_ids(
                 s, q, tenant=actor.tenant, platform_admin=actor.is_platform_admin
             )
-            return [_asset_row(a) for a in rows], next_offset
+        if not ids:
+            return [], next_offset
+        with self.session(actor) as s:  # the rows, in the caller's scope (RLS on PostgreSQL)
+            rows = {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(ids)))}
+            return [_asset_row(rows[i]) for i in ids if i in rows], next_offset
 
     def own(self, actor: Actor) -> list[dict[str, Any]]:
         """The actor's tenant's assets, in every state (what a publisher manages)."""
