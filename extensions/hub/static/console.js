@@ -153,7 +153,7 @@ if (window.Plotly && document.getElementById("usage-chart")) {
       },
     ],
     {
-      margin: { l: 200, r: 20, t: 10, b: 40 },
+      margin: { l: 230, r: 20, t: 10, b: 40 },
       xaxis: { title: { text: "% of the tier's limit" }, range: [0, 110] },
       shapes: [{ type: "line", x0: 100, x1: 100, yref: "paper", y0: 0, y1: 1, line: { dash: "dot" } }],
     },
