@@ -83,7 +83,12 @@ def _shape(path: str) -> str:
 
 
 #: an endpoint of each service that needs a token
-PROTECTED = {"audit": "events", "billing": "usage", "experiments": "quota"}
+PROTECTED = {
+    "audit": "events",
+    "billing": "usage",
+    "experiments": "quota",
+    "marketplace": "entitlements",
+}
 
 
 @pytest.mark.slow
