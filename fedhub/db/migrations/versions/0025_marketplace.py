@@ -240,6 +240,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # the assets' policy reads the entitlements, the versions' and reviews' the assets
+        for table in POLICIES:
+            for statement in rls.disable_sql(table):
+                op.execute(statement)
     if op.get_bind().dialect.name == "sqlite":
         for name in ("fedhub_market_fts_ai", "fedhub_market_fts_ad", "fedhub_market_fts_au"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
