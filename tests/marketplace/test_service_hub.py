@@ -162,3 +162,41 @@ def test_bad_input_is_a_4xx_in_fedhubs_shape(hub, t):
     for method, path, kw in cases:
         r = call(hub, t["acme-admin"], method, path, **kw)
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+
+
+def test_the_notebook_client(hub, t, tmp_path, monkeypatch):
+    """fedhub.marketplace.* against the service, with the same errors as the API."""
+    import fedhub
+    from fedhub.client import FedhubAPIError
+
+    monkeypatch.setenv("FEDHUB_MARKETPLACE_URL", f"{hub.url}/services/marketplace/")
+    notebook = tmp_path / "tour.ipynb"
+    notebook.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+
+    def as_user(name):
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", t[name])
+
+    as_user("acme-admin")
+    made = fedhub.marketplace.publish("Tour notebook", "notebook", notebook, slug="tour",
+                                      price="0", tags=["intro"])  # fmt: skip
+    assert made["state"] == "pending_review"
+    body = {"version": "1.0.0", "decision": "approve", "note": "ok"}
+    assert call(hub, t["admin"], "POST", "assets/tour/review", json=body).status_code == 200
+
+    as_user("carol")
+    with pytest.raises(FedhubAPIError) as e:
+        fedhub.marketplace.install("tour", into=tmp_path / "carol")
+    assert (e.value.status, e.value.code) == (403, "not_entitled")
+
+    as_user("globex-admin")
+    assert [a["slug"] for a in fedhub.marketplace.search("tour")] == ["tour"]
+    first = fedhub.marketplace.purchase("tour", idempotency_key="nb-1")
+    assert fedhub.marketplace.purchase("tour", idempotency_key="nb-1") == first
+    assert first["amount"] == "0.00"  # free: an entitlement, no charge
+    as_user("bob")
+    path = fedhub.marketplace.install("tour", into=tmp_path / "bob")
+    assert path.name == "tour-1.0.0.ipynb" and path.read_bytes() == notebook.read_bytes()
+    assert fedhub.marketplace.review("tour", 5, "clear")["stars"] == 5
+    with pytest.raises(FedhubAPIError) as e:
+        fedhub.marketplace.purchase("tour")  # a member: not their organisation's money
+    assert e.value.status == 403
