@@ -238,6 +238,8 @@ def check_console_screenshot(page, tmp_path: Path, title: str, shown: tuple[str,
     assert path.stat().st_size > 20_000  # a rendered page, not a blank one
     body = page.locator("body").inner_text()
     assert title in body and all(word in body for word in shown)
+    # read under row-level security: nothing of the demo's tenants or their people
+    assert not any(word in body.lower() for word in ("acme", "globex", "alice", "bob"))
     assert page.locator("#usage-chart .main-svg").count() >= 1
     assert page.locator("#cost-chart .main-svg").count() >= 1
 
