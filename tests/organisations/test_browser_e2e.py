@@ -320,5 +320,12 @@ def test_must_show_2_paid_onboarding_and_upgrade_approved_and_prorated(
     assert [amount for _, amount in base] == [share("starter", 10), share("professional", 11)]
     assert "2026-11-10 to 2026-11-19 (10 of 30 days)" in base[0][0]
     assert "2026-11-20 to 2026-11-30 (11 of 30 days)" in base[1][0]
+    # and the tenant admin's console shows November as that invoice, no longer an estimate
+    page.reload()
+    month = page.locator("#cost-table tr", has_text="2026-11").locator("td")
+    assert [month.nth(1).inner_text(), month.nth(2).inner_text()] == [
+        doc["total"],
+        doc["status"],
+    ]
     ctx.close()
     admin.context.close()
