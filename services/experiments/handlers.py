@@ -29,7 +29,7 @@ from fedhub.openapi import operation
 from fedhub.tenancy.models import TenantStatus
 from fedhub.web import APIHandler
 
-from . import quota
+from . import market_refs, quota
 from .api_models import (
     Agents,
     EventsQuery,
@@ -103,6 +103,9 @@ class ExperimentsHandler(BaseHandler):
         if caller.tenant is None:
             raise InvalidRequest("experiments belong to a tenant; platform admins have none")
         body = self.get_json_body()
+        refs = market_refs.market_refs(body)
+        if refs:  # the marketplace's licence, checked at every use
+            await run_blocking(market_refs.check, self.db_url, caller.tenant, caller.name, refs)
         spec = parse_spec(body)
         if is_tenant_dataset(spec):
             spec = await run_blocking(self._tenant_dataset, caller.tenant, spec)

@@ -139,6 +139,17 @@ def test_publish_review_buy_use_and_get_paid(hub, t):
     assert call(hub, t["admin"], "GET", "sales?tenant=acme").json()["sales"][0]["buyer"] == "globex"
 
 
+def test_an_experiment_naming_the_asset_is_refused_without_a_licence(hub, t):
+    """The experiments service asks the marketplace at every submission."""
+    path = "/services/experiments/api/v1/experiments"
+    spec = {"strategy": REF, "rounds": 1, "clients": 2}
+    r = hub.api("POST", path, t["carol"], json=spec)  # initech holds no licence
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
+    assert SLUG in r.json()["error"]["message"]
+    r = hub.api("POST", path, t["bob"], json=spec)  # globex does (bought above)
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "marketplace_not_runnable")
+
+
 def test_other_tenants_purchases_and_licences_are_out_of_reach(hub, t):
     mine = call(hub, t["globex-admin"], "GET", "entitlements").json()["entitlements"]
     assert mine, "runs after the purchase test"
