@@ -148,10 +148,6 @@ def succeeded(page) -> str:
     return message
 
 
-def row(page, selector: str):
-    return page.locator(selector)
-
-
 def test_must_show_1_a_free_organisation_runs_itself(hub, inbox, browser, tmp_path):  # noqa: F811
     founder, colleague = "rosa", "colin"
     rosa_pw, colin_pw = "Blue-harbour-pw-1", "Green-valley-pw-2"
@@ -177,9 +173,7 @@ def test_must_show_1_a_free_organisation_runs_itself(hub, inbox, browser, tmp_pa
     page.fill("#invite-form input[name=email]", "colin@rocketlabs.example")
     page.click("#invite-form button[type=submit]")
     assert "Invitation sent" in succeeded(page)
-    assert row(page, "#invitations tr[data-invitation] .invitation-state").inner_text() == (
-        "pending"
-    )
+    assert page.locator("#invitations .invitation-state").inner_text() == "pending"
     other = browser.new_context(viewport=VIEWPORT).new_page()
     other.goto(link(inbox, "colin@rocketlabs.example", INVITE_LINK))
     assert other.locator("#email").input_value() == "colin@rocketlabs.example"
@@ -196,7 +190,23 @@ def test_must_show_1_a_free_organisation_runs_itself(hub, inbox, browser, tmp_pa
     # a team with a servers quota of 1, holding both
     page.reload()
     assert page.locator('#members tr[data-user="colin"]').count() == 1
-    assert row(page, "#invitations .invitation-state").inner_text() == "accepted"
+    colin_row = page.locator("#invitations tr[data-invitation]", has_text="colin@")
+    assert colin_row.locator(".invitation-state").inner_text() == "accepted"
+    # the console's other member and invitation actions, through the same API
+    role = page.locator('#members tr[data-user="colin"] select')
+    role.select_option("analyst")
+    assert "Role changed" in succeeded(page)
+    assert role.input_value() == "analyst"
+    role.select_option("member")
+    assert "Role changed" in succeeded(page)
+    page.fill("#invite-form input[name=email]", "typo@rocketlabs.example")
+    page.click("#invite-form button[type=submit]")
+    succeeded(page)
+    typo = page.locator("#invitations tr[data-invitation]", has_text="typo@")
+    typo.locator("[data-action=revoke-invitation]").click()
+    assert "Revoked" in succeeded(page)
+    assert typo.locator(".invitation-state").inner_text() == "revoked"
+
     page.fill("#team-form input[name=name]", "core")
     page.fill("#team-form input[name=lead]", founder)
     page.fill("#team-form input[name=quota-servers]", "1")
