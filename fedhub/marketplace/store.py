@@ -648,6 +648,8 @@ class MarketStore:
 
     def upgrade(self, actor: Actor, slug: str) -> dict[str, Any]:
         """Move the tenant's (or the actor's seat's) licence to the newest approved version."""
+        if actor.tenant is None or not actor.can("tenant:admin"):
+            raise Forbidden(f"your role ({actor.role}) may not change your organisation's licences")
         with self.session(None) as s:
             asset = self._asset(s, slug, actor)
             ent = self._active(s, actor.tenant, asset.id, None) or self._active(

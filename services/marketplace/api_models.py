@@ -175,6 +175,10 @@ class Refund(BaseModel):
     reason: str | None = None
 
 
+class Revoke(BaseModel):
+    reason: str
+
+
 class Entitlement(BaseModel):
     id: int
     tenant: str

@@ -30,6 +30,8 @@ ROUTES = [
     (r"api/v1/purchases/(\d{1,18})/refund", handlers.RefundHandler),
     (r"api/v1/entitlements", handlers.EntitlementsHandler),
     (r"api/v1/entitlements/check", handlers.CheckHandler),
+    (r"api/v1/entitlements/(\d{1,18})/revoke", handlers.RevokeHandler),
+    (rf"api/v1/assets/{SLUG}/upgrade", handlers.UpgradeHandler),
     (r"api/v1/sales", handlers.SalesHandler),
     (r"api/v1/payouts", handlers.PayoutsHandler),
 ]

@@ -254,6 +254,34 @@ class RefundHandler(MarketHandler):
         self.write_json(out)
 
 
+class RevokeHandler(MarketHandler):
+    @operation(
+        "End a licence (platform admins; no money moves)", body=api.Revoke,
+        responses={200: api.Entitlement},
+    )  # fmt: skip
+    async def post(self, entitlement_id: str):
+        self.require("tenant:read")
+        reason = self.body().get("reason")
+        if not isinstance(reason, str):
+            raise InvalidRequest("a revocation needs a reason")
+        out = await self.run(self.market.revoke, self.actor, int(entitlement_id), reason)
+        self.emit("marketplace.revoked", tenant=out["tenant"], target=out["reference"],
+                  details={"entitlement": out["id"], "reason": reason})  # fmt: skip
+        self.write_json(out)
+
+
+class UpgradeHandler(MarketHandler):
+    @operation(
+        "Move your tenant's licence to the newest approved version",
+        responses={200: api.Entitlement},
+    )
+    async def post(self, slug: str):
+        self.require("tenant:admin")
+        out = await self.run(self.market.upgrade, self.actor, slug)
+        self.emit("marketplace.upgraded", target=out["reference"])
+        self.write_json(out)
+
+
 class EntitlementsHandler(MarketHandler):
     @operation("Your tenant's licences", query=api.TenantQuery, responses={200: api.Entitlements})
     async def get(self):

@@ -211,3 +211,25 @@ def test_the_notebook_client(hub, t, tmp_path, monkeypatch):
     with pytest.raises(FedhubAPIError) as e:
         fedhub.marketplace.purchase("tour")  # a member: not their organisation's money
     assert e.value.status == 403
+
+
+def test_upgrade_then_revoke_stops_the_next_use(hub, t):
+    v2 = {"version": "1.1.0", "filename": "variant.py", "content": "mu = 0.25\n",
+          "changelog": "smaller mu"}  # fmt: skip
+    assert call(hub, t["acme-admin"], "POST", f"assets/{SLUG}/versions", json=v2).status_code == 201
+    body = {"version": "1.1.0", "decision": "approve", "note": "read"}
+    assert call(hub, t["admin"], "POST", f"assets/{SLUG}/review", json=body).status_code == 200
+    assert call(hub, t["bob"], "POST", f"assets/{SLUG}/upgrade").status_code == 403
+    up = call(hub, t["globex-admin"], "POST", f"assets/{SLUG}/upgrade")
+    assert (up.status_code, up.json()["version"]) == (200, "1.1.0")
+    new_ref = f"market/{SLUG}@1.1.0"
+    assert call(hub, t["bob"], "GET", f"entitlements/check?ref={new_ref}").status_code == 200
+    revoke = f"entitlements/{up.json()['id']}/revoke"
+    assert call(hub, t["globex-admin"], "POST", revoke, json={"reason": "x"}).status_code == 403
+    r = call(hub, t["admin"], "POST", revoke, json={"reason": "licence breach"})
+    assert (r.status_code, r.json()["state"]) == (200, "revoked")
+    r = call(hub, t["bob"], "GET", f"entitlements/check?ref={new_ref}")
+    assert (r.status_code, code(r)) == (403, "not_entitled")
+    spec = {"strategy": new_ref, "rounds": 1, "clients": 2}
+    r = hub.api("POST", "/services/experiments/api/v1/experiments", t["bob"], json=spec)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
