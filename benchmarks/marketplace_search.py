@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from fedhub import db  # noqa: E402
 from fedhub.marketplace.fulltext import Query, visible  # noqa: E402
 from fedhub.marketplace.models import Asset  # noqa: E402
-from fedhub.marketplace.store import Actor, MarketStore, _asset_row  # noqa: E402
+from fedhub.marketplace.shapes import asset_row  # noqa: E402
+from fedhub.marketplace.store import Actor, MarketStore  # noqa: E402
 from fedhub.tenancy.models import Role  # noqa: E402
 from fedhub.tenancy.store import TenantStore  # noqa: E402
 
@@ -116,7 +117,7 @@ def like_baseline(market: MarketStore, actor: Actor, q: Query) -> list[dict]:
             stmt = stmt.where(or_(Asset.name.ilike(pattern), Asset.description.ilike(pattern),
                                   Asset.tags.ilike(pattern)))  # fmt: skip
         stmt = stmt.order_by(Asset.listed_at.desc(), Asset.id.desc()).limit(21)
-        return [_asset_row(a) for a in s.scalars(stmt)]
+        return [asset_row(a) for a in s.scalars(stmt)]
 
 
 def timed(fn, items) -> tuple[list[float], int]:

@@ -1,8 +1,9 @@
 """The marketplace: algorithms, models, datasets and notebooks that tenants publish, buy,
 rate and use, with the licence checked at every use and revenue shared through billing.
 
-The logic is :mod:`fedhub.marketplace.store` (models in :mod:`.models`, search in
-:mod:`.fulltext`, the review workflow in :mod:`.workflow`); the service is
+The logic is :mod:`fedhub.marketplace.store` (its methods in :mod:`.catalogue`,
+:mod:`.purchases` and :mod:`.reviews`; models in :mod:`.models`, search in :mod:`.fulltext`,
+the review workflow in :mod:`.workflow`); the service is
 ``fedhub.services.marketplace``. In a notebook, this module is the client:
 
     import fedhub
