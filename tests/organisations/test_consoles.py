@@ -154,6 +154,9 @@ def test_the_tenant_console_shows_its_tenants_data_and_no_other(hub, sessions, a
     assert "new.colleague@acme.example" in body
     row = re.search(r'<tr data-team="rockets">.*?</tr>', r.text, re.S).group(0)
     assert "servers 1" in row and "alice" in row
+    # and its usage: no server running of its one, alice's 2 compute hours this month
+    cell = lambda name: re.search(rf'class="team-{name}">([^<]*)<', row).group(1)  # noqa: E731
+    assert (cell("servers"), cell("hours")) == ("0 / 1", "2.00")
     row = re.search(rf'<tr data-request="{acme_data["request"]}">.*?</tr>', r.text, re.S).group(0)
     assert "tier change from professional to enterprise" in row and "pending" in row
     # usage against the tier: 2 of the professional tier's compute hours (tiers.yaml)

@@ -21,12 +21,14 @@ from fedhub.audit import AuditLog
 from fedhub.audit.crypto import KeyRing
 from fedhub.audit.query import recent_events
 from fedhub.billing import budgets, summary
+from fedhub.billing.invoices import by_team
 from fedhub.billing.models import Invoice
 from fedhub.billing.money import ZERO
 from fedhub.billing.periods import containing
 from fedhub.billing.rating import rate
 from fedhub.db import rls
 from fedhub.errors import NotFound
+from fedhub.extensions.hub.tenancy_api.teams_api import rating_lines, team_usage
 from fedhub.tenancy import branding, members, teams
 from fedhub.tenancy.models import Role, Tenant
 from fedhub.tenancy.store import TenantStore, UserInfo
@@ -83,7 +85,7 @@ def tenant_console(
             budget_view = None
             if budget is not None:
                 budget_view = budgets.budget_document(s, budget, rating.total)
-            team_list = [t.to_json() for t in teams.list_teams(s, slug)]
+            team_list = _teams(s, slug, rating)
             look = branding.find(s, slug)
             events = _events(s, slug, config)
         member_list = members.member_list(store, slug)
@@ -105,6 +107,21 @@ def tenant_console(
         "branding": look.to_json() if look is not None else None,
         "events": events,
     }
+
+
+def _teams(s, slug: str, rating) -> list[dict]:
+    """The tenant's teams with their usage now and their share of the month so far (the
+    split the invoice's ``by_team`` will show)."""
+    views = teams.list_teams(s, slug)
+    team_of = {user: view.name for view in views for user in view.members}
+    shares = by_team(rating_lines(rating), team_of)
+    rows = []
+    for view in views:
+        row = view.to_json()
+        row["usage"] = team_usage(s, slug, view.members)
+        row["cost_this_month"] = shares.get(view.name, {}).get("amount", "0")
+        rows.append(row)
+    return rows
 
 
 def platform_console(store: TenantStore, viewer: UserInfo, now: datetime, config=None) -> dict:

@@ -196,12 +196,7 @@ class TeamUsageHandler(_TeamsAPI):
         with self.session(slug) as s:
             view = teams.get_team(s, slug, name)
             members = view.members
-            usage = {
-                "servers": team_servers(s, slug, members),
-                "compute_hours": round(teams.compute_hours_used(s, slug, members), 6),
-                "experiments": teams.concurrent_experiments(s, slug, members),
-                "experiments_this_month": teams.experiments_this_month(s, slug, members),
-            }
+            usage = team_usage(s, slug, members)
             cost = month_to_date_cost(s, slug, name, members, self.store.tiers, self.currency)
         start, _ = metering.month_bounds()
         self.answer(
@@ -217,16 +212,30 @@ class TeamUsageHandler(_TeamsAPI):
         )
 
 
+def team_usage(s: Session, slug: str, members: list[str]) -> dict:
+    """A team's usage now and this month, in its quotas' terms (also the console's)."""
+    return {
+        "servers": team_servers(s, slug, members),
+        "compute_hours": round(teams.compute_hours_used(s, slug, members), 6),
+        "experiments": teams.concurrent_experiments(s, slug, members),
+        "experiments_this_month": teams.experiments_this_month(s, slug, members),
+    }
+
+
+def rating_lines(rating) -> list[dict]:
+    """A rating's lines in the shape :func:`fedhub.billing.invoices.by_team` reads."""
+    return [
+        {"type": ln.line_type, "meter": ln.meter, "attribution": ln.attribution}
+        for ln in rating.lines
+    ]
+
+
 def month_to_date_cost(s, slug: str, name: str, members: list[str], catalog, currency: str) -> dict:
     """The team's share of the tenant's month so far, as billing rates it (the draft the
     invoice's ``by_team`` will show): the members' attributed amounts."""
     now = utcnow()
     rating = rate(s, slug, containing(now), catalog, until=now)
-    lines = [
-        {"type": ln.line_type, "meter": ln.meter, "attribution": ln.attribution}
-        for ln in rating.lines
-    ]
-    share = by_team(lines, dict.fromkeys(members, name)).get(name)
+    share = by_team(rating_lines(rating), dict.fromkeys(members, name)).get(name)
     return {"amount": share["amount"] if share else "0", "currency": currency}
 
 
