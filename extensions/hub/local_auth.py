@@ -115,6 +115,9 @@ class LocalTenantAuthenticator(TenantAuthenticatorMixin, Authenticator):
 
     def get_handlers(self, app):
         # a route may carry the handler's keyword arguments as a third item (tornado's form)
+        template_vars = getattr(self.parent, "template_vars", None)
+        if template_vars is not None and self.allow_signup:  # login.html links to it
+            template_vars.setdefault("fedhub_signup", True)
         handlers = [
             (pattern, PolicyLoginHandler if pattern == "/login" else handler, *kwargs)
             for pattern, handler, *kwargs in super().get_handlers(app)

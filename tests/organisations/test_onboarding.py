@@ -519,3 +519,13 @@ def test_a_link_that_cannot_be_sent_keeps_nothing(hub, inbox):
         inbox.controller = Controller(inbox, hostname=stopped.hostname, port=stopped.port)
         inbox.controller.start()
     assert onboard(hub, **ask).status_code == 202
+
+
+def test_the_login_page_links_to_what_is_offered(hub):
+    page = hub.api("GET", "/hub/login")
+    assert page.status_code == 200
+    links = re.search(r'<p id="fedhub-no-account".*?</p>', page.text, re.S).group(0)
+    assert 'href="/hub/onboard"' in links
+    # the sign-up link only where the hub offers sign-up
+    offers_signup = hub.api("GET", "/hub/signup").status_code == 200
+    assert ('href="/hub/signup"' in links) == offers_signup

@@ -400,6 +400,9 @@ def handlers(authenticator) -> list[tuple]:
         authenticator.log.warning(
             "c.Onboarding.tiers names tiers that do not exist (not offered): %s", unknown
         )
+    template_vars = getattr(authenticator.parent, "template_vars", None)
+    if template_vars is not None:  # login.html links to /hub/onboard
+        template_vars.setdefault("fedhub_onboarding", True)
     return [
         (r"/onboard", OnboardPage),
         (r"/onboard/verify", OnboardVerifyPage),
