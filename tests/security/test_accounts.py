@@ -119,6 +119,7 @@ def test_a_python_users_cannot_reach_is_refused_with_the_folder(tmp_path):
         accounts.check_runnable_by_users(interpreter)
 
 
+@pytest.mark.slow  # starts a hub (20 s in CI)
 def test_not_root_still_starts_and_says_users_are_not_isolated(hub_state_root):
     """Not run as root: the hub starts, the login page and doctor say so plainly."""
     account = "fedhub-nonroot-test"
