@@ -15,12 +15,12 @@ profile), ``start`` (atomic reservation of every limit in
 :mod:`fedhub.quotas`, profile mapped onto the backend, tier kernels, then the
 backend's start), ``get_env``/``get_args``/``make_preexec_fn`` (environment,
 kernel allow-list, local limits), ``run_post_stop_hook`` (last usage slice,
-reservation freed).
+reservation freed). What the server gets (profile, team folder, kernels, environment,
+arguments, local limits) is :class:`~fedhub.extensions.hub.spawner.server_setup.ServerSetupMixin`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -34,17 +34,15 @@ from traitlets.utils.importstring import import_item
 
 from fedhub import events, quotas
 from fedhub.extensions.hub.spawner import (
-    kernels,
     kubernetes,
     limits,
     metrics,
     profiles,
     tenant_storage,
 )
-from fedhub.extensions.hub.spawner.accounts import UnixAccountSpawner
 from fedhub.extensions.hub.spawner.reconciler import Reconciler
+from fedhub.extensions.hub.spawner.server_setup import ServerSetupMixin
 from fedhub.extensions.hub.tenant_auth import TenantAuthenticatorMixin
-from fedhub.tenancy import team_folders, teams
 
 _classes: dict[type, type] = {}
 
@@ -73,7 +71,7 @@ def _configured_backend(config) -> type:
     return import_item(value) if isinstance(value, str) else value
 
 
-class TierSpawner(Spawner):
+class TierSpawner(ServerSetupMixin, Spawner):
     """Start a user's server within their tenant's tier."""
 
     def __new__(cls, *args, **kwargs):
@@ -372,51 +370,8 @@ class TierSpawner(Spawner):
     async def stop(self, now=False):
         return await super().stop(now=now)
 
-    # -- the team folder -------------------------------------------------------
-
-    @cached_property
-    def team_folders(self) -> team_folders.TeamFolders:
-        return team_folders.TeamFolders(parent=self)
-
-    _team: teams.TeamView | None = None
-
-    async def _prepare_team_folder(self) -> None:
-        """The user's team's folder and group (made if missing); the account joins the
-        group before the server starts (UnixAccountSpawner's ``extra_groups``)."""
-        with self.store.session() as s:  # on the loop: the hub's session (one short read)
-            self._team = teams.team_of(s, self.user.name)
-        team = self._team
-        if (
-            team is None
-            or not isinstance(self, UnixAccountSpawner)
-            or not self.team_folders.enabled
-        ):
-            return
-        await asyncio.to_thread(self.team_folders.sync, team.tenant, team.name, team.members)
-        self.extra_groups = (team_folders.team_group(team.tenant, team.name),)
-
     async def poll(self):
         return await super().poll()
-
-    def _apply_profile(self, profile) -> None:
-        kind = profiles.backend_kind(type(self))
-        for trait, value in profiles.backend_settings(
-            kind, profile, self.guarantee_fraction
-        ).items():
-            if self.has_trait(trait):
-                setattr(self, trait, value)
-        if isinstance(self, kubernetes.KubernetesTierMixin):
-            r = self._reservation
-            self.apply_tier_settings(
-                kubernetes.tier_settings(
-                    tenant=r.tenant if r else None,
-                    tier_name=r.tier_name if r else None,
-                    tier=r.tier if r else None,
-                    profile_name=r.profile if r else (self.tier_profile or ""),
-                    profile=profile,
-                    guarantee_fraction=self.guarantee_fraction,
-                )
-            )
 
     async def run_post_stop_hook(self):
         row = quotas.release(self.store.db, self.user.name, self.name)
@@ -460,71 +415,3 @@ class TierSpawner(Spawner):
         if state:
             return str(Path(state) / "share" / "kernels")
         return "/usr/local/share/fedhub/kernels"
-
-    @property
-    def kernel_data_dir(self) -> Path | None:
-        """The tier's kernel data dir (a ``JUPYTER_PATH`` entry), once a tier is reserved."""
-        r = self._reservation
-        return Path(self.kernels_dir) / r.tier_name if r is not None else None
-
-    async def _install_kernels(self, names) -> None:
-        """Copy the tier's kernel specs in a worker thread.
-
-        The thread gets plain values read here, on the loop: never ``self``, whose
-        ``user`` lazy-loads from the hub's database session (the 500 of route 9).
-        """
-        target = self.kernel_data_dir
-        if target is not None:
-            await asyncio.to_thread(kernels.install, list(names), target, python=self.kernel_python)
-
-    def get_env(self):
-        env = super().get_env()
-        info = self.membership()
-        if info and info.tenant:
-            env["FEDHUB_TENANT"] = info.tenant
-            env["FEDHUB_TIER"] = info.tier or ""
-        if info:
-            env["FEDHUB_ROLE"] = str(info.role)
-        if self._reservation is not None:
-            env["FEDHUB_PROFILE"] = self._reservation.profile
-        if self._team is not None:
-            env["FEDHUB_TEAM"] = self._team.name
-            if isinstance(self, UnixAccountSpawner) and self.team_folders.enabled:
-                folder = self.team_folders.folder(self._team.tenant, self._team.name)
-                env["FEDHUB_TEAM_DIR"] = str(folder)
-        settings = getattr(self.user, "settings", None) or {}
-        for name, service in (settings.get("services") or {}).items():
-            url = getattr(service, "url", "")
-            if url:
-                key = "FEDHUB_" + name.upper().replace("-", "_") + "_URL"
-                env[key] = url.rstrip("/") + service.prefix
-        if self.install_kernels and self._reservation is not None and self.kernel_data_dir:
-            existing = env.get("JUPYTER_PATH")
-            env["JUPYTER_PATH"] = str(self.kernel_data_dir) + (f":{existing}" if existing else "")
-        return env
-
-    def get_args(self):
-        args = super().get_args()
-        if self.install_kernels and self._reservation is not None:
-            args += [
-                f"--KernelSpecManager.allowed_kernelspecs={k}"
-                for k in self._reservation.tier.kernels
-            ]
-        return args
-
-    def make_preexec_fn(self, name):
-        """The local backend's preexec, plus the memory limit and cgroup of the profile."""
-        parent = super().make_preexec_fn(name)
-        r = self._reservation
-        if r is None or self.memory_enforcement == "none":
-            return parent
-        mem = int(r.memory_gb * quotas.GIB)
-        found = limits.probe()
-        if self.memory_enforcement in ("auto", "cgroup") and found.cgroup_v2:
-            group = f"{self.user.name}-{self.name or 'default'}"
-            self._cgroup = limits.make_cgroup(Path(found.cgroup_path), group, mem, r.cpu)
-            return limits.limit_preexec(parent, None, self._cgroup)
-        if self.memory_enforcement == "cgroup":
-            self.log.warning("cgroup v2 not usable (%s); memory not enforced", found.cgroup_detail)
-            return parent
-        return limits.limit_preexec(parent, mem if found.rlimit_as else None, None)
