@@ -17,6 +17,7 @@ The hub mirrors each team as the JupyterHub group ``team-<tenant>-<name>``
 (``extensions/hub/mirror.py``); :func:`fedhub.tenancy.team_folders` keeps its shared
 folder. Functions take a session (run them inside ``rls.tenant(slug)``) and return plain
 values; every change bumps the tenancy revision, which the hub's mirror watches.
+What a team used (compute hours, experiments) is :mod:`fedhub.tenancy.team_usage`.
 """
 
 from __future__ import annotations
@@ -34,20 +35,24 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    column,
     delete,
-    func,
     select,
-    table,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fedhub import limits, metering
 from fedhub.db import tenant_lock
 from fedhub.db.base import Base, utcnow
 from fedhub.errors import Conflict, InvalidRequest, NotFound
 from fedhub.tenancy.checks import bump_revision
 from fedhub.tenancy.models import Membership, Role, Tenant
+
+# re-exported: the spawn quota and the console read them as teams.X
+from fedhub.tenancy.team_usage import (  # noqa: F401
+    ACTIVE_EXPERIMENTS,
+    compute_hours_used,
+    concurrent_experiments,
+    experiments_this_month,
+)
 from fedhub.tiers import TierCatalog
 
 NAME_RE = re.compile(r"[a-z0-9-]{1,20}")
@@ -447,65 +452,3 @@ def remove_member(s: Session, slug: str, name: str, username: str) -> TeamView:
     bump_revision(s)
     s.flush()
     return _view(s, slug, team)
-
-
-# -- usage --------------------------------------------------------------------------
-
-# the experiments service's table, read (not imported: the core does not import services)
-# for the console's count; the statuses it counts are its ACTIVE ones (queued, running)
-_EXPERIMENTS = table("fedhub_experiments", column("tenant"), column("username"), column("status"))
-ACTIVE_EXPERIMENTS = ("queued", "running")
-
-
-def compute_hours_used(
-    s: Session, slug: str, members: list[str], now: datetime | None = None
-) -> float:
-    """CPU-core hours the team's members used this month (the tenant's definition,
-    :data:`fedhub.limits` ``compute_hours_per_month``, summed over the members)."""
-    if not members:
-        return 0.0
-    key = "compute_hours_per_month"
-    lim = limits.get(key)
-    start, end = limits.window_bounds(lim.window, now or utcnow())
-    total = s.execute(
-        select(func.coalesce(func.sum(metering.MeterEvent.quantity), 0.0)).where(
-            metering.MeterEvent.tenant == slug,
-            metering.MeterEvent.kind == lim.kind,
-            metering.MeterEvent.username.in_(members),
-            metering.MeterEvent.start >= start,
-            metering.MeterEvent.start < end,
-        )
-    ).scalar_one()
-    return limits.to_units(key, float(total))
-
-
-def experiments_this_month(
-    s: Session, slug: str, members: list[str], now: datetime | None = None
-) -> int:
-    if not members:
-        return 0
-    start, end = metering.month_bounds(now)
-    total = s.execute(
-        select(func.coalesce(func.sum(metering.MeterEvent.quantity), 0.0)).where(
-            metering.MeterEvent.tenant == slug,
-            metering.MeterEvent.kind == limits.EXPERIMENTS,
-            metering.MeterEvent.username.in_(members),
-            metering.MeterEvent.start >= start,
-            metering.MeterEvent.start < end,
-        )
-    ).scalar_one()
-    return int(total)
-
-
-def concurrent_experiments(s: Session, slug: str, members: list[str]) -> int:
-    if not members:
-        return 0
-    return s.execute(
-        select(func.count())
-        .select_from(_EXPERIMENTS)
-        .where(
-            _EXPERIMENTS.c.tenant == slug,
-            _EXPERIMENTS.c.username.in_(members),
-            _EXPERIMENTS.c.status.in_(ACTIVE_EXPERIMENTS),
-        )
-    ).scalar_one()
