@@ -6,6 +6,7 @@ store decides what they may see and do. ``by=None`` is the operator at the CLI, 
 do everything. Each transition is one transaction; after it commits, an audit event
 (``request.<transition>``) and the emails (the approvers on creation, the requester on a
 decision) go out. Someone who may not see a request is told it does not exist (404).
+What a read returns (:class:`RequestView`, :class:`CommentView`) is :mod:`.views`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from fedhub import events
 from fedhub.approvals.models import MAX_TEXT, ApprovalRequest, RequestComment, RequestState
 from fedhub.approvals.registry import Context, Kind, _running, get_kind, load_kinds
+from fedhub.approvals.views import RequestView
 from fedhub.db import rls
 from fedhub.db.base import utcnow
 from fedhub.errors import Conflict, FedhubError, Forbidden, InvalidRequest, NotFound
@@ -40,75 +41,6 @@ _FINAL = {
     REJECT: RequestState.REJECTED,
     WITHDRAW: RequestState.WITHDRAWN,
 }
-
-
-@dataclass(frozen=True)
-class CommentView:
-    author: str
-    text: str
-    created_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {"author": self.author, "text": self.text, "created_at": _iso(self.created_at)}
-
-
-@dataclass(frozen=True)
-class RequestView:
-    """A request as read in its transaction (safe to use after it ends)."""
-
-    id: int
-    kind: str
-    approver: str
-    tenant: str | None
-    requester: str
-    requester_email: str | None
-    payload: dict[str, Any]
-    state: RequestState
-    reason: str | None
-    decided_by: str | None
-    decided_at: datetime | None
-    created_at: datetime
-    summary: str
-    comments: tuple[CommentView, ...] = ()
-
-    @classmethod
-    def of(cls, req: ApprovalRequest, kind: Kind, tenant: str | None) -> RequestView:
-        return cls(
-            id=req.id,
-            kind=req.kind,
-            approver=kind.approver,
-            tenant=tenant,
-            requester=req.requester,
-            requester_email=req.requester_email,
-            payload=dict(req.payload or {}),
-            state=RequestState(req.state),
-            reason=req.reason,
-            decided_by=req.decided_by,
-            decided_at=req.decided_at,
-            created_at=req.created_at,
-            summary=kind.describe(req),
-            comments=tuple(CommentView(c.author, c.text, c.created_at) for c in req.comments),
-        )
-
-    def to_json(self, comments: bool = False) -> dict[str, Any]:
-        body = {
-            "id": self.id,
-            "kind": self.kind,
-            "approver": self.approver,
-            "tenant": self.tenant,
-            "requester": self.requester,
-            "requester_email": self.requester_email,
-            "payload": self.payload,
-            "summary": self.summary,
-            "state": str(self.state),
-            "reason": self.reason,
-            "decided_by": self.decided_by,
-            "decided_at": _iso(self.decided_at),
-            "created_at": _iso(self.created_at),
-        }
-        if comments:
-            body["comments"] = [c.to_json() for c in self.comments]
-        return body
 
 
 @dataclass(frozen=True)
@@ -497,7 +429,3 @@ def _text(value: Any, name: str, *, required: bool) -> str | None:
     if len(value) > MAX_TEXT:
         raise InvalidRequest(f"{name} is longer than {MAX_TEXT} characters")
     return value.strip()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
