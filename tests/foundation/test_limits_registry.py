@@ -2,18 +2,18 @@
 
 Fails when a key of tiers.yaml (or of the Tier model) has no registry entry, when an
 enforced entry names a check that does not exist, when a key is left unenforced without
-the registry saying so, when a priced meter kind has no producer that really records it,
-when quota and billing count compute or storage differently, or when the table in
-docs/quotas.md no longer matches the registry.
+the registry saying so, when quota and billing count compute or storage differently, or when the table in
+docs/quotas.md no longer matches the registry. That every priced meter kind has a
+producer that really records it is ``test_meter_producers.py``; the ``url`` fixture (a
+migrated SQLite database) is in this folder's ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import importlib
-from datetime import datetime, timedelta
+import pkgutil
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from fedhub import limits, metering
 from fedhub.tiers import DEFAULT_TIERS_PATH, Tier, load_tiers
+from tests.foundation.meter_exercises import run_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_tiers(DEFAULT_TIERS_PATH)
@@ -52,14 +53,6 @@ def _yaml_keys(spec: dict, prefix: str = "") -> set[str]:
         else:
             keys.add(prefix + name)
     return keys
-
-
-def _resolve(ref: str):
-    module, _, qualname = ref.partition(":")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 # -- every tier key has an entry, and every entry is honest -------------------------------
@@ -98,7 +91,7 @@ def test_each_entry_is_enforced_somewhere_that_exists_or_says_why_not(lim):
     else:
         assert lim.enforcers, f"{lim.key} names no check"
     for ref in lim.enforcers:
-        assert callable(_resolve(ref)), ref  # import fails loudly if the check moved
+        assert callable(pkgutil.resolve_name(ref)), ref  # import fails loudly if the check moved
     if lim.kind is not None:
         assert lim.kind in limits.KINDS, f"{lim.key} reads an unknown meter kind {lim.kind}"
 
@@ -147,16 +140,6 @@ def test_price_lines_use_the_quota_definitions():
     assert pricebook.METERS_BY_KIND[limits.CPU_SECONDS].name == "compute_hours"
 
 
-@pytest.fixture
-def url(tmp_path):
-    from fedhub import db
-
-    url = f"sqlite:///{tmp_path / 'fedhub.sqlite'}"
-    db.upgrade(url)
-    yield url
-    db.dispose_engines()
-
-
 def test_quota_and_bill_count_the_same_compute_hours(url):
     from fedhub import db, quotas
     from fedhub.billing import subscriptions
@@ -183,196 +166,13 @@ def test_quota_and_bill_count_the_same_compute_hours(url):
     assert [line.meter for line in lines if line.line_type == "usage"] == ["compute_hours"]
 
 
-# -- every priced meter has a producer that really records it ------------------------------
-
-
-def _kinds(url) -> set[str]:
-    from sqlalchemy import select
-
-    from fedhub import db
-    from fedhub.metering import MeterEvent
-
-    with db.session_scope(url) as s:
-        return set(s.scalars(select(MeterEvent.kind).distinct()))
-
-
-def _clear(url) -> None:
-    from sqlalchemy import delete
-
-    from fedhub import db
-    from fedhub.metering import MeterEvent
-
-    with db.session_scope(url) as s:
-        s.execute(delete(MeterEvent))
-
-
-def _servers(url, tmp_path, monkeypatch, release: bool) -> None:
-    from fedhub import quotas
-    from fedhub.tenancy.store import TenantStore
-
-    store = TenantStore(url, CATALOG)
-    store.create_tenant("acme", tier="starter")
-    start = datetime(2026, 10, 3, 9)
-    quotas.reserve(url, tenant="acme", username="ann", server_name="", profile="small",
-                   catalog=CATALOG, now=start)  # fmt: skip
-    if release:
-        quotas.release(url, "ann", "", now=start + timedelta(hours=1))
-    else:
-        quotas.meter_running(url, now=start + timedelta(hours=1))
-
-
-def _storage(url, tmp_path, monkeypatch) -> None:
-    from fedhub.billing import samplers
-    from fedhub.tenancy.store import TenantStore
-
-    store = TenantStore(url, CATALOG)
-    store.create_tenant("acme", tier="starter")
-    store.add_user("ann", tenant="acme")
-    (tmp_path / "homes" / "ann").mkdir(parents=True)
-    (tmp_path / "homes" / "ann" / "f").write_bytes(b"x" * 10_000)
-    template = str(tmp_path / "homes" / "{username}")
-    assert samplers.sample_storage(url, template, datetime(2026, 10, 3)) == 1
-
-
-def _api_calls(url, tmp_path, monkeypatch) -> None:
-    from collections import Counter
-
-    from fedhub import metering
-
-    monkeypatch.setattr(metering, "_calls", Counter())
-    monkeypatch.setattr(metering, "_start_flusher", lambda: None)
-    metering.count_api_call("billing", "acme", "ann")
-    assert metering.flush_api_calls(url) == 1
-
-
-def _experiment(url, tmp_path, monkeypatch):
-    from fedhub.services.experiments import quota
-    from fedhub.services.experiments.spec import parse_spec
-
-    spec = parse_spec({"clients": 2, "rounds": 1})
-    return quota.reserve(url, "acme", "ann", "starter", CATALOG.get("starter"), spec)
-
-
-def _rounds(url, tmp_path, monkeypatch) -> None:
-    from fedhub.services.experiments.scheduler import ExperimentScheduler
-
-    run = _experiment(url, tmp_path, monkeypatch)
-    _clear(url)
-    record = {"round": 1, "duration_s": 2.0, "clients": 3}
-    ExperimentScheduler._record_round(SimpleNamespace(db_url=url), run.id, "acme", "ann", record)
-
-
-def _federation_round(url, tmp_path, monkeypatch) -> None:
-    from fedhub.services.experiments.federations import lifecycle
-    from fedhub.services.experiments.federations.runner import FederationRunner
-
-    monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", str(tmp_path / "spool"))
-    schema = {
-        "features": [{"name": "a", "dtype": "float32"}],
-        "label": {"name": "y", "num_classes": 2},
-    }
-    fed = lifecycle.create(url, tenant="acme", username="ann", name="f", task={"rounds": 2},
-                           schema=schema, privacy={}, dataset="d@1")  # fmt: skip
-    record = {"round": 1, "duration_s": 2.0, "per_member": {"acme": {"client_seconds": 1.5}}}
-    FederationRunner._record_round(SimpleNamespace(db_url=url), fed, record, {"acme": "ann"})
-
-
-def _scheduled_run(url, tmp_path, monkeypatch) -> None:
-    from fedhub.scheduler import claims, runner
-
-    tier = CATALOG.get("enterprise")
-    start = datetime(2026, 10, 3, 9)
-    job = claims.create_job(url, tier, start, tenant="acme", username="ann", name="r",
-                            notebook="usage", parameters={}, cron="0 * * * *", timezone="UTC",
-                            timeout_seconds=60, notify=False, paused=False)  # fmt: skip
-    (run_id,) = claims.enqueue_due(url, start + timedelta(hours=1))
-    result = runner.RunResult("succeeded", None, None, 30.0, [])
-    claims.finish(url, run_id, result, start + timedelta(hours=1, minutes=1), 1.0, 2.0)
-    assert job.id
-
-
-def _gateway_workers(url, tmp_path, monkeypatch) -> None:
-    from fedhub.gateway.meter import WorkerSlice, record_worker_time
-
-    start = datetime(2026, 10, 3, 9)
-    one = WorkerSlice(tenant="acme", username="ann", cluster="c1", worker="w1", cores=2.0,
-                      memory_gb=4.0, start=start, end=start + timedelta(seconds=90))  # fmt: skip
-    assert record_worker_time(url, [one]) == 3
-    assert record_worker_time(url, [one]) == 0  # the same slice counts once
-
-
-def _marketplace_sale(url, tmp_path, monkeypatch):
-    from fedhub.marketplace.store import Actor, MarketStore
-    from fedhub.tenancy.store import TenantStore
-
-    tenants = TenantStore(url, CATALOG)
-    tenants.create_tenant("acme", tier="professional")
-    tenants.create_tenant("globex", tier="starter")
-    market = MarketStore(url, tenants)
-    spec = {"name": "Strategy", "asset_type": "algorithm", "price": "10.00", "pricing": "monthly"}
-    market.publish(Actor("ann", "acme", "tenant-admin"), spec, content=b"x = 1\n", filename="s.py")
-    market.review(Actor("root", None, "platform-admin"), "strategy", "1.0.0", "approve")
-    market.purchase(Actor("bob", "globex", "tenant-admin"), "strategy", "key")
-    return market
-
-
-def _marketplace_renewal(url, tmp_path, monkeypatch):
-    market = _marketplace_sale(url, tmp_path, monkeypatch)
-    _clear(url)
-    assert market.renew_monthly(datetime.now() + timedelta(days=62)) >= 2
-
-
-#: How to make each declared producer run once; a producer added to the registry needs one.
-EXERCISES = {
-    "fedhub.quotas:meter_running": lambda *a: _servers(*a, release=False),
-    "fedhub.quotas:release": lambda *a: _servers(*a, release=True),
-    "fedhub.billing.samplers:sample_storage": _storage,
-    "fedhub.metering:flush_api_calls": _api_calls,
-    "fedhub.services.experiments.quota:reserve": _experiment,
-    "fedhub.services.experiments.scheduler:ExperimentScheduler._record_round": _rounds,
-    "fedhub.services.experiments.federations.runner:FederationRunner._record_round": (
-        _federation_round
-    ),
-    "fedhub.scheduler.claims:record_compute": _scheduled_run,
-    "fedhub.gateway.meter:record_worker_time": _gateway_workers,
-    "fedhub.marketplace.store:MarketStore.purchase": _marketplace_sale,
-    "fedhub.marketplace.store:MarketStore.renew_monthly": _marketplace_renewal,
-}
-PRODUCERS = sorted({p for m in limits.METER_KINDS for p in m.producers})
-
-
-def test_every_priced_kind_has_a_producer_and_every_producer_an_exercise():
-    priced = {line.kind for line in limits.PRICES}
-    for kind in priced:
-        assert kind in limits.KINDS and limits.KINDS[kind].producers, f"{kind}: no producer"
-    assert set(PRODUCERS) == set(EXERCISES)
-    for ref in PRODUCERS:
-        assert callable(_resolve(ref)), ref
-
-
-@pytest.mark.parametrize("producer", PRODUCERS)
-def test_each_producer_records_the_kinds_the_registry_says(producer, url, tmp_path, monkeypatch):
-    declared = {m.kind for m in limits.METER_KINDS if producer in m.producers}
-    EXERCISES[producer](url, tmp_path, monkeypatch)
-    recorded = _kinds(url)
-    assert declared <= recorded, f"{producer} did not record {declared - recorded}"
-
-
-def test_the_experiments_meter_counts_once_per_run(url, tmp_path, monkeypatch):
-    from fedhub import db
-
-    run = _experiment(url, tmp_path, monkeypatch)
-    with db.session_scope(url) as s:
-        assert metering.used(s, "acme", "experiments_per_month", run.created_at) == 1.0
-
-
 # -- storage: one measurement, one place ---------------------------------------------------
 
 
 def test_quota_and_bill_measure_storage_with_the_same_code(url, tmp_path, monkeypatch):
     from fedhub import db, storage
 
-    _storage(url, tmp_path, monkeypatch)
+    run_storage(url, tmp_path, monkeypatch)
     template = str(tmp_path / "homes" / "{username}")
     quota_bytes = storage.tenant_bytes(template, ["ann"])
     with db.session_scope(url) as s:
