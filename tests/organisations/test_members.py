@@ -4,13 +4,13 @@ The demo's people (acme: acme-admin, alice a member, dave an analyst; globex:
 globex-admin, bob; the platform admin ``admin``) call every endpoint; another tenant's
 admin is answered 404 and a tenant's own member or analyst 403 where the change is an
 admin's. Invitations are emailed to a real SMTP server in this process (aiosmtpd); the
-tests follow the link through the sign-up form as a person would, and log in.
+tests follow the link through the sign-up form as a person would, and log in. The helpers
+are in ``members_helpers.py`` and ``hub_helpers.py``; the tests stay in this one module
+(one hub per engine).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import tempfile
 import uuid
 from datetime import timedelta
@@ -19,33 +19,29 @@ from pathlib import Path
 import pytest
 import requests
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine
-from sqlalchemy import text as sql_text
 
 from fedhub import db
 from fedhub.db.base import utcnow
-from fedhub.tenancy.store import TenantStore
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import HubProcess, free_port
-from tests.security.signup_mail import Inbox
-from tests.security.signup_mail import text as page_text
+from tests.organisations.hub_helpers import mail_config
+from tests.organisations.hub_helpers import spool_events as events
+from tests.organisations.members_helpers import (
+    TENANTS,
+    Mailbox,
+    accept,
+    add_user,
+    call,
+    error,
+    invite,
+    link_to,
+    sql,
+    text,
+)
 
 pytestmark = pytest.mark.slow
 
-TENANTS = "/hub/api/fedhub/tenants"
-INVITE_LINK = re.compile(r"https?://[^\s\"'<>]+/hub/signup\?invitation=[A-Za-z0-9_\-]+")
 PEOPLE = ("admin", "acme-admin", "alice", "dave", "globex-admin")
-
-
-class Mailbox(Inbox):
-    """The in-process SMTP server's handler; it refuses ``@refused.example`` addresses (550),
-    as a real server refuses an unknown mailbox."""
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.endswith("@refused.example"):
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +73,7 @@ def hub(request, smtp, hub_state_root, hub_factory):
             f"members_{uuid.uuid4().hex[:8]}"
         )
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
-    (state / "jupyterhub_config.py").write_text(
-        "c = get_config()  # noqa\n"
-        f"c.Mailer.smtp_host = {controller.hostname!r}\n"
-        f"c.Mailer.smtp_port = {controller.port}\n"
-        'c.Mailer.smtp_security = "none"\n'
-        'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n'
-    )
+    (state / "jupyterhub_config.py").write_text(mail_config(controller))
     hub = HubProcess(state, db_url=db_url, password=DEMO_PASSWORD)
     hub.keep = False
     hub_factory.started.append(hub)  # stopped with the module; its log checked at the end
@@ -96,83 +86,6 @@ def hub(request, smtp, hub_state_root, hub_factory):
 @pytest.fixture(scope="module")
 def tok(hub):
     return {name: hub.token(name) for name in PEOPLE}
-
-
-def text(r: requests.Response) -> str:
-    """The page's words, without its tags."""
-    return " ".join(re.sub(r"<[^>]+>", " ", page_text(r)).split())
-
-
-def sql(hub, statement: str, **params) -> list:
-    """Run one statement on the hub's database (SQLite or PostgreSQL) as its owner."""
-    engine = create_engine(hub.db_url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(sql_text(statement), params)
-            return result.all() if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
-def add_user(hub, name: str, **kwargs) -> None:
-    """An acme member made as ``fedhub user add`` makes one (the same store call, in this
-    process: a CLI subprocess costs seconds of imports on a busy machine)."""
-    TenantStore(hub.db_url).add_user(name, "acme", actor="tests", **kwargs)
-
-
-def call(hub, tok, who, method, path, body=None, **kwargs):
-    if body is not None:
-        kwargs["json"] = body
-    return hub.api(method, TENANTS + path, tok[who], **kwargs)
-
-
-def error(r, status: int, code: str | None = None) -> dict:
-    """The fedhub error body of a refusal (never a traceback)."""
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"].startswith("application/json"), r.text
-    err = r.json()["error"]
-    assert err["message"] and "Traceback" not in err["message"]
-    if code:
-        assert err["code"] == code, err
-    return err
-
-
-def events(hub, action: str) -> list[dict]:
-    found = []
-    for path in sorted((hub.state_dir / "spool").glob("events-*.jsonl")):
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if event["action"] == action:
-                found.append(event)
-    return found
-
-
-def invite(hub, tok, email, role="member", who="acme-admin", **extra):
-    r = call(hub, tok, who, "POST", "/acme/invitations", {"email": email, "role": role, **extra})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def link_to(inbox, address: str, count: int = 1) -> str:
-    inbox.wait_message(address, "You are invited to join")
-    msgs = inbox.to(address)
-    assert len(msgs) >= count
-    body = msgs[count - 1].get_body(preferencelist=("plain",)).get_content()
-    match = INVITE_LINK.search(body)
-    assert match, body
-    return match.group(0)
-
-
-def accept(link: str, username: str, email: str, password: str) -> requests.Response:
-    """Open the emailed link, fill in a username and a password, press sign up."""
-    s = requests.Session()
-    page = s.get(link, timeout=10)
-    assert page.status_code == 200, text(page)
-    code = re.search(r'name="invitation" value="([^"]*)"', page.text).group(1)
-    filled = re.search(r'name="email" type="email" value="([^"]*)"', page.text).group(1)
-    assert filled == email  # the invited address comes filled in
-    form = {"username": username, "email": filled, "password": password, "invitation": code}
-    return s.post(link.split("?", 1)[0], data={**form, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
 
 
 # -- tenants ------------------------------------------------------------------------
