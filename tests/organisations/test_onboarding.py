@@ -2,13 +2,12 @@
 process (aiosmtpd): the free tier end to end through the JSON API and through the form,
 the emailed link, the new tenant admin's login and server; the paid tiers through a
 platform admin's approval or rejection (approvals' API); abuse limits, bad input and
-slug collisions.
+slug collisions. The helpers are in ``onboarding_helpers.py`` and ``hub_helpers.py``; the
+tests stay in this one module (one hub).
 """
 
 from __future__ import annotations
 
-import html
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -19,28 +18,26 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import HubProcess, free_port, wait_for
+from tests.organisations.hub_helpers import mail_config
+from tests.organisations.hub_helpers import spool_events as audit_events
+from tests.organisations.onboarding_helpers import (
+    ONBOARD,
+    REQUESTS,
+    ask_paid,
+    confirm,
+    form_post,
+    onboard,
+    onboarding_request,
+    status_of,
+    tenant_row,
+    text,
+    wait_link,
+)
 from tests.security.signup_mail import Inbox, sql
 
 pytestmark = pytest.mark.slow
 
-ONBOARD = "/hub/api/fedhub/onboard"
-LINK_RE = re.compile(r"https?://[^\s\"'<>]+/hub/onboard/verify\?token=[A-Za-z0-9_\-]+")
 PER_IP = 8  # c.Onboarding.requests_per_ip_per_hour of this module's hub
-
-
-def text(r: requests.Response) -> str:
-    """The page's words, without its markup."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", r.text)).split())
-
-
-def mail_config(controller, extra: str = "") -> str:
-    return (
-        "c = get_config()  # noqa\n"
-        f"c.Mailer.smtp_host = {controller.hostname!r}\n"
-        f"c.Mailer.smtp_port = {controller.port}\n"
-        'c.Mailer.smtp_security = "none"\n'
-        'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n' + extra
-    )
 
 
 @pytest.fixture(scope="module")
@@ -62,56 +59,6 @@ def hub(inbox, hub_state_root):
     hub.start()
     yield hub
     hub.stop()
-
-
-_ip = iter(range(1, 250))
-
-
-def onboard(hub, ip: str | None = None, **body) -> requests.Response:
-    """``POST /hub/api/fedhub/onboard`` from a source address of its own (``X-Real-Ip``,
-    which the hub trusts as JupyterHub does behind its proxy), so that the tests do not
-    spend each other's per-address limit."""
-    ip = ip or f"198.51.100.{next(_ip)}"
-    return hub.api("POST", ONBOARD, json=body, headers={"X-Real-Ip": ip})
-
-
-def wait_link(inbox: Inbox, address: str) -> str:
-    msgs = wait_for(lambda: inbox.to(address), 30, what=f"a message to {address}")
-    body = msgs[-1].get_body(preferencelist=("plain",)).get_content()
-    match = LINK_RE.search(body)
-    assert match, f"no onboarding link in:\n{body}"
-    return match.group(0)
-
-
-def confirm(link: str, password: str) -> requests.Response:
-    """Open the link as a browser would, type the password and press confirm."""
-    s = requests.Session()
-    r = s.get(link, timeout=10)
-    assert r.status_code == 200, text(r)
-    token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)
-    data = {"token": token, "password": password, "_xsrf": s.cookies.get("_xsrf")}
-    return s.post(link.split("?", 1)[0], data=data, timeout=30)
-
-
-def form_post(hub, path: str, data: dict, ip: str) -> requests.Response:
-    s = requests.Session()
-    s.headers["X-Real-Ip"] = ip  # the same address for the page and the post (its xsrf token)
-    s.get(f"{hub.url}{path}", timeout=10)
-    return s.post(f"{hub.url}{path}", data={**data, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
-
-
-def audit_events(hub, action: str) -> list[dict]:
-    found = []
-    for path in sorted((hub.state_dir / "spool").glob("events-*.jsonl")):
-        found += [
-            e for e in map(json.loads, path.read_text().splitlines()) if e["action"] == action
-        ]
-    return found
-
-
-def tenant_row(hub, slug: str):
-    rows = sql(hub, "SELECT name, tier, status FROM fedhub_tenants WHERE slug = ?", slug)
-    return rows[0] if rows else None
 
 
 # -- the free tier, end to end ------------------------------------------------------
@@ -363,42 +310,6 @@ def test_slugs_are_derived_and_unique(hub, inbox):
 
 
 # -- paid tiers: a platform admin decides ---------------------------------------------
-
-REQUESTS = "/hub/api/fedhub/requests"
-
-
-def ask_paid(hub, inbox, *, organisation: str, email: str, username: str, tier: str) -> str:
-    """Onboard on a paid tier and confirm the address; the link (it shows the status)."""
-    r = onboard(
-        hub,
-        organisation=organisation,
-        email=email,
-        username=username,
-        password="Paid-tier-pass-42",
-        tier=tier,
-    )
-    assert r.status_code == 202, r.text
-    assert r.json()["onboarding"]["paid"] is True
-    link = wait_link(inbox, email)
-    r = confirm(link, "Paid-tier-pass-42")
-    assert r.status_code == 200, text(r)
-    assert "waiting for a platform administrator" in text(r)
-    return link
-
-
-def onboarding_request(hub, email: str) -> dict:
-    r = hub.api("GET", f"{REQUESTS}?kind=onboarding&state=pending", hub.token("admin"))
-    assert r.status_code == 200, r.text
-    found = [q for q in r.json()["requests"] if q["requester_email"] == email]
-    assert len(found) == 1, r.json()
-    return found[0]
-
-
-def status_of(hub, link: str) -> dict:
-    token = link.split("token=", 1)[1]
-    r = hub.api("GET", f"{ONBOARD}/status?token={token}")
-    assert r.status_code == 200, r.text
-    return r.json()["onboarding"]
 
 
 def test_paid_onboarding_is_approved_by_a_platform_admin(hub, inbox):
