@@ -6,6 +6,7 @@ upgrading a licence, and the check (and download) at every use of an asset."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -197,20 +198,24 @@ class PurchaseMixin:
             ],
             now=at,
         )
+        s.add(self._payout_line(purchase, asset, kind, gross, at))
+
+    def _payout_line(
+        self, purchase: Purchase, asset: Asset, kind: str, gross: Decimal, at: datetime
+    ) -> PayoutLine:
+        """The publisher's share of ``gross`` (negative for a refund), in the month of ``at``."""
         share = self.settings.share
-        s.add(
-            PayoutLine(
-                tenant=purchase.publisher,
-                period_start=containing(at).start,
-                purchase_id=purchase.id,
-                asset_slug=asset.slug,
-                buyer=purchase.tenant,
-                kind=kind,
-                gross=gross,
-                share_percent=share,
-                amount=cents(gross * share / 100),
-                created_at=at,
-            )
+        return PayoutLine(
+            tenant=purchase.publisher,
+            period_start=containing(at).start,
+            purchase_id=purchase.id,
+            asset_slug=asset.slug,
+            buyer=purchase.tenant,
+            kind=kind,
+            gross=gross,
+            share_percent=share,
+            amount=cents(gross * share / 100),
+            created_at=at,
         )
 
     def renew_monthly(self, now: datetime | None = None) -> int:
@@ -278,7 +283,9 @@ class PurchaseMixin:
                     s, invoice.id, purchase.amount, note[:500], now=now, actor=actor.name
                 )
                 purchase.credit_note = credit.number
-                self._payout_reversal(s, purchase, asset, now)
+                # the publisher's share is taken back in this month (cents() rounds half away
+                # from zero, so this is minus the sale's share)
+                s.add(self._payout_line(purchase, asset, "refund", -purchase.amount, now))
             else:  # still on a draft (or not rated yet): the charge is reversed on it
                 self._charge(
                     s, purchase, asset, ver, containing(purchase.created_at), purchase.created_at,
@@ -286,23 +293,6 @@ class PurchaseMixin:
                 )  # fmt: skip
             s.flush()
             return purchase_json(purchase, asset, ver)
-
-    def _payout_reversal(self, s: Session, purchase: Purchase, asset: Asset, now: datetime) -> None:
-        share = self.settings.share
-        s.add(
-            PayoutLine(
-                tenant=purchase.publisher,
-                period_start=containing(now).start,
-                purchase_id=purchase.id,
-                asset_slug=asset.slug,
-                buyer=purchase.tenant,
-                kind="refund",
-                gross=-purchase.amount,
-                share_percent=share,
-                amount=-cents(purchase.amount * share / 100),
-                created_at=now,
-            )
-        )
 
     def revoke(self, actor: Actor, entitlement_id: int, reason: str) -> dict[str, Any]:
         """A platform admin ends a licence (abuse, a licence breach); no money moves."""
