@@ -1,9 +1,27 @@
-"""What the organisations' hub tests share: the hub config that sends its mail to the SMTP
-server in the test process, and the audit events the hub wrote to its spool."""
+"""What the organisations' hub tests share: an SMTP server in the test process, the hub
+config that sends its mail there, and the audit events the hub wrote to its spool."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiosmtpd.controller import Controller
+
+from tests.harness import free_port
+
+
+@contextmanager
+def smtp_server(handler) -> Iterator[Controller]:
+    """An SMTP server on a free loopback port of this process, delivering to ``handler``
+    (an :class:`~tests.security.signup_mail.Inbox`); stopped on leaving."""
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
 
 
 def mail_config(controller, extra: str = "") -> str:

@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from fedhub.tenancy.store import TenantStore
 from tests.conftest import DEMO_PASSWORD, SESSION_GUARD_MARK
-from tests.harness import HubProcess, free_port
+from tests.harness import HubProcess
+from tests.organisations.hub_helpers import mail_config, smtp_server
 from tests.security.signup_mail import Inbox, follow, sign_up
 
 pytestmark = pytest.mark.slow
@@ -42,23 +42,15 @@ def mail_of(name: str) -> str:
 @pytest.fixture(scope="module")
 def smtp():
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with smtp_server(inbox) as controller:
+        yield controller, inbox
 
 
 @pytest.fixture(scope="module")
 def hub(smtp, hub_state_root):
     controller, _ = smtp
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
-    (state / "jupyterhub_config.py").write_text(
-        "c = get_config()  # noqa\n"
-        f"c.Mailer.smtp_host = {controller.hostname!r}\n"
-        f"c.Mailer.smtp_port = {controller.port}\n"
-        'c.Mailer.smtp_security = "none"\n'
-        'c.Mailer.from_address = "fedhub <noreply@hub.example>"\n'
-    )
+    (state / "jupyterhub_config.py").write_text(mail_config(controller))
     hub = HubProcess(state, password=DEMO_PASSWORD)
     hub.start()
     store = TenantStore(hub.db_url)

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 
 from fedhub import db
 from fedhub.db.base import utcnow
 from tests.conftest import DEMO_PASSWORD
-from tests.harness import HubProcess, free_port
-from tests.organisations.hub_helpers import mail_config
+from tests.harness import HubProcess
+from tests.organisations.hub_helpers import mail_config, smtp_server
 from tests.organisations.hub_helpers import spool_events as events
 from tests.organisations.members_helpers import (
     TENANTS,
@@ -47,10 +46,8 @@ PEOPLE = ("admin", "acme-admin", "alice", "dave", "globex-admin")
 @pytest.fixture(scope="module")
 def smtp():
     inbox = Mailbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with smtp_server(inbox) as controller:
+        yield controller, inbox
 
 
 @pytest.fixture(scope="module")

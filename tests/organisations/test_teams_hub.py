@@ -10,7 +10,6 @@ process of the user's own Unix account, up in ~50 ms).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import uuid
@@ -29,6 +28,7 @@ from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 from fedhub.tenancy import team_folders
 from tests.harness import wait_for
+from tests.organisations.hub_helpers import spool_events as events
 from tests.spawner import race
 
 pytestmark = pytest.mark.slow
@@ -75,13 +75,6 @@ def team(hub, tokens):
     r = hub.api("PUT", f"{TEAMS.format('acme')}/{TEAM}/members/acme-admin", tokens["alice"])
     assert r.status_code == 200, r.text  # the lead adds a member
     return r.json()
-
-
-def events(hub, action: str) -> list[dict]:
-    found = []
-    for path in sorted((hub.state_dir / "spool").glob("events-*.jsonl")):
-        found += [json.loads(line) for line in path.read_text().splitlines()]
-    return [e for e in found if e["action"] == action]
 
 
 def hub_group(hub, tokens, name):
