@@ -12,7 +12,6 @@ are in ``members_helpers.py`` and ``hub_helpers.py``; the tests stay in this one
 from __future__ import annotations
 
 import tempfile
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,28 +54,20 @@ def inbox(smtp):
     return smtp[1]
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def hub(request, smtp, hub_state_root, hub_factory):
-    """The demo hub, its mail going to the in-process SMTP server (config in its state), on
-    SQLite and then on PostgreSQL (where fedhub_invitations and fedhub_memberships have
-    row-level security)."""
+@pytest.fixture(scope="module")
+def hub(smtp, hub_state_root, hub_factory):
+    """The demo hub on SQLite, its mail going to the in-process SMTP server (config in its
+    state). The same endpoints through PostgreSQL's row-level security:
+    test_tenancy_api_pg.py."""
     controller, inbox = smtp
-    inbox.messages.clear()  # the engines' hubs send to the same addresses, one after the other
-    db_url = None
-    if request.param == "postgresql":
-        db_url = request.getfixturevalue("postgres").create_database(
-            f"members_{uuid.uuid4().hex[:8]}"
-        )
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
     (state / "jupyterhub_config.py").write_text(mail_config(controller))
-    hub = HubProcess(state, db_url=db_url, password=DEMO_PASSWORD)
+    hub = HubProcess(state, password=DEMO_PASSWORD)
     hub.keep = False
     hub_factory.started.append(hub)  # stopped with the module; its log checked at the end
     hub.start()
     yield hub
-    hub.stop()  # before the next engine's hub starts (two idle hubs cost CPU)
+    hub.stop()
     db.dispose_engines()
 
 
