@@ -44,6 +44,7 @@ from traitlets import Float as FloatTrait
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events
+from fedhub.addresses import client_ip
 from fedhub.db import get_engine
 from fedhub.db.base import Base
 from fedhub.errors import FedhubError
@@ -371,7 +372,7 @@ class TenantRateLimiter:
                 "where": self.where,
                 "reset_in_seconds": window.reset_in,
             },
-            source_ip=request.remote_ip,
+            source_ip=client_ip(request),
             user_agent=request.headers.get("User-Agent"),
         )
 

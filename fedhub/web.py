@@ -27,6 +27,7 @@ from tornado import web
 from traitlets import default
 
 from fedhub import events, metering, ratelimit
+from fedhub.addresses import client_ip
 from fedhub.db import rls
 from fedhub.errors import FedhubError, Forbidden, InvalidRequest, NotFound, TenantSuspended
 from fedhub.openapi import OpenAPIDocument, build_spec, operation, render_html
@@ -318,7 +319,7 @@ class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
             result="denied",
             severity="warning",
             details={"reason": reason, "method": self.request.method},
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
             user_agent=self.request.headers.get("User-Agent"),
         )
         if error is not None:
@@ -331,7 +332,7 @@ class APIHandler(JSONErrors, HubOAuthenticated, web.RequestHandler):
         kw.setdefault("actor", self.caller.name)
         return events.emit(
             action,
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
             user_agent=self.request.headers.get("User-Agent"),
             **kw,
         )

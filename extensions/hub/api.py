@@ -18,6 +18,7 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 
 from fedhub import events
+from fedhub.addresses import client_ip
 from fedhub.errors import Forbidden, InvalidRequest, NotFound
 from fedhub.tenancy import scopes as fedhub_scopes
 from fedhub.tenancy.models import Role
@@ -95,6 +96,6 @@ class FedhubAPIHandler(JSONErrors, APIHandler):
             actor=info.username,
             target=target or slug,
             details=details,
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
             user_agent=self.request.headers.get("User-Agent"),
         )

@@ -22,6 +22,7 @@ from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from fedhub import events
+from fedhub.addresses import client_ip
 
 RENAME_REFUSED = (
     "Renaming users is not supported in fedhub: the membership, home, Unix account "
@@ -54,7 +55,7 @@ class TenantUserAPIHandler(UserAPIHandler):
             result="denied",
             severity="warning",
             details={"reason": "renames_not_supported"},
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
             user_agent=self.request.headers.get("User-Agent"),
         )
         raise web.HTTPError(403, RENAME_REFUSED)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from tornado import web
 
+from fedhub.addresses import client_ip
 from fedhub.errors import Forbidden, InvalidRequest, NotFound
 from fedhub.extensions.hub.api import FedhubAPIHandler
 from fedhub.tenancy import scopes as fedhub_scopes
@@ -60,7 +61,7 @@ class AllowlistAPIHandler(FedhubAPIHandler):
                 "tenant": slug,
                 "networks": networks,
                 "tier_allows": tier.security.ip_allowlist,
-                "your_address": self.request.remote_ip,
+                "your_address": client_ip(self.request),
             }
         )
 
@@ -74,7 +75,7 @@ class AllowlistAPIHandler(FedhubAPIHandler):
         if not isinstance(body.get("networks"), list):
             raise InvalidRequest('expected {"networks": ["10.0.0.0/8", ...]}')
         # platform admins belong to no tenant: its list never locks them out
-        keep = None if info.is_platform_admin else self.request.remote_ip
+        keep = None if info.is_platform_admin else client_ip(self.request)
         stored = self.security.set_allowlist(
             slug, body["networks"], actor=info.username, keep_address=keep
         )

@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Set as AbstractSet
 
 from fedhub import events
+from fedhub.addresses import client_ip
 from fedhub.clock import get_clock
 from fedhub.tenancy.sessions import (
     TOUCH_EVERY,
@@ -77,7 +78,7 @@ class SessionTracker:
             user.name,
             tenant=info.tenant if info else None,
             now=get_clock().now(),
-            ip=handler.request.remote_ip,
+            ip=client_ip(handler.request),
             user_agent=handler.request.headers.get("User-Agent"),
         )
         return session_id
@@ -98,7 +99,7 @@ class SessionTracker:
             self.end(view.username, by=EXPIRER, why=why, only={session_id}, handler=handler)
             return False
         if now - view.last_seen_at >= TOUCH_EVERY:
-            self.book.touch(session_id, now, handler.request.remote_ip)
+            self.book.touch(session_id, now, client_ip(handler.request))
         return True
 
     def logged_out(self, handler, user) -> None:
@@ -130,7 +131,7 @@ class SessionTracker:
         client = {}
         if handler is not None:
             client = {
-                "source_ip": handler.request.remote_ip,
+                "source_ip": client_ip(handler.request),
                 "user_agent": handler.request.headers.get("User-Agent"),
             }
         for session in ended:

@@ -24,6 +24,7 @@ from traitlets.config import LoggingConfigurable
 
 from fedhub import db as fedhub_db
 from fedhub import events
+from fedhub.addresses import client_ip
 from fedhub.config import Fedhub
 from fedhub.db.base import Base as FedhubBase
 from fedhub.errors import ConfigError
@@ -41,7 +42,7 @@ def client_info(handler) -> dict:
     if handler is None:
         return {}
     return {
-        "source_ip": handler.request.remote_ip,
+        "source_ip": client_ip(handler.request),
         "user_agent": handler.request.headers.get("User-Agent"),
     }
 

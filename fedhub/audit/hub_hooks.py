@@ -27,6 +27,7 @@ from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.log import log_request as hub_log_request
 
 from fedhub import events
+from fedhub.addresses import client_ip
 
 log = logging.getLogger("fedhub.audit.hub")
 
@@ -69,7 +70,7 @@ class AuditedLogoutHandler(LogoutHandler):
                 tenant=_tenant_of(self, user.name),
                 actor=user.name,
                 target=user.name,
-                source_ip=self.request.remote_ip,
+                source_ip=client_ip(self.request),
                 user_agent=self.request.headers.get("User-Agent"),
             )
         await super().handle_logout()
@@ -83,7 +84,7 @@ def _audit(handler) -> None:
     request = handler.request
     status = handler.get_status()
     path = request.path
-    info = {"source_ip": request.remote_ip, "user_agent": request.headers.get("User-Agent")}
+    info = {"source_ip": client_ip(request), "user_agent": request.headers.get("User-Agent")}
     if isinstance(handler, LogoutHandler):
         return  # AuditedLogoutHandler records it (the hub forgets the user before this)
     if "/api/" not in path:

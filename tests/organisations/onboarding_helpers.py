@@ -25,12 +25,13 @@ def text(r: requests.Response) -> str:
 _ip = iter(range(1, 250))
 
 
-def onboard(hub, ip: str | None = None, **body) -> requests.Response:
-    """``POST /hub/api/fedhub/onboard`` from a source address of its own (``X-Real-Ip``,
-    which the hub trusts as JupyterHub does behind its proxy), so that the tests do not
-    spend each other's per-address limit."""
+def onboard(hub, ip: str | None = None, headers: dict | None = None, **body) -> requests.Response:
+    """``POST /hub/api/fedhub/onboard`` from a source address of its own, so that the tests
+    do not spend each other's per-address limit: as if through a load balancer in front of
+    the proxy that says so in ``X-Forwarded-For`` (the module's hub trusts 127.0.0.1 as
+    one: ``c.JupyterHub.trusted_downstream_ips``)."""
     ip = ip or f"198.51.100.{next(_ip)}"
-    return hub.api("POST", ONBOARD, json=body, headers={"X-Real-Ip": ip})
+    return hub.api("POST", ONBOARD, json=body, headers={"X-Forwarded-For": ip, **(headers or {})})
 
 
 def wait_link(inbox: Inbox, address: str) -> str:
@@ -53,7 +54,7 @@ def confirm(link: str, password: str) -> requests.Response:
 
 def form_post(hub, path: str, data: dict, ip: str) -> requests.Response:
     s = requests.Session()
-    s.headers["X-Real-Ip"] = ip  # the same address for the page and the post (its xsrf token)
+    s.headers["X-Forwarded-For"] = ip  # the same address for the page and the post (xsrf)
     s.get(f"{hub.url}{path}", timeout=10)
     return s.post(f"{hub.url}{path}", data={**data, "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
 

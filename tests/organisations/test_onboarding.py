@@ -53,7 +53,11 @@ def inbox():
 @pytest.fixture(scope="module")
 def hub(inbox, hub_state_root):
     state = Path(tempfile.mkdtemp(prefix="hub-", dir=hub_state_root))
-    extra = f"c.Onboarding.requests_per_ip_per_hour = {PER_IP}\n"
+    extra = (
+        f"c.Onboarding.requests_per_ip_per_hour = {PER_IP}\n"
+        # as behind a load balancer on this machine: X-Forwarded-For names the client
+        'c.JupyterHub.trusted_downstream_ips = ["127.0.0.1"]\n'
+    )
     (state / "jupyterhub_config.py").write_text(mail_config(inbox.controller, extra))
     hub = HubProcess(state, password=DEMO_PASSWORD)
     hub.start()
@@ -201,6 +205,25 @@ def test_taken_usernames_and_addresses_are_refused(hub):
     assert r.status_code == 409 and "held-name" in r.json()["error"]["message"]
 
 
+def test_an_address_a_client_names_itself_is_not_believed(hub):
+    # X-Real-Ip passes the proxy as the client wrote it: each request naming another address
+    # there still counts against the one the proxy saw (fedhub.addresses.client_ip)
+    codes = [
+        onboard(
+            hub,
+            "203.0.113.90",
+            headers={"X-Real-Ip": f"192.0.2.{i + 1}"},
+            organisation=f"Spoof {i}",
+            email=f"spoof{i}@spoof.example",
+            username=f"spoof-{i}",
+            password="Spoof-pass-12345",
+            tier="free",
+        ).status_code
+        for i in range(PER_IP + 1)
+    ]
+    assert codes == [202] * PER_IP + [429]
+
+
 def test_requests_from_one_address_are_rate_limited(hub):
     ip = "203.0.113.77"
     codes = [
@@ -266,7 +289,7 @@ def test_bad_input_is_a_json_400(hub, change, status, code):
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"a string"'])
 def test_a_body_that_is_not_a_json_object_is_a_400(hub, body):
-    r = hub.api("POST", ONBOARD, data=body, headers={"X-Real-Ip": "198.51.100.250"})
+    r = hub.api("POST", ONBOARD, data=body, headers={"X-Forwarded-For": "198.51.100.250"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
 
 

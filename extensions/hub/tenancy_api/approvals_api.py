@@ -23,6 +23,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from fedhub import approvals
+from fedhub.addresses import client_ip
 from fedhub.approvals import ApprovalStore, RequestView
 from fedhub.db import rls
 from fedhub.errors import Forbidden, InvalidRequest
@@ -69,7 +70,7 @@ class _RequestsAPI(FedhubAPIHandler):
 
     def origin(self) -> dict:
         return {
-            "source_ip": self.request.remote_ip,
+            "source_ip": client_ip(self.request),
             "user_agent": self.request.headers.get("User-Agent"),
         }
 

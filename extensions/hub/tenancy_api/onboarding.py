@@ -34,6 +34,7 @@ from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from fedhub import events
+from fedhub.addresses import client_ip
 from fedhub.approvals.kinds.onboarding import asker
 from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError, InvalidRequest, NotFound
@@ -158,7 +159,7 @@ class _OnboardingMixin:
         return self.authenticator.store
 
     async def ask(self, form: dict, password: str) -> OnboardingView:
-        self.address_limit.hit(self.request.remote_ip)
+        self.address_limit.hit(client_ip(self.request))
         view = onboarding.request_onboarding(
             self.store,
             organisation=form.get("organisation", ""),
@@ -168,7 +169,7 @@ class _OnboardingMixin:
             tier=form.get("tier", ""),
             offered=self.onboard_settings.offered(self.store),
             link_valid_for=self.onboard_settings.link_validity,
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
         )
         try:
             await self._send_link(view)
@@ -224,7 +225,7 @@ class _OnboardingMixin:
             token,
             password,
             ask=asker(self.store),  # a paid tier: an `onboarding` request
-            source_ip=self.request.remote_ip,
+            source_ip=client_ip(self.request),
         )
         self.log.info("Onboarding of %s (%s) verified: %s", view.slug, view.tier, view.state)
         return view

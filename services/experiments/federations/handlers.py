@@ -20,6 +20,7 @@ act for a tenant by naming it (``"tenant"`` in the body).
 
 from __future__ import annotations
 
+from fedhub.addresses import client_ip
 from fedhub.errors import Forbidden, InvalidRequest, NotFound
 from fedhub.jobs import run_blocking
 from fedhub.openapi import operation
@@ -49,7 +50,7 @@ class FederationBase(BaseHandler):
 
     def client_info(self) -> dict:
         return {
-            "source_ip": self.request.remote_ip,
+            "source_ip": client_ip(self.request),
             "user_agent": self.request.headers.get("User-Agent"),
         }
 
