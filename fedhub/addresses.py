@@ -19,7 +19,7 @@ from tornado import netutil
 def client_ip(request) -> str:
     """The address ``request`` came from, ignoring a client-supplied ``X-Real-Ip``."""
     remote_ip = request.remote_ip
-    context = getattr(request.connection, "context", None)
+    context = getattr(getattr(request, "connection", None), "context", None)
     address = getattr(context, "address", None)
     peer = address[0] if isinstance(address, tuple) and address else remote_ip
     if "X-Real-Ip" not in request.headers or remote_ip == peer:
