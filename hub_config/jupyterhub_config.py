@@ -58,6 +58,9 @@ c.JupyterHub.custom_scopes = {
         "description": "Read scheduled jobs, their runs and the runs' outputs."
     },
     "custom:fedhub:marketplace:publish": {"description": "Publish to the marketplace."},
+    "custom:fedhub:marketplace:buy": {
+        "description": "Buy, upgrade and refund marketplace licences."
+    },
     "custom:fedhub:servers:start": {"description": "Start notebook servers."},
 }
 

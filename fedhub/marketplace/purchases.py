@@ -64,10 +64,10 @@ class PurchaseMixin:
         all or nothing, and the unique (buyer tenant, key) makes a retry find what the first
         call wrote.
         """
-        if actor.tenant is None or not actor.can("tenant:admin"):
+        if actor.tenant is None or not actor.can("marketplace:buy"):
             raise Forbidden(
-                f"your role ({actor.role}) may not buy: a purchase commits your organisation's "
-                "money, so its tenant admins buy"
+                f"your role ({actor.role}) may not buy (marketplace:buy): a purchase commits "
+                "your organisation's money, so its tenant admins buy"
             )
         if not isinstance(key, str) or not KEY_RE.match(key):
             raise InvalidRequest(
@@ -256,7 +256,7 @@ class PurchaseMixin:
         if the invoice that carried it is finalized), the publisher's share taken back."""
         if actor.tenant is None and not actor.is_platform_admin:
             raise Forbidden("refunds are asked by the buyer's tenant admins")
-        if not actor.is_platform_admin and not actor.can("tenant:admin"):
+        if not actor.is_platform_admin and not actor.can("marketplace:buy"):
             raise Forbidden(f"your role ({actor.role}) may not ask for a refund")
         now = self.now()
         with self.session(None) as s:
@@ -310,7 +310,7 @@ class PurchaseMixin:
 
     def upgrade(self, actor: Actor, slug: str) -> dict[str, Any]:
         """Move the tenant's (or the actor's seat's) licence to the newest approved version."""
-        if actor.tenant is None or not actor.can("tenant:admin"):
+        if actor.tenant is None or not actor.can("marketplace:buy"):
             raise Forbidden(f"your role ({actor.role}) may not change your organisation's licences")
         with self.session(None) as s:
             asset = self._asset(s, slug, actor)

@@ -65,6 +65,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("scheduler:run", "Schedule notebooks, run them now, pause, cancel, delete."),
     Permission("scheduler:read", "Read scheduled jobs, their runs and the runs' outputs."),
     Permission("marketplace:publish", "Publish to the marketplace."),
+    Permission("marketplace:buy", "Buy, upgrade and refund marketplace licences."),
     Permission("servers:start", "Start notebook servers."),
 )
 BY_NAME = {p.name: p for p in PERMISSIONS}
@@ -86,6 +87,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "scheduler:run",
             "scheduler:read",
             "marketplace:publish",
+            "marketplace:buy",
             "servers:start",
         }
     ),

@@ -4,7 +4,7 @@ datasets and notebooks, at ``/services/marketplace/api/v1/``.
 Who may do what: every fedhub user searches and reads listed assets (and their own
 tenant's pending ones); tenant admins of a tier with ``features.marketplace_publishing``
 publish (``marketplace:publish``) and read their sales and payouts; tenant admins buy
-(``tenant:admin``: a purchase commits the organisation's money) with an
+(``marketplace:buy``: a purchase commits the organisation's money) with an
 ``Idempotency-Key``; users of a tenant that bought an asset review it; platform admins
 review submissions. Another tenant's pending assets, purchases, licences, sales and
 payouts answer 404. The logic is :class:`fedhub.marketplace.store.MarketStore`.
@@ -224,7 +224,7 @@ class PurchaseHandler(MarketHandler):
     async def post(self, slug: str):
         """201 with a new purchase; 200 with the same purchase when the key was used
         before (a retry). Tenant admins buy: a purchase commits the tenant's money."""
-        self.require("tenant:admin")
+        self.require("marketplace:buy")
         data = self.body()
         version, seat = data.get("version"), data.get("seat")
         if not all(v is None or isinstance(v, str) for v in (version, seat)):
@@ -244,7 +244,7 @@ class RefundHandler(MarketHandler):
         "Refund a purchase within the window", body=api.Refund, responses={200: api.Purchase}
     )
     async def post(self, purchase_id: str):
-        self.require("tenant:admin")
+        self.require("marketplace:buy")
         reason = self.body().get("reason") or ""
         if not isinstance(reason, str):
             raise InvalidRequest("reason is a string")
@@ -276,7 +276,7 @@ class UpgradeHandler(MarketHandler):
         responses={200: api.Entitlement},
     )
     async def post(self, slug: str):
-        self.require("tenant:admin")
+        self.require("marketplace:buy")
         out = await self.run(self.market.upgrade, self.actor, slug)
         self.emit("marketplace.upgraded", target=out["reference"])
         self.write_json(out)
