@@ -1,0 +1,315 @@
+"""Marketplace strategies: reviewed, licensed source run as a run's strategy, never in the
+process that runs the experiment.
+
+An ``algorithm`` asset of the marketplace is Python source that defines a
+:class:`fedhub.fl.Strategy` subclass (docs/marketplace.md, "Using an asset"). A spec names
+it ``strategy: "market/<slug>@<version>"``. The runner (:meth:`fedhub.fl.Experiment.run`, a
+thread of the experiments service) holds a :class:`RemoteStrategy`: a proxy whose every hook
+is a task on the executor it is given, which the service makes the buying tenant's own
+workers (``DaskClusters.tenant_executor``: processes of the tenant's Unix account
+``fedhub_t_<slug>``, which read only that tenant's data). There the source is checked
+against its SHA-256, executed once per worker (:func:`load_strategy`, cached by hash) and
+the real strategy rebuilt from its state for each call.
+
+Round trips are batched: one task for ``initialize``, one for ``configure_round`` with the
+chosen clients' ``client_extra`` (the round's RNG state goes and comes back, so the runner's
+RNG advances exactly as with a local strategy), one for ``aggregate`` with ``evaluate``.
+Everything that comes back (state, weights, extras, metrics) must be plain data: numbers,
+strings, lists, dicts and numeric numpy arrays; anything else fails the run with a
+:class:`MarketCodeError` naming the asset.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .registry import ParameterError, Registry
+from .strategies import Strategy
+
+
+class MarketCodeError(ValueError):
+    """A marketplace source that cannot be used: wrong hash, no strategy, a failing hook,
+    a parameter out of its bounds, or state that is not plain data. Names the asset."""
+
+
+# ------------------------------------------------------------------ loading (worker side)
+
+#: classes already loaded in this process, by the source's SHA-256
+_LOADED: dict[str, type[Strategy]] = {}
+
+
+def load_strategy(source: str, sha256: str, ref: str) -> type[Strategy]:
+    """The one :class:`Strategy` subclass that ``source`` defines (``STRATEGY = Name`` picks
+    one of several), after checking the source against ``sha256``. Cached by hash."""
+    if hashlib.sha256(source.encode()).hexdigest() != sha256:
+        raise MarketCodeError(f"{ref}: the source does not match its SHA-256 {sha256}")
+    cls = _LOADED.get(sha256)
+    if cls is not None:
+        return cls
+    name = "fedhub_market_" + re.sub(r"\W", "_", ref.removeprefix("market/"))
+    module = types.ModuleType(name, f"marketplace asset {ref}")
+    module.__file__ = f"<{ref}>"
+    sys.modules[name] = module  # dataclasses and pickling by reference look here
+    try:
+        exec(compile(source, f"<{ref}>", "exec"), module.__dict__)  # noqa: S102 - reviewed source
+    except Exception as e:  # noqa: BLE001 - any error of the asset's code is the asset's
+        sys.modules.pop(name, None)
+        raise MarketCodeError(
+            f"{ref}: the source failed to load: {type(e).__name__}: {e}"
+        ) from None
+    cls = _pick_class(module, ref)
+    _LOADED[sha256] = cls
+    return cls
+
+
+def _pick_class(module: types.ModuleType, ref: str) -> type[Strategy]:
+    chosen = module.__dict__.get("STRATEGY")
+    if chosen is not None:
+        if not (isinstance(chosen, type) and issubclass(chosen, Strategy)):
+            raise MarketCodeError(f"{ref}: STRATEGY must name a fedhub.fl.Strategy subclass")
+        return chosen
+    own = [
+        v
+        for v in module.__dict__.values()
+        if isinstance(v, type) and issubclass(v, Strategy) and v.__module__ == module.__name__
+    ]
+    if not own:
+        raise MarketCodeError(f"{ref}: the source defines no fedhub.fl.Strategy subclass")
+    if len(own) > 1:
+        names = ", ".join(sorted(c.__name__ for c in own))
+        raise MarketCodeError(
+            f"{ref}: the source defines several strategies ({names}); "
+            "name one with STRATEGY = <class>"
+        )
+    return own[0]
+
+
+def check_params(cls: type[Strategy], ref: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` against the class's declared ``params`` bounds (none declared: none
+    taken); :class:`~fedhub.fl.registry.ParameterError` naming ``strategy_params.<key>``."""
+    registry = Registry("strategy")
+    registry.register(ref, cls, params=getattr(cls, "params", None) or {})
+    return registry.check(ref, params)
+
+
+# ------------------------------------------------------------------ plain data
+
+
+def plain(value: Any, ref: str, where: str) -> Any:
+    """``value`` if it is plain data (see the module), numpy scalars as Python numbers."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise MarketCodeError(f"{ref}: {where} is an array of {value.dtype}, not of numbers")
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v, ref, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str | int) or isinstance(k, bool):
+                raise MarketCodeError(f"{ref}: {where} has a key of type {type(k).__name__}")
+            out[k] = plain(v, ref, f"{where}.{k}")
+        return out
+    raise MarketCodeError(
+        f"{ref}: {where} is a {type(value).__name__}; a strategy's state, extras and "
+        "metrics must be numbers, strings, lists, dicts or numeric arrays"
+    )
+
+
+# ------------------------------------------------------------------ tasks (worker side)
+
+
+def _rebuild(source: str, sha256: str, ref: str, state: dict) -> Strategy:
+    cls = load_strategy(source, sha256, ref)
+    obj = cls.__new__(cls)
+    vars(obj).update(copy.deepcopy(state))
+    return obj
+
+
+def _outcome(obj: Strategy, ref: str) -> tuple[dict, float]:
+    return plain(dict(vars(obj)), ref, "state"), float(obj.proximal_mu)
+
+
+def _hook_error(ref: str, hook: str, e: Exception) -> MarketCodeError:
+    if isinstance(e, MarketCodeError):
+        return e
+    return MarketCodeError(f"{ref}: {hook} raised {type(e).__name__}: {e}")
+
+
+def remote_initialize(source, sha256, ref, params, init_params, num_clients):
+    """Task: build the strategy with its checked parameters and initialize it."""
+    try:
+        cls = load_strategy(source, sha256, ref)
+        obj = cls(**check_params(cls, ref, params))
+        obj.initialize(init_params, num_clients)
+        return _outcome(obj, ref)
+    except ParameterError as e:
+        raise MarketCodeError(f"{ref}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - reported with the asset's name
+        raise _hook_error(ref, "initialize", e) from None
+
+
+def remote_configure(source, sha256, ref, state, rnd, client_ids, num_sample, rng_state):
+    """Task: ``configure_round`` on the runner's RNG state, then each chosen client's extra."""
+    try:
+        obj = _rebuild(source, sha256, ref, state)
+        rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
+        rng.bit_generator.state = rng_state
+        chosen = [int(c) for c in obj.configure_round(rnd, client_ids, num_sample, rng)]
+        extras = {cid: plain(obj.client_extra(rnd, cid), ref, "client_extra") for cid in chosen}
+        return (chosen, extras, rng.bit_generator.state, *_outcome(obj, ref))
+    except Exception as e:  # noqa: BLE001 - reported with the asset's name
+        raise _hook_error(ref, "configure_round", e) from None
+
+
+def remote_aggregate(source, sha256, ref, state, rnd, params, results):
+    """Task: ``aggregate`` then ``evaluate`` on the new weights (as the runner stores them)."""
+    try:
+        obj = _rebuild(source, sha256, ref, state)
+        new = np.asarray(obj.aggregate(rnd, params, results))
+        metrics = obj.evaluate(rnd, new.astype(np.float32))
+        return (new, plain(metrics, ref, "evaluate"), *_outcome(obj, ref))
+    except Exception as e:  # noqa: BLE001 - reported with the asset's name
+        raise _hook_error(ref, "aggregate", e) from None
+
+
+def remote_evaluate(source, sha256, ref, state, rnd, params):
+    """Task: ``evaluate`` alone (a round in which no client reported)."""
+    try:
+        obj = _rebuild(source, sha256, ref, state)
+        return (plain(obj.evaluate(rnd, params), ref, "evaluate"), *_outcome(obj, ref))
+    except Exception as e:  # noqa: BLE001 - reported with the asset's name
+        raise _hook_error(ref, "evaluate", e) from None
+
+
+# ------------------------------------------------------------------ the proxy (runner side)
+
+
+class RemoteStrategy(Strategy):
+    """A marketplace strategy whose hooks run as tasks on ``executor`` (anything with
+    ``submit(fn, *args)`` returning a future: the tenant's :class:`TenantExecutor`, or a
+    ``distributed.Client``). Holds the asset's source, hash, parameters and the remote
+    strategy's state; the executor is not pickled (a checkpoint cannot carry a
+    connection): re-attach it with :attr:`executor` after loading one."""
+
+    def __init__(
+        self,
+        ref: str,
+        source: str,
+        sha256: str,
+        params: Mapping[str, Any] | None = None,
+        executor=None,
+        timeout: float = 600.0,
+    ) -> None:
+        self.ref = ref
+        self.params = dict(params or {})
+        self._source = source
+        self._sha256 = sha256
+        self._state: dict | None = None
+        self._extras: dict[int, dict] = {}
+        self._evaluated: tuple[int, dict | None] | None = None
+        self._timeout = timeout
+        self._executor = executor
+
+    @property
+    def executor(self):
+        return self._executor
+
+    @executor.setter
+    def executor(self, value) -> None:
+        self._executor = value
+
+    def _call(self, fn, *args):
+        if self._executor is None:
+            raise RuntimeError(f"{self.ref}: no executor attached to run the strategy's hooks")
+        fut = self._executor.submit(fn, self._source, self._sha256, self.ref, *args, pure=False)
+        return fut.result(timeout=self._timeout)
+
+    def _keep(self, state: dict, mu: float) -> None:
+        self._state = plain(state, self.ref, "state")
+        self.proximal_mu = float(mu)
+
+    def initialize(self, params: np.ndarray, num_clients: int) -> None:
+        self.num_clients = num_clients
+        self._keep(*self._call(remote_initialize, self.params, params, num_clients))
+
+    def configure_round(
+        self, rnd: int, client_ids: Sequence[int], num_sample: int, rng: np.random.Generator
+    ) -> list[int]:
+        chosen, extras, rng_state, state, mu = self._call(
+            remote_configure, self._state, rnd, np.asarray(client_ids), num_sample,
+            rng.bit_generator.state,
+        )  # fmt: skip
+        rng.bit_generator.state = plain(rng_state, self.ref, "rng state")
+        self._keep(state, mu)
+        self._extras = {int(c): plain(e, self.ref, "client_extra") for c, e in extras.items()}
+        return [int(c) for c in chosen]
+
+    def client_extra(self, rnd: int, cid: int) -> dict:
+        return self._extras.get(int(cid), {})
+
+    def aggregate(self, rnd, params, results):
+        new, metrics, state, mu = self._call(remote_aggregate, self._state, rnd, params, results)
+        new = plain(new, self.ref, "aggregate's weights")
+        if not isinstance(new, np.ndarray) or new.shape != params.shape:
+            raise MarketCodeError(f"{self.ref}: aggregate must return an array of {params.shape}")
+        self._keep(state, mu)
+        self._evaluated = (rnd, plain(metrics, self.ref, "evaluate"))
+        return new
+
+    def evaluate(self, rnd, params):
+        if self._evaluated is not None and self._evaluated[0] == rnd:
+            metrics = self._evaluated[1]
+        else:
+            metrics, state, mu = self._call(remote_evaluate, self._state, rnd, params)
+            self._keep(state, mu)
+            metrics = plain(metrics, self.ref, "evaluate")
+        if metrics is not None and not isinstance(metrics, dict):
+            raise MarketCodeError(f"{self.ref}: evaluate must return a dict or None")
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {"_state": self._state, "proximal_mu": self.proximal_mu}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._keep(state["_state"], state["proximal_mu"])
+
+    def __getstate__(self) -> dict:
+        state = dict(vars(self))
+        state["_executor"] = None
+        state["_extras"] = {}
+        return state
+
+    def __deepcopy__(self, memo) -> RemoteStrategy:
+        """The runner deep-copies its strategy: the copy shares the executor."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in vars(self).items():
+            vars(new)[key] = value if key == "_executor" else copy.deepcopy(value, memo)
+        return new
+
+    def __repr__(self) -> str:
+        return f"RemoteStrategy(ref={self.ref!r}, params={self.params!r})"
+
+
+def attach(experiment, executor) -> None:
+    """Give a loaded experiment's :class:`RemoteStrategy` (and its checkpointed copy) the
+    executor its hooks run on; other strategies are left alone."""
+    strategies = [experiment.strategy]
+    if experiment._start is not None:
+        strategies.append(experiment._start["strategy"])
+    for strategy in strategies:
+        if isinstance(strategy, RemoteStrategy):
+            strategy.executor = executor

@@ -1,0 +1,138 @@
+"""Marketplace strategies (fedhub.fl.market): loading reviewed source, its declared
+parameters, and a RemoteStrategy whose hooks run as tasks on a real Dask LocalCluster,
+giving the same weights as the built-in strategy it wraps. No hub."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import pickle
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from fedhub import fl
+from fedhub.fl.market import MarketCodeError, RemoteStrategy, attach, check_params, load_strategy
+from fedhub.fl.registry import ParameterError
+from tests.fl.workers import cluster_kwargs
+
+PROX = """
+from fedhub.fl.strategies import FedProx
+from fedhub.fl.registry import Param
+
+
+class Prox(FedProx):
+    params = {"mu": Param(float, min=0.0, max=10.0)}
+"""
+
+#: FedProx whose server takes only a step of ``server_lr`` towards the clients' average
+DAMPED = (
+    PROX
+    + """
+
+class Damped(Prox):
+    params = {**Prox.params, "server_lr": Param(float, min=0.0, max=1.0)}
+
+    def __init__(self, mu=0.01, server_lr=0.5):
+        super().__init__(mu)
+        self.server_lr = server_lr
+
+    def aggregate(self, rnd, params, results):
+        return params + self.server_lr * (self.average(results) - params)
+
+    def evaluate(self, rnd, params):
+        return {"server_lr": self.server_lr}
+
+
+STRATEGY = Damped
+"""
+)
+
+
+def sha(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def test_the_source_is_checked_against_its_hash_and_must_define_one_strategy():
+    ref = "market/prox@1.0.0"
+    assert issubclass(load_strategy(PROX, sha(PROX), ref), fl.strategies.FedProx)
+    with pytest.raises(MarketCodeError, match="does not match its SHA-256"):
+        load_strategy(PROX + "\n", sha(PROX), ref)
+    assert load_strategy(DAMPED, sha(DAMPED), "market/d@1").__name__ == "Damped"  # STRATEGY
+    two = DAMPED.replace("STRATEGY = Damped", "")
+    with pytest.raises(MarketCodeError, match=r"market/two@1: .*several strategies \(Damped, Prox"):
+        load_strategy(two, sha(two), "market/two@1")
+    none = "from fedhub.fl.strategies import FedProx\nx = 1\n"
+    with pytest.raises(MarketCodeError, match="market/none@1: the source defines no"):
+        load_strategy(none, sha(none), "market/none@1")
+    broken = "raise RuntimeError('boom')\n"
+    with pytest.raises(MarketCodeError, match="market/b@1: the source failed to load: Runtime"):
+        load_strategy(broken, sha(broken), "market/b@1")
+
+
+def test_only_declared_parameters_within_their_bounds():
+    cls = load_strategy(DAMPED, sha(DAMPED), "market/d@1")
+    assert check_params(cls, "market/d@1", {"mu": 1, "server_lr": 0.25}) == {
+        "mu": 1.0,
+        "server_lr": 0.25,
+    }
+    with pytest.raises(ParameterError, match=r"strategy_params.bogus: unknown parameter"):
+        check_params(cls, "market/d@1", {"bogus": 1})
+    with pytest.raises(ParameterError, match=r"strategy_params.mu: must be at most 10"):
+        check_params(cls, "market/d@1", {"mu": 11})
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(**cluster_kwargs(2)) as cluster, Client(cluster, set_as_default=False) as c:
+        c.wait_for_workers(2, timeout=60)
+        yield c
+
+
+def experiment(strategy, rounds=3):
+    data = fl.datasets.synthetic(alpha=0.5, beta=0.5, num_clients=8, seed=3)
+    model = fl.models.factory("logistic_regression", in_features=60, num_classes=10)
+    return fl.Experiment(model, data, strategy, rounds=rounds, clients_per_round=4, seed=5)
+
+
+def test_a_remote_fedprox_gives_the_same_weights_as_the_built_in(client):
+    local = experiment(fl.strategies.get("fedprox", mu=0.5)).run(client=client, progress=None)
+    remote = RemoteStrategy("market/prox@1.0.0", PROX, sha(PROX), {"mu": 0.5}, executor=client)
+    result = experiment(remote).run(client=client, progress=None)
+    np.testing.assert_array_equal(result.params, local.params)
+    assert [r["clients"] for r in result.history] == [r["clients"] for r in local.history]
+    # the runner deep-copied the strategy: the configured one was never initialized
+    assert remote._state is None and remote.executor is client
+
+
+def test_a_variant_runs_remotely_and_survives_a_checkpoint(client, tmp_path):
+    remote = RemoteStrategy(
+        "market/d@1", DAMPED, sha(DAMPED), {"mu": 0.1, "server_lr": 0.5}, executor=client
+    )
+    exp = experiment(remote, rounds=2)
+    full = experiment(copy.deepcopy(remote), rounds=3).run(client=client, progress=None)
+    exp.run(client=client, progress=None, checkpoint_dir=tmp_path, checkpoint_every=1)
+    assert all(r["server_lr"] == 0.5 for r in full.history)
+    # a checkpoint holds no connection; the resumed run gets its executor back
+    assert pickle.loads(cloudpickle.dumps(remote)).executor is None
+    resumed = fl.Experiment.load(tmp_path)
+    resumed.rounds = 3
+    with pytest.raises(RuntimeError, match="no executor attached"):
+        resumed.run(client=client, progress=None)
+    resumed = fl.Experiment.load(tmp_path)
+    resumed.rounds = 3
+    attach(resumed, client)
+    np.testing.assert_array_equal(resumed.run(client=client, progress=None).params, full.params)
+
+
+def test_hooks_failing_on_the_worker_name_the_asset(client):
+    bad = RemoteStrategy("market/d@1", DAMPED, sha(DAMPED), {"bogus": 1}, executor=client)
+    with pytest.raises(MarketCodeError, match=r"market/d@1: strategy_params.bogus: unknown"):
+        experiment(bad).run(client=client, progress=None)
+    sneaky = PROX + "\n    def initialize(self, params, n):\n        self.hook = print\n"
+    bad = RemoteStrategy("market/s@1", sneaky, sha(sneaky), {}, executor=client)
+    with pytest.raises(MarketCodeError, match=r"market/s@1: state.hook is a builtin_function"):
+        experiment(bad).run(client=client, progress=None)
