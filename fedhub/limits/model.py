@@ -41,6 +41,7 @@ FL_CLIENT_SECONDS = "fl_client_seconds"
 FL_ROUNDS = "fl_rounds"
 DASK_WORKER_SECONDS = "dask_worker_seconds"
 MARKETPLACE = "marketplace"  # a charge of an exact amount, not usage (billing.rating)
+MARKETPLACE_USES = "marketplace_uses"  # an asset used in a run: reports, not priced
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from fedhub.limits.model import (
     FL_ROUNDS,
     GATEWAY_METER,
     MARKETPLACE,
+    MARKETPLACE_USES,
     MEMORY_GB_SECONDS,
     QUOTAS,
     SAMPLERS,
@@ -103,6 +104,13 @@ METER_KINDS: tuple[MeterKind, ...] = (
             "fedhub.marketplace.store:MarketStore.purchase",
             "fedhub.marketplace.store:MarketStore.renew_monthly",
         ),
+    ),  # fmt: skip
+    MeterKind(
+        MARKETPLACE_USES,
+        "use",
+        "A marketplace asset used by a run (one per experiment and asset; reports, not priced:"
+        " the licence was paid for at purchase)",
+        ("fedhub.marketplace.store:MarketStore.use",),
     ),  # fmt: skip
 )
 

@@ -51,6 +51,7 @@ from fedhub.marketplace.models import Asset, Entitlement, State
 from fedhub.marketplace.purchases import PurchaseMixin
 from fedhub.marketplace.reviews import ReviewMixin, review_exists
 from fedhub.marketplace.settings import MarketplaceSettings
+from fedhub.marketplace.usage import UsageMixin
 from fedhub.tenancy.store import TenantStore
 
 __all__ = [
@@ -68,7 +69,7 @@ __all__ = [
 log = logging.getLogger("fedhub.marketplace")
 
 
-class MarketStore(CatalogueMixin, PurchaseMixin, ReviewMixin):
+class MarketStore(CatalogueMixin, PurchaseMixin, ReviewMixin, UsageMixin):
     """The marketplace's store: the mixins' methods over one database (see the module)."""
 
     def __init__(
