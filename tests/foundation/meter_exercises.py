@@ -148,6 +148,14 @@ def run_marketplace_renewal(url, tmp_path, monkeypatch):
     assert market.renew_monthly(datetime.now() + timedelta(days=62)) >= 2
 
 
+def run_marketplace_use(url, tmp_path, monkeypatch):
+    market = run_marketplace_sale(url, tmp_path, monkeypatch)
+    clear_events(url)
+    ref = "market/strategy@1.0.0"
+    market.use("globex", "bob", ref, context={"experiment": "e1"})
+    assert market.use("globex", "bob", ref, context={"experiment": "e1"})["version"] == "1.0.0"
+
+
 #: How to make each declared producer run once; a producer added to the registry needs one.
 EXERCISES = {
     "fedhub.quotas:meter_running": lambda *a: run_servers(*a, release=False),
@@ -163,4 +171,5 @@ EXERCISES = {
     "fedhub.gateway.meter:record_worker_time": run_gateway_workers,
     "fedhub.marketplace.store:MarketStore.purchase": run_marketplace_sale,
     "fedhub.marketplace.store:MarketStore.renew_monthly": run_marketplace_renewal,
+    "fedhub.marketplace.store:MarketStore.use": run_marketplace_use,
 }
