@@ -18,11 +18,13 @@ from .spec import DEFAULT_MODEL, ExperimentSpec
 _SIMULATOR = threading.Lock()
 
 
-def build_experiment(spec: ExperimentSpec, data=None):
+def build_experiment(spec: ExperimentSpec, data=None, strategy=None):
     """An ``fl.Experiment`` for ``spec`` (imports torch: call it in the runner only).
 
     ``data``: the run's data when the service made it (a tenant dataset,
-    :func:`tenant_data`), else the bundled dataset the spec names.
+    :func:`tenant_data`), else the bundled dataset the spec names. ``strategy``: the run's
+    strategy when the service made it (a marketplace algorithm's
+    :class:`~fedhub.fl.market.RemoteStrategy`), else the engine's strategy the spec names.
     """
     from fedhub import fl
 
@@ -43,7 +45,9 @@ def build_experiment(spec: ExperimentSpec, data=None):
     return fl.Experiment(
         model=fl.models.factory(model_name, **model_params),
         data=data,
-        strategy=fl.strategies.get(spec.strategy, **spec.strategy_params),
+        strategy=strategy
+        if strategy is not None
+        else fl.strategies.get(spec.strategy, **spec.strategy_params),
         rounds=spec.rounds,
         clients_per_round=spec.clients_per_round,
         local_epochs=spec.local_epochs,

@@ -105,7 +105,9 @@ class ExperimentsHandler(BaseHandler):
         body = self.get_json_body()
         refs = market_refs.market_refs(body)
         if refs:  # the marketplace's licence, checked at every use
-            await run_blocking(market_refs.check, self.db_url, caller.tenant, caller.name, refs)
+            await run_blocking(
+                market_refs.check, self.db_url, caller.tenant, caller.name, refs, body
+            )
         spec = parse_spec(body)
         if is_tenant_dataset(spec):
             spec = await run_blocking(self._tenant_dataset, caller.tenant, spec)

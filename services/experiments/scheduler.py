@@ -34,8 +34,9 @@ from traitlets.config import LoggingConfigurable
 from fedhub import events, metering
 from fedhub.db import insert_ignore, rls, session_scope, utcnow
 from fedhub.errors import FedhubError
+from fedhub.marketplace.errors import NotEntitled
 
-from . import quota
+from . import market_refs, quota
 from .clusters import DaskClusters
 from .models import (
     CANCELLED,
@@ -333,15 +334,20 @@ class ExperimentScheduler(LoggingConfigurable):
             reason, _, message = refusal.partition(": ")
             self._finish(exp_id, CANCELLED, error=message, reason=reason)
             return
+        try:  # a marketplace algorithm: its licence again at every attempt, the use recorded
+            asset = market_refs.start_use(self.db_url, tenant, username, exp_id, spec)
+        except NotEntitled as e:  # refunded or revoked while the run waited
+            self._finish(exp_id, CANCELLED, error=e.message, reason=e.code)
+            return
         ckpt_dir = self.run_dir(exp_id)
         executor = None
-        if is_tenant_dataset(spec):
-            # the tenant's own data: read only on workers of the tenant's account
+        if is_tenant_dataset(spec) or asset is not None:
+            # the tenant's own data, a marketplace algorithm's code: only on the tenant's workers
             executor = self.clusters.tenant_executor(tenant, self.tenant_tier(tenant))
         with executor.lease() if executor is not None else contextlib.nullcontext():
-            self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor)
+            self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor, asset)
 
-    def _run_on(self, exp_id, tenant, username, spec, ckpt_dir, executor) -> None:
+    def _run_on(self, exp_id, tenant, username, spec, ckpt_dir, executor, asset) -> None:
         from fedhub import fl
 
         if fl.checkpoint.latest(ckpt_dir) is not None:
@@ -349,17 +355,19 @@ class ExperimentScheduler(LoggingConfigurable):
             for record in state["history"]:  # rounds checkpointed but not yet recorded
                 self._record_round(exp_id, tenant, username, record)
             exp = fl.Experiment.load(ckpt_dir)
+            market_refs.attach(exp, executor)  # a RemoteStrategy's hooks: the tenant's workers
             self.log.info("experiment %s resumes after round %d", exp_id, state["round"])
-        elif executor is not None:
-            from fedhub.datasets import DatasetStore
-
+        else:
             from .build import build_experiment, tenant_data
 
-            exp = build_experiment(spec, tenant_data(spec, tenant, executor, DatasetStore()))
-        else:
-            from .build import build_experiment
+            data = strategy = None
+            if is_tenant_dataset(spec):
+                from fedhub.datasets import DatasetStore
 
-            exp = build_experiment(spec)
+                data = tenant_data(spec, tenant, executor, DatasetStore())
+            if asset is not None:
+                strategy = market_refs.remote_strategy(spec, asset, executor)
+            exp = build_experiment(spec, data, strategy)
         if executor is not None:
             client = executor.client  # a cluster of the tenant's account alone
         else:

@@ -180,6 +180,12 @@ def is_tenant_dataset(spec: ExperimentSpec) -> bool:
     return spec.dataset.startswith("tenant/")
 
 
+def is_market(spec: ExperimentSpec) -> bool:
+    """The spec's strategy is a marketplace algorithm (``market/<slug>@<version>``; its
+    licence is checked by :mod:`.market_refs`, its source runs on the tenant's workers)."""
+    return spec.strategy.startswith("market/")
+
+
 def check_tenant_dataset(spec: ExperimentSpec) -> None:
     """A tenant dataset's reference is well formed and takes no dataset parameters (its
     existence in the caller's tenant is checked by the handler, which knows the caller)."""
@@ -209,7 +215,7 @@ def check_names(spec: ExperimentSpec) -> None:
         check_tenant_dataset(spec)
     checks = [
         ("dataset", None if tenant_dataset else spec.dataset, fl.datasets.registry),
-        ("strategy", spec.strategy, fl.strategies.registry),
+        ("strategy", None if is_market(spec) else spec.strategy, fl.strategies.registry),
         ("model", spec.model, fl.models.registry),
         ("partition", spec.partition, fl.partition.registry),
     ]
@@ -299,6 +305,8 @@ def check_params(spec: ExperimentSpec) -> None:
         (fl.models.registry, model_name(spec), spec.model_params),
         (fl.strategies.registry, spec.strategy, spec.strategy_params),
     ]
+    if is_market(spec):  # bounds declared by its source: checked on the tenant's worker
+        checks.pop()
     if is_tenant_dataset(spec):
         checks = checks[1:]  # its reference was checked by check_tenant_dataset
     if spec.partition is not None:

@@ -136,3 +136,64 @@ def test_hooks_failing_on_the_worker_name_the_asset(client):
     bad = RemoteStrategy("market/s@1", sneaky, sha(sneaky), {}, executor=client)
     with pytest.raises(MarketCodeError, match=r"market/s@1: state.hook is a builtin_function"):
         experiment(bad).run(client=client, progress=None)
+
+
+# -- the use at each run's start (must-show 2 at the store level) ----------------------------
+
+
+def test_each_use_is_metered_once_per_run_and_a_refund_cancels_the_queued_run(
+    market, tmp_path, monkeypatch
+):
+    import json
+
+    from sqlalchemy import select
+
+    from fedhub import db
+    from fedhub.db import rls
+    from fedhub.marketplace.errors import NotEntitled
+    from fedhub.metering import MeterEvent
+    from fedhub.services.experiments import market_refs
+    from fedhub.services.experiments.models import ExperimentRun
+    from fedhub.services.experiments.scheduler import ExperimentScheduler
+    from tests.marketplace.conftest import ALGORITHM, GLOBEX_ADMIN, listed
+
+    monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", str(tmp_path / "spool"))
+    ref = "market/fedprox-variant@1.0.0"
+    listed(market)
+    purchase, _ = market.purchase(GLOBEX_ADMIN, "fedprox-variant", "k")
+    for _ in range(2):  # a resumed run uses it again: one use
+        used = market.use("globex", "bob", ref, context={"experiment": "e1"})
+    assert (used["content"], used["asset_type"], used["filename"]) == (
+        ALGORITHM, "algorithm", "variant.py",
+    )  # fmt: skip
+    market.use("globex", "bob", ref, context={"experiment": "e2"})
+    with db.session_scope(market.db) as s:
+        uses = s.execute(
+            select(MeterEvent.quantity, MeterEvent.attributes).where(
+                MeterEvent.tenant == "globex", MeterEvent.kind == "marketplace_uses"
+            )
+        ).all()
+    assert sorted((q, a["experiment"], a["ref"]) for q, a in uses) == [
+        (1.0, "e1", ref), (1.0, "e2", ref),
+    ]  # fmt: skip
+    spooled = [json.loads(x) for f in (tmp_path / "spool").iterdir() for x in f.open()]
+    audited = [e for e in spooled if e["action"] == "marketplace.used"]
+    assert [e["details"]["context"] for e in audited] == [
+        {"experiment": f"e{i}"} for i in (1, 1, 2)
+    ]
+    assert {(e["tenant"], e["details"]["sha256"]) for e in audited} == {("globex", used["sha256"])}
+
+    # a run queued with the licence; the licence refunded before it starts
+    spec = {"strategy": ref, "rounds": 1, "clients": 2}
+    with rls.platform(), db.session_scope(market.db) as s:
+        s.add(ExperimentRun(id="queued1", tenant="globex", username="bob", name="", spec=spec,
+                            clients=2, rounds=1))  # fmt: skip
+    market.refund(GLOBEX_ADMIN, purchase["id"])
+    with pytest.raises(NotEntitled, match=ref):  # the next submission: 403
+        market_refs.check(market.db, "globex", "bob", {"strategy": ref}, spec)
+    scheduler = ExperimentScheduler(market.db, lambda t: "starter", state_dir=str(tmp_path))
+    rls.as_platform(scheduler._run)("queued1")
+    with rls.platform(), db.session_scope(market.db) as s:
+        run = s.get(ExperimentRun, "queued1")
+        assert (run.status, run.error.split(":")[0]) == ("cancelled", "not_entitled")
+        assert ref in run.error
