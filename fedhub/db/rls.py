@@ -125,6 +125,7 @@ TENANT_TABLES: dict[str, str] = {
     ),
     "fedhub_market_entitlements": _BY_SLUG,
     "fedhub_market_payout_lines": _BY_SLUG,
+    "fedhub_market_payout_statements": _BY_SLUG,  # 0026: the publisher's
     "fedhub_market_purchases": _BY_SLUG,
     "fedhub_market_reviews": (
         f"fedhub_market_reviews.tenant = {_SETTING} OR EXISTS (SELECT 1 FROM "

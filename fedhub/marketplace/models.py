@@ -1,4 +1,4 @@
-"""Marketplace tables (migration ``0025_marketplace``).
+"""Marketplace tables (migrations ``0025_marketplace`` and ``0026_marketplace_more``).
 
 An **asset** (algorithm, model, dataset or notebook) belongs to its publisher's tenant
 (``tenant``). Its **versions** are immutable and content-addressed (SHA-256 of the
@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Float,
@@ -120,6 +121,8 @@ class Version(Base):
     size: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     changelog: Mapped[str] = mapped_column(Text, default="")
+    #: a dataset's columns, rows, label and default partition (0026, :mod:`.datasets`)
+    data_schema: Mapped[dict | None] = mapped_column("schema", JSON)
     state: Mapped[str] = mapped_column(String(16), default=State.PENDING_REVIEW.value)
     review_note: Mapped[str | None] = mapped_column(Text)
     reviewed_by: Mapped[str | None] = mapped_column(String(255))
@@ -200,7 +203,12 @@ class PayoutLine(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: the publisher's tenant
     tenant: Mapped[str] = mapped_column(String(63), index=True)
+    #: the month of the charge (a refund: of the sale) it shares
     period_start: Mapped[datetime] = mapped_column(DateTime)
+    #: the statement that pays it: its month's, or the first open one once that is closed
+    statement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fedhub_market_payout_statements.id"), index=True
+    )
     purchase_id: Mapped[int] = mapped_column(ForeignKey("fedhub_market_purchases.id"))
     asset_slug: Mapped[str] = mapped_column(String(63))
     buyer: Mapped[str] = mapped_column(String(63))
@@ -209,3 +217,38 @@ class PayoutLine(Base):
     share_percent: Mapped[Decimal] = mapped_column(DecimalText)
     amount: Mapped[Decimal] = mapped_column(DecimalText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StatementState(enum.StrEnum):
+    OPEN = "open"  # lines are still added
+    CLOSED = "closed"  # its month is over: total frozen, to be paid
+    PAID = "paid"  # a platform admin paid it out (with a reference)
+
+
+class PayoutStatement(Base):
+    """A publisher's statement of one billing month (migration ``0026_marketplace_more``).
+
+    Open while lines are added; the service closes it once its month is over (the total
+    is frozen then); a platform admin marks a closed statement paid. A line that arrives
+    for a closed month (a late refund) goes on the publisher's current open statement.
+    """
+
+    __tablename__ = "fedhub_market_payout_statements"
+    __table_args__ = (
+        UniqueConstraint("tenant", "period_start", name="uq_market_payout_statement"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the publisher's tenant
+    tenant: Mapped[str] = mapped_column(String(63), index=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[str] = mapped_column(String(16), default=StatementState.OPEN.value)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    #: frozen when the statement is closed (None while open: summed from its lines)
+    gross: Mapped[Decimal | None] = mapped_column(DecimalText)
+    amount: Mapped[Decimal | None] = mapped_column(DecimalText)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+    paid_by: Mapped[str | None] = mapped_column(String(255))
+    paid_reference: Mapped[str | None] = mapped_column(String(200))

@@ -198,16 +198,18 @@ class PurchaseMixin:
             ],
             now=at,
         )
-        s.add(self._payout_line(purchase, asset, kind, gross, at))
+        s.add(self._payout_line(s, purchase, asset, kind, gross, at))
 
     def _payout_line(
-        self, purchase: Purchase, asset: Asset, kind: str, gross: Decimal, at: datetime
+        self, s: Session, purchase: Purchase, asset: Asset, kind: str, gross: Decimal, at: datetime
     ) -> PayoutLine:
-        """The publisher's share of ``gross`` (negative for a refund), in the month of ``at``."""
+        """The publisher's share of ``gross`` (negative for a refund), in the month of ``at``,
+        on the open statement that pays it (:mod:`.payouts`)."""
         share = self.settings.share
         return PayoutLine(
             tenant=purchase.publisher,
             period_start=containing(at).start,
+            statement_id=self._statement_for(s, purchase.publisher, at).id,
             purchase_id=purchase.id,
             asset_slug=asset.slug,
             buyer=purchase.tenant,
@@ -285,7 +287,7 @@ class PurchaseMixin:
                 purchase.credit_note = credit.number
                 # the publisher's share is taken back in this month (cents() rounds half away
                 # from zero, so this is minus the sale's share)
-                s.add(self._payout_line(purchase, asset, "refund", -purchase.amount, now))
+                s.add(self._payout_line(s, purchase, asset, "refund", -purchase.amount, now))
             else:  # still on a draft (or not rated yet): the charge is reversed on it
                 self._charge(
                     s, purchase, asset, ver, containing(purchase.created_at), purchase.created_at,

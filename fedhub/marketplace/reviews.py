@@ -1,17 +1,14 @@
-"""Reviews and publishers' statements (part of
-:class:`~fedhub.marketplace.store.MarketStore`): one review per user of a tenant that bought
-the asset and the publisher's one answer; the publisher's sales (its payout lines) and its
-payout statement of each month."""
+"""Reviews and publishers' sales (part of :class:`~fedhub.marketplace.store.MarketStore`):
+one review per user of a tenant that bought the asset and the publisher's one answer; the
+publisher's sales (its payout lines; the statements that pay them are :mod:`.payouts`)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from fedhub.billing.money import ZERO
 from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fedhub.marketplace import checks
 from fedhub.marketplace.common import Actor
@@ -113,25 +110,6 @@ class ReviewMixin:
                 .order_by(PayoutLine.id.desc())
             )
             return [payout_json(p) for p in s.scalars(q)]
-
-    def payouts(self, actor: Actor, tenant: str | None = None) -> list[dict[str, Any]]:
-        """The publisher's payout statement of each period: gross, share, lines."""
-        lines = self.sales(actor, tenant)
-        statements: dict[str, dict[str, Any]] = {}
-        for line in reversed(lines):
-            st = statements.setdefault(
-                line["period"],
-                {"period": line["period"], "tenant": line["tenant"], "gross": ZERO,
-                 "amount": ZERO, "currency": "USD", "lines": []},
-            )  # fmt: skip
-            st["gross"] += Decimal(line["gross"])
-            st["amount"] += Decimal(line["amount"])
-            st["lines"].append(line)
-        out = []
-        for name in sorted(statements, reverse=True):
-            st = statements[name]
-            out.append({**st, "gross": str(st["gross"]), "amount": str(st["amount"])})
-        return out
 
 
 def review_exists(slug: str) -> Conflict:

@@ -57,6 +57,17 @@ class MarketplaceSettings(LoggingConfigurable):
         """,
     )
 
+    statement_close_interval_seconds = Float(
+        3600.0,
+        min=1,
+        config=True,
+        help="""How often the service closes the payout statements of billing months that
+        are over (their totals are frozen then; a platform admin marks them paid).
+
+            c.MarketplaceSettings.statement_close_interval_seconds = 3600
+        """,
+    )
+
     @validate("revenue_share_percent")
     def _valid_share(self, proposal):
         value = proposal["value"]

@@ -112,6 +112,7 @@ def payout_json(p: PayoutLine) -> dict[str, Any]:
         "tenant": p.tenant,
         "period": p.period_start.strftime("%Y-%m"),
         "purchase": p.purchase_id,
+        "statement": p.statement_id,
         "asset": p.asset_slug,
         "buyer": p.buyer,
         "kind": p.kind,

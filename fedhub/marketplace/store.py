@@ -19,7 +19,8 @@ see); its methods live in mixins by subject:
 - :mod:`.catalogue`: publishing, versions, review, delisting, search and reading;
 - :mod:`.purchases`: purchase, charge, renewals, refund, revoke, upgrade, entitlements and
   the check (and download) at each use;
-- :mod:`.reviews`: reviews, and publishers' sales and payout statements;
+- :mod:`.reviews`: reviews, and publishers' sales;
+- :mod:`.payouts`: payout statements (open, closed, paid);
 - :mod:`.shapes`: the JSON shapes; :mod:`.common`: :class:`Actor`, :func:`parse_ref`.
 """
 
@@ -48,6 +49,7 @@ from fedhub.marketplace.common import (
 )
 from fedhub.marketplace.errors import AssetNotFound
 from fedhub.marketplace.models import Asset, Entitlement, State
+from fedhub.marketplace.payouts import PayoutMixin
 from fedhub.marketplace.purchases import PurchaseMixin
 from fedhub.marketplace.reviews import ReviewMixin, review_exists
 from fedhub.marketplace.settings import MarketplaceSettings
@@ -69,7 +71,7 @@ __all__ = [
 log = logging.getLogger("fedhub.marketplace")
 
 
-class MarketStore(CatalogueMixin, PurchaseMixin, ReviewMixin, UsageMixin):
+class MarketStore(CatalogueMixin, PurchaseMixin, ReviewMixin, PayoutMixin, UsageMixin):
     """The marketplace's store: the mixins' methods over one database (see the module)."""
 
     def __init__(

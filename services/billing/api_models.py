@@ -186,6 +186,12 @@ class TenantRevenue(BaseModel):
     total: Amount
 
 
+class MarketplaceRevenue(BaseModel):
+    gross: Amount = Field(description="marketplace sales charged in the month (net of refunds)")
+    publishers: Amount = Field(description="the publishers' share of them")
+    platform_fee: Amount = Field(description="what the platform keeps")
+
+
 class Revenue(BaseModel):
     period: str
     tenants: dict[str, TenantRevenue]
@@ -193,6 +199,7 @@ class Revenue(BaseModel):
     draft: Amount
     credited: Amount
     net: Amount
+    marketplace: MarketplaceRevenue
 
 
 class UsageEvents(BaseModel):

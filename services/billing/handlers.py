@@ -27,6 +27,7 @@ from fedhub.billing.summary import usage_document
 from fedhub.db import keyset_page
 from fedhub.errors import InvalidRequest, NotFound
 from fedhub.jobs import run_blocking
+from fedhub.marketplace.payouts import month_totals
 from fedhub.openapi import operation
 from fedhub.web import APIHandler
 
@@ -394,6 +395,7 @@ class RevenueHandler(BillingHandler):
                 "draft": str(draft),
                 "credited": str(credits),
                 "net": str(finalized + draft - credits),
+                "marketplace": month_totals(s, period.start),
             }
 
         self.write_json(await self.in_session(work))

@@ -237,6 +237,7 @@ class PayoutLine(BaseModel):
     tenant: str
     period: str
     purchase: int
+    statement: int | None = Field(description="the payout statement that pays it")
     asset: str
     buyer: str
     kind: str
@@ -251,12 +252,30 @@ class Sales(BaseModel):
 
 
 class Statement(BaseModel):
+    id: int
     period: str
     tenant: str
+    state: Literal["open", "closed", "paid"] = Field(
+        description="open while its month runs; closed (total frozen) after; paid"
+    )
     gross: Amount
     amount: Amount = Field(description="the publisher's share")
+    platform_fee: Amount = Field(description="gross minus the publisher's share")
     currency: str
+    closed_at: str | None
+    paid_at: str | None
+    paid_by: str | None
+    paid_reference: str | None
     lines: list[PayoutLine]
+
+
+class PayoutsQuery(QueryModel):
+    tenant: str | None = Field(None, description="platform admins: one publisher (default: all)")
+    state: Literal["open", "closed", "paid"] | None = None
+
+
+class MarkPaid(BaseModel):
+    reference: str = Field(description="the payment's reference (a transfer id), 1-200 chars")
 
 
 class Payouts(BaseModel):

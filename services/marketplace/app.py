@@ -1,4 +1,5 @@
-"""The marketplace service process: routes and the monthly-licence renewal job."""
+"""The marketplace service process: routes, the monthly-licence renewal job and the job
+that closes the payout statements of finished months."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ ROUTES = [
     (rf"api/v1/assets/{SLUG}/upgrade", handlers.UpgradeHandler),
     (r"api/v1/sales", handlers.SalesHandler),
     (r"api/v1/payouts", handlers.PayoutsHandler),
+    (r"api/v1/payouts/(\d{1,18})", handlers.StatementHandler),
+    (r"api/v1/payouts/(\d{1,18})/paid", handlers.StatementPaidHandler),
 ]
 
 
@@ -57,6 +60,14 @@ class MarketplaceApp(ServiceApp):
             settings.renewal_interval_seconds,
             blocking=True,
             first_delay=2,
+            logger=log,
+        ).start()
+        PeriodicJob(
+            "Marketplace payout statements closing",
+            market.close_statements,
+            settings.statement_close_interval_seconds,
+            blocking=True,
+            first_delay=3,
             logger=log,
         ).start()
         return make_marketplace_app(market), None

@@ -380,11 +380,37 @@ class SalesHandler(MarketHandler):
 
 class PayoutsHandler(MarketHandler):
     @operation(
-        "Your tenant's payout statements, one per billing period (publishers)",
-        query=api.TenantQuery,
+        "Your tenant's payout statements, one per billing period (publishers; platform "
+        "admins: every publisher's)",
+        query=api.PayoutsQuery,
         responses={200: api.Payouts},
     )
     async def get(self):
         self.require("marketplace:publish")
         tenant = self.scoped_tenant(self.get_query_argument("tenant", None))
-        self.write_json({"statements": await self.run(self.market.payouts, self.actor, tenant)})
+        state = self.get_query_argument("state", None) or None
+        out = await self.run(self.market.payouts, self.actor, tenant, state)
+        self.write_json({"statements": out})
+
+
+class StatementHandler(MarketHandler):
+    @operation("One payout statement with its lines", responses={200: api.Statement})
+    async def get(self, statement_id: str):
+        self.require("marketplace:publish")
+        self.write_json(await self.run(self.market.statement, self.actor, int(statement_id)))
+
+
+class StatementPaidHandler(MarketHandler):
+    @operation(
+        "Mark a closed payout statement paid (platform admins)",
+        body=api.MarkPaid,
+        responses={200: api.Statement},
+    )
+    async def post(self, statement_id: str):
+        self.require("tenant:read")
+        reference = self.body().get("reference")
+        out = await self.run(self.market.mark_paid, self.actor, int(statement_id), reference)
+        self.emit("marketplace.payout_paid", tenant=out["tenant"],
+                  target=f"payouts/{out['id']}", details={"period": out["period"],
+                  "amount": out["amount"], "reference": out["paid_reference"]})  # fmt: skip
+        self.write_json(out)

@@ -42,7 +42,8 @@ def clock():
 
 #: what the tests write; emptied between PostgreSQL tests (the tenants cascade to their rows)
 WRITTEN = (
-    "fedhub_market_payout_lines", "fedhub_market_reviews", "fedhub_market_entitlements",
+    "fedhub_market_payout_lines", "fedhub_market_payout_statements", "fedhub_market_reviews",
+    "fedhub_market_entitlements",
     "fedhub_market_purchases", "fedhub_market_versions", "fedhub_market_assets",
     "fedhub_request_comments", "fedhub_requests", "fedhub_meter_events",
     "fedhub_billing_invoice_lines", "fedhub_billing_credit_notes", "fedhub_billing_adjustments",
