@@ -4,13 +4,16 @@ that closes the payout statements of finished months."""
 from __future__ import annotations
 
 import logging
+import os
+
+from jupyterhub.utils import url_path_join
 
 from fedhub.config import Fedhub
 from fedhub.jobs import PeriodicJob
 from fedhub.marketplace.settings import MarketplaceSettings
 from fedhub.marketplace.store import MarketStore
 from fedhub.service import ServiceApp
-from fedhub.services.marketplace import handlers
+from fedhub.services.marketplace import handlers, pages
 from fedhub.tenancy.store import TenantStore
 from fedhub.web import make_app
 
@@ -42,7 +45,11 @@ ROUTES = [
 
 def make_marketplace_app(market: MarketStore | None = None):
     market = market or MarketStore()
-    return make_app(ROUTES, store=market.tenants, fedhub_market=market)
+    app = make_app(ROUTES, store=market.tenants, fedhub_market=market)
+    # the storefront's pages (HTML, not in the API's OpenAPI document) at the prefix
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    app.add_handlers(".*", [(url_path_join(prefix, path), *rest) for path, *rest in pages.ROUTES])
+    return app
 
 
 class MarketplaceApp(ServiceApp):
