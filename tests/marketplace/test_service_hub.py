@@ -146,8 +146,9 @@ def test_an_experiment_naming_the_asset_is_refused_without_a_licence(hub, t):
     r = hub.api("POST", path, t["carol"], json=spec)  # initech holds no licence
     assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
     assert SLUG in r.json()["error"]["message"]
-    r = hub.api("POST", path, t["bob"], json=spec)  # globex does (bought above)
+    r = hub.api("POST", path, t["bob"], json={"model": REF, "rounds": 1, "clients": 2})
     assert (r.status_code, r.json()["error"]["code"]) == (409, "marketplace_not_runnable")
+    assert "only as 'strategy', not as 'model'" in r.json()["error"]["message"]
 
 
 def test_other_tenants_purchases_and_licences_are_out_of_reach(hub, t):
@@ -233,3 +234,113 @@ def test_upgrade_then_revoke_stops_the_next_use(hub, t):
     spec = {"strategy": new_ref, "rounds": 1, "clients": 2}
     r = hub.api("POST", "/services/experiments/api/v1/experiments", t["bob"], json=spec)
     assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
+
+
+#: a FedProx variant: the server moves only ``server_lr`` of the way to the clients' average
+#: (its evaluate reports the Unix account its hooks ran as)
+VARIANT = b"""import os
+
+from fedhub.fl.registry import Param
+from fedhub.fl.strategies import FedProx
+
+
+class DampedFedProx(FedProx):
+    params = {"mu": Param(float, min=0.0, max=10.0), "server_lr": Param(float, min=0.0, max=1.0)}
+
+    def __init__(self, mu=0.01, server_lr=0.5):
+        super().__init__(mu)
+        self.server_lr = server_lr
+
+    def aggregate(self, rnd, params, results):
+        return params + self.server_lr * (self.average(results) - params)
+
+    def evaluate(self, rnd, params):
+        return {"uid": os.getuid()}
+"""
+
+
+def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
+    """acme publishes a FedProx variant, globex cannot buy it before the review, buys it
+    after, bob runs an experiment with it on globex's own workers; globex's invoice has the
+    price, acme's payout statement its share, and the use is audited."""
+    import os
+    import pwd
+    from datetime import datetime
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from fedhub import accounts, db
+    from fedhub.billing.money import cents
+    from fedhub.billing.periods import containing
+    from fedhub.billing.rating import rate
+    from fedhub.db import rls
+    from fedhub.marketplace.settings import MarketplaceSettings
+    from fedhub.tenancy.store import TenantStore
+    from tests.organisations.hub_helpers import spool_events
+
+    slug, price = "damped-fedprox", Decimal("24.99")
+    ref = f"market/{slug}@1.0.0"
+    asset = {**ASSET, "name": "Damped FedProx", "slug": slug, "price": str(price),
+             "filename": "damped.py", "content_base64": base64.b64encode(VARIANT).decode()}  # fmt: skip
+    assert call(hub, t["acme-admin"], "POST", "assets", json=asset).status_code == 201
+    buy = f"assets/{slug}/purchase"
+    r = call(hub, t["globex-admin"], "POST", buy, headers={"Idempotency-Key": "d1"})
+    assert r.status_code == 404  # pending review: not for sale, not even visible
+    body = {"version": "1.0.0", "decision": "approve", "note": "source read"}
+    assert call(hub, t["admin"], "POST", f"assets/{slug}/review", json=body).status_code == 200
+    purchase = call(hub, t["globex-admin"], "POST", buy, headers={"Idempotency-Key": "d1"})
+    assert purchase.status_code == 201, purchase.text
+
+    exps = "/services/experiments/api/v1/experiments"
+    spec = {"strategy": ref, "strategy_params": {"mu": 0.1, "server_lr": 0.5}, "rounds": 2,
+            "clients": 4, "dataset": "synthetic", "seed": 1}  # fmt: skip
+    r = hub.api("POST", exps, t["bob"], json={**spec, "strategy_params": {"lr": 1}})
+    assert r.status_code == 201  # accepted: its parameters are the source's, checked at run
+    bad = r.json()["id"]
+    r = hub.api("POST", exps, t["bob"], json=spec)
+    assert r.status_code == 201, r.text
+    run = r.json()["id"]
+
+    def finished(exp_id):
+        d = hub.api("GET", f"{exps}/{exp_id}", t["bob"]).json()
+        return d if d["status"] in ("completed", "failed", "cancelled") else None
+
+    done = wait_for(lambda: finished(run), 240, 0.5, "the experiment with the bought strategy")
+    assert (done["status"], done["rounds_done"]) == ("completed", 2), done
+    # its hooks ran on globex's own workers, as globex's account, not in the service
+    account = pwd.getpwnam(accounts.tenant_account("globex")).pw_uid
+    assert [m["uid"] for m in done["metrics"]] == [account, account] and account != os.getuid()
+    refused = wait_for(lambda: finished(bad), 120, 0.5, "the run with an undeclared parameter")
+    assert refused["status"] == "failed" and "strategy_params.lr: unknown" in refused["error"]
+
+    # the invoice: one charge line of exactly the price, for the month of the sale
+    bought_at = datetime.fromisoformat(purchase.json()["created_at"]).replace(tzinfo=None)
+    with rls.platform(), db.session_scope(hub.db_url) as s:
+        rating = rate(s, "globex", containing(bought_at), TenantStore(hub.db_url).tiers)
+    charges = [
+        ln.amount for ln in rating.lines if ln.line_type == "charge" and "Damped" in ln.description
+    ]
+    assert charges == [price]
+    # the payout statement: the publisher's share, computed here from the configured percent
+    share = cents(price * Decimal(str(MarketplaceSettings().revenue_share_percent)) / 100)
+    [line] = [x for x in call(hub, t["acme-admin"], "GET", "sales").json()["sales"]
+              if x["asset"] == slug]  # fmt: skip
+    assert (Decimal(line["gross"]), Decimal(line["amount"])) == (price, share)
+    statements = call(hub, t["acme-admin"], "GET", "payouts").json()["statements"]
+    [statement] = [st for st in statements if st["period"] == line["period"]]
+    assert line["id"] in [x["id"] for x in statement["lines"]]
+
+    # the use: metered once and audited for this run
+    from fedhub.metering import MeterEvent
+
+    with rls.platform(), db.session_scope(hub.db_url) as s:
+        uses = s.scalars(
+            select(MeterEvent.attributes).where(MeterEvent.kind == "marketplace_uses")
+        ).all()
+    assert [u["ref"] for u in uses if u.get("experiment") == run] == [ref]
+    used = [e for e in spool_events(hub, "marketplace.used")
+            if e["details"].get("context") == {"experiment": run}]  # fmt: skip
+    assert [(e["tenant"], e["actor"], e["details"]["ref"]) for e in used] == [
+        ("globex", "bob", ref)
+    ]
