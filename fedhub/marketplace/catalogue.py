@@ -56,6 +56,7 @@ class CatalogueMixin:
         filename = checks.text(filename, "filename", limit=255)
         version = checks.version(version)
         sha = checks.content(kind, filename, content, self.settings.max_version_bytes)
+        data_schema = checks.schema(kind, filename, content, spec)
         price = checks.price(spec.get("price"))
         now = self.now()
         asset = Asset(
@@ -81,7 +82,9 @@ class CatalogueMixin:
                 raise InvalidRequest(f"the slug {slug!r} is taken; choose another")
             s.add(asset)
             s.flush()
-            s.add(self._version(asset, actor, version, sha, filename, content, changelog, now))
+            ver = self._version(asset, actor, version, sha, filename, content, changelog, now)
+            ver.data_schema = data_schema
+            s.add(ver)
             s.flush()
             request, after = self._file_review(s, actor, slug, version)
             out = self._asset_json(s, asset, actor, versions=True)
@@ -111,8 +114,11 @@ class CatalogueMixin:
         content: bytes,
         filename: str,
         changelog: str = "",
+        label_column: str | None = None,
+        partition: Any = None,
     ) -> dict[str, Any]:
-        """A new immutable version of the actor's tenant's asset, ``pending_review``."""
+        """A new immutable version of the actor's tenant's asset, ``pending_review`` (a
+        dataset's may name its ``label_column`` and default ``partition``)."""
         self._may_publish(actor)
         version = checks.version(version)
         with self.session(actor) as s:
@@ -130,6 +136,10 @@ class CatalogueMixin:
             ver = self._version(
                 asset, actor, version, sha, filename, content, changelog, self.now()
             )
+            ver.data_schema = checks.schema(
+                asset.asset_type, filename, content,
+                {"label_column": label_column, "partition": partition},
+            )  # fmt: skip
             s.add(ver)
             s.flush()
             request, after = self._file_review(s, actor, slug, version)

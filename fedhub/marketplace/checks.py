@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fedhub.billing.money import cents
+from fedhub.marketplace.datasets import SUFFIXES, dataset_schema
 from fedhub.marketplace.errors import BadAsset
 from fedhub.marketplace.models import STANDARD_LICENCES, AssetType, Pricing
 
@@ -128,6 +129,17 @@ def content(kind: str, filename: str, data: bytes, max_bytes: int) -> str:
         if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
             raise BadAsset(f"{filename} is not a notebook: it has no list of cells")
     elif kind == AssetType.DATASET:
-        if not filename.lower().endswith((".csv", ".parquet", ".json", ".npz")):
-            raise BadAsset("a dataset's file is .csv, .parquet, .json or .npz")
+        if not filename.lower().endswith(SUFFIXES):
+            raise BadAsset(f"a dataset's file is {', '.join(SUFFIXES)}")
     return hashlib.sha256(data).hexdigest()
+
+
+def schema(kind: str, filename: str, data: bytes, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """What is stored as the version's ``schema``: a dataset's columns, rows, label and
+    default partition (:mod:`.datasets`; ``spec`` may name ``label_column`` and
+    ``partition``); None for the other types."""
+    if kind != AssetType.DATASET:
+        return None
+    return dataset_schema(
+        filename, data, label_column=spec.get("label_column"), partition=spec.get("partition")
+    )

@@ -45,6 +45,7 @@ def version_json(v: Version) -> dict[str, Any]:
         "sha256": v.sha256,
         "filename": v.filename,
         "size": v.size,
+        "schema": v.data_schema,
         "changelog": v.changelog,
         "state": v.state,
         "review_note": v.review_note,

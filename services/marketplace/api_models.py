@@ -6,7 +6,7 @@ Amounts are decimal strings ("49.99"), never floats. The fuzzing test
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +54,12 @@ class Version(BaseModel):
     sha256: str
     filename: str
     size: int
+    schema_: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="datasets: format, rows, columns (name, dtype), label_column, "
+        "num_classes and the default partition; null for other types",
+    )
     changelog: str
     state: str
     review_note: str | None
@@ -124,6 +130,14 @@ class NewAsset(BaseModel):
     content: str | None = Field(None, description="the file's text (UTF-8)")
     content_base64: str | None = Field(None, description="or the file's bytes, base64")
     changelog: str | None = None
+    label_column: str | None = Field(
+        None, description="datasets: the label column (default: the last column; npz: y)"
+    )
+    partition: dict[str, Any] | str | None = Field(
+        None,
+        description='datasets: the default partition, {"name": "<partitioner>", ...params} '
+        '(default {"name": "dirichlet", "alpha": 0.5})',
+    )
 
 
 class NewVersion(BaseModel):
@@ -132,6 +146,8 @@ class NewVersion(BaseModel):
     content: str | None = None
     content_base64: str | None = None
     changelog: str | None = None
+    label_column: str | None = None
+    partition: dict[str, Any] | str | None = None
 
 
 class ReviewDecision(BaseModel):

@@ -177,6 +177,8 @@ class VersionsHandler(MarketHandler):
             content=content,
             filename=data.get("filename"),
             changelog=data.get("changelog") or "",
+            label_column=data.get("label_column"),
+            partition=data.get("partition"),
         )
         self.emit("marketplace.version_submitted", target=f"market/{slug}@{ver['version']}")
         self.write_json(ver, status=201)

@@ -4,13 +4,18 @@ default partition, and models checked at publish and loaded by ``install``."""
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import datetime
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from fedhub.billing.money import cents
 from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fedhub.marketplace.errors import BadAsset
 from fedhub.marketplace.payouts import month_totals
 from fedhub.tenancy import scopes
 from fedhub.tenancy.models import Role
@@ -25,6 +30,7 @@ from .conftest import (
     GLOBEX_ADMIN,
     INITECH_ADMIN,
     listed,
+    publish,
 )
 
 # -- who may buy ----------------------------------------------------------------------------
@@ -129,3 +135,105 @@ def test_another_tenants_statements_are_not_found(market, clock):
         market.statement(ALICE, st["id"])
     with pytest.raises(NotFound):
         market.statement(ACME_ADMIN, 10**6)
+
+
+# -- datasets: a schema and a default partition at publish ----------------------------------
+
+
+def _csv() -> bytes:
+    frame = pd.DataFrame(
+        {
+            "height": [1.5, 2.0, 0.5, 1.0],
+            "legs": [4, 4, 2, 2],
+            "kind": ["cat", "cat", "bird", "owl"],
+        }
+    )
+    return frame.to_csv(index=False).encode()
+
+
+def _parquet() -> bytes:
+    buf = io.BytesIO()
+    pd.DataFrame({"y": [0, 1, 1, 0, 2], "x1": [0.1, 0.2, 0.3, 0.4, 0.5]}).to_parquet(buf)
+    return buf.getvalue()
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def publish_dataset(market, slug: str, filename: str, content: bytes, **spec) -> dict:
+    spec = {"name": slug, "slug": slug, "asset_type": "dataset", "price": "5.00", **spec}
+    return market.publish(ACME_ADMIN, spec, content=content, filename=filename)
+
+
+def test_a_dataset_gets_its_schema_and_default_partition(market):
+    out = publish_dataset(market, "pets", "pets.csv", _csv())
+    assert out["versions"][0]["schema"] == {
+        "format": "csv",
+        "rows": 4,
+        "columns": [
+            {"name": "height", "dtype": "float64"},
+            {"name": "legs", "dtype": "int64"},
+            {"name": "kind", "dtype": str(pd.read_csv(io.BytesIO(_csv()))["kind"].dtype)},
+        ],
+        "num_columns": 3,
+        "label_column": "kind",  # the last column by default
+        "num_classes": 3,
+        "partition": {"name": "dirichlet", "alpha": 0.5},
+    }
+    # a parquet with the label named and a partition of the publisher's
+    out = publish_dataset(
+        market, "scores", "scores.parquet", _parquet(),
+        label_column="y", partition={"name": "Shards", "per_client": 3},
+    )  # fmt: skip
+    got = out["versions"][0]["schema"]
+    assert (got["format"], got["rows"], got["label_column"], got["num_classes"]) == (
+        "parquet", 5, "y", 3,
+    )  # fmt: skip
+    assert got["partition"] == {"name": "shards", "per_client": 3}
+    # an npz: arrays with their shapes, y the label
+    x, y = np.zeros((6, 4), dtype=np.float32), np.array([0, 1, 0, 1, 1, 0])
+    out = publish_dataset(market, "arrays", "data.npz", _npz(x=x, y=y), partition="iid")
+    got = out["versions"][0]["schema"]
+    assert got["columns"] == [
+        {"name": "x", "dtype": "float32", "shape": [6, 4]},
+        {"name": "y", "dtype": "int64", "shape": [6]},
+    ]
+    assert (got["rows"], got["num_classes"], got["partition"]) == (6, 2, {"name": "iid"})
+    # stored with the version: the asset's JSON, and a new version's own schema
+    listed_asset = market.asset(ACME_ADMIN, "pets")
+    assert listed_asset["versions"][0]["schema"]["rows"] == 4
+    ver = market.add_version(
+        ACME_ADMIN, "pets", version="1.1.0", content=_csv(), filename="pets.csv",
+        label_column="legs",
+    )  # fmt: skip
+    assert (ver["schema"]["label_column"], ver["schema"]["num_classes"]) == ("legs", 2)
+    assert publish(market, "algo")["versions"][0]["schema"] is None  # not a dataset
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "spec", "message"),
+    [
+        ("bad.csv", b'a,b\n1,2\n3,4,5,6\n"x', {}, "does not parse as csv"),
+        ("bad.csv", b"\xff\xfe\x00\x81,\x92\n", {}, "does not parse as csv"),
+        ("empty.csv", b"a,b\n", {}, "no rows"),
+        ("bad.parquet", b"PAR1 not really", {}, "does not parse as parquet"),
+        ("bad.npz", b"PK\x03\x04 broken", {}, "does not parse as npz"),
+        ("pickled.npz", _npz(x=np.array([{"a": 1}], dtype=object), y=np.array([1])), {},
+         "does not parse as npz"),
+        ("nolabel.npz", _npz(x=np.zeros((2, 2))), {}, "no array 'y'"),
+        ("one.csv", b"x,label\n1,a\n2,a\n", {}, "at least two"),
+        ("pets.csv", _csv(), {"label_column": "colour"}, "no column 'colour'"),
+        ("pets.csv", _csv(), {"label_column": "height"}, "fractional"),
+        ("pets.csv", _csv(), {"partition": {"name": "by-colour"}}, "unknown partitioner"),
+        ("pets.csv", _csv(), {"partition": {"name": "dirichlet", "alpha": 0}}, "partition.alpha"),
+        ("pets.csv", _csv(), {"partition": {"name": "iid", "seed": 3}}, "partition.seed"),
+        ("pets.json", b'[{"a": 1}]', {}, "a dataset's file is .csv, .parquet, .npz"),
+    ],
+)  # fmt: skip
+def test_a_dataset_that_does_not_parse_is_refused(market, filename, content, spec, message):
+    with pytest.raises(BadAsset, match=re.escape(message)):
+        publish_dataset(market, "broken", filename, content, **spec)
+    assert market.own(ACME_ADMIN) == []  # nothing written
