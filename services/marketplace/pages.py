@@ -79,7 +79,7 @@ class PageHandler(MarketHandler):
         return _TEMPLATES.get_template(template).render(**ns)
 
     async def theme(self, tenant: str | None) -> branding.Branding | None:
-        """The tenant's colours, as the hub's own pages show them (None: plain)."""
+        """The tenant's colours, name and logo, as the hub's own pages show them (None: plain)."""
         if not tenant:
             return None
 
@@ -88,7 +88,9 @@ class PageHandler(MarketHandler):
                 return branding.find(s, tenant)
 
         found = await self.run(read)
-        return found if found and found.primary_colour else None
+        if found and (found.primary_colour or found.display_name or found.logo_sha256):
+            return found
+        return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The error as a page in the storefront's frame (plain colours): the API's

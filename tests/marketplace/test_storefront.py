@@ -116,6 +116,9 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
 
     # pending: initech's carol neither finds nor opens it, and the 404 page names nothing
     carol = log_in(browser, hub, "carol")
+    carol.goto(f"{hub.url}/hub/home")  # the hub's navigation bar leads to the storefront
+    carol.click("#fedhub-marketplace-link")
+    carol.wait_for_url(f"**{MARKET}")
     carol.fill("#q", "fedprox")
     carol.click("#search-button")
     carol.locator("#no-results").wait_for(state="visible")
@@ -209,7 +212,14 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     assert shop.locator("#sales tbody tr").count() == 0
 
     # acme's publisher page: the asset listed, the sale and its share
+    # (in acme's colours, as the hub's own pages show them)
+    branding = {"display_name": "Acme Rockets", "primary_colour": "#c2185b"}
+    r = hub.api("PUT", "/hub/api/fedhub/tenants/acme/branding", t["acme-admin"], json=branding)
+    assert r.status_code == 200, r.text
     acme = log_in(browser, hub, "acme-admin")
+    assert acme.locator("#fedhub-tenant-name").inner_text() == "Acme Rockets"
+    navbar = acme.locator("nav.navbar").evaluate("n => getComputedStyle(n).backgroundColor")
+    assert navbar == "rgb(194, 24, 91)"
     acme.click("#nav-publisher")
     acme.locator(f'#own-assets tr[data-slug="{SLUG}"]').wait_for()
     assert acme.locator(f'#own-assets tr[data-slug="{SLUG}"] .asset-state').inner_text() == "listed"
