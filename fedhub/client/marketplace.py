@@ -6,6 +6,7 @@
     fedhub.marketplace.purchase("fedprox-variant")       # tenant admins: one Idempotency-Key,
                                                          # kept across retries
     fedhub.marketplace.install("fedprox-variant")        # the licensed file, into your home
+    model.load_state_dict(fedhub.marketplace.install("cifar-resnet"))  # a model: its weights
     fedhub.marketplace.review("fedprox-variant", 5, "Converges in half the rounds.")
 
 Every refusal raises :class:`fedhub.client.FedhubAPIError` with the service's code and
@@ -58,7 +59,10 @@ def publish(
 
     ``fields``: ``slug``, ``category``, ``description`` (Markdown), ``tags`` (list),
     ``licence`` (free, academic, commercial or ``{"custom": text}``), ``price`` (a decimal
-    string), ``pricing`` (one_off or monthly), ``per_seat``.
+    string), ``pricing`` (one_off or monthly), ``per_seat``; a dataset's ``label_column``
+    (default: its last column, ``y`` in an ``.npz``) and default ``partition``
+    (``{"name": "dirichlet", "alpha": 0.5}`` unless given). A dataset that does not parse,
+    or a model that does not load as a state dict, is refused (400) before anything is kept.
     """
     path = Path(path)
     body = {
@@ -102,12 +106,17 @@ def entitlements() -> list[dict]:
     return _call("GET", "api/v1/entitlements")["entitlements"]
 
 
-def install(slug: str, version: str | None = None, *, into: str | Path | None = None) -> Path:
-    """Copy the licensed version's file into your home (or ``into``); returns its path.
+def install(
+    slug: str, version: str | None = None, *, into: str | Path | None = None
+) -> Path | dict[str, Any]:
+    """Copy the licensed version's file into your home (or ``into``); returns its path, or
+    for a **model** its weights: the state dict, loaded on the CPU with
+    ``torch.load(weights_only=True)`` (``model.load_state_dict(install("my-model"))``).
 
     A notebook lands as ``<slug>-<version>.ipynb`` in the current folder; any other asset
     as ``marketplace/<slug>/<version>/<file>``. The licence is checked (and the use
-    counted) by the service every time; an existing file is never overwritten.
+    counted) by the service every time; an existing file is never overwritten (the same
+    file installed again is left as it is; a changed one is a ``FileExistsError``).
     """
     params = {"version": version} if version else None
     r: requests.Response = _call("GET", f"api/v1/assets/{slug}/content", params=params, raw=True)
@@ -120,9 +129,25 @@ def install(slug: str, version: str | None = None, *, into: str | Path | None = 
     else:
         target = base / "marketplace" / slug / got / Path(filename).name
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "xb") as f:  # never overwrite a file the user may have changed
-        f.write(r.content)
+    if not (target.is_file() and target.read_bytes() == r.content):
+        with open(target, "xb") as f:  # never overwrite a file the user may have changed
+            f.write(r.content)
+    if kind == "model":
+        return load_weights(target)
     return target
+
+
+def load_weights(path: str | Path) -> dict[str, Any]:
+    """A model asset's state dict from its file: tensors only (``weights_only=True``, so
+    nothing in the file runs), on the CPU."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"loading a model's weights needs torch (pip install 'fedhub[fl]'); the file is "
+            f"at {path}"
+        ) from None
+    return torch.load(path, weights_only=True, map_location="cpu")
 
 
 def review(slug: str, stars: int, text: str = "") -> dict:

@@ -2,7 +2,8 @@
 
 Checked before anything is written; each refusal is a :class:`BadAsset` naming the field.
 An algorithm's source is parsed, never run: it runs only after a platform admin has read
-it and approved it (the review).
+it and approved it (the review). A dataset is read to its schema (:mod:`.datasets`), a
+model loaded as a state dict with ``weights_only`` (:mod:`.weights`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fedhub.billing.money import cents
+from fedhub.marketplace import weights
 from fedhub.marketplace.datasets import SUFFIXES, dataset_schema
 from fedhub.marketplace.errors import BadAsset
 from fedhub.marketplace.models import STANDARD_LICENCES, AssetType, Pricing
@@ -131,13 +133,21 @@ def content(kind: str, filename: str, data: bytes, max_bytes: int) -> str:
     elif kind == AssetType.DATASET:
         if not filename.lower().endswith(SUFFIXES):
             raise BadAsset(f"a dataset's file is {', '.join(SUFFIXES)}")
+    elif kind == AssetType.MODEL:
+        if not filename.lower().endswith(weights.SUFFIXES):
+            raise BadAsset(
+                f"a model's file is a PyTorch state dict ({', '.join(weights.SUFFIXES)})"
+            )
     return hashlib.sha256(data).hexdigest()
 
 
 def schema(kind: str, filename: str, data: bytes, spec: dict[str, Any]) -> dict[str, Any] | None:
     """What is stored as the version's ``schema``: a dataset's columns, rows, label and
     default partition (:mod:`.datasets`; ``spec`` may name ``label_column`` and
-    ``partition``); None for the other types."""
+    ``partition``), a model's tensors once it loads as a state dict (:mod:`.weights`);
+    None for algorithms and notebooks."""
+    if kind == AssetType.MODEL:
+        return weights.model_schema(filename, data)
     if kind != AssetType.DATASET:
         return None
     return dataset_schema(

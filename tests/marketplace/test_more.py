@@ -12,8 +12,10 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fedhub.billing.money import cents
+from fedhub.client.marketplace import load_weights
 from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fedhub.marketplace.errors import BadAsset
 from fedhub.marketplace.payouts import month_totals
@@ -237,3 +239,65 @@ def test_a_dataset_that_does_not_parse_is_refused(market, filename, content, spe
     with pytest.raises(BadAsset, match=re.escape(message)):
         publish_dataset(market, "broken", filename, content, **spec)
     assert market.own(ACME_ADMIN) == []  # nothing written
+
+
+# -- models: a state dict, checked at publish and loaded by install ---------------------------
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+class _RunsCode:
+    """A pickle that would run a command when loaded without weights_only."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_model_is_a_state_dict_that_loads_with_weights_only(market, tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    out = market.publish(
+        ACME_ADMIN, {"name": "Tiny linear", "asset_type": "model", "price": "1.00"},
+        content=_saved(net.state_dict()), filename="linear.pt",
+    )  # fmt: skip
+    assert out["versions"][0]["schema"] == {
+        "format": "state_dict",
+        "tensors": [
+            {"name": "weight", "shape": [2, 3], "dtype": "float32"},
+            {"name": "bias", "shape": [2], "dtype": "float32"},
+        ],
+        "num_tensors": 2,
+        "parameters": 8,
+    }
+    # what install does with the licensed bytes: the same tensors back
+    _, data = market.content("acme", "acme-admin", "market/tiny-linear@1.0.0")
+    path = tmp_path / "linear.pt"
+    path.write_bytes(data)
+    loaded = load_weights(path)
+    assert list(loaded) == ["weight", "bias"]
+    assert all(torch.equal(loaded[k], net.state_dict()[k]) for k in loaded)
+
+    marker = tmp_path / "ran"
+    refused = [
+        ("whole.pt", _saved(net), "does not load as a state dict"),  # a pickled nn.Module
+        ("evil.pt", _saved({"w": _RunsCode(str(marker))}), "does not load as a state dict"),
+        ("junk.pt", b"PK\x03\x04 a broken zip", "does not load as a state dict"),
+        ("list.pt", _saved([torch.zeros(2)]), "not a state dict"),
+        ("empty.pt", _saved({}), "not a state dict"),
+        ("nested.pt", _saved({"model": net.state_dict()}), "not a flat state dict"),
+        ("numbers.pt", _saved({"epoch": 3}), "'epoch' is not a tensor"),
+        ("weights.bin", _saved(net.state_dict()), "PyTorch state dict (.pt, .pth)"),
+    ]
+    for i, (filename, content, message) in enumerate(refused):
+        spec = {"name": f"bad {i}", "asset_type": "model"}
+        with pytest.raises(BadAsset, match=re.escape(message)):
+            market.publish(ACME_ADMIN, spec, content=content, filename=filename)
+    assert not marker.exists()  # the check never ran the file's code
+    assert [a["slug"] for a in market.own(ACME_ADMIN)] == ["tiny-linear"]

@@ -344,3 +344,56 @@ def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
     assert [(e["tenant"], e["actor"], e["details"]["ref"]) for e in used] == [
         ("globex", "bob", ref)
     ]
+
+
+def test_a_models_weights_through_install_and_statements_only_admins_pay(
+    hub, t, tmp_path, monkeypatch
+):
+    """A model asset from the notebook client: checked at publish (a pickled module is a
+    400), its state dict back from ``install``; the publisher's statement over HTTP, which
+    only a platform admin may mark paid, and only once its month is closed."""
+    import torch
+
+    import fedhub
+    from fedhub.client import FedhubAPIError
+
+    monkeypatch.setenv("FEDHUB_MARKETPLACE_URL", f"{hub.url}/services/marketplace/")
+    torch.manual_seed(1)
+    net = torch.nn.Linear(4, 3)
+    good, whole = tmp_path / "linear.pt", tmp_path / "whole.pt"
+    torch.save(net.state_dict(), good)
+    torch.save(net, whole)
+
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", t["acme-admin"])
+    with pytest.raises(FedhubAPIError) as e:
+        fedhub.marketplace.publish("Whole module", "model", whole, slug="whole-module")
+    assert (e.value.status, e.value.code) == (400, "invalid_asset")
+    assert "weights_only" in e.value.message
+    made = fedhub.marketplace.publish("Linear 4x3", "model", good, slug="linear-4x3",
+                                      price="2.50")  # fmt: skip
+    assert made["versions"][0]["schema"]["parameters"] == 15
+    body = {"version": "1.0.0", "decision": "approve", "note": "weights only"}
+    assert call(hub, t["admin"], "POST", "assets/linear-4x3/review", json=body).status_code == 200
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", t["globex-admin"])
+    fedhub.marketplace.purchase("linear-4x3", idempotency_key="model-1")
+
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", t["bob"])
+    for _ in range(2):  # the second install finds the same file and loads it again
+        weights = fedhub.marketplace.install("linear-4x3", into=tmp_path / "bob")
+        assert list(weights) == ["weight", "bias"]
+        assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())
+    kept = tmp_path / "bob" / "marketplace" / "linear-4x3" / "1.0.0" / "linear.pt"
+    assert kept.read_bytes() == good.read_bytes()
+
+    statements = call(hub, t["acme-admin"], "GET", "payouts").json()["statements"]
+    [st] = [s for s in statements if any(ln["asset"] == "linear-4x3" for ln in s["lines"])]
+    assert st["state"] == "open"
+    assert call(hub, t["acme-admin"], "GET", f"payouts/{st['id']}").json()["id"] == st["id"]
+    assert call(hub, t["globex-admin"], "GET", f"payouts/{st['id']}").status_code == 404
+    paid = f"payouts/{st['id']}/paid"
+    for who in ("globex-admin", "acme-admin", "bob"):  # the buyer, the publisher: 403
+        assert call(hub, t[who], "POST", paid, json={"reference": "x"}).status_code == 403
+    r = call(hub, t["admin"], "POST", paid, json={"reference": "SEPA-1"})
+    assert (r.status_code, code(r)) == (409, "conflict")  # open: its month is not over
+    every = call(hub, t["admin"], "GET", "payouts?state=open").json()["statements"]
+    assert st["id"] in [s["id"] for s in every]
