@@ -74,8 +74,9 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for statement in rls.disable_sql(STATEMENTS):
             op.execute(statement)
-    with op.batch_alter_table("fedhub_market_versions") as batch:
-        batch.drop_column("schema")
+    # not a batch: on SQLite a batch copies the table and drops the old one, which the
+    # purchases' and entitlements' foreign keys to their versions refuse
+    op.execute('ALTER TABLE fedhub_market_versions DROP COLUMN "schema"')
     with op.batch_alter_table(LINES) as batch:
         batch.drop_index("ix_fedhub_market_payout_lines_statement_id")
         batch.drop_constraint("fk_market_payout_line_statement", type_="foreignkey")
