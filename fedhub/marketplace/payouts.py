@@ -23,7 +23,6 @@ from fedhub.billing.money import ZERO
 from fedhub.billing.periods import containing
 from fedhub.db import insert_ignore
 from fedhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from fedhub.marketplace import checks
 from fedhub.marketplace.common import Actor
 from fedhub.marketplace.models import PayoutLine, PayoutStatement, StatementState
 from fedhub.marketplace.shapes import iso, payout_json
@@ -113,7 +112,9 @@ class PayoutMixin:
         """A platform admin records that a closed statement was paid out."""
         if not actor.is_platform_admin:
             raise Forbidden("only platform admins mark payout statements paid")
-        reference = checks.text(reference, "reference", limit=200)
+        if not isinstance(reference, str) or not reference.strip() or len(reference) > 200:
+            raise InvalidRequest("reference is the payment's reference, 1-200 characters")
+        reference = reference.strip()
         with self.session(None) as s:
             st = self._statement_row(s, actor, statement_id, lock=True)
             if st.state != StatementState.CLOSED:
