@@ -25,7 +25,7 @@ SPEC_FIELDS = {
     "name", "dataset", "dataset_params", "partition", "partition_params", "model",
     "model_params", "strategy", "strategy_params", "rounds", "clients", "clients_per_round",
     "local_epochs", "batch_size", "lr", "stragglers", "straggler_policy", "seed",
-    "algorithm", "environment", "agents",
+    "algorithm", "environment", "agents", "init_weights",
 }  # fmt: skip
 
 
