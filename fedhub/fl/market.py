@@ -313,3 +313,49 @@ def attach(experiment, executor) -> None:
     for strategy in strategies:
         if isinstance(strategy, RemoteStrategy):
             strategy.executor = executor
+
+
+# ------------------------------------------------------------------ a model's weights
+
+
+def initial_weights(content: bytes, sha256: str, ref: str, model_factory) -> dict[str, np.ndarray]:
+    """Task (the tenant's worker): a ``model`` asset's state dict, checked against its hash,
+    loaded with ``torch.load(weights_only=True)`` (tensors and plain containers only: no
+    code from the file runs) and into the run's model (strict: every name and shape must
+    fit), returned as ``{name: array}``."""
+    import io
+
+    import torch
+
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise MarketCodeError(f"{ref}: the file does not match its SHA-256 {sha256}")
+    try:
+        state = torch.load(io.BytesIO(content), weights_only=True, map_location="cpu")
+        model = model_factory()
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - a file that does not fit is the asset's error
+        why = " ".join(x.strip() for x in str(e).splitlines() if x.strip())[:400]
+        raise MarketCodeError(
+            f"{ref}: does not load into the run's model: {why or type(e).__name__}"
+        ) from None
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+class WarmStart:
+    """A model factory whose models start from given weights (``{name: array}``, as
+    :func:`initial_weights` returns them): the run's ``init_weights``. Picklable."""
+
+    def __init__(self, factory, weights: Mapping[str, np.ndarray], ref: str) -> None:
+        self.factory = factory
+        self.weights = {k: plain(v, ref, f"init_weights.{k}") for k, v in weights.items()}
+        self.ref = ref
+
+    def __call__(self):
+        import torch
+
+        model = self.factory()
+        model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.weights.items()})
+        return model
+
+    def __repr__(self) -> str:
+        return f"WarmStart({self.factory!r}, {self.ref!r})"

@@ -5,10 +5,11 @@ A spec may name ``strategy``, ``model``, ``dataset`` or ``init_weights`` as
 ``market/<slug>@<version>``. Each is checked with the marketplace
 (:meth:`fedhub.marketplace.store.MarketStore.check_entitlement`): without an active licence
 of the caller's tenant (or seat) the submission is refused with 403 ``not_entitled``
-naming the asset. This service runs one kind of asset: an ``algorithm`` named as an FL
-run's ``strategy`` (:mod:`fedhub.fl.market`); any other reference (a model, a dataset,
-``init_weights``, a non-algorithm strategy, a graph_td3 run's strategy) is refused with
-409 ``marketplace_not_runnable`` before any quota is reserved, rather than failing in the
+naming the asset. This service runs two kinds: an ``algorithm`` named as an FL run's
+``strategy`` (:mod:`fedhub.fl.market`) and a ``model`` named as its ``init_weights`` (a
+state dict loaded on the tenant's worker with ``weights_only=True``); any other reference
+(``model``, ``dataset``, another type of asset, a graph_td3 run) is refused with 409
+``marketplace_not_runnable`` before any quota is reserved, rather than failing in the
 runner. The strategy's ``strategy_params`` are checked against the bounds its source
 declares on the tenant's worker when the run starts (the service never runs the source).
 
@@ -35,7 +36,7 @@ from .spec import is_market
 FIELDS = ("strategy", "model", "dataset", "init_weights")
 PREFIX = "market/"
 #: what this service can run: (spec field, asset type)
-RUNNABLE = {"strategy": "algorithm"}
+RUNNABLE = {"strategy": "algorithm", "init_weights": "model"}
 
 
 class MarketplaceNotRunnable(Conflict, code="marketplace_not_runnable"):
@@ -66,11 +67,14 @@ def check(db_url: str, tenant: str, user: str, refs: dict[str, str], body: dict)
             asset_type = s.scalar(select(Asset.asset_type).where(Asset.slug == slug))
         why = None
         if field not in RUNNABLE:
-            why = f"experiments run marketplace assets only as 'strategy', not as '{field}'"
+            why = (
+                "experiments take marketplace assets only as 'strategy' or 'init_weights',"
+                f" not as '{field}'"
+            )
         elif asset_type != RUNNABLE[field]:
-            why = f"{ref} is a {asset_type}; a strategy must be an algorithm asset"
+            why = f"{field} takes an asset of type {RUNNABLE[field]}; {ref} is of type {asset_type}"
         elif body.get("algorithm", "fl") != "fl":
-            why = "graph_td3 runs take only the engine's own strategies"
+            why = "graph_td3 runs take no marketplace assets"
         if why is not None:
             raise MarketplaceNotRunnable(
                 f"{field}: {why} (docs/marketplace.md, Using an asset)",
@@ -78,13 +82,29 @@ def check(db_url: str, tenant: str, user: str, refs: dict[str, str], body: dict)
             )
 
 
-def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[str, Any] | None:
-    """The licensed strategy asset of ``spec`` (its ``content``, ``sha256``, ...) after
-    :meth:`MarketStore.use` recorded this attempt; None for a spec naming no asset. Raises
-    :class:`~fedhub.marketplace.errors.NotEntitled` when the licence is gone."""
-    if not is_market(spec):
-        return None
-    return _store(db_url).use(tenant, user, spec.strategy, context={"experiment": exp_id})
+def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[str, dict]:
+    """``{field: asset}`` for the spec's marketplace references (each asset with its
+    ``content``, ``sha256``, ...) after :meth:`MarketStore.use` recorded this attempt's
+    use; empty for a spec naming none. Raises
+    :class:`~fedhub.marketplace.errors.NotEntitled` when a licence is gone."""
+    refs = {"strategy": spec.strategy if is_market(spec) else None}
+    refs["init_weights"] = spec.init_weights
+    context = {"experiment": exp_id}
+    market = _store(db_url)
+    return {f: market.use(tenant, user, r, context=context) for f, r in refs.items() if r}
+
+
+def warm_start(experiment, asset: dict[str, Any], executor) -> None:
+    """Make the run start from a model asset's weights: loaded on ``executor`` (the
+    tenant's worker, ``torch.load(weights_only=True)``), checked against the run's model,
+    then the experiment's model factory starts every model from them."""
+    from fedhub.fl.market import WarmStart, initial_weights
+
+    ref = f"market/{asset['asset']}@{asset['version']}"
+    weights = executor.submit(
+        initial_weights, asset["content"], asset["sha256"], ref, experiment.model
+    ).result(timeout=300)
+    experiment.model = WarmStart(experiment.model, weights, ref)
 
 
 def remote_strategy(spec, asset: dict[str, Any], executor):

@@ -335,19 +335,19 @@ class ExperimentScheduler(LoggingConfigurable):
             self._finish(exp_id, CANCELLED, error=message, reason=reason)
             return
         try:  # a marketplace algorithm: its licence again at every attempt, the use recorded
-            asset = market_refs.start_use(self.db_url, tenant, username, exp_id, spec)
+            assets = market_refs.start_use(self.db_url, tenant, username, exp_id, spec)
         except NotEntitled as e:  # refunded or revoked while the run waited
             self._finish(exp_id, CANCELLED, error=e.message, reason=e.code)
             return
         ckpt_dir = self.run_dir(exp_id)
         executor = None
-        if is_tenant_dataset(spec) or asset is not None:
+        if is_tenant_dataset(spec) or assets:
             # the tenant's own data, a marketplace algorithm's code: only on the tenant's workers
             executor = self.clusters.tenant_executor(tenant, self.tenant_tier(tenant))
         with executor.lease() if executor is not None else contextlib.nullcontext():
-            self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor, asset)
+            self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor, assets)
 
-    def _run_on(self, exp_id, tenant, username, spec, ckpt_dir, executor, asset) -> None:
+    def _run_on(self, exp_id, tenant, username, spec, ckpt_dir, executor, assets) -> None:
         from fedhub import fl
 
         if fl.checkpoint.latest(ckpt_dir) is not None:
@@ -365,9 +365,11 @@ class ExperimentScheduler(LoggingConfigurable):
                 from fedhub.datasets import DatasetStore
 
                 data = tenant_data(spec, tenant, executor, DatasetStore())
-            if asset is not None:
-                strategy = market_refs.remote_strategy(spec, asset, executor)
+            if "strategy" in assets:
+                strategy = market_refs.remote_strategy(spec, assets["strategy"], executor)
             exp = build_experiment(spec, data, strategy)
+            if "init_weights" in assets:
+                market_refs.warm_start(exp, assets["init_weights"], executor)
         if executor is not None:
             client = executor.client  # a cluster of the tenant's account alone
         else:

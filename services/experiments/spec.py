@@ -24,7 +24,8 @@ DEFAULT_MODEL = {"sbm": "gcn", "sbm_large": "sage", "road_network": "sage"}
 #: Fields that describe supervised FL; a graph_td3 experiment leaves them at their defaults
 #: (its data is the simulator, its model the graph actor and critics).
 FL_ONLY = ("dataset", "dataset_params", "partition", "partition_params", "model",
-           "model_params", "batch_size", "lr", "stragglers", "straggler_policy")  # fmt: skip
+           "model_params", "batch_size", "lr", "stragglers", "straggler_policy",
+           "init_weights")  # fmt: skip
 
 
 class TrafficEnvironment(BaseModel):
@@ -84,6 +85,13 @@ class ExperimentSpec(BaseModel):
     partition_params: dict[str, Any] = Field(default_factory=dict)
     model: str | None = None
     model_params: dict[str, Any] = Field(default_factory=dict)
+    init_weights: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^market/",
+        description="the run's initial weights: a licensed marketplace model, "
+        "market/<slug>@<version> (a state dict that fits the run's model)",
+    )
     strategy: str = "fedavg"
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     rounds: int = Field(10, ge=1, le=10_000)

@@ -197,3 +197,42 @@ def test_each_use_is_metered_once_per_run_and_a_refund_cancels_the_queued_run(
         run = s.get(ExperimentRun, "queued1")
         assert (run.status, run.error.split(":")[0]) == ("cancelled", "not_entitled")
         assert ref in run.error
+
+
+# -- init_weights: a model asset's state dict as the run's initial weights --------------------
+
+
+def test_a_model_assets_weights_start_the_run_and_must_fit_its_model(client):
+    import io
+
+    import torch
+
+    from fedhub.fl.market import WarmStart, initial_weights
+
+    def saved(obj) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    torch.manual_seed(42)  # weights no run's seed draws
+    trained = fl.models.get("logistic_regression", in_features=60, num_classes=10)
+    blob = saved(trained.state_dict())
+    digest = hashlib.sha256(blob).hexdigest()
+    exp = experiment(fl.strategies.get("fedavg"), rounds=1)
+    weights = client.submit(initial_weights, blob, digest, "market/m@1", exp.model).result()
+    exp.model = WarmStart(exp.model, weights, "market/m@1")
+    start = exp.initial_model().state_dict()
+    for name, tensor in trained.state_dict().items():
+        torch.testing.assert_close(start[name], tensor)
+    assert exp.run(client=client, progress=None).history[0]["clients"] == 4
+
+    other = saved(fl.models.get("logistic_regression", in_features=30, num_classes=10).state_dict())
+    whole = saved(trained)  # a pickled module, not a state dict: weights_only refuses it
+    for data, message in [
+        (other, r"does not load into the run's model: .* size mismatch for linear.weight"),
+        (whole, "does not load into the run's model"),
+        (blob + b"x", "the file does not match its SHA-256"),
+    ]:
+        sha = digest if data.endswith(b"x") else hashlib.sha256(data).hexdigest()
+        with pytest.raises(MarketCodeError, match=f"market/m@1: {message}"):
+            client.submit(initial_weights, data, sha, "market/m@1", exp.model).result()

@@ -148,7 +148,7 @@ def test_an_experiment_naming_the_asset_is_refused_without_a_licence(hub, t):
     assert SLUG in r.json()["error"]["message"]
     r = hub.api("POST", path, t["bob"], json={"model": REF, "rounds": 1, "clients": 2})
     assert (r.status_code, r.json()["error"]["code"]) == (409, "marketplace_not_runnable")
-    assert "only as 'strategy', not as 'model'" in r.json()["error"]["message"]
+    assert "not as 'model'" in r.json()["error"]["message"]
 
 
 def test_other_tenants_purchases_and_licences_are_out_of_reach(hub, t):
@@ -397,3 +397,49 @@ def test_a_models_weights_through_install_and_statements_only_admins_pay(
     assert (r.status_code, code(r)) == (409, "conflict")  # open: its month is not over
     every = call(hub, t["admin"], "GET", "payouts?state=open").json()["statements"]
     assert st["id"] in [s["id"] for s in every]
+
+
+def test_a_bought_model_is_a_runs_initial_weights(hub, t):
+    """init_weights: market/<model>@<version> starts the run from the model's state dict,
+    loaded on globex's workers; weights that do not fit the run's model fail it, saying so;
+    a model is no strategy (409)."""
+    import io
+
+    import torch
+
+    from fedhub import fl
+
+    def state_dict_file(in_features: int) -> str:
+        buf = io.BytesIO()
+        model = fl.models.get("logistic_regression", in_features=in_features, num_classes=10)
+        torch.save(model.state_dict(), buf)
+        return base64.b64encode(buf.getvalue()).decode()
+
+    exps = "/services/experiments/api/v1/experiments"
+    spec = {"rounds": 1, "clients": 2, "dataset": "synthetic"}
+    refs = {}
+    for slug, features in (("warm-start", 60), ("narrow-start", 30)):
+        asset = {**ASSET, "name": slug, "slug": slug, "asset_type": "model", "price": "0",
+                 "filename": "weights.pt", "content_base64": state_dict_file(features)}  # fmt: skip
+        r = call(hub, t["acme-admin"], "POST", "assets", json=asset)
+        assert r.status_code == 201, r.text
+        body = {"version": "1.0.0", "decision": "approve", "note": "weights only"}
+        assert call(hub, t["admin"], "POST", f"assets/{slug}/review", json=body).status_code == 200
+        key = {"Idempotency-Key": slug}
+        assert call(hub, t["globex-admin"], "POST", f"assets/{slug}/purchase", headers=key).ok
+        r = hub.api("POST", exps, t["bob"], json={**spec, "init_weights": f"market/{slug}@1.0.0"})
+        assert r.status_code == 201, r.text
+        refs[slug] = r.json()["id"]
+    r = hub.api("POST", exps, t["bob"], json={**spec, "strategy": "market/warm-start@1.0.0"})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "marketplace_not_runnable")
+    assert "market/warm-start@1.0.0 is of type model" in r.json()["error"]["message"]
+
+    def finished(exp_id):
+        d = hub.api("GET", f"{exps}/{exp_id}", t["bob"]).json()
+        return d if d["status"] in ("completed", "failed", "cancelled") else None
+
+    done = wait_for(lambda: finished(refs["warm-start"]), 240, 0.5, "the warm-started run")
+    assert done["status"] == "completed", done
+    bad = wait_for(lambda: finished(refs["narrow-start"]), 240, 0.5, "the run that cannot fit")
+    assert bad["status"] == "failed"
+    assert "market/narrow-start@1.0.0: does not load into the run's model" in bad["error"]
