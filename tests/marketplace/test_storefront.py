@@ -88,11 +88,13 @@ def log_in(browser, hub, user: str, **context):  # noqa: F811
 
 
 def message(page, ok: bool = True) -> str:
-    box = page.locator("#market-message")
-    box.wait_for(state="visible", timeout=15_000)
-    text = box.inner_text()
-    assert ("alert-success" in box.get_attribute("class")) is ok, text
-    return text
+    """The page's message once it is a success (``ok``) or a refusal; its text."""
+    box = page.locator("#market-message.alert-" + ("success" if ok else "danger"))
+    try:
+        box.wait_for(state="visible", timeout=15_000)
+    except Exception:
+        raise AssertionError(page.locator("#market-message").inner_text()) from None
+    return box.inner_text()
 
 
 def screenshot(page, name: str, tmp_path) -> None:
@@ -117,8 +119,8 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     # pending: initech's carol neither finds nor opens it, and the 404 page names nothing
     carol = log_in(browser, hub, "carol")
     carol.goto(f"{hub.url}/hub/home")  # the hub's navigation bar leads to the storefront
-    carol.click("#fedhub-marketplace-link")
-    carol.wait_for_url(f"**{MARKET}")
+    with carol.expect_navigation(url=f"**{MARKET}"):
+        carol.click("#fedhub-marketplace-link")
     carol.fill("#q", "fedprox")
     carol.click("#search-button")
     carol.locator("#no-results").wait_for(state="visible")
@@ -137,6 +139,12 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     item.wait_for()
     assert item.locator("code.source").inner_text().strip() == SOURCE.strip()
     screenshot(admin, "review", tmp_path)
+    item.locator("button.reject").click()  # a rejection without a note: the API's 400, as text
+    refusal = hub.api("POST", API + f"assets/{SLUG}/review", t["admin"],
+                      json={"version": "1.0.0", "decision": "reject", "note": ""})  # fmt: skip
+    assert refusal.status_code == 400
+    assert message(admin, ok=False) == refusal.json()["error"]["message"]
+    assert item.is_visible()
     item.locator(".review-note").fill("Source read: it only changes proximal_mu.")
     item.locator("button.approve").click()
     assert f"Approved {SLUG}@1.0.0" in message(admin)

@@ -185,9 +185,7 @@ async function asset() {
       el("td", {}, v.version), el("td", {}, v.state + (v.review_note ? " (" + v.review_note + ")" : "")),
       el("td", {}, el("code", { class: "market-sha" }, v.sha256)),
       el("td", {}, v.filename + " (" + v.size + " bytes)"), el("td", {}, v.changelog), el("td", {}, day(v.created_at)))));
-  const mine = await licences(a);
-  await reviews(a, mine);
-
+  // the button works before licences() shows it
   const buy = document.getElementById("buy");
   buy.addEventListener("click", async () => {
     buy.disabled = true;
@@ -201,6 +199,8 @@ async function asset() {
       buy.disabled = false;
     }
   });
+  const mine = await licences(a);
+  await reviews(a, mine);
 }
 
 // The caller's tenant's licences for this asset, shown in the buy card; the Buy button for
