@@ -20,6 +20,21 @@ PG_BIN = Path(os.environ.get("FEDHUB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def settled_period():
+    """The newest billing period whose grace has passed: closing it finalizes its invoices
+    whatever today's date (in the first ``grace_days`` of a month, last month's invoices are
+    still drafts, and a test that needs a finalized invoice would fail on those days)."""
+    from fedhub.billing.periods import containing
+    from fedhub.billing.settings import BillingSettings
+    from fedhub.db.base import utcnow
+
+    now = utcnow()
+    period = containing(now).previous()
+    if now < period.end + BillingSettings().grace:
+        period = period.previous()
+    return period
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

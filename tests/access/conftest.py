@@ -15,12 +15,11 @@ import pytest
 from fedhub import db
 from fedhub.billing import subscriptions
 from fedhub.billing.operations import Billing
-from fedhub.billing.periods import containing
 from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 from fedhub.tenancy import scopes
 from fedhub.tenancy.models import Role
-from tests.harness import wait_for
+from tests.harness import settled_period, wait_for
 
 MIRROR_INTERVAL = 1.0
 KEYS_API = "/hub/api/fedhub/service-accounts"
@@ -61,7 +60,7 @@ def seed_records(hub) -> dict:
     """An invoice (last month, closed) and a finished experiment of each tenant."""
     from fedhub.services.experiments.models import CANCELLED, ExperimentRun
 
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(hub.db_url) as s:
         for tenant, tier, user in (("acme", "professional", "alice"), ("globex", "starter", "bob")):
             subscriptions.record_change(s, tenant, tier, at=last.start)

@@ -16,10 +16,9 @@ import requests
 from fedhub import db
 from fedhub.billing import subscriptions
 from fedhub.billing.operations import Billing
-from fedhub.billing.periods import containing
 from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
-from tests.harness import wait_for
+from tests.harness import settled_period, wait_for
 
 pytestmark = pytest.mark.slow
 API = "/services/billing/api/v1"
@@ -35,7 +34,7 @@ def bhub(hub_factory):
         what="billing service",
     )
     # last month: usage for acme (alice) and globex (bob), closed into invoices
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(hub.db_url) as s:
         for tenant, tier in (("acme", "professional"), ("globex", "starter")):
             subscriptions.record_change(s, tenant, tier, at=last.start)

@@ -19,11 +19,9 @@ import pytest
 from fedhub import db
 from fedhub.billing import subscriptions
 from fedhub.billing.operations import Billing
-from fedhub.billing.periods import containing
-from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 from tests.browser import DOCS_IMG, browser, docs_screenshots  # noqa: F401
-from tests.harness import wait_for
+from tests.harness import settled_period, wait_for
 
 XSRF = re.compile(r'xsrf_token: "[^"]*"')
 
@@ -258,7 +256,7 @@ def rgb(colour: str) -> str:
 
 
 def test_invoices_carry_their_tenants_branding(hub, tokens):
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(hub.db_url) as s:
         for tenant, tier, user in (("acme", "professional", "alice"), ("globex", "starter", "bob")):
             subscriptions.record_change(s, tenant, tier, at=last.start)

@@ -12,13 +12,12 @@ from fedhub.billing import subscriptions
 from fedhub.billing.invoices import invoice_document
 from fedhub.billing.models import Invoice
 from fedhub.billing.operations import Billing
-from fedhub.billing.periods import containing
 from fedhub.billing.render import invoice_branding, render_html, render_pdf
-from fedhub.db.base import utcnow
 from fedhub.errors import FedhubError, InvalidRequest
 from fedhub.metering import Usage, record
 from fedhub.tenancy import branding
 from fedhub.tenancy.store import TenantStore
+from tests.harness import settled_period
 
 
 def image(fmt="PNG", size=(64, 24), mode="RGB") -> bytes:
@@ -98,7 +97,7 @@ def test_an_invoice_shows_its_own_tenants_branding(tmp_path):
     for slug in ("acme", "globex"):
         store.create_tenant(slug)
     logo = image()
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(url) as s:
         branding.set_branding(s, "acme", display_name="Acme <Rockets>", primary_colour="#c2185b")
         branding.set_logo(s, "acme", logo)

@@ -25,7 +25,7 @@ from fedhub.billing.periods import containing
 from fedhub.db.base import utcnow
 from fedhub.metering import Usage, record
 from tests.experiments.conftest import SERVICE, TINY, ExperimentsAPI, spooled_events, sql
-from tests.harness import wait_for
+from tests.harness import settled_period, wait_for
 
 BILLING = "/services/billing/api/v1"
 ERIN_PASSWORD = "Bounds-test-password-1"
@@ -120,7 +120,7 @@ def test_usage_quantity_over_the_maximum_is_400_and_nothing_of_the_batch_is_reco
 
 @pytest.mark.slow
 def test_unratable_usage_fails_its_tenant_alone_and_the_others_still_close(shub):
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(shub.db_url) as s:
         for tenant, tier in (("acme", "professional"), ("globex", "starter"),
                              ("initech", "free")):  # fmt: skip
@@ -318,7 +318,6 @@ def test_rating_prices_the_largest_accepted_quantities_exactly():
     from datetime import datetime
     from decimal import Decimal
 
-    from fedhub.billing.periods import containing
     from fedhub.billing.rating import RatingError, rate_rows
     from fedhub.billing.subscriptions import segments
     from fedhub.tiers import load_tiers

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from tests.harness import wait_for
+from tests.harness import settled_period, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -218,11 +218,9 @@ def globex_invoice(ohub) -> int:
     from fedhub import db
     from fedhub.billing import subscriptions
     from fedhub.billing.operations import Billing
-    from fedhub.billing.periods import containing
-    from fedhub.db.base import utcnow
     from fedhub.metering import Usage, record
 
-    last = containing(utcnow()).previous()
+    last = settled_period()
     with db.session_scope(ohub.db_url) as s:
         subscriptions.record_change(s, "globex", "starter", at=last.start)
         record(
