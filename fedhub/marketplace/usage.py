@@ -28,7 +28,8 @@ class UsageMixin:
 
     def use(self, tenant: str, user: str | None, ref: str, *, context: dict) -> dict[str, Any]:
         """The licensed version of ``ref`` for ``user`` of ``tenant``: the entitlement check's
-        answer plus ``content`` (bytes), ``filename`` and ``asset_type``; else
+        answer plus ``content`` (bytes), ``filename``, ``asset_type`` and ``schema`` (a
+        dataset's columns, label and default partition; None for other assets); else
         :class:`~fedhub.marketplace.errors.NotEntitled`.
 
         Records a ``marketplace_uses`` meter event (one ``use``, not priced) whose key is
@@ -50,6 +51,7 @@ class UsageMixin:
                 "content": ver.content,
                 "filename": ver.filename,
                 "asset_type": asset.asset_type,
+                "schema": ver.data_schema,  # a dataset's (HC's versions[].schema), else None
             }
             metering.record(
                 s,
