@@ -1,6 +1,8 @@
 """The storefront: HTML pages of the marketplace service at ``/services/marketplace/``.
 
-Browse, an asset's card, My licences, Publisher and the Review queue. A browser without
+Browse, an asset's card, My licences (refund, upgrade), Publisher (new version, delist),
+Publish (a new asset or version, the file read in the browser), the Review queue and
+Payouts (platform admins: every publisher's statements, mark paid). A browser without
 a session is sent through the hub's OAuth login (``HubOAuthenticated``); the pages are
 shells that ``static/marketplace.js`` fills from the service's own JSON API with
 ``fetch()`` (the HubOAuth cookie and the ``_xsrf`` token JupyterHub's services check on
@@ -131,8 +133,22 @@ class PublisherPage(PageHandler):
     page, template = "publisher", "publisher.html"
 
 
+class PublishPage(PageHandler):
+    """A new asset, or (``?asset=<slug>``) a new version of an own one: a form whose file
+    the browser reads and sends as ``content_base64`` to ``POST assets`` or
+    ``POST assets/<slug>/versions``; the API checks everything."""
+
+    page, template = "publish", "publish.html"
+
+
 class ReviewQueuePage(PageHandler):
     page, template = "review", "review.html"
+
+
+class PayoutsPage(PageHandler):
+    """Every publisher's statements (``GET payouts`` answers platform admins with all)."""
+
+    page, template = "payouts", "payouts.html"
 
 
 class StaticHandler(web.StaticFileHandler):
@@ -147,6 +163,8 @@ ROUTES = [
     (r"asset/([^/]{1,200})", AssetPage),
     (r"licences", LicencesPage),
     (r"publisher", PublisherPage),
+    (r"publish", PublishPage),
     (r"review", ReviewQueuePage),
+    (r"payouts", PayoutsPage),
     (r"static/(.*)", StaticHandler, {"path": str(STATIC)}),
 ]

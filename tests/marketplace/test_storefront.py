@@ -1,11 +1,16 @@
 """The storefront (issue #14, must-show 7) in Chromium (Playwright) on one real hub.
 
-acme publishes an algorithm through the API; initech's carol cannot open its page while it
-is pending (a 404 page that names nothing); the platform admin reads the source in the
-review queue and approves it there; globex's admin logs in, searches, opens the asset,
-double-clicks Buy (one purchase), sees the licence and finds the reference to paste into
-a spec on My licences; acme's publisher page shows the sale and its share. The hub runs
-on PostgreSQL, so every read behind the pages goes through row-level security.
+acme's admin publishes an algorithm through the Publish form (the file chosen in the
+browser); initech's carol cannot open its page while it is pending (a 404 page that names
+nothing); the platform admin reads the source in the review queue and approves it there;
+globex's admin logs in, searches, opens the asset, double-clicks Buy (one purchase), sees
+the licence and finds the reference to paste into a spec on My licences; acme's publisher
+page shows the sale and its share, and acme submits version 1.1.0 through the form;
+globex upgrades to it on My licences; the platform admin's Payouts page shows the API's
+refusal to mark an open statement paid, and marks it paid once the month is closed (by the
+store's own closing job with a clock in the next month); globex asks for a refund in the
+browser; acme delists the asset. The hub runs on PostgreSQL, so every read behind the
+pages goes through row-level security.
 
 Screenshots go to the test's tmp folder, and to docs/img/marketplace-*.png when
 ``FEDHUB_DOCS_SCREENSHOTS=1`` (nothing is compared pixel-wise).
@@ -16,11 +21,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from playwright.sync_api import expect
 
+from fedhub.billing.periods import containing
+from fedhub.marketplace.store import MarketStore
 from tests.browser import DOCS_IMG, browser, docs_screenshots  # noqa: F401
 from tests.harness import wait_for
 
@@ -57,6 +65,7 @@ ASSET = {
     "content": SOURCE,
     "changelog": "First release.",
 }
+SOURCE_2 = SOURCE.replace("0.5 **", "0.7 **").replace("halves", "shrinks by 30 % ")
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -112,9 +121,43 @@ def test_a_browser_without_a_session_goes_to_the_hub_login(hub):
     assert js.status_code == 200 and "Idempotency-Key" in js.text
 
 
+def publish_through_the_form(page, tmp_path) -> None:
+    """acme's admin fills the Publish form with the asset and its file."""
+    page.click("#nav-publisher")
+    page.click("#new-asset")
+    page.wait_for_url(f"**{MARKET}publish")
+    page.fill("#name", ASSET["name"])
+    page.fill("#slug", SLUG)
+    page.select_option("#asset_type", ASSET["asset_type"])
+    page.fill("#category", ASSET["category"])
+    page.fill("#description", ASSET["description"])
+    page.fill("#tags", ", ".join(ASSET["tags"]))
+    page.select_option("#licence-kind", ASSET["licence"])
+    page.fill("#price", ASSET["price"])
+    page.fill("#changelog", ASSET["changelog"])
+    assert page.locator("#dataset-fields").is_hidden()  # only datasets name a label column
+    page.set_input_files("#file", files=[
+        {"name": ASSET["filename"], "mimeType": "text/x-python", "buffer": SOURCE.encode()}
+    ])  # fmt: skip
+    screenshot(page, "publish", tmp_path)
+    page.click("#publish-button")
+    assert f"Submitted {SLUG}@1.0.0 for review." in message(page)
+
+
 def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa: F811
-    r = hub.api("POST", API + "assets", t["acme-admin"], json=ASSET)
-    assert r.status_code == 201, r.text
+    # acme's colours, as the hub's own pages show them
+    branding = {"display_name": "Acme Rockets", "primary_colour": "#c2185b"}
+    r = hub.api("PUT", "/hub/api/fedhub/tenants/acme/branding", t["acme-admin"], json=branding)
+    assert r.status_code == 200, r.text
+    acme = log_in(browser, hub, "acme-admin")
+    assert acme.locator("#fedhub-tenant-name").inner_text() == "Acme Rockets"
+    navbar = acme.locator("nav.navbar").evaluate("n => getComputedStyle(n).backgroundColor")
+    assert navbar == "rgb(194, 24, 91)"
+    publish_through_the_form(acme, tmp_path)
+    mine = hub.api("GET", API + f"assets/{SLUG}", t["acme-admin"]).json()
+    assert (mine["state"], mine["price"], mine["licence"], mine["tags"]) == (
+        "pending_review", "49.99", "commercial", ASSET["tags"])  # fmt: skip
+    assert mine["versions"][0]["sha256"] == hashlib.sha256(SOURCE.encode()).hexdigest()
 
     # pending: initech's carol neither finds nor opens it, and the 404 page names nothing
     carol = log_in(browser, hub, "carol")
@@ -209,7 +252,6 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     row.locator("button.copy-reference").click()
     expect(row.locator("button.copy-reference")).to_have_text("Copied")
     assert shop.evaluate("navigator.clipboard.readText()") == REF
-    screenshot(shop, "licences", tmp_path)
 
     # bad input on a page: the API's message as text
     shop.goto(f"{hub.url}{MARKET}?min_price=abc")
@@ -220,14 +262,6 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     assert shop.locator("#sales tbody tr").count() == 0
 
     # acme's publisher page: the asset listed, the sale and its share
-    # (in acme's colours, as the hub's own pages show them)
-    branding = {"display_name": "Acme Rockets", "primary_colour": "#c2185b"}
-    r = hub.api("PUT", "/hub/api/fedhub/tenants/acme/branding", t["acme-admin"], json=branding)
-    assert r.status_code == 200, r.text
-    acme = log_in(browser, hub, "acme-admin")
-    assert acme.locator("#fedhub-tenant-name").inner_text() == "Acme Rockets"
-    navbar = acme.locator("nav.navbar").evaluate("n => getComputedStyle(n).backgroundColor")
-    assert navbar == "rgb(194, 24, 91)"
     acme.click("#nav-publisher")
     acme.locator(f'#own-assets tr[data-slug="{SLUG}"]').wait_for()
     assert acme.locator(f'#own-assets tr[data-slug="{SLUG}"] .asset-state').inner_text() == "listed"
@@ -236,3 +270,80 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     assert acme.locator("#sales .sale-amount").all_inner_texts() == [expected]
     assert acme.locator("#payouts .statement-amount").all_inner_texts() == [f"{expected} USD"]
     screenshot(acme, "publisher", tmp_path)
+
+    # acme submits version 1.1.0 through the form; the platform admin approves it (API)
+    acme.locator(f'#own-assets tr[data-slug="{SLUG}"] a.new-version').click()
+    acme.wait_for_url(f"**{MARKET}publish?asset={SLUG}")
+    expect(acme.locator("#publish-title")).to_have_text(f"New version of {ASSET['name']}")
+    assert acme.locator("#name").count() == 0  # a version has no asset fields
+    acme.fill("#version", "1.1.0")
+    acme.fill("#changelog", "The proximal term shrinks by 30 % a round.")
+    acme.set_input_files("#file", files=[
+        {"name": "decaying_fedprox.py", "mimeType": "text/x-python", "buffer": SOURCE_2.encode()}
+    ])  # fmt: skip
+    acme.click("#publish-button")
+    assert f"Submitted {SLUG}@1.1.0 for review." in message(acme)
+    r = hub.api("POST", API + f"assets/{SLUG}/review", t["admin"],
+                json={"version": "1.1.0", "decision": "approve", "note": "read"})  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    # globex's admin moves its licence to 1.1.0 on My licences
+    shop.click("#nav-licences")
+    upgrade = shop.locator(f'#licences tr[data-asset="{SLUG}"] button.upgrade')
+    expect(upgrade).to_have_text("Upgrade to 1.1.0")
+    upgrade.click()
+    assert f"Upgraded: market/{SLUG}@1.1.0." in message(shop)
+    held = shop.locator(f'#licences tr[data-asset="{SLUG}"]')
+    expect(held.locator(".licence-version")).to_have_text("1.1.0")
+    assert held.locator("button.upgrade").count() == 0
+    screenshot(shop, "licences", tmp_path)
+
+    # the platform admin's Payouts page: an open statement is refused with the API's
+    # message; once the month is closed (the store's job, a clock in the next month) it is
+    # marked paid with the transfer's reference
+    admin.click("#nav-payouts")
+    row = admin.locator('#all-payouts tr[data-tenant="acme"]')
+    row.wait_for()
+    assert row.locator(".statement-state").inner_text() == "open"
+    assert row.locator(".statement-amount").inner_text() == f"{expected} USD"
+    statement = int(row.get_attribute("data-statement"))
+    row.locator(".paid-reference").fill("SEPA-0001")
+    row.locator("button.mark-paid").click()
+    refusal = hub.api("POST", API + f"payouts/{statement}/paid", t["admin"],
+                      json={"reference": "SEPA-0001"})  # fmt: skip
+    assert refusal.status_code == 409, refusal.text
+    assert message(admin, ok=False) == refusal.json()["error"]["message"]
+    next_month = containing(datetime.now(UTC).replace(tzinfo=None)).next().start
+    assert MarketStore(hub.db_url).close_statements(now=next_month + timedelta(hours=1)) >= 1
+    admin.reload()
+    row.wait_for()
+    assert row.locator(".statement-state").inner_text() == "closed"
+    row.locator(".paid-reference").fill("SEPA-2026-ACME-0001")
+    row.locator("button.mark-paid").click()
+    assert "is paid: SEPA-2026-ACME-0001." in message(admin)
+    expect(row.locator(".statement-state")).to_have_text("paid")
+    screenshot(admin, "payouts", tmp_path)
+    paid = hub.api("GET", API + f"payouts/{statement}", t["acme-admin"]).json()
+    assert (paid["state"], paid["paid_reference"]) == ("paid", "SEPA-2026-ACME-0001")
+
+    # globex asks for its refund in the browser (within the window: the API decides)
+    reference = held.get_attribute("data-reference")
+    held.locator("button.refund").click()
+    held.locator("button.refund").click()  # the confirmation
+    expect(shop.locator("#market-message.alert-success")).to_contain_text("Refunded purchase")
+    expect(held.locator(".licence-state")).to_have_text("refunded")
+    assert held.locator("button.refund").count() == 0
+    state = [
+        e["state"] for e in hub.api("GET", API + "entitlements", t["globex-admin"]).json()["entitlements"]
+        if e["reference"] == reference
+    ]  # fmt: skip
+    assert state == ["refunded"]
+
+    # acme delists the asset: no new sales
+    acme.click("#nav-publisher")
+    mine = acme.locator(f'#own-assets tr[data-slug="{SLUG}"]')
+    mine.locator("button.delist").click()
+    mine.locator("button.delist").click()  # the confirmation
+    assert f"Delisted {SLUG}" in message(acme)
+    expect(mine.locator(".asset-state")).to_have_text("delisted")
+    assert hub.api("GET", API + f"assets/{SLUG}", t["acme-admin"]).json()["state"] == "delisted"

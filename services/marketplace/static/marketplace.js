@@ -280,6 +280,9 @@ function review(a, r) {
 }
 
 // -- My licences -------------------------------------------------------------------------
+// Each licence with its reference; for buyers, Upgrade when the asset lists a newer
+// version than the licence's, and Refund on an active licence (the API decides on the
+// refund window and answers with its message).
 async function myLicences() {
   let got;
   try {
@@ -287,15 +290,70 @@ async function myLicences() {
   } catch (e) {
     return say(e.message, false);
   }
+  const newest = await newestVersions(got.filter((e) => e.state === "active").map((e) => e.asset));
   document.getElementById("no-licences").classList.toggle("d-none", got.length > 0);
   document.querySelector("#licences tbody").replaceChildren(...got.map((e) => {
     const copy = el("button", { class: "btn btn-sm btn-outline-secondary copy-reference", type: "button" }, "Copy");
     copy.onclick = () => copyText(e.reference, copy);
-    return el("tr", { "data-reference": e.reference },
-      el("td", {}, assetLink(e.asset)), el("td", {}, e.asset_type), el("td", {}, e.version),
-      el("td", {}, e.state), el("td", {}, e.username || e.tenant), el("td", {}, day(e.created_at)),
-      el("td", {}, el("code", { class: "reference me-2" }, e.reference), copy));
+    const actions = el("td", { class: "text-nowrap" });
+    if (MAY_BUY && e.state === "active") {
+      const latest = newest[e.asset];
+      if (latest && latest !== e.version) {
+        actions.append(action("btn-outline-primary upgrade", "Upgrade to " + latest, async () => {
+          const up = await call("POST", "assets/" + encodeURIComponent(e.asset) + "/upgrade");
+          return "Upgraded: " + up.reference + ".";
+        }), " ");
+      }
+      actions.append(confirmed("btn-outline-danger refund", "Refund", "Confirm the refund", async () => {
+        const r = await call("POST", "purchases/" + e.purchase + "/refund", { reason: "asked in the storefront" });
+        return "Refunded purchase " + r.id + (r.credit_note ? " (credit note " + r.credit_note + ")" : "") + ".";
+      }));
+    }
+    return el("tr", { "data-reference": e.reference, "data-asset": e.asset },
+      el("td", {}, assetLink(e.asset)), el("td", {}, e.asset_type), el("td", { class: "licence-version" }, e.version),
+      el("td", { class: "licence-state" }, e.state), el("td", {}, e.username || e.tenant), el("td", {}, day(e.created_at)),
+      el("td", {}, el("code", { class: "reference me-2" }, e.reference), copy), actions);
   }));
+}
+
+// The newest listed version of each asset (what an upgrade moves to), from GET assets/<slug>
+async function newestVersions(slugs) {
+  const out = {};
+  await Promise.all([...new Set(slugs)].map(async (slug) => {
+    try {
+      const listed = (await call("GET", "assets/" + encodeURIComponent(slug))).versions.filter((v) => v.state === "listed");
+      if (listed.length) out[slug] = listed[listed.length - 1].version;
+    } catch (e) { /* delisted or gone: no upgrade offered */ }
+  }));
+  return out;
+}
+
+// A button that runs one API call, says its answer and redraws the page
+function action(cls, text, run) {
+  const b = el("button", { class: "btn btn-sm " + cls, type: "button" }, text);
+  b.onclick = async () => {
+    b.disabled = true;
+    try {
+      const done = await run();
+      await PAGES[body.dataset.page]();
+      say(done, true);
+    } catch (e) {
+      say(e.message, false);
+      b.disabled = false;
+    }
+  };
+  return b;
+}
+
+// The same, asked twice: the first click turns the button into its confirmation
+function confirmed(cls, text, confirmText, run) {
+  const b = action(cls, text, run);
+  const go = b.onclick;
+  b.onclick = () => {
+    b.textContent = confirmText;
+    b.onclick = go;
+  };
+  return b;
 }
 
 async function copyText(text, button) {
@@ -321,10 +379,19 @@ async function publisher() {
     return say("This page is for publishers. " + e.message, false);
   }
   document.getElementById("no-assets").classList.toggle("d-none", own.assets.length > 0);
-  document.querySelector("#own-assets tbody").replaceChildren(...own.assets.map((a) =>
-    el("tr", { "data-slug": a.slug }, el("td", {}, assetLink(a.slug, a.name)), el("td", {}, a.asset_type),
+  document.querySelector("#own-assets tbody").replaceChildren(...own.assets.map((a) => {
+    const actions = el("td", { class: "text-nowrap" },
+      el("a", { class: "btn btn-sm btn-outline-primary new-version", href: PREFIX + "publish?asset=" + encodeURIComponent(a.slug) }, "New version"));
+    if (a.state !== "delisted") {
+      actions.append(" ", confirmed("btn-outline-danger delist", "Delist", "Confirm: delist", async () => {
+        await call("POST", "assets/" + encodeURIComponent(a.slug) + "/delist", { note: "delisted by the publisher" });
+        return "Delisted " + a.slug + ": no new sales; licences sold keep working.";
+      }));
+    }
+    return el("tr", { "data-slug": a.slug }, el("td", {}, assetLink(a.slug, a.name)), el("td", {}, a.asset_type),
       el("td", { class: "asset-state" }, a.state), el("td", {}, price(a)), el("td", {}, stars(a.rating, a.rating_count)),
-      el("td", {}, a.downloads), el("td", {}, a.review_note || ""))));
+      el("td", {}, a.downloads), el("td", {}, a.review_note || ""), actions);
+  }));
   document.querySelector("#sales tbody").replaceChildren(...sales.sales.map((s) =>
     el("tr", { "data-purchase": s.purchase }, el("td", {}, day(s.created_at)), el("td", {}, assetLink(s.asset)),
       el("td", {}, s.buyer), el("td", {}, s.kind), el("td", { class: "text-end" }, s.gross),
@@ -376,5 +443,123 @@ function submission(item) {
   return node;
 }
 
-const PAGES = { browse, asset, licences: myLicences, publisher, review: queue };
+// -- Publish -----------------------------------------------------------------------------
+// A new asset (POST assets), or with ?asset=<slug> a new version of it (POST .../versions).
+// The file is read here and sent as content_base64; the API checks it all.
+async function publish() {
+  const form = document.getElementById("publish-form");
+  const slug = new URLSearchParams(window.location.search).get("asset");
+  let kind = () => form.elements.asset_type.value;
+  if (slug) {
+    let a;
+    try {
+      a = await call("GET", "assets/" + encodeURIComponent(slug));
+    } catch (e) {
+      form.classList.add("d-none");
+      return say(e.message, false);
+    }
+    document.getElementById("publish-title").textContent = "New version of " + a.name;
+    document.getElementById("publish-intro").textContent = "Versions are immutable (SHA-256); the new one waits for review, "
+      + "buyers keep the version they licensed and may upgrade. Versions so far: " + a.versions.map((v) => v.version + " (" + v.state + ")").join(", ") + ".";
+    document.getElementById("asset-fields").remove();
+    form.elements.version.value = "";
+    kind = () => a.asset_type;
+  }
+  const datasetFields = document.getElementById("dataset-fields");
+  const licenceText = document.getElementById("licence-text-box");
+  const redraw = () => {
+    datasetFields.classList.toggle("d-none", kind() !== "dataset");
+    if (!slug) licenceText.classList.toggle("d-none", form.elements.licence.value !== "custom");
+  };
+  form.addEventListener("change", redraw);
+  redraw();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const button = document.getElementById("publish-button");
+    button.disabled = true;
+    try {
+      const file = form.elements.file.files[0];
+      if (!file) throw new Error("Choose the file to publish.");
+      const payload = {
+        version: form.elements.version.value.trim(),
+        changelog: form.elements.changelog.value,
+        filename: file.name,
+        content_base64: base64(new Uint8Array(await file.arrayBuffer())),
+      };
+      if (kind() === "dataset") {
+        const label = form.elements.label_column.value.trim();
+        if (label) payload.label_column = label;
+        const partition = form.elements.partition.value.trim();
+        if (partition) payload.partition = partition.startsWith("{") ? parsed(partition, "partition") : partition;
+      }
+      let done;
+      if (slug) {
+        const v = await call("POST", "assets/" + encodeURIComponent(slug) + "/versions", payload);
+        done = slug + "@" + v.version;
+      } else {
+        const e = form.elements;
+        const licence = e.licence.value === "custom" ? { custom: e.licence_text.value } : e.licence.value;
+        Object.assign(payload, {
+          name: e.name.value.trim(), slug: e.slug.value.trim() || null, asset_type: e.asset_type.value, category: e.category.value.trim() || null,
+          description: e.description.value, tags: e.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+          licence, price: e.price.value.trim() || "0", pricing: e.pricing.value, per_seat: e.per_seat.checked,
+        });
+        const a = await call("POST", "assets", payload);
+        done = a.slug + "@" + a.versions[0].version;
+      }
+      form.classList.add("d-none");
+      say("Submitted " + done + " for review. ", true);
+      document.getElementById("market-message").append(el("a", { href: PREFIX + "publisher", id: "back-to-publisher" }, "Back to Publisher"));
+    } catch (e) {
+      say(e.message, false);
+      button.disabled = false;
+    }
+  });
+}
+
+function base64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+function parsed(text, name) {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(name + " is a partitioner's name or a JSON object: " + e.message);
+  }
+}
+
+// -- Payouts (platform admins) -----------------------------------------------------------
+async function payouts() {
+  let statements;
+  try {
+    statements = (await call("GET", "payouts")).statements;
+  } catch (e) {
+    return say(e.message, false);
+  }
+  document.getElementById("no-payouts").classList.toggle("d-none", statements.length > 0);
+  document.querySelector("#all-payouts tbody").replaceChildren(...statements.map((p) => {
+    const paid = el("td", { class: "statement-paid" });
+    if (p.state === "paid") {
+      paid.append(day(p.paid_at) + " by " + p.paid_by + ": ", el("code", {}, p.paid_reference));
+    } else { // offered until paid: the API refuses an open statement and says why
+      const reference = el("input", { class: "form-control form-control-sm paid-reference", maxLength: 200, placeholder: "transfer reference" });
+      const mark = action("btn-outline-success mark-paid", "Mark paid", async () => {
+        const out = await call("POST", "payouts/" + p.id + "/paid", { reference: reference.value });
+        return "Statement " + out.id + " of " + out.tenant + " (" + out.period + ") is paid: " + out.paid_reference + ".";
+      });
+      paid.append(el("div", { class: "input-group input-group-sm" }, reference, mark));
+    }
+    return el("tr", { "data-statement": p.id, "data-tenant": p.tenant, "data-period": p.period },
+      el("td", {}, p.tenant), el("td", {}, p.period), el("td", { class: "statement-state" }, p.state),
+      el("td", { class: "text-end" }, p.gross + " " + p.currency),
+      el("td", { class: "text-end statement-amount" }, p.amount + " " + p.currency),
+      el("td", { class: "text-end" }, p.platform_fee + " " + p.currency),
+      el("td", { class: "text-end" }, (p.lines || []).length), paid);
+  }));
+}
+
+const PAGES = { browse, asset, licences: myLicences, publisher, publish, review: queue, payouts };
 PAGES[body.dataset.page]().catch((e) => say(e.message, false));
