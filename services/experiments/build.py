@@ -10,7 +10,7 @@ import math
 import threading
 from typing import Any
 
-from .spec import DEFAULT_MODEL, ExperimentSpec
+from .spec import DEFAULT_MODEL, ExperimentSpec, is_tenant_dataset
 
 #: building an RL experiment sizes its network in the service's process (netgenerate into
 #: a cache shared by the process, then sumolib reads it): one build at a time, as the runs'
@@ -92,6 +92,27 @@ def build_rl_experiment(spec: ExperimentSpec):
             seed=settings["seed"],
             clients_per_round=settings["clients_per_round"],
         )
+
+
+def build_run(spec: ExperimentSpec, tenant: str, executor, assets: dict[str, dict]):
+    """A new run's ``fl.Experiment``: its data (a tenant dataset or a licensed marketplace
+    dataset, read on ``executor``, the tenant's own workers), a marketplace strategy and
+    initial weights from ``assets`` (:func:`.market_refs.start_use`'s answer)."""
+    from fedhub.datasets import DatasetStore
+
+    from . import market_refs, market_run
+
+    data = strategy = None
+    if is_tenant_dataset(spec):
+        data = tenant_data(spec, tenant, executor, DatasetStore())
+    elif "dataset" in assets:
+        data = market_run.market_data(spec, tenant, executor, assets["dataset"], DatasetStore())
+    if "strategy" in assets:
+        strategy = market_refs.remote_strategy(spec, assets["strategy"], executor)
+    exp = build_experiment(spec, data, strategy)
+    if "init_weights" in assets:
+        market_refs.warm_start(exp, assets["init_weights"], executor)
+    return exp
 
 
 def tenant_data(spec: ExperimentSpec, tenant: str, executor, store):

@@ -5,18 +5,21 @@ A spec may name ``strategy``, ``model``, ``dataset`` or ``init_weights`` as
 ``market/<slug>@<version>``. Each is checked with the marketplace
 (:meth:`fedhub.marketplace.store.MarketStore.check_entitlement`): without an active licence
 of the caller's tenant (or seat) the submission is refused with 403 ``not_entitled``
-naming the asset. This service runs two kinds: an ``algorithm`` named as an FL run's
-``strategy`` (:mod:`fedhub.fl.market`) and a ``model`` named as its ``init_weights`` (a
-state dict loaded on the tenant's worker with ``weights_only=True``); any other reference
-(``model``, ``dataset``, another type of asset, a graph_td3 run) is refused with 409
+naming the asset. This service runs three kinds: an ``algorithm`` named as an FL run's
+``strategy`` (:mod:`fedhub.fl.market`), a ``model`` named as its ``init_weights`` (a
+state dict loaded on the tenant's worker with ``weights_only=True``) and a ``dataset``
+named as its ``dataset`` (materialised into the tenant's own store and read on the
+tenant's workers, :mod:`.market_run`); any other reference (``model``, another type of
+asset, a graph_td3 run) is refused with 409
 ``marketplace_not_runnable`` before any quota is reserved, rather than failing in the
 runner. The strategy's ``strategy_params`` are checked against the bounds its source
 declares on the tenant's worker when the run starts (the service never runs the source).
 
 At the start of every attempt (:func:`start_use`) the scheduler calls
 :meth:`~fedhub.marketplace.store.MarketStore.use`: a licence refunded or revoked while the
-run waited cancels it with reason ``not_entitled``; otherwise the use is metered (one per
-run) and audited, and the licensed source becomes the run's :class:`RemoteStrategy`.
+run waited cancels it with reason ``not_entitled`` (and deletes the tenant's copy of a
+licensed dataset); otherwise the use is metered (one per run) and audited, and the
+licensed source becomes the run's :class:`RemoteStrategy`.
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ from typing import Any
 
 from sqlalchemy import select
 
+from fedhub import storage
 from fedhub.errors import Conflict
 from fedhub.marketplace.common import parse_ref
+from fedhub.marketplace.errors import NotEntitled
 from fedhub.marketplace.models import Asset
 from fedhub.marketplace.store import MarketStore
 from fedhub.tenancy.store import TenantStore
 
-from .spec import is_market
+from . import market_run
+from .spec import is_market, is_market_dataset
 
 FIELDS = ("strategy", "model", "dataset", "init_weights")
 PREFIX = "market/"
 #: what this service can run: (spec field, asset type)
-RUNNABLE = {"strategy": "algorithm", "init_weights": "model"}
+RUNNABLE = {"strategy": "algorithm", "init_weights": "model", "dataset": "dataset"}
 
 
 class MarketplaceNotRunnable(Conflict, code="marketplace_not_runnable"):
@@ -59,8 +65,13 @@ def _store(db_url: str) -> MarketStore:
 def check(db_url: str, tenant: str, user: str, refs: dict[str, str], body: dict) -> None:
     """403 for the first reference without a licence; 409 for one this service cannot run."""
     market = _store(db_url)
-    for ref in refs.values():
-        market.check_entitlement(tenant, user, ref)
+    for field, ref in refs.items():
+        try:
+            market.check_entitlement(tenant, user, ref)
+        except NotEntitled:
+            if field == "dataset":  # the licence is gone: so is the tenant's copy
+                market_run.forget(tenant, parse_ref(ref)[0])
+            raise
     for field, ref in refs.items():
         slug, _ = parse_ref(ref)
         with market.session(None) as s:
@@ -68,13 +79,15 @@ def check(db_url: str, tenant: str, user: str, refs: dict[str, str], body: dict)
         why = None
         if field not in RUNNABLE:
             why = (
-                "experiments take marketplace assets only as 'strategy' or 'init_weights',"
-                f" not as '{field}'"
+                "experiments take marketplace assets only as 'strategy', 'init_weights' or"
+                f" 'dataset', not as '{field}'"
             )
         elif asset_type != RUNNABLE[field]:
             why = f"{field} takes an asset of type {RUNNABLE[field]}; {ref} is of type {asset_type}"
         elif body.get("algorithm", "fl") != "fl":
             why = "graph_td3 runs take no marketplace assets"
+        elif field == "dataset" and not storage.tenant_data_root():
+            why = "this hub keeps no tenant data stores to hold a licensed dataset's copy"
         if why is not None:
             raise MarketplaceNotRunnable(
                 f"{field}: {why} (docs/marketplace.md, Using an asset)",
@@ -89,9 +102,20 @@ def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[st
     :class:`~fedhub.marketplace.errors.NotEntitled` when a licence is gone."""
     refs = {"strategy": spec.strategy if is_market(spec) else None}
     refs["init_weights"] = spec.init_weights
+    refs["dataset"] = spec.dataset if is_market_dataset(spec) else None
     context = {"experiment": exp_id}
     market = _store(db_url)
-    return {f: market.use(tenant, user, r, context=context) for f, r in refs.items() if r}
+    used = {}
+    for field, ref in refs.items():
+        if not ref:
+            continue
+        try:
+            used[field] = market.use(tenant, user, ref, context=context)
+        except NotEntitled:
+            if field == "dataset":  # the licence is gone: so is the tenant's copy
+                market_run.forget(tenant, parse_ref(ref)[0])
+            raise
+    return used
 
 
 def warm_start(experiment, asset: dict[str, Any], executor) -> None:

@@ -334,7 +334,7 @@ class ExperimentScheduler(LoggingConfigurable):
             reason, _, message = refusal.partition(": ")
             self._finish(exp_id, CANCELLED, error=message, reason=reason)
             return
-        try:  # a marketplace algorithm: its licence again at every attempt, the use recorded
+        try:  # marketplace assets: their licences again at every attempt, each use recorded
             assets = market_refs.start_use(self.db_url, tenant, username, exp_id, spec)
         except NotEntitled as e:  # refunded or revoked while the run waited
             self._finish(exp_id, CANCELLED, error=e.message, reason=e.code)
@@ -342,7 +342,7 @@ class ExperimentScheduler(LoggingConfigurable):
         ckpt_dir = self.run_dir(exp_id)
         executor = None
         if is_tenant_dataset(spec) or assets:
-            # the tenant's own data, a marketplace algorithm's code: only on the tenant's workers
+            # the tenant's own or licensed data, a market algorithm: only on the tenant's workers
             executor = self.clusters.tenant_executor(tenant, self.tenant_tier(tenant))
         with executor.lease() if executor is not None else contextlib.nullcontext():
             self._run_on(exp_id, tenant, username, spec, ckpt_dir, executor, assets)
@@ -358,18 +358,9 @@ class ExperimentScheduler(LoggingConfigurable):
             market_refs.attach(exp, executor)  # a RemoteStrategy's hooks: the tenant's workers
             self.log.info("experiment %s resumes after round %d", exp_id, state["round"])
         else:
-            from .build import build_experiment, tenant_data
+            from .build import build_run
 
-            data = strategy = None
-            if is_tenant_dataset(spec):
-                from fedhub.datasets import DatasetStore
-
-                data = tenant_data(spec, tenant, executor, DatasetStore())
-            if "strategy" in assets:
-                strategy = market_refs.remote_strategy(spec, assets["strategy"], executor)
-            exp = build_experiment(spec, data, strategy)
-            if "init_weights" in assets:
-                market_refs.warm_start(exp, assets["init_weights"], executor)
+            exp = build_run(spec, tenant, executor, assets)
         if executor is not None:
             client = executor.client  # a cluster of the tenant's account alone
         else:

@@ -78,7 +78,8 @@ class ExperimentSpec(BaseModel):
         "synthetic",
         max_length=200,
         description="a bundled dataset (synthetic, digits, mnist5k, sbm, sbm_large,"
-        " road_network) or one of your tenant's own: tenant/<name>@<version>",
+        " road_network), one of your tenant's own: tenant/<name>@<version>, or a licensed"
+        " marketplace dataset: market/<slug>@<version>",
     )
     dataset_params: dict[str, Any] = Field(default_factory=dict)
     partition: str | None = None
@@ -194,6 +195,23 @@ def is_market(spec: ExperimentSpec) -> bool:
     return spec.strategy.startswith("market/")
 
 
+def is_market_dataset(spec: ExperimentSpec) -> bool:
+    """The spec trains on a licensed marketplace dataset (``market/<slug>@<version>``; its
+    licence is checked by :mod:`.market_refs`, its rows read on the tenant's workers)."""
+    return spec.dataset.startswith("market/")
+
+
+def check_market_dataset(spec: ExperimentSpec) -> None:
+    """A marketplace dataset takes no dataset parameters (its columns, label and default
+    partition were fixed when it was published)."""
+    if spec.dataset_params:
+        raise InvalidRequest(
+            "dataset_params: a marketplace dataset takes none (its columns and label were "
+            "fixed at publish; choose the clients' split with 'partition')",
+            details={"field": "dataset_params"},
+        )
+
+
 def check_tenant_dataset(spec: ExperimentSpec) -> None:
     """A tenant dataset's reference is well formed and takes no dataset parameters (its
     existence in the caller's tenant is checked by the handler, which knows the caller)."""
@@ -218,9 +236,11 @@ def check_names(spec: ExperimentSpec) -> None:
     if spec.algorithm == "graph_td3":
         _check_strategy(spec)
         return
-    tenant_dataset = is_tenant_dataset(spec)
-    if tenant_dataset:
+    tenant_dataset = is_tenant_dataset(spec) or is_market_dataset(spec)
+    if is_tenant_dataset(spec):
         check_tenant_dataset(spec)
+    elif tenant_dataset:
+        check_market_dataset(spec)
     checks = [
         ("dataset", None if tenant_dataset else spec.dataset, fl.datasets.registry),
         ("strategy", None if is_market(spec) else spec.strategy, fl.strategies.registry),
@@ -315,8 +335,8 @@ def check_params(spec: ExperimentSpec) -> None:
     ]
     if is_market(spec):  # bounds declared by its source: checked on the tenant's worker
         checks.pop()
-    if is_tenant_dataset(spec):
-        checks = checks[1:]  # its reference was checked by check_tenant_dataset
+    if is_tenant_dataset(spec) or is_market_dataset(spec):
+        checks = checks[1:]  # its reference was checked by check_tenant/market_dataset
     if spec.partition is not None:
         checks.append((fl.partition.registry, spec.partition, spec.partition_params))
     for registry, name, params in checks:
