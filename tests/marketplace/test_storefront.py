@@ -174,6 +174,13 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     assert ASSET["name"] not in carol.content() and "decaying" not in carol.content()
     bad = carol.goto(f"{hub.url}{MARKET}asset/No%20Such_Thing")  # bad input: a page, no traceback
     assert bad.status == 404 and "Traceback" not in carol.content()
+    # the Payouts page is the platform admin's: carol gets the API's refusal, no statement
+    assert carol.locator("#nav-payouts").count() == 0
+    carol.goto(f"{hub.url}{MARKET}payouts")
+    refusal = hub.api("GET", API + "payouts", t["carol"])
+    assert refusal.status_code == 403, refusal.text
+    assert message(carol, ok=False) == refusal.json()["error"]["message"]
+    assert carol.locator("#all-payouts tbody tr").count() == 0
 
     # the platform admin reads the source in the review queue and approves it there
     admin = log_in(browser, hub, "admin")
@@ -347,3 +354,23 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     assert f"Delisted {SLUG}" in message(acme)
     expect(mine.locator(".asset-state")).to_have_text("delisted")
     assert hub.api("GET", API + f"assets/{SLUG}", t["acme-admin"]).json()["state"] == "delisted"
+
+    # a dataset through the form: its label column and default partition reach the API
+    acme.click("#new-asset")
+    acme.fill("#name", "Turbine vibrations")
+    acme.select_option("#asset_type", "dataset")
+    acme.select_option("#licence-kind", "custom")
+    acme.fill("#licence_text", "Research use within your organisation.")
+    acme.fill("#label_column", "fault")
+    acme.fill("#partition", '{"name": "dirichlet", "alpha": 0.1}')
+    rows = "".join(f"{i % 7},{i % 3 * 0.5},{i % 2}\n" for i in range(40))
+    acme.set_input_files("#file", files=[
+        {"name": "turbines.csv", "mimeType": "text/csv", "buffer": f"rpm,amp,fault\n{rows}".encode()}
+    ])  # fmt: skip
+    acme.click("#publish-button")
+    assert "Submitted turbine-vibrations@1.0.0 for review." in message(acme)
+    data = hub.api("GET", API + "assets/turbine-vibrations", t["acme-admin"]).json()
+    schema = data["versions"][0]["schema"]
+    assert (schema["label_column"], schema["partition"]) == (
+        "fault", {"name": "dirichlet", "alpha": 0.1})  # fmt: skip
+    assert data["licence_text"] == "Research use within your organisation."

@@ -10,6 +10,7 @@ const API = body.dataset.api;
 const PREFIX = body.dataset.prefix;
 const TENANT = body.dataset.tenant;
 const MAY_BUY = Boolean(body.dataset.mayBuy); // the caller's permission; the API still decides
+const PLATFORM_ADMIN = Boolean(body.dataset.platformAdmin); // marks statements paid (the API decides)
 
 function say(text, ok) {
   const box = document.getElementById("market-message");
@@ -544,7 +545,7 @@ async function payouts() {
     const paid = el("td", { class: "statement-paid" });
     if (p.state === "paid") {
       paid.append(day(p.paid_at) + " by " + p.paid_by + ": ", el("code", {}, p.paid_reference));
-    } else { // offered until paid: the API refuses an open statement and says why
+    } else if (PLATFORM_ADMIN) { // offered until paid: the API refuses an open statement and says why
       const reference = el("input", { class: "form-control form-control-sm paid-reference", maxLength: 200, placeholder: "transfer reference" });
       const mark = action("btn-outline-success mark-paid", "Mark paid", async () => {
         const out = await call("POST", "payouts/" + p.id + "/paid", { reference: reference.value });
