@@ -7,6 +7,7 @@ import contextlib
 
 from jupyterhub.app import JupyterHub
 from jupyterhub.objects import Server
+from traitlets import Integer
 
 #: How often a starting service's port is tried (JupyterHub backs off to seconds apart).
 SERVICE_POLL_SECONDS = 0.05
@@ -29,9 +30,44 @@ class FedhubHub(JupyterHub):
     own ``Server.wait_up(http=False)`` checks), tried every :data:`SERVICE_POLL_SECONDS`.
     """
 
+    service_poll_interval = Integer(
+        30,
+        min=1,
+        config=True,
+        help="""Seconds between checks that a managed service's process still runs; one that
+        exited is started again at the next check. JupyterHub polls its services every 30 s
+        and offers no setting for it (its service spawners take no configuration): this one
+        changes it. The tests that kill a service set it low (1 s) so its restart is quick.""",
+    )
+
     _service_starts: dict[str, asyncio.Future] | None = None
 
+    def _poll_services(self) -> None:
+        """Make every managed service poll its process every ``service_poll_interval``.
+
+        ``Service.start`` makes a new spawner each time (at start-up and at each restart
+        after its process exited) and starts its 30 s polling; wrapping the service's
+        ``start`` re-times that polling for each new spawner.
+        """
+        if self.service_poll_interval == 30:
+            return  # JupyterHub's own
+        for service in self._service_map.values():
+            if not service.managed or getattr(service, "_fedhub_polled", False):
+                continue
+            service._fedhub_polled = True
+            service.start = self._repolled(service, service.start)
+
+    def _repolled(self, service, start):
+        async def start_then_poll():
+            await start()
+            if service.spawner is not None:
+                service.spawner.poll_interval = self.service_poll_interval
+                service.spawner.start_polling()
+
+        return start_then_poll
+
     async def start_service(self, service_name, service, ssl_context=None) -> bool:
+        self._poll_services()
         if self._service_starts is None:
             self._service_starts = {}
             for name, other in self._service_map.items():
