@@ -443,3 +443,61 @@ def test_a_bought_model_is_a_runs_initial_weights(hub, t):
     bad = wait_for(lambda: finished(refs["narrow-start"]), 240, 0.5, "the run that cannot fit")
     assert bad["status"] == "failed"
     assert "market/narrow-start@1.0.0: does not load into the run's model" in bad["error"]
+
+
+def test_a_bought_dataset_trains_a_run_on_the_buyers_workers_until_revoked(hub, t):
+    """dataset: market/<slug>@<version> (HD): globex's run trains on the licensed CSV,
+    copied into globex's store as globex's account; the revoked licence refuses the next
+    submission and deletes the copy."""
+    import os
+    import pwd
+    import stat
+
+    import numpy as np
+    import pandas as pd
+
+    from fedhub import accounts
+
+    rng = np.random.default_rng(3)
+    kind = rng.integers(0, 2, 120)
+    frame = pd.DataFrame({f"f{i}": rng.normal(kind * (i + 1), 0.3) for i in range(3)})
+    frame["kind"] = np.array(["cat", "dog"])[kind]
+    slug = "pets-table"
+    asset = {**ASSET, "name": "Pets", "slug": slug, "asset_type": "dataset", "price": "0",
+             "filename": "pets.csv", "label_column": "kind",
+             "content_base64": base64.b64encode(frame.to_csv(index=False).encode()).decode()}  # fmt: skip
+    r = call(hub, t["acme-admin"], "POST", "assets", json=asset)
+    assert r.status_code == 201, r.text
+    body = {"version": "1.0.0", "decision": "approve", "note": "a table"}
+    assert call(hub, t["admin"], "POST", f"assets/{slug}/review", json=body).status_code == 200
+    held = call(hub, t["globex-admin"], "POST", f"assets/{slug}/purchase",
+                headers={"Idempotency-Key": slug})  # fmt: skip
+    assert held.status_code == 201, held.text
+
+    exps = "/services/experiments/api/v1/experiments"
+    spec = {"dataset": f"market/{slug}@1.0.0", "rounds": 2, "clients": 2, "model": "mlp"}
+    r = hub.api("POST", exps, t["bob"], json=spec)
+    assert r.status_code == 201, r.text
+    run = r.json()["id"]
+
+    def finished():
+        d = hub.api("GET", f"{exps}/{run}", t["bob"]).json()
+        return d if d["status"] in ("completed", "failed", "cancelled") else None
+
+    done = wait_for(finished, 240, 0.5, "the run on the bought dataset")
+    assert (done["status"], done["rounds_done"]) == ("completed", 2), done
+    copies = hub.state_dir / "tenant-data" / "globex" / "market" / slug
+    [copy] = list(copies.iterdir())
+    account = pwd.getpwnam(accounts.tenant_account("globex")).pw_uid
+    assert account != os.getuid()
+    for path in (copies, copy, *copy.iterdir()):  # the tenant's account's, nobody else's
+        mode = path.stat()
+        assert (mode.st_uid, stat.S_IMODE(mode.st_mode) & 0o077) == (account, 0), path
+
+    [licence] = [e for e in call(hub, t["globex-admin"], "GET", "entitlements").json()[
+        "entitlements"] if e["asset"] == slug]  # fmt: skip
+    revoke = f"entitlements/{licence['id']}/revoke"
+    assert call(hub, t["admin"], "POST", revoke, json={"reason": "test"}).status_code == 200
+    r = hub.api("POST", exps, t["bob"], json=spec)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
+    assert not copies.exists()  # the licence is gone, so is globex's copy
