@@ -8,6 +8,7 @@ One hub for the module (the demo: acme on professional, globex on starter, inite
 from __future__ import annotations
 
 import base64
+import signal
 import uuid
 
 import pytest
@@ -36,7 +37,9 @@ ASSET = {
 
 @pytest.fixture(scope="module")
 def hub(hub_factory, postgres):
-    hub = hub_factory(db_url=postgres.create_database(f"market_{uuid.uuid4().hex[:8]}"))
+    db_url = postgres.create_database(f"market_{uuid.uuid4().hex[:8]}")
+    # a killed service is started again within a second (JupyterHub's own check: 30 s)
+    hub = hub_factory(db_url=db_url, args=["--FedhubHub.service_poll_interval=1"])
     wait_for(lambda: hub.api("GET", API + "openapi.json").status_code == 200, 120, 0.3,
              "the marketplace service")  # fmt: skip
     return hub
@@ -265,18 +268,19 @@ def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
     price, acme's payout statement its share, and the use is audited."""
     import os
     import pwd
-    from datetime import datetime
+    from datetime import datetime, timedelta
     from decimal import Decimal
 
     from sqlalchemy import select
 
     from fedhub import accounts, db
     from fedhub.billing.money import cents
+    from fedhub.billing.operations import Billing
     from fedhub.billing.periods import containing
-    from fedhub.billing.rating import rate
+    from fedhub.billing.settings import BillingSettings
+    from fedhub.clock import FixedClock
     from fedhub.db import rls
     from fedhub.marketplace.settings import MarketplaceSettings
-    from fedhub.tenancy.store import TenantStore
     from tests.organisations.hub_helpers import spool_events
 
     slug, price = "damped-fedprox", Decimal("24.99")
@@ -314,14 +318,23 @@ def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
     refused = wait_for(lambda: finished(bad), 120, 0.5, "the run with an undeclared parameter")
     assert refused["status"] == "failed" and "strategy_params.lr: unknown" in refused["error"]
 
-    # the invoice: one charge line of exactly the price, for the month of the sale
-    bought_at = datetime.fromisoformat(purchase.json()["created_at"]).replace(tzinfo=None)
-    with rls.platform(), db.session_scope(hub.db_url) as s:
-        rating = rate(s, "globex", containing(bought_at), TenantStore(hub.db_url).tiers)
+    # the next invoice: billing closes the month of the sale (its clock past the month's end
+    # and grace, so the invoice is finalized) and globex reads it through billing's API: one
+    # charge line of exactly the price
+    month = containing(datetime.fromisoformat(purchase.json()["created_at"]).replace(tzinfo=None))
+    after = FixedClock(month.end + BillingSettings().grace + timedelta(minutes=1))
+    [closed] = Billing(hub.db_url, clock=after).close(month, tenants=["globex"])
+    assert closed["status"] == "finalized", closed
+    bills = "/services/billing/api/v1/invoices"
+    listed = hub.api("GET", f"{bills}?tenant=globex", t["globex-admin"]).json()["invoices"]
+    [invoice] = [i for i in listed if i["period"] == month.name]
+    doc = hub.api("GET", f"{bills}/{invoice['id']}", t["globex-admin"]).json()
+    assert (doc["tenant"], doc["status"]) == ("globex", "finalized")
     charges = [
-        ln.amount for ln in rating.lines if ln.line_type == "charge" and "Damped" in ln.description
+        ln for ln in doc["lines"] if ln["type"] == "charge" and "Damped" in ln["description"]
     ]
-    assert charges == [price]
+    assert [Decimal(ln["amount"]) for ln in charges] == [price], doc["lines"]
+    assert hub.api("GET", f"{bills}/{invoice['id']}", t["acme-admin"]).status_code == 404
     # the payout statement: the publisher's share, computed here from the configured percent
     share = cents(price * Decimal(str(MarketplaceSettings().revenue_share_percent)) / 100)
     [line] = [x for x in call(hub, t["acme-admin"], "GET", "sales").json()["sales"]
@@ -329,7 +342,9 @@ def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
     assert (Decimal(line["gross"]), Decimal(line["amount"])) == (price, share)
     statements = call(hub, t["acme-admin"], "GET", "payouts").json()["statements"]
     [statement] = [st for st in statements if st["period"] == line["period"]]
-    assert line["id"] in [x["id"] for x in statement["lines"]]
+    [on_it] = [x for x in statement["lines"] if x["id"] == line["id"]]
+    assert (statement["state"], Decimal(on_it["amount"])) == ("open", share)
+    assert Decimal(statement["amount"]) == sum(Decimal(x["amount"]) for x in statement["lines"])
 
     # the use: metered once and audited for this run
     from fedhub.metering import MeterEvent
@@ -443,6 +458,126 @@ def test_a_bought_model_is_a_runs_initial_weights(hub, t):
     bad = wait_for(lambda: finished(refs["narrow-start"]), 240, 0.5, "the run that cannot fit")
     assert bad["status"] == "failed"
     assert "market/narrow-start@1.0.0: does not load into the run's model" in bad["error"]
+
+
+def test_must_show_5_the_service_killed_mid_purchase_then_a_retry_buys_once(hub, t):
+    """The marketplace service is SIGKILLed while a purchase's transaction waits (it wrote
+    the purchase, the entitlement and the charge, and waits to put the publisher's share on
+    acme's payout statement, whose row this test holds locked); the hub starts the service
+    again and the client's retries with the same Idempotency-Key buy exactly once: one
+    purchase, one entitlement, one ``marketplace`` meter event (one invoice line), one
+    payout line."""
+    import contextlib
+    import threading
+    import time
+
+    import psutil
+    import requests
+    from sqlalchemy import create_engine, select, text
+
+    from fedhub import db
+    from fedhub.db import rls
+    from fedhub.marketplace.models import Entitlement, PayoutLine, Purchase
+    from fedhub.metering import MeterEvent
+
+    began = time.monotonic()
+    slug, key = "killed-mid-purchase", "sigkill-1"
+    asset = {**ASSET, "name": "Killed mid purchase", "slug": slug, "price": "7.77"}
+    assert call(hub, t["acme-admin"], "POST", "assets", json=asset).status_code == 201
+    body = {"version": "1.0.0", "decision": "approve", "note": "read"}
+    assert call(hub, t["admin"], "POST", f"assets/{slug}/review", json=body).status_code == 200
+
+    def service():
+        """The hub's managed service ``marketplace``: its process runs the module."""
+        found = []
+        for proc in psutil.Process(hub.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a child that just exited
+                if "fedhub.services.marketplace" in proc.cmdline():
+                    found.append(proc)
+        [proc] = found
+        return proc
+
+    killed = service()
+    answers: list = []
+
+    def buy():
+        try:
+            answers.append(hub.api("POST", f"{API}assets/{slug}/purchase", t["globex-admin"],
+                                   headers={"Idempotency-Key": key}))  # fmt: skip
+        except requests.RequestException as e:  # the connection dropped with the service
+            answers.append(e)
+
+    engine = create_engine(hub.db_url)  # as the cluster's superuser: no row-level security
+    try:
+        with engine.connect() as holder, engine.connect() as watcher:
+            watcher.execution_options(isolation_level="AUTOCOMMIT")
+            holder.begin()
+            locked = holder.execute(text(
+                "SELECT id FROM fedhub_market_payout_statements WHERE tenant = 'acme' FOR UPDATE"
+            )).all()  # fmt: skip
+            assert locked, "acme sold earlier in this module: its statement exists"
+            me = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+            thread = threading.Thread(target=buy, daemon=True)
+            thread.start()
+            waiting = text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE :me = ANY(pg_blocking_pids(pid)) AND wait_event_type = 'Lock'"
+            )
+            [backend] = wait_for(lambda: watcher.execute(waiting, {"me": me}).scalars().all(),
+                                 30, 0.05, "the purchase waiting on the statement's row")  # fmt: skip
+            query = watcher.execute(
+                text("SELECT query FROM pg_stat_activity WHERE pid = :p"), {"p": backend}
+            ).scalar()
+            assert "fedhub_market_payout_statements" in query and "FOR UPDATE" in query
+            # mid-transaction: it has inserted the purchase, the entitlement and the charge
+            written = set(watcher.execute(text(
+                "SELECT relation::regclass::text FROM pg_locks "
+                "WHERE pid = :p AND mode = 'RowExclusiveLock'"
+            ), {"p": backend}).scalars())  # fmt: skip
+            assert {"fedhub_market_purchases", "fedhub_market_entitlements"} <= written, written
+            assert any(w.startswith("fedhub_meter_events") for w in written), written
+            killed.send_signal(signal.SIGKILL)
+            kill_at = time.monotonic()
+            killed.wait(10)
+            holder.rollback()  # the lock goes; the dead service's transaction never commits
+            thread.join(30)
+            # its PostgreSQL backend finds its client gone and rolls back
+            wait_for(lambda: not watcher.execute(
+                text("SELECT 1 FROM pg_stat_activity WHERE pid = :p"), {"p": backend}
+            ).all(), 30, 0.05, "the killed service's backend to end")  # fmt: skip
+    finally:
+        engine.dispose()
+    [first] = answers
+    assert isinstance(first, requests.RequestException) or first.status_code >= 500, first
+
+    # the client retries with the same key until the restarted service answers
+    def retry():
+        r = hub.api("POST", f"{API}assets/{slug}/purchase", t["globex-admin"],
+                    headers={"Idempotency-Key": key})  # fmt: skip
+        return r if r.status_code < 500 else None
+
+    bought = wait_for(retry, 60, 0.2, "the restarted marketplace service")
+    restarted = time.monotonic() - kill_at
+    assert service().pid != killed.pid
+    assert bought.status_code == 201, bought.text  # the first attempt left nothing behind
+    again = call(hub, t["globex-admin"], "POST", f"assets/{slug}/purchase",
+                 headers={"Idempotency-Key": key})  # fmt: skip
+    assert (again.status_code, again.json()) == (200, bought.json())
+
+    with rls.platform(), db.session_scope(hub.db_url) as s:
+        purchases = s.scalars(select(Purchase.id).where(Purchase.tenant == "globex",
+                                                        Purchase.idempotency_key == key)).all()  # fmt: skip
+        [purchase] = purchases
+        entitlements = s.scalars(
+            select(Entitlement.id).where(Entitlement.purchase_id == purchase)
+        ).all()
+        charges = [a for a in s.scalars(select(MeterEvent.attributes).where(
+            MeterEvent.kind == "marketplace", MeterEvent.tenant == "globex")) if a.get("asset") == slug]  # fmt: skip
+        payouts = s.scalars(select(PayoutLine.id).where(PayoutLine.asset_slug == slug)).all()
+    assert (len(entitlements), len(payouts)) == (1, 1)
+    assert [c["amount"] for c in charges] == ["7.77"]
+    took = time.monotonic() - began
+    print(f"must-show 5: killed to bought {restarted:.1f} s, the test {took:.1f} s")
 
 
 def test_a_bought_dataset_trains_a_run_on_the_buyers_workers_until_revoked(hub, t):
