@@ -32,7 +32,7 @@ from fedhub import storage
 from fedhub.errors import Conflict
 from fedhub.marketplace.common import parse_ref
 from fedhub.marketplace.errors import NotEntitled
-from fedhub.marketplace.models import Asset
+from fedhub.marketplace.models import Asset, Entitlement, EntitlementState
 from fedhub.marketplace.store import MarketStore
 from fedhub.tenancy.store import TenantStore
 
@@ -69,8 +69,8 @@ def check(db_url: str, tenant: str, user: str, refs: dict[str, str], body: dict)
         try:
             market.check_entitlement(tenant, user, ref)
         except NotEntitled:
-            if field == "dataset":  # the licence is gone: so is the tenant's copy
-                market_run.forget(tenant, parse_ref(ref)[0])
+            if field == "dataset":
+                _forget_unless_held(market, tenant, ref)
             raise
     for field, ref in refs.items():
         slug, _ = parse_ref(ref)
@@ -112,10 +112,29 @@ def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[st
         try:
             used[field] = market.use(tenant, user, ref, context=context)
         except NotEntitled:
-            if field == "dataset":  # the licence is gone: so is the tenant's copy
-                market_run.forget(tenant, parse_ref(ref)[0])
+            if field == "dataset":
+                _forget_unless_held(market, tenant, ref)
             raise
     return used
+
+
+def _forget_unless_held(market: MarketStore, tenant: str, ref: str) -> None:
+    """A dataset's use was refused: delete the tenant's copies of it, unless the tenant
+    still holds a licence of the asset (another user's seat, another version)."""
+    slug, _ = parse_ref(ref)
+    with market.session(None) as s:
+        held = s.scalar(
+            select(Entitlement.id)
+            .join(Asset, Asset.id == Entitlement.asset_id)
+            .where(
+                Asset.slug == slug,
+                Entitlement.tenant == tenant,
+                Entitlement.state == EntitlementState.ACTIVE,
+            )
+            .limit(1)
+        )
+    if held is None:
+        market_run.forget(tenant, slug)
 
 
 def warm_start(experiment, asset: dict[str, Any], executor) -> None:

@@ -152,6 +152,10 @@ def test_a_refund_cancels_the_queued_run_and_deletes_the_copy(market, client, st
     spec = fl_spec()
     build_run(spec, "globex", client, market_refs.start_use(market.db, "globex", "bob", "e1", spec))
     assert asset_dir(store, "globex", "pets").is_dir()
+    other = {"dataset": "market/pets@9.9.9"}  # refused, but globex still holds 1.0.0
+    with pytest.raises(NotEntitled, match="market/pets@9.9.9"):
+        market_refs.check(market.db, "globex", "bob", other, other)
+    assert asset_dir(store, "globex", "pets").is_dir()
 
     body = {"dataset": REF, "rounds": 1, "clients": 2}
     with rls.platform(), db.session_scope(market.db) as s:
