@@ -267,6 +267,22 @@ def test_search_open_buy_and_see_the_licence(hub, t, browser, tmp_path):  # noqa
     shop.click("#nav-publisher")
     shop.locator("#no-assets").wait_for()
     assert shop.locator("#sales tbody tr").count() == 0
+    # ... but its tier (starter) has no marketplace publishing: the form shows the API's 403
+    shop.click("#new-asset")
+    shop.click("#publish-button")  # no file chosen: said before anything is sent
+    assert message(shop, ok=False) == "Choose the file to publish."
+    shop.fill("#name", "Globex churn model")
+    shop.set_input_files("#file", files=[
+        {"name": "churn.py", "mimeType": "text/x-python", "buffer": SOURCE.encode()}
+    ])  # fmt: skip
+    shop.click("#publish-button")
+    refusal = hub.api("POST", API + "assets", t["globex-admin"], json={
+        "name": "Globex churn model", "asset_type": "algorithm", "filename": "churn.py",
+        "content": SOURCE})  # fmt: skip
+    assert refusal.status_code == 403, refusal.text
+    expect(shop.locator("#market-message.alert-danger")).to_have_text(
+        refusal.json()["error"]["message"]
+    )
 
     # acme's publisher page: the asset listed, the sale and its share
     acme.click("#nav-publisher")
