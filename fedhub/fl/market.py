@@ -7,9 +7,13 @@ it ``strategy: "market/<slug>@<version>"``. The runner (:meth:`fedhub.fl.Experim
 thread of the experiments service) holds a :class:`RemoteStrategy`: a proxy whose every hook
 is a task on the executor it is given, which the service makes the buying tenant's own
 workers (``DaskClusters.tenant_executor``: processes of the tenant's Unix account
-``fedhub_t_<slug>``, which read only that tenant's data). There the source is checked
-against its SHA-256, executed once per worker (:func:`load_strategy`, cached by hash) and
-the real strategy rebuilt from its state for each call.
+``fedhub_t_<slug>``, which read only that tenant's data). Not in the worker process
+either: each task relays its hook to a *strategy host* (:mod:`fedhub.fl.market_host`), a
+child process of the worker with no Dask in it, started once per worker and source. There
+the source is checked against its SHA-256, executed once (:func:`load_strategy`, cached by
+hash) and the real strategy rebuilt from its state for each call. Host and worker exchange
+JSON and ``.npz`` over pipes, decoded without pickle, so what the source's code returns
+reaches the worker, and Dask, only as plain data built by fedhub's code.
 
 Round trips are batched: one task for ``initialize``, one for ``configure_round`` with the
 chosen clients' ``client_extra`` (the round's RNG state goes and comes back, so the runner's
@@ -31,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .registry import ParameterError, Registry
+from .registry import Registry
 from .strategies import Strategy
 
 
@@ -129,69 +133,35 @@ def plain(value: Any, ref: str, where: str) -> Any:
 
 
 # ------------------------------------------------------------------ tasks (worker side)
+# Each task relays its hook to this worker's strategy host for the source
+# (fedhub.fl.market_host): the source never runs in the worker process, and what comes
+# back is decoded from JSON and .npz without pickle, then returned to the runner.
 
 
-def _rebuild(source: str, sha256: str, ref: str, state: dict) -> Strategy:
-    cls = load_strategy(source, sha256, ref)
-    obj = cls.__new__(cls)
-    vars(obj).update(copy.deepcopy(state))
-    return obj
+def _relay(source: str, sha256: str, ref: str, op: str, *args) -> tuple:
+    from .market_host import call_host
 
-
-def _outcome(obj: Strategy, ref: str) -> tuple[dict, float]:
-    return plain(dict(vars(obj)), ref, "state"), float(obj.proximal_mu)
-
-
-def _hook_error(ref: str, hook: str, e: Exception) -> MarketCodeError:
-    if isinstance(e, MarketCodeError):
-        return e
-    return MarketCodeError(f"{ref}: {hook} raised {type(e).__name__}: {e}")
+    return tuple(call_host(source, sha256, ref, op, list(args)))
 
 
 def remote_initialize(source, sha256, ref, params, init_params, num_clients):
     """Task: build the strategy with its checked parameters and initialize it."""
-    try:
-        cls = load_strategy(source, sha256, ref)
-        obj = cls(**check_params(cls, ref, params))
-        obj.initialize(init_params, num_clients)
-        return _outcome(obj, ref)
-    except ParameterError as e:
-        raise MarketCodeError(f"{ref}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - reported with the asset's name
-        raise _hook_error(ref, "initialize", e) from None
+    return _relay(source, sha256, ref, "initialize", dict(params), init_params, num_clients)
 
 
 def remote_configure(source, sha256, ref, state, rnd, client_ids, num_sample, rng_state):
     """Task: ``configure_round`` on the runner's RNG state, then each chosen client's extra."""
-    try:
-        obj = _rebuild(source, sha256, ref, state)
-        rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
-        rng.bit_generator.state = rng_state
-        chosen = [int(c) for c in obj.configure_round(rnd, client_ids, num_sample, rng)]
-        extras = {cid: plain(obj.client_extra(rnd, cid), ref, "client_extra") for cid in chosen}
-        return (chosen, extras, rng.bit_generator.state, *_outcome(obj, ref))
-    except Exception as e:  # noqa: BLE001 - reported with the asset's name
-        raise _hook_error(ref, "configure_round", e) from None
+    return _relay(source, sha256, ref, "configure", state, rnd, client_ids, num_sample, rng_state)
 
 
 def remote_aggregate(source, sha256, ref, state, rnd, params, results):
     """Task: ``aggregate`` then ``evaluate`` on the new weights (as the runner stores them)."""
-    try:
-        obj = _rebuild(source, sha256, ref, state)
-        new = np.asarray(obj.aggregate(rnd, params, results))
-        metrics = obj.evaluate(rnd, new.astype(np.float32))
-        return (new, plain(metrics, ref, "evaluate"), *_outcome(obj, ref))
-    except Exception as e:  # noqa: BLE001 - reported with the asset's name
-        raise _hook_error(ref, "aggregate", e) from None
+    return _relay(source, sha256, ref, "aggregate", state, rnd, params, list(results))
 
 
 def remote_evaluate(source, sha256, ref, state, rnd, params):
     """Task: ``evaluate`` alone (a round in which no client reported)."""
-    try:
-        obj = _rebuild(source, sha256, ref, state)
-        return (plain(obj.evaluate(rnd, params), ref, "evaluate"), *_outcome(obj, ref))
-    except Exception as e:  # noqa: BLE001 - reported with the asset's name
-        raise _hook_error(ref, "evaluate", e) from None
+    return _relay(source, sha256, ref, "evaluate", state, rnd, params)
 
 
 # ------------------------------------------------------------------ the proxy (runner side)

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
+import os
 import pickle
+import signal
+import time
 
 import cloudpickle
 import numpy as np
+import psutil
 import pytest
 
 from fedhub import fl
@@ -136,6 +141,189 @@ def test_hooks_failing_on_the_worker_name_the_asset(client):
     bad = RemoteStrategy("market/s@1", sneaky, sha(sneaky), {}, executor=client)
     with pytest.raises(MarketCodeError, match=r"market/s@1: state.hook is a builtin_function"):
         experiment(bad).run(client=client, progress=None)
+
+
+# -- the strategy host: the source runs in a child process of the worker, not in it --------
+
+#: Prox whose evaluate reports where it runs
+WHERE = (
+    PROX
+    + """
+import os, resource, stat
+
+
+class Where(Prox):
+    def evaluate(self, rnd, params):
+        return {
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "cwd_mode": stat.S_IMODE(os.stat(os.getcwd()).st_mode),
+            "home_is_cwd": int(os.environ["HOME"] == os.getcwd()),
+            "dask_env": sum(k.startswith("DASK_") for k in os.environ),
+            "address_space": resource.getrlimit(resource.RLIMIT_AS)[0],
+        }
+
+
+STRATEGY = Where
+"""
+)
+
+
+def test_hooks_run_in_a_host_process_whose_parent_is_the_worker(client):
+    workers = set(client.run(os.getpid).values())
+    local = experiment(fl.strategies.get("fedprox", mu=0.5)).run(client=client, progress=None)
+    remote = RemoteStrategy("market/w@1", WHERE, sha(WHERE), {"mu": 0.5}, executor=client)
+    result = experiment(remote).run(client=client, progress=None)
+    np.testing.assert_array_equal(result.params, local.params)
+    for r in result.history:
+        assert r["pid"] not in workers and r["ppid"] in workers, (r, workers)
+        assert (r["cwd_mode"], r["home_is_cwd"], r["dask_env"]) == (0o700, 1, 0)
+        assert r["address_space"] >= 1 << 30  # the LocalCluster's 2 GiB memory limit
+    assert r["address_space"] == 2 << 30
+
+
+def test_a_host_killed_between_rounds_is_restarted_and_the_run_is_unchanged(client):
+    def kill_hosts() -> list[int]:
+        from fedhub.fl.market_host import host_pids
+
+        pids = host_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        for pid in pids:  # dead (a zombie until the next call reaps it)
+            while open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+                assert time.monotonic() < deadline, f"host {pid} still running"
+                time.sleep(0.01)
+        return pids
+
+    killed: list[int] = []
+
+    def after_round(record: dict) -> None:
+        if record["round"] == 1:
+            killed.extend(p for pids in client.run(kill_hosts).values() for p in pids)
+
+    local = experiment(fl.strategies.get("fedprox", mu=0.5)).run(client=client, progress=None)
+    remote = RemoteStrategy("market/w@1", WHERE, sha(WHERE), {"mu": 0.5}, executor=client)
+    result = experiment(remote).run(client=client, callback=after_round, progress=None)
+    np.testing.assert_array_equal(result.params, local.params)
+    assert result.history[0]["pid"] in killed
+    assert not {r["pid"] for r in result.history[1:]} & set(killed)
+
+
+def test_non_plain_results_fail_the_run_naming_the_asset_and_are_never_unpickled(client, tmp_path):
+    marker = tmp_path / "unpickled"
+    evil = (
+        PROX
+        + f"""
+
+class Payload:
+    def __reduce__(self):
+        return (open, ({str(marker)!r}, "w"))
+
+
+class Evil(Prox):
+    def evaluate(self, rnd, params):
+        return {{"score": Payload()}}
+
+
+STRATEGY = Evil
+"""
+    )
+    odd = (
+        PROX
+        + """
+
+class Box:
+    pass
+
+
+class Odd(Prox):
+    def client_extra(self, rnd, cid):
+        return {"box": Box()}
+
+
+STRATEGY = Odd
+"""
+    )
+    for ref, source, message in [
+        ("market/evil@1", evil, r"market/evil@1: evaluate.score is a Payload; a strategy's"),
+        ("market/odd@1", odd, r"market/odd@1: client_extra.\d+.box is a Box"),
+    ]:
+        bad = RemoteStrategy(ref, source, sha(source), {}, executor=client)
+        with pytest.raises(MarketCodeError, match=message):
+            experiment(bad).run(client=client, progress=None)
+    assert not marker.exists()
+
+
+# -- the pipe protocol, and a hook that does not return ----------------------------------------
+
+
+def test_the_protocol_carries_plain_data_exactly_and_refuses_anything_else():
+    from fedhub.fl.market_host import _FRAME, decode, encode
+    from fedhub.fl.training import ClientResult
+
+    result = ClientResult(cid=3, params=np.arange(4, dtype=np.float32), num_examples=7,
+                          train_loss=0.25, epochs=1, steps=2, extra={"dc": np.ones(2)})  # fmt: skip
+    state = np.random.default_rng(1).bit_generator.state  # ints of 128 bits
+    value = {"a": (1, 2.5, None, True), 4: [state, float("inf"), -0.0], "r": [result]}
+    message = encode(value, "market/x@1")
+    n_header = _FRAME.unpack(message[: _FRAME.size])[1]
+    header, blob = message[_FRAME.size :][:n_header], message[_FRAME.size :][n_header:]
+    back = decode(header, blob, "market/x@1")
+    assert back["a"] == (1, 2.5, None, True) and back[4][:2] == [state, float("inf")]
+    assert str(back[4][2]) == "-0.0" and back["r"][0].cid == 3
+    np.testing.assert_array_equal(back["r"][0].params, result.params)
+    assert back["r"][0].params.dtype == np.float32
+
+    pickled = io.BytesIO()
+    np.savez(pickled, a0=np.array([object()], dtype=object))  # an object array: a pickle
+    for header, blob in [
+        (b'{"array":"a0"}', pickled.getvalue()),
+        (b'{"__reduce__":["os.system","true"]}', b""),
+        (b'{"dict":[[1.5,2]]}', b""),
+        (b"[" * 100000, b""),
+    ]:
+        with pytest.raises(MarketCodeError, match="market/x@1: the strategy host sent a malf"):
+            decode(header, blob, "market/x@1")
+    with pytest.raises(MarketCodeError, match=r"market/x@1: message.k has a key of type tuple"):
+        encode({"k": {(1, 2): 3}}, "market/x@1")
+
+
+def test_a_hook_over_its_timeout_stops_its_host_and_the_next_call_starts_another():
+    import dask
+
+    from fedhub.fl import market_host
+
+    slow = (
+        PROX
+        + """
+
+class Slow(Prox):
+    def evaluate(self, rnd, params):
+        if rnd == 1:
+            import time
+            time.sleep(60)
+        return {"round": rnd}
+
+
+STRATEGY = Slow
+"""
+    )
+    ref, state, params = "market/slow@1", {"proximal_mu": 0.0}, np.zeros(3, np.float32)
+    try:
+        with dask.config.set({market_host.TIMEOUT_KEY: 2}):
+            market_host.call_host(slow, sha(slow), ref, "evaluate", [state, 2, params])
+            first = market_host.host_pids()
+            with pytest.raises(
+                MarketCodeError, match=rf"{ref}: evaluate did not finish in time \(2 s\)"
+            ):
+                market_host.call_host(slow, sha(slow), ref, "evaluate", [state, 1, params])
+            assert market_host.host_pids() == [] and not psutil.pid_exists(first[0])
+            metrics = market_host.call_host(slow, sha(slow), ref, "evaluate", [state, 3, params])
+            assert metrics[0] == {"round": 3} and market_host.host_pids() != first
+    finally:
+        for host in list(market_host._HOSTS.values()):
+            market_host._drop(host)
 
 
 # -- the use at each run's start (must-show 2 at the store level) ----------------------------
