@@ -161,6 +161,7 @@ class Where(Prox):
             "home_is_cwd": int(os.environ["HOME"] == os.getcwd()),
             "dask_env": sum(k.startswith("DASK_") for k in os.environ),
             "address_space": resource.getrlimit(resource.RLIMIT_AS)[0],
+            "fds": len(os.listdir("/proc/self/fd")),  # its pipes, /dev/null, its log
         }
 
 
@@ -178,6 +179,7 @@ def test_hooks_run_in_a_host_process_whose_parent_is_the_worker(client):
     for r in result.history:
         assert r["pid"] not in workers and r["ppid"] in workers, (r, workers)
         assert (r["cwd_mode"], r["home_is_cwd"], r["dask_env"]) == (0o700, 1, 0)
+        assert r["fds"] == 6  # 0-4 and the one listdir opened
         assert r["address_space"] >= 1 << 30  # the LocalCluster's 2 GiB memory limit
     assert r["address_space"] == 2 << 30
 
