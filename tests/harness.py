@@ -35,6 +35,19 @@ def settled_period():
     return period
 
 
+def this_month(hours: float = 1.0):
+    """``(start, end)``: the last ``hours`` up to now, cut at the start of this billing
+    month, so usage recorded over it counts this month whatever the time (usage that
+    started "an hour ago" at 00:30 on the 1st would count last month)."""
+    from datetime import timedelta
+
+    from fedhub.billing.periods import containing
+    from fedhub.db.base import utcnow
+
+    now = utcnow()
+    return max(now - timedelta(hours=hours), containing(now).start), now
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,6 @@ to the newest revision (0018_federations included):
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -36,6 +35,7 @@ from fedhub.services.experiments.federations.models import (
 )
 from fedhub.services.experiments.federations.runner import FederationRunner
 from fedhub.tenancy.store import TenantStore
+from tests.harness import this_month
 
 pytestmark = pytest.mark.postgres
 
@@ -136,11 +136,11 @@ def test_the_run_check_sees_every_members_usage(url, fed):
     runner = FederationRunner(url, SimpleNamespace())
     with rls.tenant("acme"):
         runner.check_members(fed, ["acme", "globex"])  # nothing spent yet
-    now = utcnow()
+    start, end = this_month()
     with rls.platform(), session_scope(url) as s:  # globex spends its 50 client-hours
         metering.record(s, [metering.Usage(tenant="globex", kind=metering.limits.FL_CLIENT_SECONDS,
-                                           quantity=50 * 3600, start=now - timedelta(hours=1),
-                                           end=now, source="tests", idempotency_key="spent")])  # fmt: skip
+                                           quantity=50 * 3600, start=start,
+                                           end=end, source="tests", idempotency_key="spent")])  # fmt: skip
     with rls.tenant("acme"), pytest.raises(QuotaExceeded) as refused:
         runner.check_members(fed, ["acme", "globex"])
     assert refused.value.message.startswith("member globex has used all its federated")

@@ -126,11 +126,9 @@ def test_a_run_left_by_a_stopped_service_ends_failed_in_every_members_chain(migr
 
 
 def test_the_run_stops_for_a_member_suspended_removed_or_out_of_client_hours(migrated_db, spool):
-    from datetime import timedelta
-
-    from fedhub.db import utcnow
     from fedhub.tenancy.models import TenantStatus
     from fedhub.tenancy.store import TenantStore
+    from tests.harness import this_month
 
     url = migrated_db
     runner = FederationRunner(url, SimpleNamespace())
@@ -139,11 +137,11 @@ def test_the_run_stops_for_a_member_suspended_removed_or_out_of_client_hours(mig
         for slug in ("acme", "globex"):
             store.create_tenant(slug, tier="starter")
         assert runner._stop_reason(["acme", "globex"]) is None
-        now = utcnow()
+        start, end = this_month()
         with session_scope(url) as s:  # globex spends its 50 client-hours
             metering.record(s, [metering.Usage(tenant="globex", kind=quota.FL_CLIENT_SECONDS,
-                                               quantity=50 * 3600, start=now - timedelta(hours=1),
-                                               end=now, source="tests", idempotency_key="k")])  # fmt: skip
+                                               quantity=50 * 3600, start=start,
+                                               end=end, source="tests", idempotency_key="k")])  # fmt: skip
         assert runner._stop_reason(["acme", "globex"]) == (
             "client_hours_exhausted: member globex has used all its federated client-hours"
             " this month (tier starter: federated_client_hours_per_month = 50)"

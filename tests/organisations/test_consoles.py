@@ -15,7 +15,6 @@ import html
 import json
 import re
 import uuid
-from datetime import timedelta
 
 import pytest
 
@@ -28,7 +27,7 @@ from fedhub.extensions.hub.tenancy_api.consoles import as_json
 from fedhub.metering import Usage, record
 from fedhub.tenancy import teams
 from fedhub.tenancy.store import TenantStore
-from tests.harness import wait_for
+from tests.harness import this_month, wait_for
 
 CONSOLE = "/hub/fedhub/console"
 PLATFORM = "/hub/fedhub/platform"
@@ -66,12 +65,11 @@ def acme_data(hub, sessions):
                    headers=xsrf(hub, s), timeout=30)  # fmt: skip
         assert r.status_code == 201, r.text
     store = TenantStore(hub.db_url)
-    now = utcnow()
     with rls.tenant("acme"), db.session_scope(hub.db_url) as s:
         teams.create_team(s, "acme", "rockets", store.tiers, lead="alice",
                           quotas={"servers": 1}, actor="acme-admin")  # fmt: skip
         # 2 CPU-core hours this month: what the quota and the bill count
-        record(s, [Usage("acme", "cpu_seconds", 7200, now - timedelta(hours=1), now,
+        record(s, [Usage("acme", "cpu_seconds", 7200, *this_month(),
                          "tests", f"console-{uuid.uuid4().hex}", "alice")])  # fmt: skip
     view = ApprovalStore(store).create(
         "tier_change", tenant="acme", payload={"tier": "enterprise"},
