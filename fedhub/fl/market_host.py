@@ -19,7 +19,7 @@ references. In the header, ``None``/bools/numbers/strings and lists are JSON's o
 is ``{"tuple": [...]}``, a dict ``{"dict": [[key, value], ...]}`` (keys strings or ints,
 kept apart), an array ``{"array": "<name in the blob>"}`` (numbers only: kinds b, i, u, f),
 a :class:`~fedhub.fl.training.ClientResult` ``{"client_result": <its fields as a dict>}``.
-Anything else is a :class:`~fedhub.fl.market.MarketCodeError` naming the asset.
+Anything else is a :class:`~fedhub.fl.market_source.MarketCodeError` naming the asset.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from .market_source import MarketCodeError, check_params, load_strategy
+from .registry import ParameterError
+
 _FRAME = struct.Struct(">4sIQ")  # magic, header length, blob length
 _MAGIC = b"FHM1"
 MAX_HEADER = 256 << 20
@@ -61,9 +64,7 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 _PASSED_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_")
 
 
-def _error(message: str):
-    from .market import MarketCodeError
-
+def _error(message: str) -> MarketCodeError:
     return MarketCodeError(message)
 
 
@@ -141,7 +142,7 @@ def decode(header: bytes, blob: bytes, ref: str) -> Any:
         used: set[str] = set()
         value = _from_json(json.loads(header), arrays, used)
     except Exception as e:  # noqa: BLE001 - whatever the bytes were, they are refused
-        if type(e).__name__ == "MarketCodeError":
+        if isinstance(e, MarketCodeError):
             raise
         raise _error(f"{ref}: the strategy host sent a malformed message ({e})") from None
     if used != set(arrays):
@@ -223,8 +224,6 @@ _ANSWERS = {
 
 
 def _run_hook(cls, ref: str, op: str, args: list) -> list:
-    from .market import check_params
-
     if op == "initialize":
         params, init_params, num_clients = args
         obj = cls(**check_params(cls, ref, params))
@@ -251,9 +250,6 @@ def _run_hook(cls, ref: str, op: str, args: list) -> list:
 
 
 def _answer(request: dict, loaded: dict) -> bytes:
-    from .market import MarketCodeError, load_strategy
-    from .registry import ParameterError
-
     ref, op = request["ref"], request["op"]
     encoder = Encoder(ref)
     try:
@@ -468,7 +464,7 @@ def call_host(source: str, sha256: str, ref: str, op: str, args: list) -> list:
                 f"(exit code {host.proc.returncode}){why}"
             ) from None
         except BaseException as e:
-            if type(e).__name__ != "MarketCodeError" or not host.loaded:
+            if not isinstance(e, MarketCodeError) or not host.loaded:
                 _drop(host)  # a failed load, or an error of ours: do not reuse it
             raise
     if not isinstance(answer, list) or len(answer) != len(_ANSWERS[op]):
