@@ -413,6 +413,11 @@ class DatasetStore:
         return [version]
 
     # ownership
+    def make_tenant_dirs(self, slug: str, folder: Path) -> Path:
+        """Create ``folder`` below ``slug``'s folder (a bought dataset's copy, say), each
+        level 0700 and owned by the tenant's account when fedhub runs as root."""
+        return self._make_dirs(folder, self._owner(slug))
+
     def _owner(self, slug: str):
         """The tenant's account (made if missing) when root, else None (files stay ours)."""
         if not accounts.can_isolate():

@@ -142,6 +142,24 @@ def client_sizes(data: TenantData) -> list[int]:
     return [len(c["y"]) for c in data.clients]
 
 
+def sized(
+    executor, folder: str, *, ref: str, schema, partition, num_clients: int, seed: int
+) -> TenantData:
+    """The :class:`TenantData` of the arrays in ``folder`` (their ``schema``: features and
+    classes), its clients' sizes counted on ``executor``, the tenant's own workers: the only
+    place its rows are read."""
+    data = TenantData(
+        str(folder),
+        ref=ref,
+        num_clients=num_clients,
+        num_features=schema.num_features,
+        num_classes=schema.num_classes,
+        partition=partition,
+        seed=seed,
+    )
+    return data.with_sizes(executor.submit(client_sizes, data).result(timeout=300))
+
+
 def evaluate_on_worker(data: TenantData, model_factory, params: np.ndarray) -> tuple[float, float]:
     """Worker task: loss and accuracy of ``params`` on the tenant's own test split."""
     from .training import FlatModel, evaluate

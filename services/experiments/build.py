@@ -120,19 +120,13 @@ def tenant_data(spec: ExperimentSpec, tenant: str, executor, store):
     and schema from the store, its clients' sizes counted on the tenant's worker (the only
     place its rows are read)."""
     from fedhub.datasets import DatasetRef
-    from fedhub.fl.tenant_data import TenantData, client_sizes
+    from fedhub.fl.tenant_data import sized
 
     ref = DatasetRef.parse(spec.dataset)
     folder, version = store.resolve(tenant, ref)
-    schema = store.schema(tenant, ref.name, version)
     partition = {"name": spec.partition, **spec.partition_params} if spec.partition else None
-    data = TenantData(
-        str(folder),
-        ref=str(DatasetRef(ref.name, version)),
-        num_clients=spec.clients,
-        num_features=schema.num_features,
-        num_classes=schema.num_classes,
-        partition=partition,
-        seed=spec.seed,
-    )
-    return data.with_sizes(executor.submit(client_sizes, data).result(timeout=300))
+    return sized(
+        executor, folder, ref=str(DatasetRef(ref.name, version)),
+        schema=store.schema(tenant, ref.name, version), partition=partition,
+        num_clients=spec.clients, seed=spec.seed,
+    )  # fmt: skip

@@ -50,13 +50,13 @@ def market_data(spec, tenant: str, executor, asset: dict[str, Any], store: Datas
     as a :class:`~fedhub.fl.tenant_data.TenantData` on ``executor`` (the tenant's own
     workers), split with the spec's ``partition`` or else the version's default one."""
     from fedhub.datasets import Schema
-    from fedhub.fl.tenant_data import TenantData, client_sizes
+    from fedhub.fl.tenant_data import sized
 
     ref = f"market/{asset['asset']}@{asset['version']}"
     published = asset.get("schema") or {}
     folder = asset_dir(store, tenant, asset["asset"]) / asset["sha256"]
     if not (folder / MANIFEST).is_file():  # first use of this version by this tenant
-        store._make_dirs(folder.parent, store._owner(tenant))
+        store.make_tenant_dirs(tenant, folder.parent)
         content = asset["content"]
     else:
         content = None  # already there: the bytes need not travel again
@@ -74,16 +74,8 @@ def market_data(spec, tenant: str, executor, asset: dict[str, Any], store: Datas
         partition = {"name": spec.partition, **spec.partition_params}
     else:
         partition = published.get("partition")
-    data = TenantData(
-        str(folder),
-        ref=ref,
-        num_clients=spec.clients,
-        num_features=schema.num_features,
-        num_classes=schema.num_classes,
-        partition=partition,
-        seed=spec.seed,
-    )
-    return data.with_sizes(executor.submit(client_sizes, data).result(timeout=300))
+    return sized(executor, folder, ref=ref, schema=schema, partition=partition,
+                 num_clients=spec.clients, seed=spec.seed)  # fmt: skip
 
 
 def materialise(
