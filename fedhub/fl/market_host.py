@@ -24,12 +24,14 @@ Anything else is a :class:`~fedhub.fl.market_source.MarketCodeError` naming the 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import resource
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -50,6 +52,7 @@ MAX_HEADER = 256 << 20
 MAX_BLOB = 16 << 30
 _NUMBERS = "biuf"
 _TAGS = ("tuple", "dict", "array", "client_result")
+_FOLDER_PREFIX = "fedhub-market-host-"
 
 #: Dask config keys (set them on the workers, e.g. ``DASK_FEDHUB__MARKET_HOST__HOOK_TIMEOUT``)
 TIMEOUT_KEY = "fedhub.market-host.hook-timeout"
@@ -273,6 +276,7 @@ def main() -> None:
     """Serve requests on the pipes until EOF. The protocol keeps the original standard
     input and output; the asset's ``print`` goes to standard error, ``input`` reads EOF."""
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    folder = os.getcwd()  # the worker made it for this host alone: removed when it ends
     if limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     pipe_in = os.fdopen(os.dup(0), "rb")
@@ -283,10 +287,17 @@ def main() -> None:
     os.close(devnull)
     parent = os.getppid()
 
+    def leave(code: int, *_) -> None:
+        if os.path.basename(folder).startswith(_FOLDER_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+        os._exit(code)
+
     def orphaned() -> None:  # a hook still running when its worker died
         while os.getppid() == parent:
             time.sleep(1.0)
-        os._exit(3)
+        leave(3)
+
+    signal.signal(signal.SIGTERM, functools.partial(leave, 0))  # a worker's tree stopped
 
     threading.Thread(target=orphaned, daemon=True).start()
     loaded: dict = {}
@@ -294,6 +305,7 @@ def main() -> None:
         request = decode(*frame, ref="the strategy host")
         pipe_out.write(_answer(request, loaded))
         pipe_out.flush()
+    leave(0)
 
 
 # ------------------------------------------------------------------ the worker's side
@@ -309,7 +321,7 @@ class StrategyHost:
     def __init__(self, sha256: str, *, address_space: int) -> None:
         self.sha256 = sha256
         self.lock = threading.Lock()
-        self.folder = tempfile.mkdtemp(prefix="fedhub-market-host-")  # 0700
+        self.folder = tempfile.mkdtemp(prefix=_FOLDER_PREFIX)  # 0700
         env = {
             k: v
             for k, v in os.environ.items()
@@ -479,10 +491,10 @@ def _drop(host: StrategyHost) -> None:
     host.close()
 
 
-def host_pids() -> list[int]:
-    """Process ids of this worker's live hosts (for tests and operators)."""
+def host_pids(sha256: str | None = None) -> list[int]:
+    """Process ids of this worker's live hosts (of one source, if given)."""
     with _HOSTS_LOCK:
-        return [h.proc.pid for h in _HOSTS.values() if h.alive()]
+        return [h.proc.pid for h in _HOSTS.values() if h.alive() and sha256 in (None, h.sha256)]
 
 
 if __name__ == "__main__":

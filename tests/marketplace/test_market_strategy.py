@@ -185,10 +185,10 @@ def test_hooks_run_in_a_host_process_whose_parent_is_the_worker(client):
 
 
 def test_a_host_killed_between_rounds_is_restarted_and_the_run_is_unchanged(client):
-    def kill_hosts() -> list[int]:
+    def kill_hosts(digest: str) -> list[int]:
         from fedhub.fl.market_host import host_pids
 
-        pids = host_pids()
+        pids = host_pids(digest)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -202,7 +202,7 @@ def test_a_host_killed_between_rounds_is_restarted_and_the_run_is_unchanged(clie
 
     def after_round(record: dict) -> None:
         if record["round"] == 1:
-            killed.extend(p for pids in client.run(kill_hosts).values() for p in pids)
+            killed.extend(p for pids in client.run(kill_hosts, sha(WHERE)).values() for p in pids)
 
     local = experiment(fl.strategies.get("fedprox", mu=0.5)).run(client=client, progress=None)
     remote = RemoteStrategy("market/w@1", WHERE, sha(WHERE), {"mu": 0.5}, executor=client)
@@ -323,6 +323,9 @@ STRATEGY = Slow
             assert market_host.host_pids() == [] and not psutil.pid_exists(first[0])
             metrics = market_host.call_host(slow, sha(slow), ref, "evaluate", [state, 3, params])
             assert metrics[0] == {"round": 3} and market_host.host_pids() != first
+        host = market_host._HOSTS[sha(slow)]  # its worker closes the pipe (or dies): it ends
+        host.proc.stdin.close()
+        assert host.proc.wait(timeout=30) == 0 and not os.path.exists(host.folder)
     finally:
         for host in list(market_host._HOSTS.values()):
             market_host._drop(host)
