@@ -10,7 +10,8 @@ token); no file descriptors but its standard ones (standard input and output are
 protocol pipes, standard error a log file in its folder); and a limit on its address
 space (``RLIMIT_AS``: the Dask config ``fedhub.market-host.address-space``, default the
 worker's memory limit, at least 1 GiB). It stops when its standard input reaches EOF (the
-worker closed it or died), or when its parent process changes.
+worker closed it or died), or on SIGTERM, which the kernel sends when the worker's thread
+that started it ends (``PR_SET_PDEATHSIG``), and removes its folder.
 
 The pipe protocol carries plain data only and is decoded without pickle on both sides:
 each message is a fixed frame (``FHM1``, header length, blob length), a JSON header and one
@@ -24,6 +25,7 @@ Anything else is a :class:`~fedhub.fl.market_source.MarketCodeError` naming the 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import json
@@ -67,10 +69,6 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 _PASSED_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_")
 
 
-def _error(message: str) -> MarketCodeError:
-    return MarketCodeError(message)
-
-
 # ------------------------------------------------------------------ the codec
 
 
@@ -91,7 +89,9 @@ class Encoder:
             return v.item()
         if isinstance(v, np.ndarray):
             if v.dtype.kind not in _NUMBERS:
-                raise _error(f"{self.ref}: {where} is an array of {v.dtype}, not of numbers")
+                raise MarketCodeError(
+                    f"{self.ref}: {where} is an array of {v.dtype}, not of numbers"
+                )
             name = f"a{len(self.arrays)}"
             self.arrays[name] = v
             return {"array": name}
@@ -106,7 +106,7 @@ class Encoder:
                              for k, x in v.items()]}  # fmt: skip
         if type(v) is ClientResult:
             return {"client_result": self.value(dict(vars(v)), where)}
-        raise _error(
+        raise MarketCodeError(
             f"{self.ref}: {where} is a {type(v).__name__}; a strategy's state, extras and "
             "metrics must be numbers, strings, lists, dicts or numeric arrays"
         )
@@ -116,7 +116,7 @@ class Encoder:
             return int(k)
         if type(k) in (str, int):
             return k
-        raise _error(f"{self.ref}: {where} has a key of type {type(k).__name__}")
+        raise MarketCodeError(f"{self.ref}: {where} has a key of type {type(k).__name__}")
 
     def message(self, doc: Any) -> bytes:
         header = json.dumps(doc, separators=(",", ":")).encode()
@@ -147,9 +147,9 @@ def decode(header: bytes, blob: bytes, ref: str) -> Any:
     except Exception as e:  # noqa: BLE001 - whatever the bytes were, they are refused
         if isinstance(e, MarketCodeError):
             raise
-        raise _error(f"{ref}: the strategy host sent a malformed message ({e})") from None
+        raise MarketCodeError(f"{ref}: the strategy host sent a malformed message ({e})") from None
     if used != set(arrays):
-        raise _error(f"{ref}: the strategy host sent arrays its message does not use")
+        raise MarketCodeError(f"{ref}: the strategy host sent arrays its message does not use")
     return value
 
 
@@ -285,21 +285,16 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     os.close(devnull)
-    parent = os.getppid()
 
     def leave(code: int, *_) -> None:
         if os.path.basename(folder).startswith(_FOLDER_PREFIX):
             shutil.rmtree(folder, ignore_errors=True)
         os._exit(code)
 
-    def orphaned() -> None:  # a hook still running when its worker died
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        leave(3)
-
-    signal.signal(signal.SIGTERM, functools.partial(leave, 0))  # a worker's tree stopped
-
-    threading.Thread(target=orphaned, daemon=True).start()
+    # SIGTERM when the worker's thread that started it ends (a hook still running when its
+    # worker died; an idle host reads EOF instead): no thread of our own watches for that
+    signal.signal(signal.SIGTERM, functools.partial(leave, 0))
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     loaded: dict = {}
     while (frame := _read_frame(pipe_in)) is not None:
         request = decode(*frame, ref="the strategy host")
@@ -363,7 +358,7 @@ class StrategyHost:
             return answer["ok"]
         if isinstance(answer, dict) and set(answer) == {"error"}:
             message = str(answer["error"])[:4000]
-            raise _error(message if message.startswith(f"{ref}:") else f"{ref}: {message}")
+            raise MarketCodeError(message if message.startswith(f"{ref}:") else f"{ref}: {message}")
         raise HostFailed("answered outside the protocol")
 
     def _write(self, data: bytes, deadline: float) -> None:
@@ -469,9 +464,11 @@ def call_host(source: str, sha256: str, ref: str, op: str, args: list) -> list:
             if str(e) == "timeout":
                 if not host.loaded:
                     hook, timeout = "loading the source", max(timeout, STARTUP_TIMEOUT)
-                raise _error(f"{ref}: {hook} did not finish in time ({timeout:g} s)") from None
+                raise MarketCodeError(
+                    f"{ref}: {hook} did not finish in time ({timeout:g} s)"
+                ) from None
             why = f"; its last words: {words}" if words else ""
-            raise _error(
+            raise MarketCodeError(
                 f"{ref}: the strategy host {e} during {hook} "
                 f"(exit code {host.proc.returncode}){why}"
             ) from None
@@ -480,7 +477,7 @@ def call_host(source: str, sha256: str, ref: str, op: str, args: list) -> list:
                 _drop(host)  # a failed load, or an error of ours: do not reuse it
             raise
     if not isinstance(answer, list) or len(answer) != len(_ANSWERS[op]):
-        raise _error(f"{ref}: the strategy host answered {op} outside the protocol")
+        raise MarketCodeError(f"{ref}: the strategy host answered {op} outside the protocol")
     return answer
 
 

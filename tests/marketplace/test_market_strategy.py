@@ -192,8 +192,10 @@ def test_a_host_killed_between_rounds_is_restarted_and_the_run_is_unchanged(clie
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        for pid in pids:  # dead (a zombie until the next call reaps it)
-            while open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+        for pid in pids:  # dead: a zombie, all its threads gone, until the next call reaps it
+            while open(f"/proc/{pid}/stat").read().split()[2] != "Z" or os.listdir(
+                f"/proc/{pid}/task"
+            ) != [str(pid)]:
                 assert time.monotonic() < deadline, f"host {pid} still running"
                 time.sleep(0.01)
         return pids
