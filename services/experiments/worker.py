@@ -10,6 +10,10 @@ worker role, given as one JSON line on standard input (never in a file, an argum
 environment, where other processes could read them). Everything it computes on arrives over
 that TLS connection (``client.scatter`` and tasks).
 
+Neither this process nor the worker process it spawns is dumpable (:mod:`.worker_guard`):
+other processes of the same account (a tenant's marketplace strategy host) cannot ptrace
+them or read their memory, where the TLS credentials are.
+
 Standard input stays open as a lifeline: when the service closes it, or dies, this process
 closes its Nanny (which ends the worker process) and removes its scratch directory.
 """
@@ -26,11 +30,17 @@ import sys
 import tempfile
 import threading
 
+#: Dask preload of every worker process this Nanny starts (before any configured one)
+GUARD = "fedhub.services.experiments.worker_guard"
+
 #: Only the health check on the worker's HTTP endpoint (it listens on 127.0.0.1, random port).
 HTTP_ROUTES = ["distributed.http.health"]
 
 
 def main() -> None:
+    from .worker_guard import forbid_dumps
+
+    forbid_dumps()  # before the credentials are read
     settings = json.loads(sys.stdin.readline())
     # a private (0700) scratch dir of our own, outside the hub's state dir
     scratch = tempfile.mkdtemp(prefix="fedhub-worker-", dir=settings.get("scratch_parent") or None)
@@ -77,7 +87,7 @@ async def _serve(settings: dict, scratch: str) -> None:
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
             local_directory=scratch,
-            preload=settings.get("preload") or [],
+            preload=[GUARD, *(settings.get("preload") or [])],
         ) as nanny:
             finished = asyncio.ensure_future(nanny.finished())
             gone = asyncio.ensure_future(service_gone.wait())

@@ -29,7 +29,8 @@ def t(hub) -> dict[str, str]:
 
 
 #: a FedProx variant: the server moves only ``server_lr`` of the way to the clients' average
-#: (its evaluate reports the Unix account its hooks ran as)
+#: (its evaluate reports the Unix account its hooks ran as, and what it could read of its parent,
+#: the Dask worker process)
 VARIANT = b"""import os
 
 from fedhub.fl.registry import Param
@@ -47,7 +48,25 @@ class DampedFedProx(FedProx):
         return params + self.server_lr * (self.average(results) - params)
 
     def evaluate(self, rnd, params):
-        return {"uid": os.getuid()}
+        seen = {"uid": os.getuid()}
+        parent = f"/proc/{os.getppid()}"  # the Dask worker process that started this host
+        for name in ("mem", "environ"):
+            try:
+                with open(f"{parent}/{name}", "rb"):
+                    seen[name] = "opened"
+            except OSError as e:
+                seen[name] = type(e).__name__
+        with open(f"{parent}/status") as f:  # the worker's own name and uid, world-readable
+            status = dict(line.split(":", 1) for line in f)
+        seen["parent"] = status["Name"].strip()
+        seen["parent_uid"] = int(status["Uid"].split()[0])
+        seen["proc_owner"] = os.stat(f"{parent}/status").st_uid  # root's when not dumpable
+        try:  # the worker's parent: its Nanny
+            with open(f"/proc/{int(status['PPid'])}/environ", "rb"):
+                seen["nanny_environ"] = "opened"
+        except OSError as e:
+            seen["nanny_environ"] = type(e).__name__
+        return seen
 """
 
 
@@ -103,6 +122,12 @@ def test_must_show_1_a_bought_strategy_runs_and_both_amounts_are_exact(hub, t):
     # its hooks ran on globex's own workers, as globex's account, not in the service
     account = pwd.getpwnam(accounts.tenant_account("globex")).pw_uid
     assert [m["uid"] for m in done["metrics"]] == [account, account] and account != os.getuid()
+    # ... and could not read the memory or environment of its worker (nor its Nanny's), nor
+    # ptrace it: the worker (of the same account) is not dumpable, so its /proc files are root's
+    for seen in done["metrics"]:
+        refused = (seen["mem"], seen["environ"], seen["nanny_environ"])
+        assert refused == ("PermissionError",) * 3, seen
+        assert (seen["parent_uid"], seen["proc_owner"]) == (account, 0), [done["metrics"]]
     refused = wait_for(lambda: finished(bad), 120, 0.5, "the run with an undeclared parameter")
     assert refused["status"] == "failed" and "strategy_params.lr: unknown" in refused["error"]
 
