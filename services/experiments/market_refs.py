@@ -1,5 +1,5 @@
-"""Marketplace assets named in an experiment spec: the licence checked at every submission
-and again at the start of every attempt of the run, the use metered and audited.
+"""Marketplace assets named in an experiment spec: the licence checked at every submission,
+at the start of every attempt of the run and between its rounds, the use metered and audited.
 
 A spec may name ``strategy``, ``model``, ``dataset`` or ``init_weights`` as
 ``market/<slug>@<version>``. Each is checked with the marketplace
@@ -19,7 +19,9 @@ At the start of every attempt (:func:`start_use`) the scheduler calls
 :meth:`~fedhub.marketplace.store.MarketStore.use`: a licence refunded or revoked while the
 run waited cancels it with reason ``not_entitled`` (and deletes the tenant's copy of a
 licensed dataset); otherwise the use is metered (one per run) and audited, and the
-licensed source becomes the run's :class:`RemoteStrategy`.
+licensed source becomes the run's :class:`RemoteStrategy`. Between two rounds
+(:func:`licence_lost`) the licences are checked again, without metering: one lost since the
+run started stops it after the current round, cancelled with reason ``not_entitled``.
 """
 
 from __future__ import annotations
@@ -100,15 +102,10 @@ def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[st
     ``content``, ``sha256``, ...) after :meth:`MarketStore.use` recorded this attempt's
     use; empty for a spec naming none. Raises
     :class:`~fedhub.marketplace.errors.NotEntitled` when a licence is gone."""
-    refs = {"strategy": spec.strategy if is_market(spec) else None}
-    refs["init_weights"] = spec.init_weights
-    refs["dataset"] = spec.dataset if is_market_dataset(spec) else None
     context = {"experiment": exp_id}
     market = _store(db_url)
     used = {}
-    for field, ref in refs.items():
-        if not ref:
-            continue
+    for field, ref in _refs(spec).items():
         try:
             used[field] = market.use(tenant, user, ref, context=context)
         except NotEntitled:
@@ -116,6 +113,33 @@ def start_use(db_url: str, tenant: str, user: str, exp_id: str, spec) -> dict[st
                 _forget_unless_held(market, tenant, ref)
             raise
     return used
+
+
+def licence_lost(db_url: str, tenant: str, user: str, spec) -> str | None:
+    """Between two rounds of a run: ``"not_entitled: <message>"`` when a licence the run
+    uses was revoked or refunded since it started (the run then stops after the current
+    round), else None. A check only: the run's use is already recorded. The tenant's copy
+    of a licensed dataset is left to the next refused use, which deletes it."""
+    refs = _refs(spec)
+    if not refs:
+        return None
+    market = _store(db_url)
+    try:
+        for ref in refs.values():
+            market.check_entitlement(tenant, user, ref)
+    except NotEntitled as e:
+        return f"{e.code}: {e.message}"
+    return None
+
+
+def _refs(spec) -> dict[str, str]:
+    """``{field: ref}`` of the marketplace assets a parsed spec uses."""
+    refs = {
+        "strategy": spec.strategy if is_market(spec) else None,
+        "init_weights": spec.init_weights,
+        "dataset": spec.dataset if is_market_dataset(spec) else None,
+    }
+    return {field: ref for field, ref in refs.items() if ref}
 
 
 def _forget_unless_held(market: MarketStore, tenant: str, ref: str) -> None:

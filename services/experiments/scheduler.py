@@ -370,11 +370,12 @@ class ExperimentScheduler(LoggingConfigurable):
             self._record_round(exp_id, tenant, username, record)  # metered first
             if self._stopping.is_set():
                 raise _ServiceStopping
-            if int(record["round"]) < spec.rounds:  # before the next round: budget left?
+            if int(record["round"]) < spec.rounds:  # before the next round: budget, licences?
                 try:
                     spent = self._client_hours_refusal(tenant, *self._tier(tenant))
                 except FedhubError:  # tenant removed, tier gone: the standing check says why
                     spent = None
+                spent = spent or market_refs.licence_lost(self.db_url, tenant, username, spec)
                 if spent is not None:
                     self.log.info("experiment %s: %s", exp_id, spent)
                     self._stop(exp_id, spent)

@@ -394,6 +394,47 @@ def test_each_use_is_metered_once_per_run_and_a_refund_cancels_the_queued_run(
         assert ref in run.error
 
 
+def test_a_licence_revoked_while_the_run_runs_stops_it_after_the_round(
+    market, client, tmp_path, monkeypatch
+):
+    """Between rounds the scheduler checks the run's licences again: revoked after round 1
+    of 3, the run ends cancelled with not_entitled after that round (on a real LocalCluster,
+    the scheduler's own run path)."""
+    from fedhub import db
+    from fedhub.db import rls
+    from fedhub.services.experiments.models import ExperimentRun
+    from fedhub.services.experiments.scheduler import ExperimentScheduler
+    from fedhub.services.experiments.tenant_workers import TenantExecutor
+    from tests.marketplace.conftest import ADMIN, GLOBEX_ADMIN, listed
+
+    monkeypatch.setenv("FEDHUB_EVENTS_SPOOL", str(tmp_path / "spool"))
+    ref = "market/fedprox-variant@1.0.0"
+    listed(market)
+    market.purchase(GLOBEX_ADMIN, "fedprox-variant", "k")
+    [licence] = market.entitlements(GLOBEX_ADMIN)
+    spec = {"strategy": ref, "rounds": 3, "clients": 2, "dataset": "synthetic"}
+    with rls.platform(), db.session_scope(market.db) as s:
+        s.add(ExperimentRun(id="running1", tenant="globex", username="bob", name="", spec=spec,
+                            clients=2, rounds=3))  # fmt: skip
+    scheduler = ExperimentScheduler(market.db, lambda t: "starter", state_dir=str(tmp_path))
+    # globex's workers: the module's LocalCluster stands in for globex's own cluster
+    executor = TenantExecutor("globex", "fedhub_t_globex", client)
+    monkeypatch.setattr(scheduler.clusters, "tenant_executor", lambda tenant, tier: executor)
+    record_round = scheduler._record_round
+
+    def revoked_after_round_1(exp_id, tenant, username, record):
+        record_round(exp_id, tenant, username, record)
+        if record["round"] == 1:
+            market.revoke(ADMIN, licence["id"], "a licence breach")
+
+    monkeypatch.setattr(scheduler, "_record_round", revoked_after_round_1)
+    rls.as_platform(scheduler._run)("running1")
+    with rls.platform(), db.session_scope(market.db) as s:
+        run = s.get(ExperimentRun, "running1")
+        assert (run.status, run.rounds_done) == ("cancelled", 1), run.error
+        assert run.error.split(":")[0] == "not_entitled" and ref in run.error
+
+
 # -- init_weights: a model asset's state dict as the run's initial weights --------------------
 
 
