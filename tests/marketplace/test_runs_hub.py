@@ -273,3 +273,27 @@ def test_a_bought_dataset_trains_a_run_on_the_buyers_workers_until_revoked(hub, 
     r = hub.api("POST", exps, t["bob"], json=spec)
     assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled")
     assert not copies.exists()  # the licence is gone, so is globex's copy
+
+
+def test_a_refunded_strategy_is_refused_at_the_next_submission(hub, t):
+    """Must-show 2 on the hub: globex buys a strategy, its admin refunds it, and bob's next
+    submission naming it is 403 not_entitled (the licence ended with the refund)."""
+    slug = "refunded-prox"
+    ref = f"market/{slug}@1.0.0"
+    asset = {**ASSET, "name": "Refunded Prox", "slug": slug, "filename": "prox.py",
+             "content_base64": base64.b64encode(VARIANT).decode()}  # fmt: skip
+    assert call(hub, t["acme-admin"], "POST", "assets", json=asset).status_code == 201
+    body = {"version": "1.0.0", "decision": "approve", "note": "source read"}
+    assert call(hub, t["admin"], "POST", f"assets/{slug}/review", json=body).status_code == 200
+    key = {"Idempotency-Key": slug}
+    purchase = call(hub, t["globex-admin"], "POST", f"assets/{slug}/purchase", headers=key)
+    assert purchase.status_code == 201, purchase.text
+    exps = "/services/experiments/api/v1/experiments"
+    spec = {"strategy": ref, "rounds": 1, "clients": 2, "dataset": "synthetic"}
+    refund = f"purchases/{purchase.json()['id']}/refund"
+    assert call(hub, t["bob"], "POST", refund, json={}).status_code == 403  # not a buyer
+    r = call(hub, t["globex-admin"], "POST", refund, json={"reason": "not what we needed"})
+    assert r.status_code == 200, r.text
+    r = hub.api("POST", exps, t["bob"], json=spec)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_entitled"), r.text
+    assert ref in r.json()["error"]["message"]
