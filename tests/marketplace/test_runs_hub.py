@@ -220,7 +220,7 @@ def test_a_bought_model_is_a_runs_initial_weights(hub, t):
 
 
 def test_a_bought_dataset_trains_a_run_on_the_buyers_workers_until_revoked(hub, t):
-    """dataset: market/<slug>@<version> (HD): globex's run trains on the licensed CSV,
+    """dataset: market/<slug>@<version>: globex's run trains on the licensed CSV,
     copied into globex's store as globex's account; the revoked licence refuses the next
     submission and deletes the copy."""
     import os
