@@ -38,6 +38,8 @@ def commands(quick: bool) -> list[list[str]]:
             [py, str(HERE / "fl_federation.py"), "--quick"],
             [py, str(HERE / "rate_limit.py"), "--tenants", "50", "--requests", "300"],
             [py, str(HERE / "load.py"), "--duration", "20", "--users", "100", "--tenants", "10"],
+            [py, str(HERE / "marketplace_search.py"), "--engine", "sqlite", "--assets", "1000"],
+            [py, str(HERE / "marketplace_strategy.py"), "--pairs", "1", "--rounds", "5"],
         ]
     return [
         [py, str(HERE / "spawn_overhead.py"), "--spawns", "4"],
@@ -47,6 +49,8 @@ def commands(quick: bool) -> list[list[str]]:
         [py, str(HERE / "fl_federation.py")],
         [py, str(HERE / "rate_limit.py")],
         [py, str(HERE / "load.py")],
+        [py, str(HERE / "marketplace_search.py")],
+        [py, str(HERE / "marketplace_strategy.py")],
     ]
 
 
