@@ -446,17 +446,23 @@ class DatasetStore:
 
     @staticmethod
     def _write(path: Path, data: bytes | str, owner) -> None:
-        raw = data.encode() if isinstance(data, str) else data
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            if owner is not None:
-                os.fchown(fd, owner.pw_uid, owner.pw_gid)
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_private(path, data, owner)
+
+
+def write_private(path: str | os.PathLike, data: bytes | str, owner=None) -> None:
+    """Create ``path`` (never an existing file or a link) 0600, owned by ``owner`` (a
+    ``pwd`` entry) when given, with ``data``, synced to disk."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -34,7 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fedhub.datasets.store import ARRAYS, MANIFEST, SCHEMA, DatasetStore, check_name
+from fedhub.datasets.store import (
+    ARRAYS,
+    MANIFEST,
+    SCHEMA,
+    DatasetStore,
+    check_name,
+    write_private,
+)
 
 #: the folder of each tenant's materialised marketplace datasets, beside ``datasets/``
 MARKET_DIR = "market"
@@ -96,7 +103,7 @@ def materialise(
     staging.mkdir(mode=0o700)
     try:
         source = staging / ("source" + Path(filename).suffix.lower())
-        _write(source, content)
+        write_private(source, content)
         try:
             arrays, schema = to_arrays(source, label=label or "y")
         except DatasetError as e:
@@ -113,9 +120,9 @@ def materialise(
             "source_sha256": sha256,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _write(staging / ARRAYS, raw)
-        _write(staging / SCHEMA, json.dumps(schema.to_dict(), indent=1).encode())
-        _write(staging / MANIFEST, json.dumps(manifest, indent=1).encode())
+        write_private(staging / ARRAYS, raw)
+        write_private(staging / SCHEMA, json.dumps(schema.to_dict(), indent=1).encode())
+        write_private(staging / MANIFEST, json.dumps(manifest, indent=1).encode())
         try:
             os.rename(staging, target)
         except OSError:  # another run of the same version got there first
@@ -124,17 +131,6 @@ def materialise(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return json.loads((target / SCHEMA).read_text())
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def forget(tenant: str, slug: str, store: DatasetStore | None = None) -> bool:

@@ -10,7 +10,6 @@ import io
 import os
 import pickle
 import signal
-import time
 
 import cloudpickle
 import numpy as np
@@ -21,6 +20,7 @@ from fedhub import fl
 from fedhub.fl.market import MarketCodeError, RemoteStrategy, attach, check_params, load_strategy
 from fedhub.fl.registry import ParameterError
 from tests.fl.workers import cluster_kwargs
+from tests.harness import wait_for
 
 PROX = """
 from fedhub.fl.strategies import FedProx
@@ -191,13 +191,10 @@ def test_a_host_killed_between_rounds_is_restarted_and_the_run_is_unchanged(clie
         pids = host_pids(digest)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
         for pid in pids:  # dead: a zombie, all its threads gone, until the next call reaps it
-            while open(f"/proc/{pid}/stat").read().split()[2] != "Z" or os.listdir(
-                f"/proc/{pid}/task"
-            ) != [str(pid)]:
-                assert time.monotonic() < deadline, f"host {pid} still running"
-                time.sleep(0.01)
+            wait_for(lambda p=pid: open(f"/proc/{p}/stat").read().split()[2] == "Z"
+                     and os.listdir(f"/proc/{p}/task") == [str(p)],
+                     10, 0.01, f"host {pid} to be dead")  # fmt: skip
         return pids
 
     killed: list[int] = []
